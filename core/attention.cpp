@@ -1,0 +1,79 @@
+#include "core/attention.h"
+
+#include <cmath>
+
+#include "core/check.h"
+#include "core/workspace.h"
+
+namespace vmoe {
+
+SelfAttention::SelfAttention(Backend& be, ParamStore& store, const std::string& name, int dim,
+                             int heads)
+    : be_(&be),
+      dim_(dim),
+      heads_(heads),
+      head_dim_(dim / heads),
+      // q, k and v are each a D x D projection: xavier over (D, D), not (D, 3D).
+      qkv_(store, name + "/qkv", dim, 3 * dim, {.fan_out = dim}),
+      out_(store, name + "/out", dim, dim),
+      qkv_act_(be),
+      probs_(be),
+      context_(be) {
+  VMOE_ASSERT(dim % heads == 0);
+}
+
+void SelfAttention::forward(const float* x, int64_t images, int tokens, float* y) {
+  images_ = images;
+  tokens_ = tokens;
+  const int64_t rows = images * tokens, T = tokens, D = dim_, hd = head_dim_, H = heads_;
+  qkv_act_.resize({rows, 3 * D});
+  probs_.resize({images, H, T, T});
+  context_.resize({rows, D});
+  qkv_.forward(*be_, x, rows, qkv_act_.data());
+  const float* q = qkv_act_.data();
+  const float* k = q + D;
+  const float* v = q + 2 * D;
+  // scores[b, h] = Q_bh K_bh^T
+  be_->gemm_batched(Trans::kNo, Trans::kYes, tokens, tokens, head_dim_, 1.0f, q, 3 * dim_, k,
+                    3 * dim_, 0.0f, probs_.data(), tokens, {images, T * 3 * D, T * 3 * D, H * T * T},
+                    {H, hd, hd, T * T});
+  be_->softmax_forward(images * H * T, tokens, 1.0f / std::sqrt(static_cast<float>(hd)),
+                       probs_.data());
+  // context[b, :, h] = P_bh V_bh
+  be_->gemm_batched(Trans::kNo, Trans::kNo, tokens, head_dim_, tokens, 1.0f, probs_.data(), tokens,
+                    v, 3 * dim_, 0.0f, context_.data(), dim_, {images, H * T * T, T * 3 * D, T * D},
+                    {H, T * T, hd, hd});
+  out_.forward(*be_, context_.data(), rows, y);
+}
+
+void SelfAttention::backward(const float* x, const float* dy, float* dx, Workspace& ws) {
+  const int64_t rows = images_ * tokens_, T = tokens_, D = dim_, hd = head_dim_, H = heads_;
+  const int tokens = tokens_;
+  float* dcontext = ws.get(Scratch::kContextGrad, {rows, D});
+  float* dprobs = ws.get(Scratch::kScoresGrad, {images_, H, T, T});
+  float* dqkv = ws.get(Scratch::kQkvGrad, {rows, 3 * D});
+  out_.backward(*be_, context_.data(), dy, rows, dcontext);
+  const float* q = qkv_act_.data();
+  const float* k = q + D;
+  const float* v = q + 2 * D;
+  // dP_bh = dC_bh V_bh^T
+  be_->gemm_batched(Trans::kNo, Trans::kYes, tokens, tokens, head_dim_, 1.0f, dcontext, dim_, v,
+                    3 * dim_, 0.0f, dprobs, tokens, {images_, T * D, T * 3 * D, H * T * T},
+                    {H, hd, hd, T * T});
+  // dV_bh = P_bh^T dC_bh
+  be_->gemm_batched(Trans::kYes, Trans::kNo, tokens, head_dim_, tokens, 1.0f, probs_.data(),
+                    tokens, dcontext, dim_, 0.0f, dqkv + 2 * D, 3 * dim_,
+                    {images_, H * T * T, T * D, T * 3 * D}, {H, T * T, hd, hd});
+  be_->softmax_backward(images_ * H * T, tokens, 1.0f / std::sqrt(static_cast<float>(hd)),
+                        probs_.data(), dprobs);
+  // dQ_bh = dS_bh K_bh ; dK_bh = dS_bh^T Q_bh
+  be_->gemm_batched(Trans::kNo, Trans::kNo, tokens, head_dim_, tokens, 1.0f, dprobs, tokens, k,
+                    3 * dim_, 0.0f, dqkv, 3 * dim_, {images_, H * T * T, T * 3 * D, T * 3 * D},
+                    {H, T * T, hd, hd});
+  be_->gemm_batched(Trans::kYes, Trans::kNo, tokens, head_dim_, tokens, 1.0f, dprobs, tokens, q,
+                    3 * dim_, 0.0f, dqkv + D, 3 * dim_, {images_, H * T * T, T * 3 * D, T * 3 * D},
+                    {H, T * T, hd, hd});
+  qkv_.backward(*be_, x, dqkv, rows, dx);
+}
+
+}  // namespace vmoe

@@ -1,0 +1,37 @@
+// Multi-head self-attention with a fused q|k|v projection [D, 3D].
+//
+// Heads are never transposed into their own buffers: the head h of image b
+// is a strided view (row stride 3D) into the projection output, and the
+// batched GEMMs run over (images, heads) with two stride levels.
+#pragma once
+
+#include <string>
+
+#include "core/linear.h"
+#include "core/tensor.h"
+
+namespace vmoe {
+
+class Workspace;
+
+class SelfAttention {
+ public:
+  SelfAttention(Backend& be, ParamStore& store, const std::string& name, int dim, int heads);
+
+  // y[B*T, D] = attention(x[B*T, D]); saves q|k|v, the probabilities and the context.
+  void forward(const float* x, int64_t images, int tokens, float* y);
+  // dx = dL/dx (overwrites); parameter gradients accumulate.
+  void backward(const float* x, const float* dy, float* dx, Workspace& ws);
+
+ private:
+  Backend* be_;
+  int dim_, heads_, head_dim_;
+  Linear qkv_, out_;
+  int64_t images_ = 0;
+  int tokens_ = 0;
+  Tensor qkv_act_;  // [B*T, 3D]
+  Tensor probs_;    // [B, H, T, T]
+  Tensor context_;  // [B*T, D], heads side by side
+};
+
+}  // namespace vmoe

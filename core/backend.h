@@ -1,0 +1,119 @@
+// The backend interface: memory and every numeric op the model runs.
+//
+// Ops take raw device pointers and sizes, row-major, no ownership; layers
+// decide what to store. The CPU backend calls cblas_sgemm for every matrix
+// product; a CUDA backend implements the same calls with cuBLAS and kernels
+// built from the bodies in core/math.h. Conventions:
+//  * "accumulate" outputs (gradients) are added to, never overwritten;
+//  * row counts are int64, feature sizes int.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <string>
+
+namespace vmoe {
+
+enum class Trans : bool { kNo = false, kYes = true };
+
+// Strides (in elements) of A, B and C between consecutive matrices of one
+// batch level. Batched GEMMs have two levels (e.g. images x heads, because a
+// head's Q lives at b*T*3D + h*hd), each with its own count and strides.
+struct BatchLevel {
+  int64_t count = 1;
+  int64_t a = 0, b = 0, c = 0;
+};
+
+class Backend {
+ public:
+  virtual ~Backend() = default;
+  virtual std::string name() const = 0;
+
+  // ---- memory --------------------------------------------------------------
+  virtual void* allocate(size_t bytes) = 0;
+  virtual void deallocate(void* ptr) = 0;
+  virtual void copy_to_device(void* dst, const void* host_src, size_t bytes) = 0;
+  virtual void copy_to_host(void* host_dst, const void* src, size_t bytes) = 0;
+  virtual void copy(void* dst, const void* src, size_t bytes) = 0;
+  virtual void synchronize() {}
+
+  // ---- matrix products -----------------------------------------------------
+  // C[m,n] = alpha * op(A)[m,k] * op(B)[k,n] + beta * C (row-major).
+  virtual void gemm(Trans ta, Trans tb, int m, int n, int k, float alpha, const float* a, int lda,
+                    const float* b, int ldb, float beta, float* c, int ldc) = 0;
+  // The same GEMM for every (i, j), i < outer.count, j < inner.count, with
+  // A at a + i*outer.a + j*inner.a (likewise B, C).
+  virtual void gemm_batched(Trans ta, Trans tb, int m, int n, int k, float alpha, const float* a,
+                            int lda, const float* b, int ldb, float beta, float* c, int ldc,
+                            BatchLevel outer, BatchLevel inner) = 0;
+
+  // ---- element-wise ----------------------------------------------------------
+  virtual void fill(float* x, int64_t n, float value) = 0;
+  virtual void scale(float* x, int64_t n, float alpha) = 0;
+  // y += alpha * x
+  virtual void axpy(int64_t n, float alpha, const float* x, float* y) = 0;
+  // y[r, :] += bias
+  virtual void add_bias(int64_t rows, int cols, const float* bias, float* y) = 0;
+  // dbias += sum_r dy[r, :]
+  virtual void bias_grad(int64_t rows, int cols, const float* dy, float* dbias) = 0;
+  // a[r, :] += bias; g = gelu(a)   (a keeps the pre-activation for backward)
+  virtual void bias_gelu(int64_t rows, int cols, const float* bias, float* a, float* g) = 0;
+  // da = dg * gelu'(a)
+  virtual void gelu_backward(int64_t n, const float* a, const float* dg, float* da) = 0;
+
+  // ---- normalisation and softmax ---------------------------------------------
+  // y = (x - mean) * rstd * gamma + beta per row; saves mean and rstd [rows].
+  virtual void layernorm_forward(int64_t rows, int cols, float eps, const float* x,
+                                 const float* gamma, const float* beta, float* y, float* mean,
+                                 float* rstd) = 0;
+  // dx += ..., dgamma += ..., dbeta += ...
+  virtual void layernorm_backward(int64_t rows, int cols, const float* x, const float* gamma,
+                                  const float* mean, const float* rstd, const float* dy, float* dx,
+                                  float* dgamma, float* dbeta) = 0;
+  // x[r, :] = softmax(scale * x[r, :]) in place.
+  virtual void softmax_forward(int64_t rows, int cols, float scale, float* x) = 0;
+  // d = scale * p * (d - <p, d>) in place (d holds dL/dp on entry, dL/dlogits on exit).
+  virtual void softmax_backward(int64_t rows, int cols, float scale, const float* p, float* d) = 0;
+
+  // ---- ViT embedding and pooling -----------------------------------------------
+  // images [B, H, W, C] -> patches [B * (H/P) * (W/P), P * P * C], patch vector in (py, px, c) order.
+  virtual void patchify(int64_t batch, int height, int width, int channels, int patch,
+                        const float* images, float* patches) = 0;
+  // tokens[b, t0 + i, :] = proj[b, i, :] + bias + pos[t0 + i]; tokens[b, 0, :] = cls + pos[0]
+  // when cls is given (t0 = 1), else t0 = 0. T = tokens per image.
+  virtual void embed_tokens(int64_t batch, int patches, int dim, const float* proj,
+                            const float* bias, const float* cls, const float* pos,
+                            float* tokens) = 0;
+  // Backward of embed_tokens: dproj = dtokens rows of patches; dbias, dcls, dpos accumulate.
+  virtual void embed_tokens_backward(int64_t batch, int patches, int dim, const float* dtokens,
+                                     float* dproj, float* dbias, float* dcls, float* dpos) = 0;
+  // out[b, :] = x[b, row, :] (token pooling) or mean over rows (gap pooling).
+  virtual void pool_rows(int64_t batch, int tokens, int dim, bool mean, const float* x,
+                         float* out) = 0;
+  // dx[b, ...] += the gradient of pool_rows (the same row, or spread 1/T over all).
+  virtual void pool_rows_backward(int64_t batch, int tokens, int dim, bool mean,
+                                  const float* dout, float* dx) = 0;
+
+  // ---- losses -------------------------------------------------------------------
+  // Softmax cross-entropy per row; rows with weight 0 contribute nothing.
+  // loss[r] = w[r] * (logsumexp(z_r) - z_r[label_r]);
+  // dlogits[r] = grad_scale * w[r] * (softmax(z_r) - onehot(label_r)).
+  virtual void softmax_cross_entropy(int64_t rows, int classes, const float* logits,
+                                     const int32_t* labels, const float* weight, float grad_scale,
+                                     float* loss, float* dlogits) = 0;
+  // Sigmoid cross-entropy summed over classes, per row, against 0/1 targets [rows, classes].
+  virtual void sigmoid_cross_entropy(int64_t rows, int classes, const float* logits,
+                                     const float* targets, const float* weight, float grad_scale,
+                                     float* loss, float* dlogits) = 0;
+
+  // ---- optimisers and reductions --------------------------------------------------
+  virtual void adam_update(int64_t n, float lr, float beta1, float beta2, float eps,
+                           float weight_decay, int64_t step, const float* grad, float* param,
+                           float* m, float* v) = 0;
+  virtual void sgd_update(int64_t n, float lr, float momentum, float weight_decay,
+                          const float* grad, float* param, float* buf) = 0;
+  // sum x^2 in double precision, returned to the host.
+  virtual double sum_squares(int64_t n, const float* x) = 0;
+};
+
+}  // namespace vmoe

@@ -1,0 +1,68 @@
+// The CPU backend: OpenBLAS cblas_sgemm for every matrix product, plain
+// vectorisable loops (one thread) over the bodies in core/math.h for the rest.
+// One rank per core is the intended use; BLAS threads come from
+// OPENBLAS_NUM_THREADS.
+#pragma once
+
+#include "core/backend.h"
+
+namespace vmoe {
+
+class CpuBackend final : public Backend {
+ public:
+  std::string name() const override { return "cpu"; }
+
+  void* allocate(size_t bytes) override;
+  void deallocate(void* ptr) override;
+  void copy_to_device(void* dst, const void* src, size_t bytes) override;
+  void copy_to_host(void* dst, const void* src, size_t bytes) override;
+  void copy(void* dst, const void* src, size_t bytes) override;
+
+  void gemm(Trans ta, Trans tb, int m, int n, int k, float alpha, const float* a, int lda,
+            const float* b, int ldb, float beta, float* c, int ldc) override;
+  void gemm_batched(Trans ta, Trans tb, int m, int n, int k, float alpha, const float* a, int lda,
+                    const float* b, int ldb, float beta, float* c, int ldc, BatchLevel outer,
+                    BatchLevel inner) override;
+
+  void fill(float* x, int64_t n, float value) override;
+  void scale(float* x, int64_t n, float alpha) override;
+  void axpy(int64_t n, float alpha, const float* x, float* y) override;
+  void add_bias(int64_t rows, int cols, const float* bias, float* y) override;
+  void bias_grad(int64_t rows, int cols, const float* dy, float* dbias) override;
+  void bias_gelu(int64_t rows, int cols, const float* bias, float* a, float* g) override;
+  void gelu_backward(int64_t n, const float* a, const float* dg, float* da) override;
+
+  void layernorm_forward(int64_t rows, int cols, float eps, const float* x, const float* gamma,
+                         const float* beta, float* y, float* mean, float* rstd) override;
+  void layernorm_backward(int64_t rows, int cols, const float* x, const float* gamma,
+                          const float* mean, const float* rstd, const float* dy, float* dx,
+                          float* dgamma, float* dbeta) override;
+  void softmax_forward(int64_t rows, int cols, float scale, float* x) override;
+  void softmax_backward(int64_t rows, int cols, float scale, const float* p, float* d) override;
+
+  void patchify(int64_t batch, int height, int width, int channels, int patch,
+                const float* images, float* patches) override;
+  void embed_tokens(int64_t batch, int patches, int dim, const float* proj, const float* bias,
+                    const float* cls, const float* pos, float* tokens) override;
+  void embed_tokens_backward(int64_t batch, int patches, int dim, const float* dtokens,
+                             float* dproj, float* dbias, float* dcls, float* dpos) override;
+  void pool_rows(int64_t batch, int tokens, int dim, bool mean, const float* x,
+                 float* out) override;
+  void pool_rows_backward(int64_t batch, int tokens, int dim, bool mean, const float* dout,
+                          float* dx) override;
+
+  void softmax_cross_entropy(int64_t rows, int classes, const float* logits,
+                             const int32_t* labels, const float* weight, float grad_scale,
+                             float* loss, float* dlogits) override;
+  void sigmoid_cross_entropy(int64_t rows, int classes, const float* logits,
+                             const float* targets, const float* weight, float grad_scale,
+                             float* loss, float* dlogits) override;
+
+  void adam_update(int64_t n, float lr, float beta1, float beta2, float eps, float weight_decay,
+                   int64_t step, const float* grad, float* param, float* m, float* v) override;
+  void sgd_update(int64_t n, float lr, float momentum, float weight_decay, const float* grad,
+                  float* param, float* buf) override;
+  double sum_squares(int64_t n, const float* x) override;
+};
+
+}  // namespace vmoe

@@ -1,0 +1,64 @@
+#include "core/linear.h"
+
+namespace vmoe {
+
+Linear::Linear(ParamStore& store, const std::string& name, int in, int out, LinearInit init)
+    : store_(&store), in_(in), out_(out) {
+  ParamSpec k;
+  k.name = name + "/kernel";
+  k.shape = {in, out};
+  k.init = init.kernel;
+  k.fan_in = in;
+  k.fan_out = init.fan_out > 0 ? init.fan_out : out;
+  k.weight_decay = true;
+  kernel_ = store.add(k);
+  if (init.bias) {
+    ParamSpec b;
+    b.name = name + "/bias";
+    b.shape = {out};
+    b.init = init.bias_init;
+    b.init_value = init.bias_value;
+    bias_ = store.add(b);
+  }
+}
+
+void Linear::matmul(Backend& be, const float* x, int64_t rows, float* y) const {
+  be.gemm(Trans::kNo, Trans::kNo, static_cast<int>(rows), out_, in_, 1.0f, x, in_,
+          store_->value(kernel_), out_, 0.0f, y, out_);
+}
+
+void Linear::forward(Backend& be, const float* x, int64_t rows, float* y) const {
+  matmul(be, x, rows, y);
+  if (bias_ >= 0) be.add_bias(rows, out_, store_->value(bias_), y);
+}
+
+void Linear::backward(Backend& be, const float* x, const float* dy, int64_t rows, float* dx,
+                      bool accumulate_dx) const {
+  be.gemm(Trans::kYes, Trans::kNo, in_, out_, static_cast<int>(rows), 1.0f, x, in_, dy, out_, 1.0f,
+          store_->grad(kernel_), out_);
+  if (bias_ >= 0) be.bias_grad(rows, out_, dy, store_->grad(bias_));
+  if (dx != nullptr) {
+    be.gemm(Trans::kNo, Trans::kYes, static_cast<int>(rows), in_, out_, 1.0f, dy, out_,
+            store_->value(kernel_), out_, accumulate_dx ? 1.0f : 0.0f, dx, in_);
+  }
+}
+
+LayerNorm::LayerNorm(ParamStore& store, const std::string& name, int dim, float eps)
+    : store_(&store), dim_(dim), eps_(eps) {
+  scale_ = store.add({.name = name + "/scale", .shape = {dim}, .init = Init::kOnes});
+  bias_ = store.add({.name = name + "/bias", .shape = {dim}, .init = Init::kZeros});
+}
+
+void LayerNorm::forward(Backend& be, const float* x, int64_t rows, float* y, float* mean,
+                        float* rstd) const {
+  be.layernorm_forward(rows, dim_, eps_, x, store_->value(scale_), store_->value(bias_), y, mean,
+                       rstd);
+}
+
+void LayerNorm::backward(Backend& be, const float* x, const float* mean, const float* rstd,
+                         const float* dy, int64_t rows, float* dx) const {
+  be.layernorm_backward(rows, dim_, x, store_->value(scale_), mean, rstd, dy, dx,
+                        store_->grad(scale_), store_->grad(bias_));
+}
+
+}  // namespace vmoe

@@ -1,0 +1,63 @@
+// A dense layer y = x W + b with W stored [in, out] (Flax's kernel layout,
+// which is also the checkpoint layout).
+#pragma once
+
+#include <string>
+
+#include "core/backend.h"
+#include "core/param_store.h"
+
+namespace vmoe {
+
+struct LinearInit {
+  Init kernel = Init::kXavierUniform;
+  int64_t fan_out = 0;  // xavier fan_out if not `out` (e.g. fused q|k|v: each part is D x D)
+  bool bias = true;
+  Init bias_init = Init::kZeros;
+  float bias_value = 0.0f;
+};
+
+class Linear {
+ public:
+  Linear() = default;
+  Linear(ParamStore& store, const std::string& name, int in, int out, LinearInit init = {});
+
+  int in() const { return in_; }
+  int out() const { return out_; }
+  ParamId kernel() const { return kernel_; }
+
+  // y[rows, out] = x[rows, in] W + b
+  void forward(Backend& be, const float* x, int64_t rows, float* y) const;
+  // y = x W only, for callers that fuse the bias into the next op.
+  void matmul(Backend& be, const float* x, int64_t rows, float* y) const;
+  const float* bias_value() const { return store_->value(bias_); }
+  // dW += x^T dy; db += sum dy; dx = dy W^T (or += when accumulate_dx). dx may be null.
+  void backward(Backend& be, const float* x, const float* dy, int64_t rows, float* dx,
+                bool accumulate_dx = false) const;
+
+ private:
+  ParamStore* store_ = nullptr;
+  int in_ = 0, out_ = 0;
+  ParamId kernel_ = -1, bias_ = -1;
+};
+
+// LayerNorm over the last dimension with learned scale (ones) and bias (zeros).
+class LayerNorm {
+ public:
+  LayerNorm() = default;
+  LayerNorm(ParamStore& store, const std::string& name, int dim, float eps = 1e-6f);
+
+  // y = LN(x); saves mean and rstd [rows] for backward.
+  void forward(Backend& be, const float* x, int64_t rows, float* y, float* mean, float* rstd) const;
+  // dx += dL/dx; parameter gradients accumulate.
+  void backward(Backend& be, const float* x, const float* mean, const float* rstd, const float* dy,
+                int64_t rows, float* dx) const;
+
+ private:
+  ParamStore* store_ = nullptr;
+  int dim_ = 0;
+  float eps_ = 1e-6f;
+  ParamId scale_ = -1, bias_ = -1;
+};
+
+}  // namespace vmoe

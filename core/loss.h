@@ -1,0 +1,44 @@
+// Classification losses over a batch: softmax cross-entropy for single
+// labels, sigmoid cross-entropy summed over classes for multi-hot labels.
+// Padding rows (mask 0) contribute neither loss nor gradient.
+#pragma once
+
+#include <cstdint>
+#include <vector>
+
+#include "core/tensor.h"
+
+namespace vmoe {
+
+struct LossTargets {
+  int64_t rows = 0;
+  const int32_t* labels = nullptr;     // [rows] single-label, or
+  const uint8_t* multi_hot = nullptr;  // [rows, classes] multi-label
+  const uint8_t* mask = nullptr;       // [rows] 1 = real example; null = all real
+};
+
+class ClassificationLoss {
+ public:
+  ClassificationLoss(Backend& be, int classes, bool multi_label);
+
+  // Uploads the targets and computes per-row losses and
+  // dlogits = grad_scale * dL/dlogits. Returns the sum of the row losses.
+  double forward_backward(const float* logits, const LossTargets& targets, float grad_scale,
+                          float* dlogits);
+  // Loss sum only (evaluation); dlogits go to an internal buffer.
+  double forward(const float* logits, const LossTargets& targets);
+
+ private:
+  void upload(const LossTargets& t);
+  Backend* be_;
+  int classes_;
+  bool multi_label_;
+  std::vector<float> host_weight_, host_targets_;
+  IntTensor labels_;
+  Tensor weight_, targets_, row_loss_, scratch_;
+};
+
+// Number of rows (with mask 1) whose top-scoring class is one of their labels.
+int64_t count_correct_at_1(const float* host_logits, int classes, const LossTargets& targets);
+
+}  // namespace vmoe

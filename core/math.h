@@ -1,0 +1,103 @@
+// Scalar arithmetic shared by the CPU and CUDA backends (__host__ __device__).
+//
+// exp and erfc are written out branch-free so the CPU loops vectorise (glibc's
+// scalar expf/erff would dominate GELU and softmax) and so both backends
+// compute bit-comparable values. Accuracy: exp_fast < 2 ulp over its range;
+// erfc_fast (Numerical Recipes' Chebyshev fit, "erfcc") relative error
+// < 4e-7 + 1e-7 x^2, the x^2 term from rounding -x^2 in the exponent.
+#pragma once
+
+#include <cmath>
+#include <cstdint>
+#include <cstring>
+
+#include "core/hd.h"
+
+namespace vmoe {
+
+VMOE_HD float bits_to_float(int32_t bits) {
+  float f;
+  memcpy(&f, &bits, sizeof f);
+  return f;
+}
+
+// e^x for x in [-87.3, 88.3] (clamped outside: 0 and inf are never produced).
+VMOE_HD float exp_fast(float x) {
+  // Comparisons, not fminf/fmaxf: those are libm calls (NaN rules) that stop vectorisation.
+  x = x < -87.3f ? -87.3f : (x > 88.3f ? 88.3f : x);
+  // n = round(x / ln 2) by the 1.5*2^23 trick (vectorises, no libm call).
+  const float shifter = 12582912.0f;
+  const float n = (x * 1.44269504088896341f + shifter) - shifter;
+  float r = fmaf(n, -0.693145751953125f, x);  // Cody-Waite split of ln 2
+  r = fmaf(n, -1.428606765330187045e-06f, r);
+  float p = 1.9875691500e-4f;
+  p = fmaf(p, r, 1.3981999507e-3f);
+  p = fmaf(p, r, 8.3334519073e-3f);
+  p = fmaf(p, r, 4.1665795894e-2f);
+  p = fmaf(p, r, 1.6666665459e-1f);
+  p = fmaf(p, r, 5.0000001201e-1f);
+  p = fmaf(p, r * r, r) + 1.0f;
+  return p * bits_to_float((static_cast<int32_t>(n) + 127) << 23);
+}
+
+// Complementary error function (see the accuracy note above).
+VMOE_HD float erfc_fast(float x) {
+  const float z = fabsf(x);
+  const float t = 1.0f / fmaf(0.5f, z, 1.0f);
+  float p = 0.17087277f;
+  p = fmaf(p, t, -0.82215223f);
+  p = fmaf(p, t, 1.48851587f);
+  p = fmaf(p, t, -1.13520398f);
+  p = fmaf(p, t, 0.27886807f);
+  p = fmaf(p, t, -0.18628806f);
+  p = fmaf(p, t, 0.09678418f);
+  p = fmaf(p, t, 0.37409196f);
+  p = fmaf(p, t, 1.00002368f);
+  p = fmaf(p, t, -1.26551223f);
+  const float r = t * exp_fast(fmaf(-z, z, p));
+  return x >= 0.0f ? r : 2.0f - r;
+}
+
+// Exact (erf-based) GELU: x * Phi(x) = 0.5 x erfc(-x / sqrt 2).
+VMOE_HD float gelu(float x) { return 0.5f * x * erfc_fast(-0.70710678118654752f * x); }
+
+// d gelu / dx = Phi(x) + x phi(x).
+VMOE_HD float gelu_grad(float x) {
+  const float cdf = 0.5f * erfc_fast(-0.70710678118654752f * x);
+  const float pdf = 0.39894228040143268f * exp_fast(-0.5f * x * x);
+  return fmaf(x, pdf, cdf);
+}
+
+// Standard normal CDF, for the load-balancing loss.
+VMOE_HD float normal_cdf(float x) { return 0.5f * erfc_fast(-0.70710678118654752f * x); }
+
+VMOE_HD float sigmoid(float x) { return 1.0f / (1.0f + exp_fast(-x)); }
+
+// Numerically stable log(1 + e^x).
+VMOE_HD float softplus(float x) { return (x > 0.0f ? x : 0.0f) + log1pf(exp_fast(-fabsf(x))); }
+
+// One element of Adam with decoupled weight decay:
+//   m = b1 m + (1-b1) g;  v = b2 v + (1-b2) g^2
+//   p -= lr * (m / c1 / (sqrt(v / c2) + eps) + wd * p)
+// with c1 = 1 - b1^t and c2 = 1 - b2^t precomputed on the host.
+struct AdamParams {
+  float lr, beta1, beta2, eps, weight_decay, correction1, correction2;
+};
+VMOE_HD void adam_update(const AdamParams& a, float grad, float& param, float& m, float& v) {
+  m = fmaf(a.beta1, m, (1.0f - a.beta1) * grad);
+  v = fmaf(a.beta2, v, (1.0f - a.beta2) * grad * grad);
+  const float step = (m / a.correction1) / (sqrtf(v / a.correction2) + a.eps);
+  param -= a.lr * fmaf(a.weight_decay, param, step);
+}
+
+// One element of SGD with momentum (heavy ball) and decoupled weight decay:
+//   buf = momentum * buf + g;  p -= lr * (buf + wd * p)
+struct SgdParams {
+  float lr, momentum, weight_decay;
+};
+VMOE_HD void sgd_update(const SgdParams& s, float grad, float& param, float& buf) {
+  buf = fmaf(s.momentum, buf, grad);
+  param -= s.lr * fmaf(s.weight_decay, param, buf);
+}
+
+}  // namespace vmoe

@@ -1,0 +1,25 @@
+// The dense MLP sublayer: D -> mlp_dim -> D with exact GELU.
+#pragma once
+
+#include "core/feed_forward.h"
+#include "core/linear.h"
+#include "core/tensor.h"
+
+namespace vmoe {
+
+class Mlp final : public FeedForward {
+ public:
+  Mlp(Backend& be, ParamStore& store, const std::string& name, int dim, int hidden);
+
+  void forward(const float* x, int64_t images, int tokens, float* y, bool training) override;
+  void backward(const float* x, const float* dy, float* dx, Workspace& ws) override;
+
+ private:
+  Backend* be_;
+  Linear fc1_, fc2_;
+  int64_t rows_ = 0;
+  Tensor pre_;  // fc1 output + bias (GELU input)  [rows, hidden]
+  Tensor act_;  // GELU output                      [rows, hidden]
+};
+
+}  // namespace vmoe

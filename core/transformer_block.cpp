@@ -1,0 +1,45 @@
+#include "core/transformer_block.h"
+
+#include "core/workspace.h"
+
+namespace vmoe {
+
+TransformerBlock::TransformerBlock(Backend& be, ParamStore& store, const std::string& name,
+                                   int dim, int heads, float eps,
+                                   std::unique_ptr<FeedForward> feed_forward)
+    : be_(&be),
+      dim_(dim),
+      ln1_(store, name + "/ln1", dim, eps),
+      ln2_(store, name + "/ln2", dim, eps),
+      attention_(be, store, name + "/attention", dim, heads),
+      ff_(std::move(feed_forward)),
+      norm1_(be),
+      mean1_(be),
+      rstd1_(be),
+      mid_(be),
+      norm2_(be),
+      mean2_(be),
+      rstd2_(be) {}
+
+void TransformerBlock::forward(const float* x, int64_t images, int tokens, float* y,
+                               bool training) {
+  rows_ = images * tokens;
+  for (Tensor* t : {&norm1_, &mid_, &norm2_}) t->resize({rows_, dim_});
+  for (Tensor* t : {&mean1_, &rstd1_, &mean2_, &rstd2_}) t->resize({rows_});
+  ln1_.forward(*be_, x, rows_, norm1_.data(), mean1_.data(), rstd1_.data());
+  attention_.forward(norm1_.data(), images, tokens, mid_.data());
+  be_->axpy(rows_ * dim_, 1.0f, x, mid_.data());
+  ln2_.forward(*be_, mid_.data(), rows_, norm2_.data(), mean2_.data(), rstd2_.data());
+  ff_->forward(norm2_.data(), images, tokens, y, training);
+  be_->axpy(rows_ * dim_, 1.0f, mid_.data(), y);
+}
+
+void TransformerBlock::backward(const float* x, float* dresid, Workspace& ws) {
+  float* dnorm = ws.get(Scratch::kNormGrad, {rows_, dim_});
+  ff_->backward(norm2_.data(), dresid, dnorm, ws);
+  ln2_.backward(*be_, mid_.data(), mean2_.data(), rstd2_.data(), dnorm, rows_, dresid);
+  attention_.backward(norm1_.data(), dresid, dnorm, ws);
+  ln1_.backward(*be_, x, mean1_.data(), rstd1_.data(), dnorm, rows_, dresid);
+}
+
+}  // namespace vmoe

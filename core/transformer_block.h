@@ -1,0 +1,40 @@
+// A pre-LN transformer encoder block:
+//   mid = x + Attention(LN1(x));  y = mid + FeedForward(LN2(mid))
+#pragma once
+
+#include <memory>
+#include <string>
+
+#include "core/attention.h"
+#include "core/feed_forward.h"
+#include "core/linear.h"
+#include "core/tensor.h"
+
+namespace vmoe {
+
+class TransformerBlock {
+ public:
+  TransformerBlock(Backend& be, ParamStore& store, const std::string& name, int dim, int heads,
+                   float eps, std::unique_ptr<FeedForward> feed_forward);
+
+  // y = block(x), both [images * tokens, dim]; x must stay alive until backward.
+  void forward(const float* x, int64_t images, int tokens, float* y, bool training);
+  // dresid holds dL/dy on entry and dL/dx on exit.
+  void backward(const float* x, float* dresid, Workspace& ws);
+
+  FeedForward& feed_forward() { return *ff_; }
+  const FeedForward& feed_forward() const { return *ff_; }
+
+ private:
+  Backend* be_;
+  int dim_;
+  LayerNorm ln1_, ln2_;
+  SelfAttention attention_;
+  std::unique_ptr<FeedForward> ff_;
+  int64_t rows_ = 0;
+  Tensor norm1_, mean1_, rstd1_;  // LN1 output and statistics
+  Tensor mid_;                    // residual stream between the two halves
+  Tensor norm2_, mean2_, rstd2_;
+};
+
+}  // namespace vmoe

@@ -1,0 +1,146 @@
+#include "core/vit.h"
+
+#include "core/check.h"
+#include "core/mlp.h"
+
+namespace vmoe {
+
+void validate(const ViTConfig& c) {
+  auto positive = [](const char* flag, int64_t v) {
+    VMOE_CHECK(v > 0, "--", flag, " must be positive, got ", v);
+  };
+  positive("patch_size", c.patch_size);
+  positive("hidden_size", c.hidden_size);
+  positive("num_layers", c.num_layers);
+  positive("num_heads", c.num_heads);
+  positive("mlp_dim", c.mlp_dim);
+  VMOE_CHECK(c.image.height > 0 && c.image.width > 0 && c.image.channels > 0,
+             "images must have positive height, width and channels, got ", c.image.height, "x",
+             c.image.width, "x", c.image.channels);
+  VMOE_CHECK(c.num_classes > 0, "the dataset must have at least one class, got ", c.num_classes);
+  VMOE_CHECK(c.image.height % c.patch_size == 0 && c.image.width % c.patch_size == 0,
+             "--patch_size=", c.patch_size, " must divide the image size ", c.image.height, "x",
+             c.image.width);
+  VMOE_CHECK(c.hidden_size % c.num_heads == 0, "--hidden_size=", c.hidden_size,
+             " must be divisible by --num_heads=", c.num_heads);
+  VMOE_CHECK(c.layernorm_eps > 0.0f, "layernorm epsilon must be positive");
+}
+
+Pooling parse_pooling(const std::string& name) {
+  if (name == "token") return Pooling::kToken;
+  if (name == "gap") return Pooling::kGap;
+  fail("--classifier must be 'token' or 'gap', got '", name, "'");
+}
+
+const char* pooling_name(Pooling p) { return p == Pooling::kToken ? "token" : "gap"; }
+
+ViT::ViT(Backend& be, ParamStore& store, const ViTConfig& config,
+         const FeedForwardFactory& factory)
+    : be_(&be),
+      config_((validate(config), config)),
+      embedding_(be, store, config.image, config.patch_size, config.hidden_size,
+                 config.classifier == Pooling::kToken),
+      workspace_(be),
+      dresid_(be),
+      norm_in_(be),
+      norm_out_(be),
+      norm_mean_(be),
+      norm_rstd_(be),
+      pooled_(be),
+      dpooled_(be),
+      dnorm_(be),
+      logits_(be) {
+  const ViTConfig& c = config_;
+  for (int l = 0; l < c.num_layers; ++l) {
+    const std::string name = "encoder/block_" + std::to_string(l);
+    std::unique_ptr<FeedForward> ff;
+    if (factory) ff = factory(l, name + "/mlp", store);
+    if (!ff) ff = std::make_unique<Mlp>(be, store, name + "/mlp", c.hidden_size, c.mlp_dim);
+    blocks_.push_back(std::make_unique<TransformerBlock>(be, store, name, c.hidden_size,
+                                                         c.num_heads, c.layernorm_eps,
+                                                         std::move(ff)));
+  }
+  norm_ = LayerNorm(store, "encoder/norm", c.hidden_size, c.layernorm_eps);
+  // A zero head (as in ViT); multi-label heads start at -10 so the initial
+  // sigmoid loss is not dominated by thousands of negatives.
+  head_ = Linear(store, "head", c.hidden_size, c.num_classes,
+                 {.kernel = Init::kZeros,
+                  .bias_init = c.multi_label ? Init::kConstant : Init::kZeros,
+                  .bias_value = c.multi_label ? -10.0f : 0.0f});
+  for (int l = 0; l <= c.num_layers; ++l) resid_.emplace_back(be);
+}
+
+void ViT::forward(const float* images, int64_t batch, bool training) {
+  const ViTConfig& c = config_;
+  const int T = c.tokens(), D = c.hidden_size;
+  batch_ = batch;
+  for (Tensor& t : resid_) t.resize({batch * T, D});
+  embedding_.forward(images, batch, resid_[0].data());
+  for (int l = 0; l < c.num_layers; ++l)
+    blocks_[l]->forward(resid_[l].data(), batch, T, resid_[l + 1].data(), training);
+
+  const float* encoded = resid_.back().data();
+  pooled_.resize({batch, D});
+  if (c.classifier == Pooling::kToken) {
+    // LN(x)[:, 0] == LN(x[:, 0]): normalise only the class tokens.
+    norm_in_.resize({batch, D});
+    norm_mean_.resize({batch});
+    norm_rstd_.resize({batch});
+    be_->pool_rows(batch, T, D, /*mean=*/false, encoded, norm_in_.data());
+    norm_.forward(*be_, norm_in_.data(), batch, pooled_.data(), norm_mean_.data(),
+                  norm_rstd_.data());
+  } else {
+    norm_out_.resize({batch * T, D});
+    norm_mean_.resize({batch * T});
+    norm_rstd_.resize({batch * T});
+    norm_.forward(*be_, encoded, batch * T, norm_out_.data(), norm_mean_.data(),
+                  norm_rstd_.data());
+    be_->pool_rows(batch, T, D, /*mean=*/true, norm_out_.data(), pooled_.data());
+  }
+  logits_.resize({batch, c.num_classes});
+  head_.forward(*be_, pooled_.data(), batch, logits_.data());
+}
+
+void ViT::backward(const float* dlogits) {
+  const ViTConfig& c = config_;
+  const int T = c.tokens(), D = c.hidden_size;
+  const int64_t rows = batch_ * T;
+  dpooled_.resize({batch_, D});
+  dresid_.resize({rows, D});
+  head_.backward(*be_, pooled_.data(), dlogits, batch_, dpooled_.data());
+  be_->fill(dresid_.data(), rows * D, 0.0f);
+  if (c.classifier == Pooling::kToken) {
+    dnorm_.resize({batch_, D});
+    be_->fill(dnorm_.data(), batch_ * D, 0.0f);
+    norm_.backward(*be_, norm_in_.data(), norm_mean_.data(), norm_rstd_.data(), dpooled_.data(),
+                   batch_, dnorm_.data());
+    be_->pool_rows_backward(batch_, T, D, /*mean=*/false, dnorm_.data(), dresid_.data());
+  } else {
+    dnorm_.resize({rows, D});
+    be_->fill(dnorm_.data(), rows * D, 0.0f);
+    be_->pool_rows_backward(batch_, T, D, /*mean=*/true, dpooled_.data(), dnorm_.data());
+    norm_.backward(*be_, resid_.back().data(), norm_mean_.data(), norm_rstd_.data(),
+                   dnorm_.data(), rows, dresid_.data());
+  }
+  for (int l = c.num_layers - 1; l >= 0; --l)
+    blocks_[l]->backward(resid_[l].data(), dresid_.data(), workspace_);
+  embedding_.backward(dresid_.data());
+}
+
+double ViT::aux_loss() const {
+  double total = 0.0;
+  for (const auto& b : blocks_) total += b->feed_forward().aux_loss();
+  return total;
+}
+
+double ViT::forward_flops_per_image() const {
+  const ViTConfig& c = config_;
+  const double T = c.tokens(), D = c.hidden_size, M = c.mlp_dim;
+  const double patch_len = static_cast<double>(c.patch_size) * c.patch_size * c.image.channels;
+  const double embed = 2.0 * c.patches() * patch_len * D;
+  const double attention = 2.0 * T * D * 3 * D + 2.0 * 2.0 * T * T * D + 2.0 * T * D * D;
+  const double mlp = 2.0 * 2.0 * T * D * M;
+  return embed + c.num_layers * (attention + mlp) + 2.0 * D * c.num_classes;
+}
+
+}  // namespace vmoe

@@ -1,0 +1,56 @@
+// The Vision Transformer: patch embedding, a stack of pre-LN blocks (each
+// with a dense MLP or a sublayer from the factory, e.g. a mixture of
+// experts), a final LayerNorm, token or mean pooling, and a linear head.
+#pragma once
+
+#include <memory>
+#include <vector>
+
+#include "core/feed_forward.h"
+#include "core/linear.h"
+#include "core/patch_embedding.h"
+#include "core/tensor.h"
+#include "core/transformer_block.h"
+#include "core/vit_config.h"
+#include "core/workspace.h"
+
+namespace vmoe {
+
+class ViT {
+ public:
+  // Registers all parameters in `store` (allocate and initialise it afterwards).
+  ViT(Backend& be, ParamStore& store, const ViTConfig& config,
+      const FeedForwardFactory& factory = nullptr);
+
+  // images [batch, H, W, C] on the device, in [-1, 1].
+  void forward(const float* images, int64_t batch, bool training);
+  const float* logits() const { return logits_.data(); }       // [batch, classes]
+  const float* pre_logits() const { return pooled_.data(); }   // [batch, D]
+  // Parameter gradients accumulate from dL/dlogits [batch, classes].
+  void backward(const float* dlogits);
+
+  const ViTConfig& config() const { return config_; }
+  int num_blocks() const { return static_cast<int>(blocks_.size()); }
+  TransformerBlock& block(int i) { return *blocks_[static_cast<size_t>(i)]; }
+  // Sum of the sublayers' auxiliary losses of the last training forward.
+  double aux_loss() const;
+  // Matrix-product FLOPs of one forward pass per image (backward is twice that).
+  double forward_flops_per_image() const;
+
+ private:
+  Backend* be_;
+  ViTConfig config_;
+  PatchEmbedding embedding_;
+  std::vector<std::unique_ptr<TransformerBlock>> blocks_;
+  LayerNorm norm_;
+  Linear head_;
+  Workspace workspace_;
+  int64_t batch_ = 0;
+  std::vector<Tensor> resid_;  // resid_[l]: input of block l; resid_[L]: encoder output
+  Tensor dresid_;
+  Tensor norm_in_, norm_out_, norm_mean_, norm_rstd_;  // final LayerNorm (pooled rows for kToken)
+  Tensor pooled_, dpooled_, dnorm_;
+  Tensor logits_;
+};
+
+}  // namespace vmoe

@@ -1,0 +1,38 @@
+// The shape of a Vision Transformer. Field names are the flag names of
+// vmoe_train, so validation errors can name the flag to fix.
+#pragma once
+
+#include <cstdint>
+#include <string>
+
+#include "core/patch_embedding.h"
+
+namespace vmoe {
+
+enum class Pooling { kToken, kGap };
+
+struct ViTConfig {
+  ImageShape image;         // from the dataset
+  int patch_size = 4;
+  int hidden_size = 96;     // D
+  int num_layers = 6;
+  int num_heads = 3;
+  int mlp_dim = 384;
+  int num_classes = 10;     // from the dataset
+  Pooling classifier = Pooling::kToken;
+  bool multi_label = false; // sigmoid cross-entropy and a -10 head bias
+  float layernorm_eps = 1e-6f;
+
+  int grid_height() const { return image.height / patch_size; }
+  int grid_width() const { return image.width / patch_size; }
+  int patches() const { return grid_height() * grid_width(); }
+  int tokens() const { return patches() + (classifier == Pooling::kToken ? 1 : 0); }
+};
+
+// Throws vmoe::Error naming the flag when a size is impossible.
+void validate(const ViTConfig& c);
+
+Pooling parse_pooling(const std::string& name);  // "token" | "gap"
+const char* pooling_name(Pooling p);
+
+}  // namespace vmoe

@@ -1,0 +1,173 @@
+// The shared host/device arithmetic against libm in double precision, and
+// the backend's forward ops against naive references.
+#include <gtest/gtest.h>
+
+#include <cmath>
+
+#include "core/cpu_backend.h"
+#include "core/math.h"
+#include "core/random.h"
+#include "tests/test_util.h"
+
+namespace vmoe {
+namespace {
+
+TEST(Math, ExpFastIsWithinTwoUlp) {
+  for (float x = -87.0f; x < 88.0f; x += 0.0137f) {
+    const double ref = std::exp(static_cast<double>(x));
+    EXPECT_NEAR(exp_fast(x), ref, 2.5e-7 * ref) << x;
+  }
+  EXPECT_GT(exp_fast(-1000.0f), 0.0f);
+  EXPECT_TRUE(std::isfinite(exp_fast(1000.0f)));
+}
+
+TEST(Math, ErfcAndGeluMatchLibm) {
+  for (float x = -9.0f; x < 9.0f; x += 0.00731f) {
+    const double ref = std::erfc(static_cast<double>(x));
+    // Rounding -x^2 to float costs ~x^2 ulp in the exponent.
+    EXPECT_NEAR(erfc_fast(x), ref, (4e-7 + 1e-7 * x * x) * ref) << x;
+    const double g = 0.5 * x * std::erfc(-x / std::sqrt(2.0));
+    EXPECT_NEAR(gelu(x), g, 4e-7 * std::fabs(g) + 1e-7) << x;
+    const double h = 1e-3;
+    const double dg = (0.5 * (x + h) * std::erfc(-(x + h) / std::sqrt(2.0)) -
+                       0.5 * (x - h) * std::erfc(-(x - h) / std::sqrt(2.0))) / (2 * h);
+    EXPECT_NEAR(gelu_grad(x), dg, 2e-6) << x;
+  }
+}
+
+TEST(Math, NormalCdfSigmoidSoftplus) {
+  for (float x = -8.0f; x < 8.0f; x += 0.011f) {
+    EXPECT_NEAR(normal_cdf(x), 0.5 * std::erfc(-x / std::sqrt(2.0)), 2.5e-7);
+    EXPECT_NEAR(sigmoid(x), 1.0 / (1.0 + std::exp(-double{x})), 1e-7);
+    EXPECT_NEAR(softplus(x), std::log1p(std::exp(double{x})), 1e-6);
+  }
+}
+
+TEST(Math, AdamMatchesTheTextbookFormula) {
+  const AdamParams a{0.1f, 0.9f, 0.999f, 1e-8f, 0.01f, 1.0f - 0.9f, 1.0f - 0.999f};
+  float p = 2.0f, m = 0.0f, v = 0.0f;
+  adam_update(a, 0.5f, p, m, v);
+  // t = 1: mhat = g, vhat = g^2: step = g/|g| = 1; p -= lr * (1 + wd * p)
+  EXPECT_NEAR(p, 2.0f - 0.1f * (1.0f + 0.01f * 2.0f), 1e-6);
+  EXPECT_NEAR(m, 0.05f, 1e-7);
+  EXPECT_NEAR(v, 0.00025f, 1e-8);
+}
+
+TEST(Math, SgdMomentum) {
+  const SgdParams s{0.1f, 0.9f, 0.0f};
+  float p = 1.0f, buf = 0.0f;
+  sgd_update(s, 1.0f, p, buf);
+  sgd_update(s, 1.0f, p, buf);
+  EXPECT_NEAR(buf, 1.9f, 1e-6);
+  EXPECT_NEAR(p, 1.0f - 0.1f - 0.19f, 1e-6);
+}
+
+// ---- CPU backend forward ops against naive loops ---------------------------
+
+TEST(CpuBackend, GemmAllTransposesAndBatches) {
+  CpuBackend be;
+  const int m = 5, n = 4, k = 3;
+  const std::vector<float> a = testing::random_normal(2 * 3 * m * k, 1);
+  const std::vector<float> b = testing::random_normal(2 * 3 * k * n, 2);
+  for (Trans ta : {Trans::kNo, Trans::kYes}) {
+    for (Trans tb : {Trans::kNo, Trans::kYes}) {
+      std::vector<float> c(2 * 3 * m * n, 1.0f);
+      const int lda = ta == Trans::kNo ? k : m, ldb = tb == Trans::kNo ? n : k;
+      be.gemm_batched(ta, tb, m, n, k, 2.0f, a.data(), lda, b.data(), ldb, 0.5f, c.data(), n,
+                      {2, 3 * m * k, 3 * k * n, 3 * m * n}, {3, m * k, k * n, m * n});
+      for (int bat = 0; bat < 6; ++bat) {
+        const float* A = a.data() + bat * m * k;
+        const float* B = b.data() + bat * k * n;
+        for (int i = 0; i < m; ++i)
+          for (int j = 0; j < n; ++j) {
+            double s = 0;
+            for (int p = 0; p < k; ++p) {
+              const float av = ta == Trans::kNo ? A[i * k + p] : A[p * m + i];
+              const float bv = tb == Trans::kNo ? B[p * n + j] : B[j * k + p];
+              s += double{av} * bv;
+            }
+            EXPECT_NEAR(c[bat * m * n + i * n + j], 2.0 * s + 0.5, 1e-5);
+          }
+      }
+    }
+  }
+}
+
+TEST(CpuBackend, LayerNormAndSoftmax) {
+  CpuBackend be;
+  const int rows = 3, cols = 7;
+  const std::vector<float> x = testing::random_normal(rows * cols, 4, 3.0f);
+  const std::vector<float> g = testing::random_normal(cols, 5), bt = testing::random_normal(cols, 6);
+  std::vector<float> y(rows * cols), mean(rows), rstd(rows);
+  be.layernorm_forward(rows, cols, 1e-6f, x.data(), g.data(), bt.data(), y.data(), mean.data(),
+                       rstd.data());
+  std::vector<float> p = x;
+  be.softmax_forward(rows, cols, 0.5f, p.data());
+  for (int r = 0; r < rows; ++r) {
+    double mu = 0, var = 0, mx = -1e30, z = 0;
+    for (int c = 0; c < cols; ++c) mu += x[r * cols + c] / double(cols);
+    for (int c = 0; c < cols; ++c) var += std::pow(x[r * cols + c] - mu, 2) / cols;
+    for (int c = 0; c < cols; ++c) {
+      const double want = (x[r * cols + c] - mu) / std::sqrt(var + 1e-6) * g[c] + bt[c];
+      EXPECT_NEAR(y[r * cols + c], want, 1e-5);
+      mx = std::max(mx, double{x[r * cols + c]});
+    }
+    for (int c = 0; c < cols; ++c) z += std::exp(0.5 * (x[r * cols + c] - mx));
+    for (int c = 0; c < cols; ++c)
+      EXPECT_NEAR(p[r * cols + c], std::exp(0.5 * (x[r * cols + c] - mx)) / z, 1e-6);
+  }
+}
+
+TEST(CpuBackend, PatchifyOrder) {
+  CpuBackend be;
+  // one 4x4 image with 2 channels, patch 2: pixel value encodes (y, x, c)
+  std::vector<float> img(4 * 4 * 2);
+  for (int y = 0; y < 4; ++y)
+    for (int x = 0; x < 4; ++x)
+      for (int c = 0; c < 2; ++c) img[(y * 4 + x) * 2 + c] = 100 * y + 10 * x + c;
+  std::vector<float> patches(4 * 8);
+  be.patchify(1, 4, 4, 2, 2, img.data(), patches.data());
+  // patch (py=1, px=0) is the third; its vector is (dy, dx, c) ordered
+  const std::vector<float> want = {200, 201, 210, 211, 300, 301, 310, 311};
+  for (int i = 0; i < 8; ++i) EXPECT_EQ(patches[2 * 8 + i], want[i]);
+}
+
+TEST(CpuBackend, CrossEntropyValues) {
+  CpuBackend be;
+  const std::vector<float> z = {1.0f, 2.0f, 3.0f};
+  const int32_t label = 1;
+  const float w = 1.0f;
+  float loss, dz[3];
+  be.softmax_cross_entropy(1, 3, z.data(), &label, &w, 1.0f, &loss, dz);
+  const double lse = std::log(std::exp(1.0) + std::exp(2.0) + std::exp(3.0));
+  EXPECT_NEAR(loss, lse - 2.0, 1e-6);
+  const std::vector<float> y = {0.0f, 1.0f, 1.0f};
+  be.sigmoid_cross_entropy(1, 3, z.data(), y.data(), &w, 1.0f, &loss, dz);
+  const double want = std::log1p(std::exp(1.0)) + std::log1p(std::exp(-2.0)) + std::log1p(std::exp(-3.0));
+  EXPECT_NEAR(loss, want, 1e-6);
+}
+
+TEST(Random, PhiloxKnownAnswer) {
+  // Random123's known-answer vector for philox4x32-10 with zero counter and key.
+  const Philox4 r = philox4x32(0, 0, 0);
+  EXPECT_EQ(r.v[0], 0x6627e8d5u);
+  EXPECT_EQ(r.v[1], 0xe169c58du);
+  EXPECT_EQ(r.v[2], 0xbc57ac4cu);
+  EXPECT_EQ(r.v[3], 0x9b00dbd8u);
+}
+
+TEST(Random, NormalMoments) {
+  RandomStream rng(7, Stream::kTest);
+  double s = 0, s2 = 0;
+  const int n = 200000;
+  for (int i = 0; i < n; ++i) {
+    const double z = rng.normal();
+    s += z;
+    s2 += z * z;
+  }
+  EXPECT_NEAR(s / n, 0.0, 0.01);
+  EXPECT_NEAR(s2 / n, 1.0, 0.01);
+}
+
+}  // namespace
+}  // namespace vmoe

@@ -1,0 +1,189 @@
+// The whole ViT: gradient check on a tiny model, overfitting a tiny batch,
+// determinism and parameter layout.
+#include <gtest/gtest.h>
+
+#include "core/cpu_backend.h"
+#include "core/loss.h"
+#include "core/optimizer.h"
+#include "core/vit.h"
+#include "tests/test_util.h"
+
+namespace vmoe {
+namespace {
+
+ViTConfig tiny_config(Pooling pooling) {
+  ViTConfig c;
+  c.image = {8, 8, 2};
+  c.patch_size = 4;
+  c.hidden_size = 8;
+  c.num_layers = 2;
+  c.num_heads = 2;
+  c.mlp_dim = 16;
+  c.num_classes = 3;
+  c.classifier = pooling;
+  return c;
+}
+
+class ModelGrad : public ::testing::TestWithParam<Pooling> {};
+
+TEST_P(ModelGrad, EveryParameter) {
+  CpuBackend be;
+  ParamStore store;
+  ViT model(be, store, tiny_config(GetParam()));
+  store.allocate(be);
+  testing::randomize_parameters(store, 11, 0.3f);
+  const int64_t batch = 3;
+  const std::vector<float> images = testing::random_normal(batch * 8 * 8 * 2, 5);
+  std::vector<int32_t> labels = {2, 0, 1};
+  Tensor x(be, {batch * 8 * 8 * 2}), dlogits(be, {batch * 3});
+  x.copy_from_host(images);
+  ClassificationLoss loss(be, 3, false);
+  const LossTargets targets{batch, labels.data(), nullptr, nullptr};
+  auto objective = [&] {
+    model.forward(x.data(), batch, true);
+    return loss.forward(model.logits(), targets);
+  };
+  model.forward(x.data(), batch, true);
+  store.zero_grads();
+  loss.forward_backward(model.logits(), targets, 1.0f, dlogits.data());
+  model.backward(dlogits.data());
+  const std::vector<float> grads = store.grads().to_host();
+  std::vector<float> values = store.values().to_host();
+  testing::GradCheck check;
+  check.samples = 12;
+  for (ParamId id = 0; id < store.count(); ++id) {
+    const int64_t off = store.offset(id), n = store.numel(id);
+    std::vector<float> view(values.begin() + off, values.begin() + off + n);
+    std::vector<float> g(grads.begin() + off, grads.begin() + off + n);
+    check.run(store.spec(id).name, view, g,
+              [&] { be.copy_to_device(store.value(id), view.data(), n * sizeof(float)); },
+              objective);
+  }
+}
+INSTANTIATE_TEST_SUITE_P(Pooling, ModelGrad, ::testing::Values(Pooling::kToken, Pooling::kGap));
+
+TEST(Model, OverfitsATinyBatch) {
+  CpuBackend be;
+  ParamStore store;
+  ViTConfig c = tiny_config(Pooling::kToken);
+  c.hidden_size = 16;
+  c.mlp_dim = 32;
+  c.num_classes = 4;
+  ViT model(be, store, c);
+  store.allocate(be);
+  store.initialize(1);
+  Optimizer opt({.kind = OptimizerKind::kAdam, .grad_clip_norm = 1.0f}, store);
+  const int64_t batch = 8;
+  Tensor x(be, {batch * 8 * 8 * 2}), dlogits(be, {batch * 4});
+  x.copy_from_host(testing::random_normal(batch * 8 * 8 * 2, 9));
+  std::vector<int32_t> labels = {0, 1, 2, 3, 3, 2, 1, 0};
+  ClassificationLoss loss(be, 4, false);
+  const LossTargets t{batch, labels.data(), nullptr, nullptr};
+  double first = 0, last = 0;
+  for (int step = 0; step < 150; ++step) {
+    model.forward(x.data(), batch, true);
+    store.zero_grads();
+    const double l = loss.forward_backward(model.logits(), t, 1.0f / batch, dlogits.data()) / batch;
+    model.backward(dlogits.data());
+    clip_gradients(store, std::sqrt(be.sum_squares(store.size(), store.grads().data())), 1.0f);
+    opt.step(3e-3f);
+    if (step == 0) first = l;
+    last = l;
+  }
+  EXPECT_NEAR(first, std::log(4.0), 1e-5) << "a zero head predicts uniformly";
+  EXPECT_LT(last, 0.02);
+  std::vector<float> logits(batch * 4);
+  be.copy_to_host(logits.data(), model.logits(), logits.size() * sizeof(float));
+  EXPECT_EQ(count_correct_at_1(logits.data(), 4, t), batch);
+}
+
+TEST(Model, ForwardIsDeterministicAndBatchIndependent) {
+  // Each image's logits depend only on that image (no cross-batch leakage).
+  CpuBackend be;
+  ParamStore store;
+  ViT model(be, store, tiny_config(Pooling::kGap));
+  store.allocate(be);
+  testing::randomize_parameters(store, 3, 0.3f);
+  const std::vector<float> images = testing::random_normal(4 * 128, 2);
+  Tensor x(be, {4 * 128});
+  x.copy_from_host(images);
+  model.forward(x.data(), 4, false);
+  std::vector<float> all(12);
+  be.copy_to_host(all.data(), model.logits(), 12 * sizeof(float));
+  model.forward(x.data() + 2 * 128, 1, false);
+  std::vector<float> one(3);
+  be.copy_to_host(one.data(), model.logits(), 3 * sizeof(float));
+  for (int c = 0; c < 3; ++c) EXPECT_FLOAT_EQ(one[c], all[2 * 3 + c]);
+}
+
+TEST(Model, InitialisationFollowsViT) {
+  CpuBackend be;
+  ParamStore store;
+  ViTConfig c = tiny_config(Pooling::kToken);
+  ViT model(be, store, c);
+  store.allocate(be);
+  store.initialize(42);
+  auto host = [&](const std::string& name) {
+    const ParamId id = *store.find(name);
+    std::vector<float> v(store.numel(id));
+    be.copy_to_host(v.data(), store.value(id), v.size() * sizeof(float));
+    return v;
+  };
+  for (float v : host("head/kernel")) EXPECT_EQ(v, 0.0f);
+  for (float v : host("cls")) EXPECT_EQ(v, 0.0f);
+  for (float v : host("encoder/block_0/ln1/scale")) EXPECT_EQ(v, 1.0f);
+  const std::vector<float> qkv = host("encoder/block_1/attention/qkv/kernel");
+  const float limit = std::sqrt(6.0f / (8 + 8));  // each of q, k, v is D x D
+  float max_abs = 0;
+  for (float v : qkv) max_abs = std::max(max_abs, std::fabs(v));
+  EXPECT_LE(max_abs, limit);
+  EXPECT_GT(max_abs, 0.8f * limit);
+  const std::vector<float> pos = host("pos_embedding");
+  double sq = 0;
+  for (float v : pos) sq += v * v;
+  EXPECT_NEAR(std::sqrt(sq / pos.size()), 0.02, 0.006);
+  EXPECT_TRUE(store.spec(*store.find("head/kernel")).weight_decay);
+  EXPECT_FALSE(store.spec(*store.find("head/bias")).weight_decay);
+  EXPECT_FALSE(store.spec(*store.find("pos_embedding")).weight_decay);
+}
+
+TEST(Model, MultiLabelHeadBiasStartsAtMinusTen) {
+  CpuBackend be;
+  ParamStore store;
+  ViTConfig c = tiny_config(Pooling::kToken);
+  c.multi_label = true;
+  ViT model(be, store, c);
+  store.allocate(be);
+  store.initialize(1);
+  std::vector<float> bias(3);
+  be.copy_to_host(bias.data(), store.value(*store.find("head/bias")), 3 * sizeof(float));
+  for (float b : bias) EXPECT_EQ(b, -10.0f);
+}
+
+TEST(Model, RejectsImpossibleShapes) {
+  CpuBackend be;
+  auto expect_error = [&](ViTConfig c, const std::string& text) {
+    ParamStore store;
+    try {
+      ViT model(be, store, c);
+      ADD_FAILURE() << "expected an error mentioning " << text;
+    } catch (const Error& e) {
+      EXPECT_NE(std::string(e.what()).find(text), std::string::npos) << e.what();
+    }
+  };
+  ViTConfig c = tiny_config(Pooling::kToken);
+  c.patch_size = 3;
+  expect_error(c, "--patch_size=3 must divide the image size 8x8");
+  c = tiny_config(Pooling::kToken);
+  c.num_heads = 3;
+  expect_error(c, "--hidden_size=8 must be divisible by --num_heads=3");
+  c = tiny_config(Pooling::kToken);
+  c.num_layers = 0;
+  expect_error(c, "--num_layers must be positive, got 0");
+  c = tiny_config(Pooling::kToken);
+  c.mlp_dim = -4;
+  expect_error(c, "--mlp_dim must be positive, got -4");
+}
+
+}  // namespace
+}  // namespace vmoe

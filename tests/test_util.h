@@ -1,0 +1,74 @@
+// Helpers shared by the unit tests: random host data and central
+// finite-difference gradient checks.
+#pragma once
+
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <functional>
+#include <string>
+#include <vector>
+
+#include "core/param_store.h"
+#include "core/random.h"
+
+namespace vmoe::testing {
+
+inline std::vector<float> random_normal(size_t n, uint64_t seed, float scale = 1.0f) {
+  RandomStream rng(seed, Stream::kTest);
+  std::vector<float> v(n);
+  for (float& x : v) x = scale * rng.normal();
+  return v;
+}
+
+// Overwrites every parameter with N(0, scale^2) values (zero heads and unit
+// norms would hide gradient bugs).
+inline void randomize_parameters(ParamStore& store, uint64_t seed, float scale = 0.5f) {
+  std::vector<float> v = random_normal(static_cast<size_t>(store.size()), seed, scale);
+  store.values().copy_from_host(v);
+}
+
+// Compares analytic gradients with central differences at up to
+// `samples` coordinates of `values` (a host mirror of device data that
+// `upload` writes back). `loss` must recompute the scalar objective.
+struct GradCheck {
+  float step = 1e-2f;
+  double rtol = 2e-2, atol = 2e-3;
+  int samples = 40;
+
+  void run(const std::string& what, std::vector<float>& values,
+           const std::vector<float>& analytic, const std::function<void()>& upload,
+           const std::function<double()>& loss) const {
+    ASSERT_EQ(values.size(), analytic.size()) << what;
+    const size_t n = values.size();
+    const size_t stride = std::max<size_t>(1, n / static_cast<size_t>(samples));
+    int bad = 0;
+    for (size_t i = (n > 1 ? 1 : 0) % n; i < n; i += stride) {
+      const float saved = values[i];
+      values[i] = saved + step;
+      upload();
+      const double plus = loss();
+      values[i] = saved - step;
+      upload();
+      const double minus = loss();
+      values[i] = saved;
+      upload();
+      const double numeric = (plus - minus) / (2.0 * step);
+      const double tol = atol + rtol * std::max(std::fabs(numeric), std::fabs(double{analytic[i]}));
+      if (std::fabs(numeric - analytic[i]) > tol && bad++ < 5) {
+        ADD_FAILURE() << what << "[" << i << "]: analytic " << analytic[i] << " numeric "
+                      << numeric;
+      }
+    }
+    EXPECT_EQ(bad, 0) << what;
+  }
+};
+
+// Weighted sum of a host array: the projection used as a scalar objective.
+inline double dot(const std::vector<float>& a, const std::vector<float>& b) {
+  double s = 0.0;
+  for (size_t i = 0; i < a.size(); ++i) s += static_cast<double>(a[i]) * b[i];
+  return s;
+}
+
+}  // namespace vmoe::testing
