@@ -1,0 +1,40 @@
+// Appends one JSON object per line to <run_dir>/metrics.jsonl, flushed per
+// record so a crashed run keeps everything it logged.
+#pragma once
+
+#include <cstdio>
+#include <string>
+#include <utility>
+#include <vector>
+
+namespace vmoe {
+
+// One record under construction: {"key": value, ...} in insertion order.
+class JsonRecord {
+ public:
+  JsonRecord& add(const std::string& key, double value);
+  JsonRecord& add(const std::string& key, int64_t value);
+  JsonRecord& add(const std::string& key, const std::string& value);
+  std::string str() const;
+
+ private:
+  std::vector<std::pair<std::string, std::string>> fields_;
+};
+
+class MetricsLog {
+ public:
+  explicit MetricsLog(const std::string& path);  // appends; creates if missing
+  ~MetricsLog();
+  MetricsLog(const MetricsLog&) = delete;
+  MetricsLog& operator=(const MetricsLog&) = delete;
+  void write(const JsonRecord& record);
+
+ private:
+  std::string path_;
+  std::FILE* file_ = nullptr;
+};
+
+// Writes `text` to `path` atomically (temporary file, then rename).
+void write_file_atomically(const std::string& path, const std::string& text);
+
+}  // namespace vmoe

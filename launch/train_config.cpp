@@ -1,0 +1,159 @@
+#include "launch/train_config.h"
+
+#include <gflags/gflags.h>
+
+#include <cmath>
+#include <vector>
+
+#include "core/check.h"
+#include "datasets/dataset_info.h"
+
+// ---- data -------------------------------------------------------------------
+DEFINE_string(train_data, "", "Training set: an HDF5 file in the schema of datasets/README.md.");
+DEFINE_string(eval_data, "", "Evaluation set (same image shape and classes); empty = none.");
+DEFINE_string(run_dir, "", "Directory for metrics.jsonl, flags.txt and result.json "
+              "(default: runs/<date>-<time>).");
+DEFINE_int64(batch_size, 128, "Global training batch size (images per step, all ranks).");
+DEFINE_int64(eval_batch_size, 500, "Global evaluation batch size.");
+DEFINE_int32(augment_crop_padding, 2,
+             "Training augmentation: zero-pad by this many pixels, then random-crop back (0 = off).");
+DEFINE_bool(augment_flip, true, "Training augmentation: random horizontal flips.");
+DEFINE_int32(prefetch, 2, "Batches the loader prepares ahead on its background thread.");
+
+// ---- model ------------------------------------------------------------------
+DEFINE_int32(patch_size, 4, "Patch size P: images are cut into non-overlapping PxP patches.");
+DEFINE_int32(hidden_size, 96, "Transformer width D.");
+DEFINE_int32(num_layers, 6, "Number of transformer blocks.");
+DEFINE_int32(num_heads, 3, "Attention heads (must divide --hidden_size).");
+DEFINE_int32(mlp_dim, 384, "Hidden width of each MLP.");
+DEFINE_string(classifier, "token", "Pooling before the head: 'token' (class token) or 'gap' "
+              "(mean of the patch tokens, no class token).");
+
+// ---- optimisation -----------------------------------------------------------
+DEFINE_string(optimizer, "adam", "'adam' (decoupled weight decay) or 'sgd' (momentum).");
+DEFINE_double(learning_rate, 1e-3, "Peak learning rate, reached after the warm-up.");
+DEFINE_double(end_learning_rate, 1e-5, "Learning rate at the last step (linear/cosine decay).");
+DEFINE_int64(warmup_steps, 500, "Linear warm-up steps from 0 to --learning_rate.");
+DEFINE_string(lr_decay, "cosine", "Decay after warm-up: 'linear', 'cosine' or 'constant'.");
+DEFINE_double(weight_decay, 0.1, "Decoupled weight decay (times the learning rate), on kernels.");
+DEFINE_double(adam_beta1, 0.9, "Adam beta1.");
+DEFINE_double(adam_beta2, 0.999, "Adam beta2.");
+DEFINE_double(momentum, 0.9, "SGD momentum.");
+DEFINE_double(grad_clip_norm, 1.0, "Clip gradients to this global L2 norm (0 = off).");
+DEFINE_double(num_epochs, 10, "Training length in epochs of the training set.");
+DEFINE_int64(total_steps, 0, "Training length in steps; overrides --num_epochs when > 0.");
+DEFINE_uint64(seed, 0, "Seed of every random stream (initialisation, data order, augmentation).");
+
+// ---- logging ----------------------------------------------------------------
+DEFINE_int64(log_every, 50, "Print and log training metrics every this many steps.");
+DEFINE_int64(eval_every, 0, "Evaluate every this many steps (0 = only at the end).");
+
+namespace vmoe {
+namespace {
+
+void check_positive(const char* flag, double v) { VMOE_CHECK(v > 0, "--", flag, " must be positive, got ", v); }
+void check_non_negative(const char* flag, double v) {
+  VMOE_CHECK(v >= 0, "--", flag, " must be >= 0, got ", v);
+}
+
+}  // namespace
+
+void validate_flags() {
+  VMOE_CHECK(!FLAGS_train_data.empty(), "--train_data is required (an HDF5 file; see vmoe_import)");
+  check_positive("batch_size", static_cast<double>(FLAGS_batch_size));
+  check_positive("eval_batch_size", static_cast<double>(FLAGS_eval_batch_size));
+  check_non_negative("augment_crop_padding", FLAGS_augment_crop_padding);
+  check_positive("prefetch", FLAGS_prefetch);
+  check_positive("learning_rate", FLAGS_learning_rate);
+  check_non_negative("end_learning_rate", FLAGS_end_learning_rate);
+  check_non_negative("warmup_steps", static_cast<double>(FLAGS_warmup_steps));
+  check_non_negative("weight_decay", FLAGS_weight_decay);
+  check_non_negative("grad_clip_norm", FLAGS_grad_clip_norm);
+  VMOE_CHECK(FLAGS_adam_beta1 >= 0 && FLAGS_adam_beta1 < 1, "--adam_beta1 must be in [0, 1), got ",
+             FLAGS_adam_beta1);
+  VMOE_CHECK(FLAGS_adam_beta2 >= 0 && FLAGS_adam_beta2 < 1, "--adam_beta2 must be in [0, 1), got ",
+             FLAGS_adam_beta2);
+  VMOE_CHECK(FLAGS_momentum >= 0 && FLAGS_momentum < 1, "--momentum must be in [0, 1), got ",
+             FLAGS_momentum);
+  VMOE_CHECK(FLAGS_total_steps > 0 || FLAGS_num_epochs > 0,
+             "one of --total_steps or --num_epochs must be positive");
+  check_non_negative("total_steps", static_cast<double>(FLAGS_total_steps));
+  check_positive("log_every", static_cast<double>(FLAGS_log_every));
+  check_non_negative("eval_every", static_cast<double>(FLAGS_eval_every));
+  parse_pooling(FLAGS_classifier);
+  parse_optimizer(FLAGS_optimizer);
+  parse_decay(FLAGS_lr_decay);
+}
+
+TrainConfig train_config_from_flags(const DatasetInfo& train, const DatasetInfo* eval) {
+  validate_flags();
+  if (eval != nullptr) {
+    VMOE_CHECK(eval->height == train.height && eval->width == train.width &&
+                   eval->channels == train.channels,
+               "--eval_data ", eval->path, " has images of ", eval->height, "x", eval->width, "x",
+               eval->channels, " but --train_data ", train.path, " has ", train.height, "x",
+               train.width, "x", train.channels);
+    VMOE_CHECK(eval->num_classes == train.num_classes && eval->multi_label == train.multi_label,
+               "--eval_data ", eval->path, " has ", eval->num_classes,
+               eval->multi_label ? " multi-label" : "", " classes but --train_data ", train.path,
+               " has ", train.num_classes, train.multi_label ? " multi-label" : "");
+  }
+  VMOE_CHECK(FLAGS_batch_size <= train.size, "--batch_size=", FLAGS_batch_size,
+             " is larger than the training set ", train.path, " (", train.size, " examples)");
+  TrainConfig c;
+  ViTConfig& m = c.trainer.model;
+  m.image = {train.height, train.width, train.channels};
+  m.patch_size = FLAGS_patch_size;
+  m.hidden_size = FLAGS_hidden_size;
+  m.num_layers = FLAGS_num_layers;
+  m.num_heads = FLAGS_num_heads;
+  m.mlp_dim = FLAGS_mlp_dim;
+  m.num_classes = static_cast<int>(train.num_classes);
+  m.multi_label = train.multi_label;
+  m.classifier = parse_pooling(FLAGS_classifier);
+  validate(m);
+
+  OptimizerConfig& o = c.trainer.optimizer;
+  o.kind = parse_optimizer(FLAGS_optimizer);
+  o.beta1 = static_cast<float>(FLAGS_adam_beta1);
+  o.beta2 = static_cast<float>(FLAGS_adam_beta2);
+  o.momentum = static_cast<float>(FLAGS_momentum);
+  o.weight_decay = static_cast<float>(FLAGS_weight_decay);
+  o.grad_clip_norm = static_cast<float>(FLAGS_grad_clip_norm);
+
+  c.num_epochs = FLAGS_num_epochs;
+  c.total_steps = FLAGS_total_steps > 0
+                      ? FLAGS_total_steps
+                      : std::max<int64_t>(1, static_cast<int64_t>(std::ceil(
+                                                 FLAGS_num_epochs * train.size / FLAGS_batch_size)));
+  c.trainer.schedule = {.base = FLAGS_learning_rate,
+                        .end = FLAGS_end_learning_rate,
+                        .warmup_steps = FLAGS_warmup_steps,
+                        .total_steps = c.total_steps,
+                        .decay = parse_decay(FLAGS_lr_decay)};
+  c.trainer.seed = FLAGS_seed;
+  c.trainer.global_batch = FLAGS_batch_size;
+
+  c.train_data = FLAGS_train_data;
+  c.eval_data = FLAGS_eval_data;
+  c.run_dir = FLAGS_run_dir;
+  c.eval_batch_size = FLAGS_eval_batch_size;
+  c.crop_padding = FLAGS_augment_crop_padding;
+  c.flip = FLAGS_augment_flip;
+  c.prefetch = FLAGS_prefetch;
+  c.log_every = FLAGS_log_every;
+  c.eval_every = FLAGS_eval_every;
+  return c;
+}
+
+std::string flags_as_flagfile() {
+  // Only this file's flags: gflags' own (--flagfile, --fromenv, ...) must not be replayed.
+  std::vector<gflags::CommandLineFlagInfo> flags;
+  gflags::GetAllFlags(&flags);
+  std::string out;
+  for (const auto& f : flags)
+    if (f.filename == __FILE__) out += "--" + f.name + "=" + f.current_value + "\n";
+  return out;
+}
+
+}  // namespace vmoe

@@ -1,0 +1,35 @@
+// vmoe_train's configuration: every flag, validated, in one struct.
+// The flags are defined in train_config.cpp; `vmoe_train --help` lists them.
+#pragma once
+
+#include <cstdint>
+#include <string>
+
+#include "launch/trainer.h"
+
+namespace vmoe {
+
+struct DatasetInfo;
+
+struct TrainConfig {
+  TrainerOptions trainer;
+  std::string train_data, eval_data, run_dir;
+  int64_t eval_batch_size = 0;
+  int crop_padding = 0;
+  bool flip = false;
+  int prefetch = 2;
+  int64_t total_steps = 0;
+  double num_epochs = 0;
+  int64_t log_every = 0;
+  int64_t eval_every = 0;  // 0: evaluate only at the end
+};
+
+// Checks the flags that need no file (fails with a message naming the flag).
+void validate_flags();
+// The full configuration; shapes come from the training set's header and the
+// evaluation set must match it.
+TrainConfig train_config_from_flags(const DatasetInfo& train, const DatasetInfo* eval);
+// The flags as a flagfile (for the run directory).
+std::string flags_as_flagfile();
+
+}  // namespace vmoe
