@@ -41,19 +41,27 @@ DatasetWriter::DatasetWriter(const std::string& path, const DatasetSpec& spec)
   VMOE_CHECK(spec.num_classes > 0, path, ": num_classes must be positive, got ", spec.num_classes);
   VMOE_CHECK(static_cast<int64_t>(spec.class_names.size()) == spec.num_classes, path, ": got ",
              spec.class_names.size(), " class names for ", spec.num_classes, " classes");
-  files_ = std::make_unique<Files>();
-  files_->file = h5::File::create(partial_path_);
-  files_->images = files_->file.create_dataset<uint8_t>(
-      schema::kImages, layout_for({spec.height, spec.width, spec.channels}, 1));
-  if (spec.multi_label) {
-    files_->labels =
-        files_->file.create_dataset<uint8_t>(schema::kLabels, layout_for({spec.num_classes}, 1));
-  } else {
-    files_->labels = files_->file.create_dataset<int32_t>(schema::kLabels, layout_for({}, 4));
-  }
-  if (spec.has_superclass) {
-    files_->superclass =
-        files_->file.create_dataset<int32_t>(schema::kSuperclass, layout_for({}, 4));
+  // The destructor does not run if this throws: clean up here.
+  try {
+    files_ = std::make_unique<Files>();
+    files_->file = h5::File::create(partial_path_);
+    files_->images = files_->file.create_dataset<uint8_t>(
+        schema::kImages, layout_for({spec.height, spec.width, spec.channels}, 1));
+    if (spec.multi_label) {
+      files_->labels =
+          files_->file.create_dataset<uint8_t>(schema::kLabels, layout_for({spec.num_classes}, 1));
+    } else {
+      files_->labels = files_->file.create_dataset<int32_t>(schema::kLabels, layout_for({}, 4));
+    }
+    if (spec.has_superclass) {
+      files_->superclass =
+          files_->file.create_dataset<int32_t>(schema::kSuperclass, layout_for({}, 4));
+    }
+  } catch (...) {
+    files_.reset();
+    std::error_code ignored;
+    std::filesystem::remove(partial_path_, ignored);
+    throw;
   }
 }
 

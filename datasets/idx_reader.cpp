@@ -34,7 +34,7 @@ IdxReader::IdxReader(const std::string& path) : path_(path) {
   VMOE_CHECK(fs::exists(path, ec), path, ": no such file");
   VMOE_CHECK(!fs::is_directory(path, ec), path, ": is a directory, expected an IDX file");
   // gzopen reads plain files transparently.
-  file_ = gzopen(path.c_str(), "rb");
+  file_.reset(gzopen(path.c_str(), "rb"));
   VMOE_CHECK(file_ != nullptr, path, ": cannot open");
   uint8_t magic[4];
   VMOE_CHECK(read_bytes(magic, 4) == 4, path, ": truncated IDX header (file shorter than 4 bytes)");
@@ -58,18 +58,18 @@ IdxReader::IdxReader(const std::string& path) : path_(path) {
              " items of ", item_bytes_, " bytes, which is implausibly large");
 }
 
-IdxReader::~IdxReader() {
-  if (file_ != nullptr) gzclose(file_);
+void IdxReader::GzClose::operator()(gzFile_s* file) const {
+  gzclose(file);
 }
 
 int64_t IdxReader::read_bytes(uint8_t* out, int64_t bytes) {
   int64_t done = 0;
   while (done < bytes) {
     const unsigned piece = static_cast<unsigned>(std::min<int64_t>(bytes - done, INT_MAX / 2));
-    const int got = gzread(file_, out + done, piece);
+    const int got = gzread(file_.get(), out + done, piece);
     if (got < 0) {
       int code = 0;
-      const char* message = gzerror(file_, &code);
+      const char* message = gzerror(file_.get(), &code);
       if (code == Z_BUF_ERROR) break;  // a truncated gzip stream: reported by the caller
       fail(path_, ": read error: ", message);
     }

@@ -5,6 +5,7 @@
 #pragma once
 
 #include <cstdint>
+#include <memory>
 #include <string>
 #include <vector>
 
@@ -16,7 +17,6 @@ class IdxReader {
  public:
   // Opens `path` and validates the header.
   explicit IdxReader(const std::string& path);
-  ~IdxReader();
   IdxReader(const IdxReader&) = delete;
   IdxReader& operator=(const IdxReader&) = delete;
 
@@ -35,8 +35,12 @@ class IdxReader {
   // Reads exactly `bytes` or returns how many were read.
   int64_t read_bytes(uint8_t* out, int64_t bytes);
 
+  struct GzClose {
+    void operator()(gzFile_s* file) const;
+  };
+
   std::string path_;
-  gzFile_s* file_ = nullptr;
+  std::unique_ptr<gzFile_s, GzClose> file_;
   std::vector<int64_t> dims_;
   int64_t item_bytes_ = 1;
   int64_t items_read_ = 0;

@@ -100,18 +100,24 @@ DatasetInfo import_idx_split(const std::string& images_path, const std::string& 
   return inspect_dataset(output);
 }
 
+std::vector<std::string> require_files(const std::string& dir,
+                                       const std::vector<std::string>& files) {
+  std::vector<std::string> paths;
+  for (const std::string& file : files) {
+    const fs::path path = fs::path(dir) / file;
+    std::error_code ec;
+    VMOE_CHECK(fs::exists(path, ec), dir, ": missing ", file);
+    paths.push_back(path.string());
+  }
+  return paths;
+}
+
 DatasetInfo import_cifar_split(CifarVariant variant, const std::string& input_dir,
                                const std::vector<std::string>& files,
                                const std::vector<std::string>& class_names,
                                const std::string& output) {
   const bool cifar100 = variant == CifarVariant::kCifar100;
-  std::vector<std::string> paths;
-  for (const std::string& file : files) {
-    const fs::path path = fs::path(input_dir) / file;
-    std::error_code ec;
-    VMOE_CHECK(fs::exists(path, ec), input_dir, ": missing ", file);
-    paths.push_back(path.string());
-  }
+  const std::vector<std::string> paths = require_files(input_dir, files);
   DatasetSpec spec;
   spec.height = spec.width = kCifarSide;
   spec.channels = kCifarChannels;
@@ -160,13 +166,18 @@ std::vector<std::string> names_or_default(const fs::path& file,
 std::vector<DatasetInfo> import_fashion_mnist(const std::string& input_dir,
                                               const std::string& output_dir) {
   check_input_dir(input_dir);
+  // Find every input before converting anything.
+  const std::string train_images = find_idx(input_dir, "train-images-idx3-ubyte");
+  const std::string train_labels = find_idx(input_dir, "train-labels-idx1-ubyte");
+  const std::string test_images = find_idx(input_dir, "t10k-images-idx3-ubyte");
+  const std::string test_labels = find_idx(input_dir, "t10k-labels-idx1-ubyte");
   const fs::path out = prepare_output_dir(output_dir);
-  return {import_idx_split(find_idx(input_dir, "train-images-idx3-ubyte"),
-                           find_idx(input_dir, "train-labels-idx1-ubyte"), kFashionMnistNames,
-                           (out / "train.h5").string()),
-          import_idx_split(find_idx(input_dir, "t10k-images-idx3-ubyte"),
-                           find_idx(input_dir, "t10k-labels-idx1-ubyte"), kFashionMnistNames,
-                           (out / "test.h5").string())};
+  std::vector<DatasetInfo> infos;
+  infos.push_back(import_idx_split(train_images, train_labels, kFashionMnistNames,
+                                   (out / "train.h5").string()));
+  infos.push_back(
+      import_idx_split(test_images, test_labels, kFashionMnistNames, (out / "test.h5").string()));
+  return infos;
 }
 
 std::vector<DatasetInfo> import_cifar10(const std::string& input_dir,
@@ -177,10 +188,14 @@ std::vector<DatasetInfo> import_cifar10(const std::string& input_dir,
       names_or_default(fs::path(dir) / "batches.meta.txt", kCifar10Names);
   std::vector<std::string> train_files;
   for (int i = 1; i <= 5; ++i) train_files.push_back("data_batch_" + std::to_string(i) + ".bin");
-  return {import_cifar_split(CifarVariant::kCifar10, dir, train_files, names,
-                             (out / "train.h5").string()),
-          import_cifar_split(CifarVariant::kCifar10, dir, {"test_batch.bin"}, names,
-                             (out / "test.h5").string())};
+  require_files(dir, train_files);  // every input before converting anything
+  require_files(dir, {"test_batch.bin"});
+  std::vector<DatasetInfo> infos;
+  infos.push_back(import_cifar_split(CifarVariant::kCifar10, dir, train_files, names,
+                                     (out / "train.h5").string()));
+  infos.push_back(import_cifar_split(CifarVariant::kCifar10, dir, {"test_batch.bin"}, names,
+                                     (out / "test.h5").string()));
+  return infos;
 }
 
 std::vector<DatasetInfo> import_cifar100(const std::string& input_dir,
@@ -189,10 +204,13 @@ std::vector<DatasetInfo> import_cifar100(const std::string& input_dir,
   const fs::path out = prepare_output_dir(output_dir);
   const std::vector<std::string> names =
       names_or_default(fs::path(dir) / "fine_label_names.txt", kCifar100Names);
-  return {import_cifar_split(CifarVariant::kCifar100, dir, {"train.bin"}, names,
-                             (out / "train.h5").string()),
-          import_cifar_split(CifarVariant::kCifar100, dir, {"test.bin"}, names,
-                             (out / "test.h5").string())};
+  require_files(dir, {"train.bin", "test.bin"});  // every input before converting anything
+  std::vector<DatasetInfo> infos;
+  infos.push_back(import_cifar_split(CifarVariant::kCifar100, dir, {"train.bin"}, names,
+                                     (out / "train.h5").string()));
+  infos.push_back(import_cifar_split(CifarVariant::kCifar100, dir, {"test.bin"}, names,
+                                     (out / "test.h5").string()));
+  return infos;
 }
 
 std::vector<DatasetInfo> import_dataset(const std::string& format, const std::string& input_dir,
