@@ -8,6 +8,8 @@
 #include "core/check.h"
 #include "datasets/importer.h"
 
+DECLARE_bool(help);
+
 DEFINE_string(format, "", "Input format: fashion_mnist, cifar10 or cifar100.");
 DEFINE_string(input, "",
               "Directory with the downloaded files: the IDX files (fashion_mnist), "
@@ -18,7 +20,13 @@ int main(int argc, char** argv) {
   gflags::SetUsageMessage(
       "converts a dataset into the V-MoE HDF5 format.\n"
       "Usage: vmoe_import --format=fashion_mnist|cifar10|cifar100 --input=DIR --output=DIR");
-  gflags::ParseCommandLineFlags(&argc, &argv, true);
+  // --help lists this tool's flags only, not gflags' own.
+  gflags::ParseCommandLineNonHelpFlags(&argc, &argv, true);
+  if (FLAGS_help) {
+    gflags::ShowUsageWithFlagsRestrict(argv[0], "import_main");
+    return 0;
+  }
+  gflags::HandleCommandLineHelpFlags();  // --helpfull, --version, ...
   try {
     if (argc > 1) throw vmoe::Error(std::string("unexpected argument '") + argv[1] + "'");
     if (FLAGS_format.empty())
