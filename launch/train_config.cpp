@@ -85,8 +85,13 @@ void validate_flags() {
   parse_decay(FLAGS_lr_decay);
 }
 
-TrainConfig train_config_from_flags(const DatasetInfo& train, const DatasetInfo* eval) {
+TrainConfig train_config_from_flags() {
   validate_flags();
+  TrainConfig c;
+  c.train_info = inspect_dataset(FLAGS_train_data);
+  if (!FLAGS_eval_data.empty()) c.eval_info = inspect_dataset(FLAGS_eval_data);
+  const DatasetInfo& train = c.train_info;
+  const DatasetInfo* eval = FLAGS_eval_data.empty() ? nullptr : &c.eval_info;
   if (eval != nullptr) {
     VMOE_CHECK(eval->height == train.height && eval->width == train.width &&
                    eval->channels == train.channels,
@@ -100,7 +105,6 @@ TrainConfig train_config_from_flags(const DatasetInfo& train, const DatasetInfo*
   }
   VMOE_CHECK(FLAGS_batch_size <= train.size, "--batch_size=", FLAGS_batch_size,
              " is larger than the training set ", train.path, " (", train.size, " examples)");
-  TrainConfig c;
   ViTConfig& m = c.trainer.model;
   m.image = {train.height, train.width, train.channels};
   m.patch_size = FLAGS_patch_size;

@@ -5,15 +5,15 @@
 #include <cstdint>
 #include <string>
 
+#include "datasets/dataset_info.h"
 #include "launch/trainer.h"
 
 namespace vmoe {
 
-struct DatasetInfo;
-
 struct TrainConfig {
   TrainerOptions trainer;
   std::string train_data, eval_data, run_dir;
+  DatasetInfo train_info, eval_info;  // eval_info is empty without --eval_data
   int64_t eval_batch_size = 0;
   int crop_padding = 0;
   bool flip = false;
@@ -26,9 +26,9 @@ struct TrainConfig {
 
 // Checks the flags that need no file (fails with a message naming the flag).
 void validate_flags();
-// The full configuration; shapes come from the training set's header and the
-// evaluation set must match it.
-TrainConfig train_config_from_flags(const DatasetInfo& train, const DatasetInfo* eval);
+// The full configuration. Model shapes come from the training set's header;
+// the evaluation set must match it.
+TrainConfig train_config_from_flags();
 // The flags as a flagfile (for the run directory).
 std::string flags_as_flagfile();
 

@@ -9,7 +9,6 @@
 
 #include "core/check.h"
 #include "core/cpu_backend.h"
-#include "datasets/dataset_info.h"
 #include "datasets/loader.h"
 #include "launch/blas_kernels.h"
 #include "launch/metrics_log.h"
@@ -58,11 +57,8 @@ EvalResult evaluate(Trainer& trainer, const TrainConfig& c) {
 }
 
 int run() {
-  validate_flags();
-  const DatasetInfo train_info = inspect_dataset(FLAGS_train_data);
-  DatasetInfo eval_info;
-  if (!FLAGS_eval_data.empty()) eval_info = inspect_dataset(FLAGS_eval_data);
-  TrainConfig c = train_config_from_flags(train_info, FLAGS_eval_data.empty() ? nullptr : &eval_info);
+  TrainConfig c = train_config_from_flags();
+  const DatasetInfo& train_info = c.train_info;
   if (c.run_dir.empty()) c.run_dir = default_run_dir();
   std::filesystem::create_directories(c.run_dir);
   write_file_atomically(c.run_dir + "/flags.txt", flags_as_flagfile());

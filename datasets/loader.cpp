@@ -1,0 +1,134 @@
+#include "datasets/loader.h"
+
+#include <condition_variable>
+#include <deque>
+#include <exception>
+#include <mutex>
+#include <thread>
+
+#include "core/check.h"
+#include "datasets/batch_reader.h"
+
+namespace vmoe {
+
+struct Loader::State {
+  LoaderOptions options;
+  DatasetInfo info;
+  int64_t num_batches = 0;
+  std::unique_ptr<BatchReader> reader;
+  int64_t next_step = 0;  // next batch the consumer gets (no-thread mode) or the thread makes
+
+  // Prefetch queue, guarded by `mu`.
+  std::mutex mu;
+  std::condition_variable changed;
+  std::deque<Batch> queue;
+  bool stop = false;  // set by the destructor
+  bool done = false;  // eval: the thread made the last batch
+  std::exception_ptr error;
+  std::thread thread;
+
+  bool finished(int64_t step) const { return !options.training && step >= num_batches; }
+  void run();
+};
+
+void Loader::State::run() {
+  try {
+    for (int64_t step = next_step;; ++step) {
+      {
+        std::unique_lock<std::mutex> lock(mu);
+        changed.wait(lock,
+                     [&] { return stop || static_cast<int64_t>(queue.size()) < options.prefetch; });
+        if (stop) return;
+        if (finished(step)) {
+          done = true;
+          changed.notify_all();
+          return;
+        }
+      }
+      Batch batch;
+      reader->read(step, batch);
+      std::lock_guard<std::mutex> lock(mu);
+      queue.push_back(std::move(batch));
+      changed.notify_all();
+    }
+  } catch (...) {
+    std::lock_guard<std::mutex> lock(mu);
+    error = std::current_exception();
+    changed.notify_all();
+  }
+}
+
+Loader::Loader(const LoaderOptions& options) : state_(std::make_unique<State>()) {
+  State& s = *state_;
+  s.options = options;
+  const LoaderOptions& o = s.options;
+  VMOE_CHECK(o.batch_size > 0, "loader for ", o.path, ": batch_size must be positive, got ",
+             o.batch_size);
+  VMOE_CHECK(o.world > 0 && o.rank >= 0 && o.rank < o.world, "loader for ", o.path, ": rank ",
+             o.rank, " is not in [0, world = ", o.world, ")");
+  VMOE_CHECK(o.batch_size % o.world == 0, "loader for ", o.path, ": batch_size ", o.batch_size,
+             " is not divisible by world ", o.world, " (each rank must get the same rows)");
+  VMOE_CHECK(o.batch_size / o.world <= INT32_MAX, "loader for ", o.path, ": batch_size ",
+             o.batch_size, " is too large");
+  VMOE_CHECK(o.crop_padding >= 0, "loader for ", o.path, ": crop_padding must be >= 0, got ",
+             o.crop_padding);
+  VMOE_CHECK(o.prefetch >= 0, "loader for ", o.path, ": prefetch must be >= 0, got ", o.prefetch);
+  VMOE_CHECK(o.start_step >= 0, "loader for ", o.path, ": start_step must be >= 0, got ",
+             o.start_step);
+  s.info = inspect_dataset(o.path);
+  const int64_t n = s.info.size;
+  if (o.training) {
+    VMOE_CHECK(o.batch_size <= n, "loader for ", o.path, ": batch_size ", o.batch_size,
+               " is larger than the dataset (", n, " examples)");
+    s.num_batches = n / o.batch_size;
+  } else {
+    s.num_batches = (n + o.batch_size - 1) / o.batch_size;
+  }
+  s.reader = std::make_unique<BatchReader>(o, s.info);
+  s.next_step = o.start_step;
+  if (o.prefetch > 0) s.thread = std::thread([&s] { s.run(); });
+}
+
+Loader::~Loader() {
+  State& s = *state_;
+  {
+    std::lock_guard<std::mutex> lock(s.mu);
+    s.stop = true;
+  }
+  s.changed.notify_all();
+  if (s.thread.joinable()) s.thread.join();
+}
+
+const DatasetInfo& Loader::info() const {
+  return state_->info;
+}
+
+int64_t Loader::num_batches() const {
+  return state_->num_batches;
+}
+
+int64_t Loader::bytes_read() const {
+  return state_->reader->bytes_read();
+}
+
+bool Loader::next(Batch& out) {
+  State& s = *state_;
+  if (!s.thread.joinable()) {
+    if (s.finished(s.next_step)) return false;
+    s.reader->read(s.next_step, out);
+    ++s.next_step;
+    return true;
+  }
+  std::unique_lock<std::mutex> lock(s.mu);
+  s.changed.wait(lock, [&] { return !s.queue.empty() || s.error || s.done; });
+  if (!s.queue.empty()) {
+    out = std::move(s.queue.front());
+    s.queue.pop_front();
+    s.changed.notify_all();
+    return true;
+  }
+  if (s.error) std::rethrow_exception(s.error);
+  return false;
+}
+
+}  // namespace vmoe

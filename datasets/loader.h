@@ -1,0 +1,74 @@
+// The batch loader: reads global batches of a dataset file (one rank's share),
+// shuffled and augmented for training or sequential for evaluation, prepared
+// ahead on a background thread.
+//
+// Training results do not depend on the number of ranks: row j of rank r in
+// global batch `step` is global stream position p = step*batch_size + r*b + j
+// (b = batch_size / world). Position p holds example perm_e(p % N) of epoch
+// e = p / N, where perm_e = RandomPermutation(N, seed, kDataOrder * 1000003 + e),
+// and its augmentation (crop offsets, flip) is drawn from
+// philox4x32(p, kAugment, seed) alone.
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "datasets/dataset_info.h"
+
+namespace vmoe {
+
+struct LoaderOptions {
+  std::string path;
+  int64_t batch_size = 0;   // GLOBAL batch size (summed over ranks)
+  int rank = 0, world = 1;  // this rank holds rows [rank*b, (rank+1)*b) of each global batch,
+                            // b = batch_size/world (error unless divisible)
+  bool training = true;     // true: endless shuffled stream crossing epoch boundaries,
+                            // augmentation on. false: one sequential pass over the file,
+                            // last global batch padded (mask=0)
+  uint64_t seed = 0;        // keys the data order and the augmentation
+  int crop_padding = 0;     // training: zero-pad (pixel value 0) by this many pixels, then
+                            // random crop back to HxW; 0 = off
+  bool flip = false;        // training: random horizontal flip with probability 1/2
+  int prefetch = 2;         // batches prepared ahead on a background thread (0: none, read
+                            // synchronously in next())
+  int64_t start_step = 0;   // resume: index of the first global batch to produce
+};
+
+struct Batch {
+  int64_t step = 0;                 // global batch index
+  int rows = 0;                     // rows held by this rank (b)
+  std::vector<float> images;        // [rows, H, W, C] scaled to [-1, 1] as x/127.5-1
+  std::vector<int32_t> labels;      // [rows] (single-label datasets; 0 for padding rows)
+  std::vector<uint8_t> multi_hot;   // [rows, num_classes] (multi-label datasets only, else empty)
+  std::vector<uint8_t> mask;        // [rows] 1 = real example, 0 = padding
+  std::vector<int32_t> superclass;  // [rows] when the file has /superclass, else empty
+  std::vector<int64_t> index;       // [rows] example index in the file, -1 for padding
+};
+
+class Loader {
+ public:
+  // Inspects and validates the file, then starts the prefetch thread.
+  explicit Loader(const LoaderOptions& options);
+  // Stops the prefetch thread (also when the consumer stopped early).
+  ~Loader();
+  Loader(const Loader&) = delete;
+  Loader& operator=(const Loader&) = delete;
+
+  const DatasetInfo& info() const;
+  // Training: always true. Eval: false after the last batch. Rethrows errors
+  // raised while preparing batches.
+  bool next(Batch& out);
+  // Eval: ceil(N / batch_size) (identical on every rank); training: batches
+  // per epoch, N / batch_size.
+  int64_t num_batches() const;
+  // Pixel bytes read from the file so far (by the prefetch thread too).
+  int64_t bytes_read() const;
+
+ private:
+  struct State;
+  std::unique_ptr<State> state_;
+};
+
+}  // namespace vmoe
