@@ -15,13 +15,13 @@ DEFINE_string(run_dir, "", "Directory for metrics.jsonl, flags.txt and result.js
               "(default: runs/<date>-<time>).");
 DEFINE_int64(batch_size, 128, "Global training batch size (images per step, all ranks).");
 DEFINE_int64(eval_batch_size, 500, "Global evaluation batch size.");
-DEFINE_int32(augment_crop_padding, 2,
+DEFINE_int32(augment_crop_padding, 0,
              "Training augmentation: zero-pad by this many pixels, then random-crop back (0 = off).");
 DEFINE_bool(augment_flip, true, "Training augmentation: random horizontal flips.");
 DEFINE_int32(prefetch, 2, "Batches the loader prepares ahead on its background thread.");
 
 // ---- model ------------------------------------------------------------------
-DEFINE_int32(patch_size, 4, "Patch size P: images are cut into non-overlapping PxP patches.");
+DEFINE_int32(patch_size, 7, "Patch size P: images are cut into non-overlapping PxP patches.");
 DEFINE_int32(hidden_size, 96, "Transformer width D.");
 DEFINE_int32(num_layers, 6, "Number of transformer blocks.");
 DEFINE_int32(num_heads, 3, "Attention heads (must divide --hidden_size).");
@@ -33,19 +33,19 @@ DEFINE_string(classifier, "token", "Pooling before the head: 'token' (class toke
 DEFINE_string(optimizer, "adam", "'adam' (decoupled weight decay) or 'sgd' (momentum).");
 DEFINE_double(learning_rate, 1e-3, "Peak learning rate, reached after the warm-up.");
 DEFINE_double(end_learning_rate, 1e-5, "Learning rate at the last step (linear/cosine decay).");
-DEFINE_int64(warmup_steps, 500, "Linear warm-up steps from 0 to --learning_rate.");
+DEFINE_int64(warmup_steps, 200, "Linear warm-up steps from 0 to --learning_rate.");
 DEFINE_string(lr_decay, "cosine", "Decay after warm-up: 'linear', 'cosine' or 'constant'.");
 DEFINE_double(weight_decay, 0.1, "Decoupled weight decay (times the learning rate), on kernels.");
 DEFINE_double(adam_beta1, 0.9, "Adam beta1.");
 DEFINE_double(adam_beta2, 0.999, "Adam beta2.");
 DEFINE_double(momentum, 0.9, "SGD momentum.");
 DEFINE_double(grad_clip_norm, 1.0, "Clip gradients to this global L2 norm (0 = off).");
-DEFINE_double(num_epochs, 10, "Training length in epochs of the training set.");
+DEFINE_double(num_epochs, 15, "Training length in epochs of the training set.");
 DEFINE_int64(total_steps, 0, "Training length in steps; overrides --num_epochs when > 0.");
 DEFINE_uint64(seed, 0, "Seed of every random stream (initialisation, data order, augmentation).");
 
 // ---- logging ----------------------------------------------------------------
-DEFINE_int64(log_every, 50, "Print and log training metrics every this many steps.");
+DEFINE_int64(log_every, 200, "Print and log training metrics every this many steps.");
 DEFINE_int64(eval_every, 0, "Evaluate every this many steps (0 = only at the end).");
 
 namespace vmoe {

@@ -10,7 +10,6 @@
 #include "core/check.h"
 #include "core/cpu_backend.h"
 #include "datasets/loader.h"
-#include "launch/blas_kernels.h"
 #include "launch/metrics_log.h"
 #include "launch/train_config.h"
 #include "launch/trainer.h"
@@ -71,12 +70,11 @@ int run() {
               static_cast<long long>(train_info.size), m.image.height, m.image.width,
               m.image.channels, m.num_classes, c.run_dir.c_str());
   std::printf("model: ViT D=%d L=%d heads=%d mlp=%d patch=%d tokens=%d, %lld parameters, "
-              "%.1f MFLOP/image forward; %lld steps of %lld images, backend %s, OpenBLAS %s\n",
+              "%.1f MFLOP/image forward; %lld steps of %lld images, backend %s\n",
               m.hidden_size, m.num_layers, m.num_heads, m.mlp_dim, m.patch_size, m.tokens(),
               static_cast<long long>(trainer.params().num_parameters(Region::kDense)),
               trainer.model().forward_flops_per_image() / 1e6, static_cast<long long>(c.total_steps),
-              static_cast<long long>(c.trainer.global_batch), backend.name().c_str(),
-              std::getenv("OPENBLAS_CORETYPE") ? std::getenv("OPENBLAS_CORETYPE") : "auto");
+              static_cast<long long>(c.trainer.global_batch), backend.name().c_str());
   std::fflush(stdout);
 
   Loader loader({.path = c.train_data,
@@ -166,7 +164,6 @@ int run() {
 }  // namespace vmoe
 
 int main(int argc, char** argv) {
-  vmoe::select_blas_kernels(argv);
   gflags::SetUsageMessage(
       "trains a Vision Transformer (optionally with mixture-of-experts layers) on an HDF5 "
       "dataset.\nUsage: vmoe_train --train_data=train.h5 --eval_data=test.h5 [flags], or "

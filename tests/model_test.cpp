@@ -60,7 +60,8 @@ TEST_P(ModelGrad, EveryParameter) {
               objective);
   }
 }
-INSTANTIATE_TEST_SUITE_P(Pooling, ModelGrad, ::testing::Values(Pooling::kToken, Pooling::kGap));
+INSTANTIATE_TEST_SUITE_P(Pooling, ModelGrad, ::testing::Values(Pooling::kToken, Pooling::kGap),
+                         [](const auto& info) { return std::string(pooling_name(info.param)); });
 
 TEST(Model, OverfitsATinyBatch) {
   CpuBackend be;

@@ -1,0 +1,27 @@
+#!/usr/bin/env bash
+# The main job on a fresh clone: set up (packages, build), import
+# Fashion-MNIST into our HDF5 format, train the default configuration,
+# evaluate on the 10,000 test images, print the result and the run directory.
+# Extra arguments go to vmoe_train (e.g. launch/run.sh --num_epochs=1).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+launch/setup.sh
+
+BUILD=${VMOE_BUILD_DIR:-build}
+DATA=${VMOE_DATA_DIR:-data/fashion_mnist}
+CONFIG=${VMOE_CONFIG:-launch/configs/vit_fmnist.flags}
+RUN_DIR=${VMOE_RUN_DIR:-runs/$(basename "$CONFIG" .flags)-$(date +%Y%m%d-%H%M%S)}
+
+if [[ ! -f $DATA/train.h5 || ! -f $DATA/test.h5 ]]; then
+  "$BUILD/launch/vmoe_import" --format=fashion_mnist --input=/usr/share/datasets/fashion-mnist \
+    --output="$DATA"
+fi
+
+# One process; OpenBLAS may use every core for the matrix products.
+export OPENBLAS_NUM_THREADS=${OPENBLAS_NUM_THREADS:-$(nproc)}
+"$BUILD/launch/vmoe_train" --flagfile="$CONFIG" --train_data="$DATA/train.h5" \
+  --eval_data="$DATA/test.h5" --run_dir="$RUN_DIR" "$@"
+
+echo
+echo "result:        $(cat "$RUN_DIR/result.json")"
+echo "run directory: $RUN_DIR"
