@@ -23,11 +23,17 @@ DEFINE_int32(classes, 10, "classes");
 DEFINE_int32(batch, 128, "batch size");
 DEFINE_int32(steps, 10, "timed steps");
 DEFINE_int32(warmup, 2, "untimed steps first");
+DEFINE_int32(experts, 0, "experts per MoE layer (0 = dense ViT)");
 
 int main(int argc, char** argv) {
   gflags::SetUsageMessage("Times the dense ViT training step; prints images/s and GFLOP/s.");
   gflags::ParseCommandLineFlags(&argc, &argv, true);
   using namespace vmoe;
+  if (FLAGS_experts != 0) {
+    std::fprintf(stderr, "train_step_bench: --experts=%d: only the dense model (0) is built yet\n",
+                 FLAGS_experts);
+    return 1;
+  }
   CpuBackend be;
   TrainerOptions o;
   o.model.image = {FLAGS_image, FLAGS_image, FLAGS_channels};
