@@ -11,9 +11,12 @@
 #include "datasets/dataset_writer.h"
 #include "datasets/loader.h"
 #include "tests/dataset_files.h"
+#include "tests/test_util.h"
 
 namespace vmoe {
 namespace {
+
+using testing::error_of;
 
 using ::testing::AllOf;
 using ::testing::HasSubstr;
@@ -21,16 +24,6 @@ using testing::SyntheticOptions;
 using testing::TempDir;
 using testing::write_synthetic;
 
-// Runs `f` and returns the vmoe::Error message it throws ("" if none).
-template <typename F>
-std::string error_of(F&& f) {
-  try {
-    f();
-  } catch (const Error& e) {
-    return e.what();
-  }
-  return "";
-}
 
 // A small file written with the raw helpers, so tests can break any part.
 struct RawSpec {

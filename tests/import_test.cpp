@@ -14,9 +14,12 @@
 #include "datasets/importer.h"
 #include "datasets/loader.h"
 #include "tests/dataset_files.h"
+#include "tests/test_util.h"
 
 namespace vmoe {
 namespace {
+
+using testing::error_of;
 
 using ::testing::AllOf;
 using ::testing::HasSubstr;
@@ -24,15 +27,6 @@ using testing::TempDir;
 
 constexpr char kFashionDir[] = "/usr/share/datasets/fashion-mnist";
 
-template <typename F>
-std::string error_of(F&& f) {
-  try {
-    f();
-  } catch (const Error& e) {
-    return e.what();
-  }
-  return "";
-}
 
 std::vector<uint8_t> idx_bytes(const std::vector<uint32_t>& dims, const std::vector<uint8_t>& data,
                                uint8_t type = 0x08) {

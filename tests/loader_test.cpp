@@ -10,9 +10,12 @@
 #include "datasets/augment.h"
 #include "datasets/loader.h"
 #include "tests/dataset_files.h"
+#include "tests/test_util.h"
 
 namespace vmoe {
 namespace {
+
+using testing::error_of;
 
 using ::testing::AllOf;
 using ::testing::HasSubstr;
@@ -20,15 +23,6 @@ using testing::SyntheticOptions;
 using testing::TempDir;
 using testing::write_synthetic;
 
-template <typename F>
-std::string error_of(F&& f) {
-  try {
-    f();
-  } catch (const Error& e) {
-    return e.what();
-  }
-  return "";
-}
 
 std::vector<Batch> take(Loader& loader, int n) {
   std::vector<Batch> batches(n);

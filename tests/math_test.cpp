@@ -6,7 +6,6 @@
 
 #include "core/cpu_backend.h"
 #include "core/math.h"
-#include "core/random.h"
 #include "tests/test_util.h"
 
 namespace vmoe {
@@ -145,28 +144,6 @@ TEST(CpuBackend, CrossEntropyValues) {
   be.sigmoid_cross_entropy(1, 3, z.data(), y.data(), &w, 1.0f, &loss, dz);
   const double want = std::log1p(std::exp(1.0)) + std::log1p(std::exp(-2.0)) + std::log1p(std::exp(-3.0));
   EXPECT_NEAR(loss, want, 1e-6);
-}
-
-TEST(Random, PhiloxKnownAnswer) {
-  // Random123's known-answer vector for philox4x32-10 with zero counter and key.
-  const Philox4 r = philox4x32(0, 0, 0);
-  EXPECT_EQ(r.v[0], 0x6627e8d5u);
-  EXPECT_EQ(r.v[1], 0xe169c58du);
-  EXPECT_EQ(r.v[2], 0xbc57ac4cu);
-  EXPECT_EQ(r.v[3], 0x9b00dbd8u);
-}
-
-TEST(Random, NormalMoments) {
-  RandomStream rng(7, Stream::kTest);
-  double s = 0, s2 = 0;
-  const int n = 200000;
-  for (int i = 0; i < n; ++i) {
-    const double z = rng.normal();
-    s += z;
-    s2 += z * z;
-  }
-  EXPECT_NEAR(s / n, 0.0, 0.01);
-  EXPECT_NEAR(s2 / n, 1.0, 0.01);
 }
 
 }  // namespace

@@ -55,5 +55,18 @@ TEST(RandomPermutation, DependsOnKeyAndStream) {
   EXPECT_NE(order(1, 1), order(1, 2));
 }
 
+TEST(Random, NormalMoments) {
+  RandomStream rng(7, Stream::kTest);
+  double s = 0, s2 = 0;
+  const int n = 200000;
+  for (int i = 0; i < n; ++i) {
+    const double z = rng.normal();
+    s += z;
+    s2 += z * z;
+  }
+  EXPECT_NEAR(s / n, 0.0, 0.01);
+  EXPECT_NEAR(s2 / n, 1.0, 0.01);
+}
+
 }  // namespace
 }  // namespace vmoe

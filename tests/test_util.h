@@ -9,6 +9,7 @@
 #include <string>
 #include <vector>
 
+#include "core/check.h"
 #include "core/param_store.h"
 #include "core/random.h"
 
@@ -63,6 +64,17 @@ struct GradCheck {
     EXPECT_EQ(bad, 0) << what;
   }
 };
+
+// Runs `f` and returns the vmoe::Error message it throws ("" if none).
+template <typename F>
+std::string error_of(F&& f) {
+  try {
+    f();
+  } catch (const Error& e) {
+    return e.what();
+  }
+  return "";
+}
 
 // Weighted sum of a host array: the projection used as a scalar objective.
 inline double dot(const std::vector<float>& a, const std::vector<float>& b) {
