@@ -16,6 +16,24 @@ namespace vmoe {
 
 enum class Trans : bool { kNo = false, kYes = true };
 
+// Inputs and outputs of Backend::router_aux_losses (formulas in parallel/README.md).
+struct RouterAuxArgs {
+  int64_t groups = 0;
+  int items = 0;    // items (tokens or images) per group, S
+  int experts = 0;  // E
+  int k = 0;
+  float sigma = 0;  // router noise std; the load loss needs sigma > 0
+  const float* logits = nullptr;        // [groups * items, E] clean router logits
+  const float* noisy_logits = nullptr;  // logits + noise
+  const float* probs = nullptr;         // softmax(logits)
+  const float* noisy_probs = nullptr;   // softmax(noisy_logits): the gates
+  const int32_t* top_index = nullptr;   // [groups * items, k] chosen experts, best first
+  float importance_weight = 0, load_weight = 0, gshard_weight = 0, z_weight = 0;
+  float grad_scale = 0;        // d(objective) / d(per-group loss), e.g. 1 / global groups
+  float* group_losses = nullptr;  // [groups, 4]: importance, load, gshard, z (unweighted)
+  float* d_logits = nullptr;      // [groups * items, E] += gradient of the weighted losses
+};
+
 // Strides (in elements) of A, B and C between consecutive matrices of one
 // batch level. Batched GEMMs have two levels (e.g. images x heads, because a
 // head's Q lives at b*T*3D + h*hd), each with its own count and strides.
@@ -114,6 +132,50 @@ class Backend {
                           const float* grad, float* param, float* buf) = 0;
   // sum x^2 in double precision, returned to the host.
   virtual double sum_squares(int64_t n, const float* x) = 0;
+
+  // ---- mixture of experts (semantics in parallel/README.md) ----------------------
+  // x[i] += scale * normal_at(key, stream, first + i): the same numbers on any device.
+  virtual void add_normal_noise(int64_t n, float scale, uint64_t key, uint64_t stream,
+                                uint64_t first, float* x) = 0;
+  // The k largest values of each row, descending (ties: lower index first).
+  virtual void top_k(int64_t rows, int cols, int k, const float* x, int32_t* index,
+                     float* value) = 0;
+  // Slot of each (item, choice) in its expert's buffer of `capacity` per group,
+  // or -1 when dropped or masked: choices k-major, items ordered by their top-1
+  // gate (descending, stable) when batch_priority, a slot is the running count
+  // of earlier assignments to that expert. item_mask (0/1) may be null; item i
+  // reads item_mask[i / mask_every] (a per-image mask for tokens).
+  virtual void assign_slots(int64_t groups, int items, int k, int experts, int capacity,
+                            bool batch_priority, const int32_t* expert, const float* gate,
+                            const float* item_mask, int mask_every, int32_t* slot) = 0;
+  // Expert buffers are [E, groups, capacity * item_rows, dim]; an item is
+  // item_rows consecutive rows of x (1 for tokens, T for whole images).
+  // buf = the items' rows at their slots, zeros in empty slots.
+  virtual void moe_dispatch(int64_t groups, int items, int k, int experts, int capacity,
+                            int item_rows, int dim, const float* x, const int32_t* expert,
+                            const int32_t* slot, float* buf) = 0;
+  // y = sum over kept choices of gate * the item's rows in buf (0 if none kept).
+  virtual void moe_combine(int64_t groups, int items, int k, int experts, int capacity,
+                           int item_rows, int dim, const float* buf, const int32_t* expert,
+                           const int32_t* slot, const float* gate, float* y) = 0;
+  // dbuf = gate * dy at kept slots, zeros elsewhere; dgate += <dy rows, buf rows>.
+  virtual void moe_combine_backward(int64_t groups, int items, int k, int experts, int capacity,
+                                    int item_rows, int dim, const float* dy, const float* buf,
+                                    const int32_t* expert, const int32_t* slot, const float* gate,
+                                    float* dbuf, float* dgate) = 0;
+  // dx = sum over kept choices of the item's rows in dbuf (0 if none kept).
+  virtual void moe_dispatch_backward(int64_t groups, int items, int k, int experts, int capacity,
+                                     int item_rows, int dim, const float* dbuf,
+                                     const int32_t* expert, const int32_t* slot, float* dx) = 0;
+  // d[r, index[r, c]] += dvalue[r, c]: the gradient of top_k's values.
+  virtual void top_k_backward(int64_t rows, int cols, int k, const int32_t* index,
+                              const float* dvalue, float* d) = 0;
+  // Importance, load, GShard and z losses per group, and their gradient.
+  virtual void router_aux_losses(const RouterAuxArgs& args) = 0;
+  // counts[e] += unmasked choices of expert e; counts[E] += those dropped.
+  virtual void count_assignments(int64_t items, int k, int experts, const int32_t* expert,
+                                 const int32_t* slot, const float* item_mask,
+                                 int mask_every, int64_t* counts) = 0;
 };
 
 }  // namespace vmoe

@@ -63,6 +63,34 @@ class CpuBackend final : public Backend {
   void sgd_update(int64_t n, float lr, float momentum, float weight_decay, const float* grad,
                   float* param, float* buf) override;
   double sum_squares(int64_t n, const float* x) override;
+
+  // Mixture of experts (cpu_backend_moe.cpp).
+  void add_normal_noise(int64_t n, float scale, uint64_t key, uint64_t stream, uint64_t first,
+                        float* x) override;
+  void top_k(int64_t rows, int cols, int k, const float* x, int32_t* index,
+             float* value) override;
+  void assign_slots(int64_t groups, int items, int k, int experts, int capacity,
+                    bool batch_priority, const int32_t* expert, const float* gate,
+                    const float* item_mask, int mask_every, int32_t* slot) override;
+  void moe_dispatch(int64_t groups, int items, int k, int experts, int capacity, int item_rows,
+                    int dim, const float* x, const int32_t* expert, const int32_t* slot,
+                    float* buf) override;
+  void moe_combine(int64_t groups, int items, int k, int experts, int capacity, int item_rows,
+                   int dim, const float* buf, const int32_t* expert, const int32_t* slot,
+                   const float* gate, float* y) override;
+  void moe_combine_backward(int64_t groups, int items, int k, int experts, int capacity,
+                            int item_rows, int dim, const float* dy, const float* buf,
+                            const int32_t* expert, const int32_t* slot, const float* gate,
+                            float* dbuf, float* dgate) override;
+  void moe_dispatch_backward(int64_t groups, int items, int k, int experts, int capacity,
+                             int item_rows, int dim, const float* dbuf, const int32_t* expert,
+                             const int32_t* slot, float* dx) override;
+  void top_k_backward(int64_t rows, int cols, int k, const int32_t* index, const float* dvalue,
+                      float* d) override;
+  void router_aux_losses(const RouterAuxArgs& args) override;
+  void count_assignments(int64_t items, int k, int experts, const int32_t* expert,
+                         const int32_t* slot, const float* item_mask, int mask_every,
+                         int64_t* counts) override;
 };
 
 }  // namespace vmoe

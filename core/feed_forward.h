@@ -20,17 +20,41 @@ struct Metric {
   double value;
 };
 
+// What a forward pass is: training or not, and where its images sit in the
+// global batch, so that per-token random draws (router noise) depend on the
+// global position of the token, not on which rank holds it.
+struct Pass {
+  bool training = false;
+  int64_t step = 0;           // optimiser steps taken so far
+  int64_t first_image = 0;    // global index of this rank's first image in the batch
+  int64_t global_images = 0;  // images in the global batch (0: this rank's batch)
+  const float* image_mask = nullptr;  // device [images] 1/0; 0 = padding, routed nowhere
+};
+
 class FeedForward {
  public:
   virtual ~FeedForward() = default;
   // y[images * tokens, dim] = f(x); saves what backward needs.
-  virtual void forward(const float* x, int64_t images, int tokens, float* y, bool training) = 0;
+  virtual void forward(const float* x, int64_t images, int tokens, float* y, const Pass& pass) = 0;
   // dx = (df/dx)^T dy (overwrites dx); parameter gradients accumulate. Includes
   // the gradients of any auxiliary loss the sublayer adds to the objective.
   virtual void backward(const float* x, const float* dy, float* dx, Workspace& ws) = 0;
   // Auxiliary loss of the last training forward (already weighted); 0 for dense.
   virtual double aux_loss() const { return 0.0; }
-  virtual void metrics(std::vector<Metric>& /*out*/) const {}
+  // Appends metrics accumulated since the last call, and resets them.
+  virtual void metrics(std::vector<Metric>& /*out*/) {}
+};
+
+// A side branch that reads the residual stream at the input of one block and
+// sends its gradient back into it (e.g. Mobile V-MoE's per-image router).
+class StreamObserver {
+ public:
+  virtual ~StreamObserver() = default;
+  virtual void forward(const float* x, int64_t images, int tokens, const Pass& pass) = 0;
+  // dx += the gradient of everything the observer fed (its consumers' and its own losses).
+  virtual void backward(const float* x, float* dx, Workspace& ws) = 0;
+  virtual double aux_loss() const { return 0.0; }
+  virtual void metrics(std::vector<Metric>& /*out*/) {}
 };
 
 // Builds the sublayer of block `block` (parameters named under `name`), or

@@ -11,7 +11,7 @@ Mlp::Mlp(Backend& be, ParamStore& store, const std::string& name, int dim, int h
       pre_(be),
       act_(be) {}
 
-void Mlp::forward(const float* x, int64_t images, int tokens, float* y, bool /*training*/) {
+void Mlp::forward(const float* x, int64_t images, int tokens, float* y, const Pass& /*pass*/) {
   rows_ = images * tokens;
   pre_.resize({rows_, fc1_.out()});
   act_.resize({rows_, fc1_.out()});

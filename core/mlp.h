@@ -11,7 +11,7 @@ class Mlp final : public FeedForward {
  public:
   Mlp(Backend& be, ParamStore& store, const std::string& name, int dim, int hidden);
 
-  void forward(const float* x, int64_t images, int tokens, float* y, bool training) override;
+  void forward(const float* x, int64_t images, int tokens, float* y, const Pass& pass) override;
   void backward(const float* x, const float* dy, float* dx, Workspace& ws) override;
 
  private:

@@ -22,7 +22,7 @@ TransformerBlock::TransformerBlock(Backend& be, ParamStore& store, const std::st
       rstd2_(be) {}
 
 void TransformerBlock::forward(const float* x, int64_t images, int tokens, float* y,
-                               bool training) {
+                               const Pass& pass) {
   rows_ = images * tokens;
   for (Tensor* t : {&norm1_, &mid_, &norm2_}) t->resize({rows_, dim_});
   for (Tensor* t : {&mean1_, &rstd1_, &mean2_, &rstd2_}) t->resize({rows_});
@@ -30,7 +30,7 @@ void TransformerBlock::forward(const float* x, int64_t images, int tokens, float
   attention_.forward(norm1_.data(), images, tokens, mid_.data());
   be_->axpy(rows_ * dim_, 1.0f, x, mid_.data());
   ln2_.forward(*be_, mid_.data(), rows_, norm2_.data(), mean2_.data(), rstd2_.data());
-  ff_->forward(norm2_.data(), images, tokens, y, training);
+  ff_->forward(norm2_.data(), images, tokens, y, pass);
   be_->axpy(rows_ * dim_, 1.0f, mid_.data(), y);
 }
 

@@ -18,7 +18,7 @@ class TransformerBlock {
                    float eps, std::unique_ptr<FeedForward> feed_forward);
 
   // y = block(x), both [images * tokens, dim]; x must stay alive until backward.
-  void forward(const float* x, int64_t images, int tokens, float* y, bool training);
+  void forward(const float* x, int64_t images, int tokens, float* y, const Pass& pass);
   // dresid holds dL/dy on entry and dL/dx on exit.
   void backward(const float* x, float* dresid, Workspace& ws);
 

@@ -35,7 +35,7 @@ Pooling parse_pooling(const std::string& name) {
 const char* pooling_name(Pooling p) { return p == Pooling::kToken ? "token" : "gap"; }
 
 ViT::ViT(Backend& be, ParamStore& store, const ViTConfig& config,
-         const FeedForwardFactory& factory)
+         const ViTExtensions& extensions)
     : be_(&be),
       config_((validate(config), config)),
       embedding_(be, store, config.image, config.patch_size, config.hidden_size,
@@ -51,10 +51,15 @@ ViT::ViT(Backend& be, ParamStore& store, const ViTConfig& config,
       dnorm_(be),
       logits_(be) {
   const ViTConfig& c = config_;
+  if (extensions.observer) {
+    VMOE_ASSERT(extensions.observer_block >= 0 && extensions.observer_block < c.num_layers);
+    observer_ = extensions.observer(store);
+    observer_block_ = extensions.observer_block;
+  }
   for (int l = 0; l < c.num_layers; ++l) {
     const std::string name = "encoder/block_" + std::to_string(l);
     std::unique_ptr<FeedForward> ff;
-    if (factory) ff = factory(l, name + "/mlp", store);
+    if (extensions.feed_forward) ff = extensions.feed_forward(l, name + "/mlp", store);
     if (!ff) ff = std::make_unique<Mlp>(be, store, name + "/mlp", c.hidden_size, c.mlp_dim);
     blocks_.push_back(std::make_unique<TransformerBlock>(be, store, name, c.hidden_size,
                                                          c.num_heads, c.layernorm_eps,
@@ -70,14 +75,16 @@ ViT::ViT(Backend& be, ParamStore& store, const ViTConfig& config,
   for (int l = 0; l <= c.num_layers; ++l) resid_.emplace_back(be);
 }
 
-void ViT::forward(const float* images, int64_t batch, bool training) {
+void ViT::forward(const float* images, int64_t batch, const Pass& pass) {
   const ViTConfig& c = config_;
   const int T = c.tokens(), D = c.hidden_size;
   batch_ = batch;
   for (Tensor& t : resid_) t.resize({batch * T, D});
   embedding_.forward(images, batch, resid_[0].data());
-  for (int l = 0; l < c.num_layers; ++l)
-    blocks_[l]->forward(resid_[l].data(), batch, T, resid_[l + 1].data(), training);
+  for (int l = 0; l < c.num_layers; ++l) {
+    if (l == observer_block_) observer_->forward(resid_[l].data(), batch, T, pass);
+    blocks_[l]->forward(resid_[l].data(), batch, T, resid_[l + 1].data(), pass);
+  }
 
   const float* encoded = resid_.back().data();
   pooled_.resize({batch, D});
@@ -122,15 +129,22 @@ void ViT::backward(const float* dlogits) {
     norm_.backward(*be_, resid_.back().data(), norm_mean_.data(), norm_rstd_.data(),
                    dnorm_.data(), rows, dresid_.data());
   }
-  for (int l = c.num_layers - 1; l >= 0; --l)
+  for (int l = c.num_layers - 1; l >= 0; --l) {
     blocks_[l]->backward(resid_[l].data(), dresid_.data(), workspace_);
+    if (l == observer_block_) observer_->backward(resid_[l].data(), dresid_.data(), workspace_);
+  }
   embedding_.backward(dresid_.data());
 }
 
 double ViT::aux_loss() const {
-  double total = 0.0;
+  double total = observer_ ? observer_->aux_loss() : 0.0;
   for (const auto& b : blocks_) total += b->feed_forward().aux_loss();
   return total;
+}
+
+void ViT::metrics(std::vector<Metric>& out) {
+  if (observer_) observer_->metrics(out);
+  for (auto& b : blocks_) b->feed_forward().metrics(out);
 }
 
 double ViT::forward_flops_per_image() const {

@@ -16,14 +16,22 @@
 
 namespace vmoe {
 
+// What a model adds to the plain ViT (see feed_forward.h): a factory for the
+// blocks' sublayers, and an observer reading the input of one block.
+struct ViTExtensions {
+  FeedForwardFactory feed_forward;
+  std::function<std::unique_ptr<StreamObserver>(ParamStore&)> observer;
+  int observer_block = -1;
+};
+
 class ViT {
  public:
   // Registers all parameters in `store` (allocate and initialise it afterwards).
   ViT(Backend& be, ParamStore& store, const ViTConfig& config,
-      const FeedForwardFactory& factory = nullptr);
+      const ViTExtensions& extensions = {});
 
   // images [batch, H, W, C] on the device, in [-1, 1].
-  void forward(const float* images, int64_t batch, bool training);
+  void forward(const float* images, int64_t batch, const Pass& pass);
   const float* logits() const { return logits_.data(); }       // [batch, classes]
   const float* pre_logits() const { return pooled_.data(); }   // [batch, D]
   // Parameter gradients accumulate from dL/dlogits [batch, classes].
@@ -32,8 +40,11 @@ class ViT {
   const ViTConfig& config() const { return config_; }
   int num_blocks() const { return static_cast<int>(blocks_.size()); }
   TransformerBlock& block(int i) { return *blocks_[static_cast<size_t>(i)]; }
+  StreamObserver* observer() { return observer_.get(); }
   // Sum of the sublayers' auxiliary losses of the last training forward.
   double aux_loss() const;
+  // Metrics of every sublayer and the observer since the last call.
+  void metrics(std::vector<Metric>& out);
   // Matrix-product FLOPs of one forward pass per image (backward is twice that).
   double forward_flops_per_image() const;
 
@@ -42,6 +53,8 @@ class ViT {
   ViTConfig config_;
   PatchEmbedding embedding_;
   std::vector<std::unique_ptr<TransformerBlock>> blocks_;
+  std::unique_ptr<StreamObserver> observer_;
+  int observer_block_ = -1;
   LayerNorm norm_;
   Linear head_;
   Workspace workspace_;

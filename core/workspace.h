@@ -9,7 +9,16 @@
 
 namespace vmoe {
 
-enum class Scratch : int { kNormGrad, kQkvGrad, kScoresGrad, kContextGrad, kHiddenGrad, kCount };
+enum class Scratch : int {
+  kNormGrad,
+  kQkvGrad,
+  kScoresGrad,
+  kContextGrad,
+  kHiddenGrad,
+  kExpertInGrad,   // MoE: gradient of the dispatched buffers
+  kExpertOutGrad,  // MoE: gradient of the expert outputs
+  kCount
+};
 
 class Workspace {
  public:

@@ -37,7 +37,7 @@ StepResult Trainer::train_step(const float* images, const LossTargets& targets) 
   StepResult r;
   r.lr = options_.schedule.at(step());
   upload_images(images, targets.rows);
-  model_->forward(images_.data(), targets.rows, /*training=*/true);
+  model_->forward(images_.data(), targets.rows, Pass{.training = true, .step = step()});
   dlogits_.resize({targets.rows, options_.model.num_classes});
   const float scale = 1.0f / static_cast<float>(options_.global_batch);
   params_.zero_grads();
@@ -53,7 +53,7 @@ StepResult Trainer::train_step(const float* images, const LossTargets& targets) 
 
 EvalResult Trainer::evaluate(const float* images, const LossTargets& targets) {
   upload_images(images, targets.rows);
-  model_->forward(images_.data(), targets.rows, /*training=*/false);
+  model_->forward(images_.data(), targets.rows, Pass{});
   EvalResult r;
   r.loss_sum = loss_.forward(model_->logits(), targets);
   const int classes = options_.model.num_classes;

@@ -12,58 +12,15 @@
 #include "core/patch_embedding.h"
 #include "core/transformer_block.h"
 #include "core/workspace.h"
+#include "tests/layer_harness.h"
 #include "tests/test_util.h"
 
 namespace vmoe {
 namespace {
 
-using testing::dot;
 using testing::GradCheck;
+using testing::LayerHarness;
 using testing::random_normal;
-
-struct LayerHarness {
-  CpuBackend be;
-  ParamStore store;
-  Workspace ws{be};
-  // forward(x, y) and backward(x, dy, dx) on device pointers.
-  std::function<void(const float*, float*)> forward;
-  std::function<void(const float*, const float*, float*)> backward;
-  GradCheck check;
-
-  void run(size_t x_size, size_t y_size, bool check_input = true) {
-    store.allocate(be);
-    testing::randomize_parameters(store, 7);
-    std::vector<float> x = random_normal(x_size, 1);
-    const std::vector<float> r = random_normal(y_size, 2);
-    Tensor xd(be, {static_cast<int64_t>(x_size)}), yd(be, {static_cast<int64_t>(y_size)});
-    Tensor rd(be, {static_cast<int64_t>(y_size)}), dxd(be, {static_cast<int64_t>(x_size)});
-    xd.copy_from_host(x);
-    rd.copy_from_host(r);
-    auto objective = [&] {
-      forward(xd.data(), yd.data());
-      return dot(yd.to_host(), r);
-    };
-    objective();
-    store.zero_grads();
-    be.fill(dxd.data(), dxd.size(), 0.0f);
-    backward(xd.data(), rd.data(), dxd.data());
-    const std::vector<float> dx = dxd.to_host();
-    const std::vector<float> grads = store.grads().to_host();
-
-    if (check_input) {
-      check.run("dx", x, dx, [&] { xd.copy_from_host(x); }, objective);
-    }
-    std::vector<float> values = store.values().to_host();
-    for (ParamId id = 0; id < store.count(); ++id) {
-      const int64_t off = store.offset(id), n = store.numel(id);
-      std::vector<float> view(values.begin() + off, values.begin() + off + n);
-      std::vector<float> gview(grads.begin() + off, grads.begin() + off + n);
-      check.run(store.spec(id).name, view, gview,
-                [&] { be.copy_to_device(store.value(id), view.data(), n * sizeof(float)); },
-                objective);
-    }
-  }
-};
 
 TEST(LayerGrad, Linear) {
   LayerHarness h;
@@ -99,7 +56,7 @@ TEST(LayerGrad, SelfAttention) {
 TEST(LayerGrad, Mlp) {
   LayerHarness h;
   Mlp layer(h.be, h.store, "mlp", 6, 10);
-  h.forward = [&](const float* x, float* y) { layer.forward(x, 2, 3, y, true); };
+  h.forward = [&](const float* x, float* y) { layer.forward(x, 2, 3, y, Pass{.training = true}); };
   h.backward = [&](const float* x, const float* dy, float* dx) { layer.backward(x, dy, dx, h.ws); };
   h.run(2 * 3 * 6, 2 * 3 * 6);
 }
@@ -108,7 +65,7 @@ TEST(LayerGrad, TransformerBlock) {
   LayerHarness h;
   TransformerBlock block(h.be, h.store, "block", 8, 2, 1e-6f,
                          std::make_unique<Mlp>(h.be, h.store, "block/mlp", 8, 12));
-  h.forward = [&](const float* x, float* y) { block.forward(x, 2, 4, y, true); };
+  h.forward = [&](const float* x, float* y) { block.forward(x, 2, 4, y, Pass{.training = true}); };
   h.backward = [&](const float* x, const float* dy, float* dx) {
     h.be.copy(dx, dy, 2 * 4 * 8 * sizeof(float));  // backward works in place on dL/dy
     block.backward(x, dx, h.ws);

@@ -6,6 +6,7 @@
 #include "core/loss.h"
 #include "core/optimizer.h"
 #include "core/vit.h"
+#include "tests/model_grad.h"
 #include "tests/test_util.h"
 
 namespace vmoe {
@@ -32,33 +33,9 @@ TEST_P(ModelGrad, EveryParameter) {
   ViT model(be, store, tiny_config(GetParam()));
   store.allocate(be);
   testing::randomize_parameters(store, 11, 0.3f);
-  const int64_t batch = 3;
-  const std::vector<float> images = testing::random_normal(batch * 8 * 8 * 2, 5);
-  std::vector<int32_t> labels = {2, 0, 1};
-  Tensor x(be, {batch * 8 * 8 * 2}), dlogits(be, {batch * 3});
-  x.copy_from_host(images);
-  ClassificationLoss loss(be, 3, false);
-  const LossTargets targets{batch, labels.data(), nullptr, nullptr};
-  auto objective = [&] {
-    model.forward(x.data(), batch, true);
-    return loss.forward(model.logits(), targets);
-  };
-  model.forward(x.data(), batch, true);
-  store.zero_grads();
-  loss.forward_backward(model.logits(), targets, 1.0f, dlogits.data());
-  model.backward(dlogits.data());
-  const std::vector<float> grads = store.grads().to_host();
-  std::vector<float> values = store.values().to_host();
-  testing::GradCheck check;
-  check.samples = 12;
-  for (ParamId id = 0; id < store.count(); ++id) {
-    const int64_t off = store.offset(id), n = store.numel(id);
-    std::vector<float> view(values.begin() + off, values.begin() + off + n);
-    std::vector<float> g(grads.begin() + off, grads.begin() + off + n);
-    check.run(store.spec(id).name, view, g,
-              [&] { be.copy_to_device(store.value(id), view.data(), n * sizeof(float)); },
-              objective);
-  }
+  testing::check_model_gradients(
+      be, store, model,
+      {.batch = 3, .images = testing::random_normal(3 * 8 * 8 * 2, 5), .labels = {2, 0, 1}});
 }
 INSTANTIATE_TEST_SUITE_P(Pooling, ModelGrad, ::testing::Values(Pooling::kToken, Pooling::kGap),
                          [](const auto& info) { return std::string(pooling_name(info.param)); });
@@ -82,7 +59,7 @@ TEST(Model, OverfitsATinyBatch) {
   const LossTargets t{batch, labels.data(), nullptr, nullptr};
   double first = 0, last = 0;
   for (int step = 0; step < 150; ++step) {
-    model.forward(x.data(), batch, true);
+    model.forward(x.data(), batch, Pass{.training = true});
     store.zero_grads();
     const double l = loss.forward_backward(model.logits(), t, 1.0f / batch, dlogits.data()) / batch;
     model.backward(dlogits.data());
@@ -108,10 +85,10 @@ TEST(Model, ForwardIsDeterministicAndBatchIndependent) {
   const std::vector<float> images = testing::random_normal(4 * 128, 2);
   Tensor x(be, {4 * 128});
   x.copy_from_host(images);
-  model.forward(x.data(), 4, false);
+  model.forward(x.data(), 4, Pass{});
   std::vector<float> all(12);
   be.copy_to_host(all.data(), model.logits(), 12 * sizeof(float));
-  model.forward(x.data() + 2 * 128, 1, false);
+  model.forward(x.data() + 2 * 128, 1, Pass{});
   std::vector<float> one(3);
   be.copy_to_host(one.data(), model.logits(), 3 * sizeof(float));
   for (int c = 0; c < 3; ++c) EXPECT_FLOAT_EQ(one[c], all[2 * 3 + c]);

@@ -73,7 +73,7 @@ TEST_P(Reference, LogitsLossAndGradientsMatchPyTorch) {
   const int64_t batch = static_cast<int64_t>(labels.size());
   Tensor x(be, {static_cast<int64_t>(images.size())}), dlogits(be, {batch * 5});
   x.copy_from_host(images);
-  model.forward(x.data(), batch, true);
+  model.forward(x.data(), batch, Pass{.training = true});
   std::vector<float> logits(batch * 5);
   be.copy_to_host(logits.data(), model.logits(), logits.size() * sizeof(float));
   const std::vector<float>& want = ref.at(prefix + "logits");

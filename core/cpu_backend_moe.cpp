@@ -1,0 +1,292 @@
+// CpuBackend: the mixture-of-experts ops (routing, dispatch, combine,
+// auxiliary losses). Semantics: core/backend.h and parallel/README.md.
+#include <algorithm>
+#include <cmath>
+#include <cstring>
+#include <numeric>
+#include <vector>
+
+#include "core/cpu_backend.h"
+#include "core/math.h"
+#include "core/random.h"
+
+namespace vmoe {
+namespace {
+
+// Offset (in rows) of slot `slot` of expert `e` in group `g` of an expert buffer.
+int64_t buffer_row(int e, int64_t g, int slot, int64_t groups, int capacity, int item_rows) {
+  return ((e * groups + g) * capacity + slot) * int64_t{item_rows};
+}
+
+// Coefficient of variation squared, var(x) / mean(x)^2 (population variance),
+// and its gradient dL/dx (if grad is not null).
+float cv_squared(const std::vector<float>& x, std::vector<float>* grad) {
+  const float n = static_cast<float>(x.size());
+  float mean = 0;
+  for (float v : x) mean += v;
+  mean /= n;
+  float var = 0;
+  for (float v : x) var += (v - mean) * (v - mean);
+  var /= n;
+  if (grad != nullptr) {
+    grad->resize(x.size());
+    for (size_t e = 0; e < x.size(); ++e)
+      (*grad)[e] = 2.0f / n * ((x[e] - mean) / (mean * mean) - var / (mean * mean * mean));
+  }
+  return var / (mean * mean);
+}
+
+// d_logits[row] += p .* (dp - <p, dp>): backward of a softmax row.
+void add_softmax_backward(int experts, const float* p, const float* dp, float* d_logits) {
+  float dot = 0;
+  for (int e = 0; e < experts; ++e) dot += p[e] * dp[e];
+  for (int e = 0; e < experts; ++e) d_logits[e] += p[e] * (dp[e] - dot);
+}
+
+}  // namespace
+
+void CpuBackend::add_normal_noise(int64_t n, float scale, uint64_t key, uint64_t stream,
+                                  uint64_t first, float* x) {
+  for (int64_t i = 0; i < n; ++i) x[i] += scale * normal_at(key, stream, first + i);
+}
+
+void CpuBackend::top_k(int64_t rows, int cols, int k, const float* x, int32_t* index,
+                       float* value) {
+  for (int64_t r = 0; r < rows; ++r) {
+    const float* row = x + r * cols;
+    for (int c = 0; c < k; ++c) {
+      int best = -1;
+      for (int j = 0; j < cols; ++j) {
+        bool taken = false;
+        for (int p = 0; p < c; ++p) taken |= index[r * k + p] == j;
+        if (!taken && (best < 0 || row[j] > row[best])) best = j;
+      }
+      index[r * k + c] = best;
+      value[r * k + c] = row[best];
+    }
+  }
+}
+
+void CpuBackend::assign_slots(int64_t groups, int items, int k, int experts, int capacity,
+                              bool batch_priority, const int32_t* expert, const float* gate,
+                              const float* item_mask, int mask_every, int32_t* slot) {
+  std::vector<int> order(static_cast<size_t>(items));
+  std::vector<int> count(static_cast<size_t>(experts));
+  for (int64_t g = 0; g < groups; ++g) {
+    const int64_t first = g * items;
+    std::iota(order.begin(), order.end(), 0);
+    if (batch_priority) {
+      std::stable_sort(order.begin(), order.end(), [&](int a, int b) {
+        return gate[(first + a) * k] > gate[(first + b) * k];
+      });
+    }
+    std::fill(count.begin(), count.end(), 0);
+    for (int c = 0; c < k; ++c) {
+      for (int i : order) {
+        const int64_t at = (first + i) * k + c;
+        if (item_mask != nullptr && item_mask[(first + i) / mask_every] == 0.0f) {
+          slot[at] = -1;
+          continue;
+        }
+        const int s = count[static_cast<size_t>(expert[at])]++;
+        slot[at] = s < capacity ? s : -1;
+      }
+    }
+  }
+}
+
+void CpuBackend::moe_dispatch(int64_t groups, int items, int k, int experts, int capacity,
+                              int item_rows, int dim, const float* x, const int32_t* expert,
+                              const int32_t* slot, float* buf) {
+  const size_t item_bytes = static_cast<size_t>(item_rows) * dim * sizeof(float);
+  std::memset(buf, 0, static_cast<size_t>(experts * groups * capacity) * item_bytes);
+  for (int64_t g = 0; g < groups; ++g) {
+    for (int i = 0; i < items; ++i) {
+      const int64_t item = g * items + i;
+      for (int c = 0; c < k; ++c) {
+        const int s = slot[item * k + c];
+        if (s < 0) continue;
+        const int64_t row = buffer_row(expert[item * k + c], g, s, groups, capacity, item_rows);
+        std::memcpy(buf + row * dim, x + item * item_rows * dim, item_bytes);
+      }
+    }
+  }
+}
+
+void CpuBackend::moe_combine(int64_t groups, int items, int k, int experts, int capacity,
+                             int item_rows, int dim, const float* buf, const int32_t* expert,
+                             const int32_t* slot, const float* gate, float* y) {
+  (void)experts;
+  const int64_t n = int64_t{item_rows} * dim;
+  for (int64_t g = 0; g < groups; ++g) {
+    for (int i = 0; i < items; ++i) {
+      const int64_t item = g * items + i;
+      float* out = y + item * n;
+      std::fill(out, out + n, 0.0f);
+      for (int c = 0; c < k; ++c) {
+        const int s = slot[item * k + c];
+        if (s < 0) continue;
+        const float* src =
+            buf + buffer_row(expert[item * k + c], g, s, groups, capacity, item_rows) * dim;
+        const float w = gate[item * k + c];
+#pragma omp simd
+        for (int64_t j = 0; j < n; ++j) out[j] = fmaf(w, src[j], out[j]);
+      }
+    }
+  }
+}
+
+void CpuBackend::moe_combine_backward(int64_t groups, int items, int k, int experts,
+                                      int capacity, int item_rows, int dim, const float* dy,
+                                      const float* buf, const int32_t* expert,
+                                      const int32_t* slot, const float* gate, float* dbuf,
+                                      float* dgate) {
+  const int64_t n = int64_t{item_rows} * dim;
+  std::memset(dbuf, 0, static_cast<size_t>(experts * groups * capacity * n) * sizeof(float));
+  for (int64_t g = 0; g < groups; ++g) {
+    for (int i = 0; i < items; ++i) {
+      const int64_t item = g * items + i;
+      const float* d = dy + item * n;
+      for (int c = 0; c < k; ++c) {
+        const int s = slot[item * k + c];
+        if (s < 0) continue;
+        const int64_t row = buffer_row(expert[item * k + c], g, s, groups, capacity, item_rows);
+        const float* out = buf + row * dim;
+        float* dout = dbuf + row * dim;
+        const float w = gate[item * k + c];
+        float dot = 0.0f;
+#pragma omp simd reduction(+ : dot)
+        for (int64_t j = 0; j < n; ++j) {
+          dout[j] = w * d[j];
+          dot += d[j] * out[j];
+        }
+        dgate[item * k + c] += dot;
+      }
+    }
+  }
+}
+
+void CpuBackend::moe_dispatch_backward(int64_t groups, int items, int k, int experts,
+                                       int capacity, int item_rows, int dim, const float* dbuf,
+                                       const int32_t* expert, const int32_t* slot, float* dx) {
+  (void)experts;
+  const int64_t n = int64_t{item_rows} * dim;
+  for (int64_t g = 0; g < groups; ++g) {
+    for (int i = 0; i < items; ++i) {
+      const int64_t item = g * items + i;
+      float* out = dx + item * n;
+      std::fill(out, out + n, 0.0f);
+      for (int c = 0; c < k; ++c) {
+        const int s = slot[item * k + c];
+        if (s < 0) continue;
+        const float* src =
+            dbuf + buffer_row(expert[item * k + c], g, s, groups, capacity, item_rows) * dim;
+#pragma omp simd
+        for (int64_t j = 0; j < n; ++j) out[j] += src[j];
+      }
+    }
+  }
+}
+
+void CpuBackend::top_k_backward(int64_t rows, int cols, int k, const int32_t* index,
+                                const float* dvalue, float* d) {
+  for (int64_t r = 0; r < rows; ++r)
+    for (int c = 0; c < k; ++c) d[r * cols + index[r * k + c]] += dvalue[r * k + c];
+}
+
+void CpuBackend::router_aux_losses(const RouterAuxArgs& a) {
+  const int E = a.experts, S = a.items;
+  const float inv_s = 1.0f / static_cast<float>(S);
+  std::vector<float> importance(E), load(E), gshard_frac(E), gshard_prob(E), grad, dp(E);
+  for (int64_t g = 0; g < a.groups; ++g) {
+    const int64_t first = g * S;
+    std::fill(importance.begin(), importance.end(), 0.0f);
+    std::fill(load.begin(), load.end(), 0.0f);
+    std::fill(gshard_frac.begin(), gshard_frac.end(), 0.0f);
+    std::fill(gshard_prob.begin(), gshard_prob.end(), 0.0f);
+    float z_loss = 0.0f;
+    for (int s = 0; s < S; ++s) {
+      const int64_t r = first + s;
+      const float* p = a.probs + r * E;
+      const float* pn = a.noisy_probs + r * E;
+      const float* z = a.logits + r * E;
+      float mx = z[0];
+      for (int e = 1; e < E; ++e) mx = std::max(mx, z[e]);
+      float sum = 0.0f;
+      for (int e = 0; e < E; ++e) sum += exp_fast(z[e] - mx);
+      const float lse = mx + std::log(sum);
+      z_loss += lse * lse * inv_s;
+      for (int e = 0; e < E; ++e) {
+        importance[e] += p[e];
+        gshard_prob[e] += pn[e] * inv_s;
+      }
+      gshard_frac[a.top_index[r * a.k]] += inv_s;
+      if (a.sigma > 0.0f) {
+        const float thr = a.noisy_logits[r * E + a.top_index[r * a.k + a.k - 1]];
+        for (int e = 0; e < E; ++e) load[e] += normal_cdf((z[e] - thr) / a.sigma) * inv_s;
+      }
+    }
+    float* losses = a.group_losses + g * 4;
+    std::vector<float> d_importance, d_load;
+    losses[0] = cv_squared(importance, &d_importance);
+    losses[1] = a.sigma > 0.0f ? cv_squared(load, &d_load) : 0.0f;
+    float gshard = 0.0f;
+    for (int e = 0; e < E; ++e) gshard += gshard_frac[e] * gshard_prob[e];
+    losses[2] = static_cast<float>(E) * gshard;  // E^2 * mean_e(f_e P_e)
+    losses[3] = z_loss;
+
+    const float wi = a.importance_weight * a.grad_scale, wl = a.load_weight * a.grad_scale;
+    const float wg = a.gshard_weight * a.grad_scale, wz = a.z_weight * a.grad_scale;
+    for (int s = 0; s < S; ++s) {
+      const int64_t r = first + s;
+      float* d = a.d_logits + r * E;
+      const float* p = a.probs + r * E;
+      const float* z = a.logits + r * E;
+      if (wi != 0.0f) {
+        for (int e = 0; e < E; ++e) dp[e] = wi * d_importance[e];
+        add_softmax_backward(E, p, dp.data(), d);
+      }
+      if (wg != 0.0f) {
+        for (int e = 0; e < E; ++e) dp[e] = wg * static_cast<float>(E) * gshard_frac[e] * inv_s;
+        add_softmax_backward(E, a.noisy_probs + r * E, dp.data(), d);
+      }
+      if (wz != 0.0f) {
+        float mx = z[0];
+        for (int e = 1; e < E; ++e) mx = std::max(mx, z[e]);
+        float sum = 0.0f;
+        for (int e = 0; e < E; ++e) sum += exp_fast(z[e] - mx);
+        const float lse = mx + std::log(sum);
+        for (int e = 0; e < E; ++e) d[e] += wz * 2.0f * lse * inv_s * p[e];
+      }
+      if (wl != 0.0f && a.sigma > 0.0f) {
+        // P = Phi((logit - thr) / sigma); thr is the k-th noisy logit, whose
+        // gradient goes to that expert's logit (the noise is a constant).
+        const int kth = a.top_index[r * a.k + a.k - 1];
+        const float thr = a.noisy_logits[r * E + kth];
+        float to_thr = 0.0f;
+        for (int e = 0; e < E; ++e) {
+          const float u = (z[e] - thr) / a.sigma;
+          const float pdf = 0.39894228040143268f * exp_fast(-0.5f * u * u);
+          const float g = wl * d_load[e] * inv_s * pdf / a.sigma;
+          d[e] += g;
+          to_thr -= g;
+        }
+        d[kth] += to_thr;
+      }
+    }
+  }
+}
+
+void CpuBackend::count_assignments(int64_t items, int k, int experts, const int32_t* expert,
+                                   const int32_t* slot, const float* item_mask,
+                                   int mask_every, int64_t* counts) {
+  for (int64_t i = 0; i < items; ++i) {
+    if (item_mask != nullptr && item_mask[i / mask_every] == 0.0f) continue;
+    for (int c = 0; c < k; ++c) {
+      ++counts[expert[i * k + c]];
+      if (slot[i * k + c] < 0) ++counts[experts];
+    }
+  }
+}
+
+}  // namespace vmoe

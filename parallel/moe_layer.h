@@ -1,0 +1,52 @@
+// A sparse mixture-of-experts sublayer: route, dispatch into fixed-capacity
+// expert buffers [E, groups, C, D], run the experts, combine
+// y = sum over kept choices of gate * expert output. Dropped choices add
+// nothing (the block's residual carries the token).
+//
+// Token routing (V-MoE): the layer's own router routes each token within
+// groups of group_size images. Image routing (Mobile V-MoE): the model's
+// ImageRouter chose experts per image; whole images (T rows) fill the slots.
+#pragma once
+
+#include <memory>
+#include <string>
+
+#include "core/feed_forward.h"
+#include "parallel/experts.h"
+#include "parallel/router.h"
+
+namespace vmoe {
+
+class ImageRouter;
+
+class MoeLayer final : public FeedForward {
+ public:
+  // Token routing; `block` names the layer in metrics and keys its router noise.
+  MoeLayer(Backend& be, ParamStore& store, const std::string& name, const MoeConfig& config,
+           int dim, int hidden, uint64_t seed, int block);
+  // Image routing: follows `router`, which runs before this layer.
+  MoeLayer(Backend& be, ParamStore& store, const std::string& name, const MoeConfig& config,
+           int dim, int hidden, int block, ImageRouter& router);
+
+  void forward(const float* x, int64_t images, int tokens, float* y, const Pass& pass) override;
+  void backward(const float* x, const float* dy, float* dx, Workspace& ws) override;
+  double aux_loss() const override { return own_router_ ? own_router_->aux_loss() : 0.0; }
+  void metrics(std::vector<Metric>& out) override;
+
+  Router& router();
+  ExpertMlps& experts() { return experts_; }
+  // Matrix-product FLOPs per token: router plus k experts.
+  double flops_per_token(bool training) const;
+
+ private:
+  Backend* be_;
+  const MoeConfig* config_;
+  int dim_, block_;
+  std::unique_ptr<Router> own_router_;
+  ImageRouter* image_router_ = nullptr;
+  ExpertMlps experts_;
+  int item_rows_ = 1;
+  Tensor buf_in_, buf_out_;
+};
+
+}  // namespace vmoe

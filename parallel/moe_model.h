@@ -1,0 +1,19 @@
+// Turns a ViT into a V-MoE (token routing) or a Mobile V-MoE (image routing):
+// the ViTExtensions that put MoeLayers in the chosen blocks and, for image
+// routing, the ImageRouter at the input of the first of them.
+#pragma once
+
+#include "core/vit.h"
+#include "parallel/moe_config.h"
+
+namespace vmoe {
+
+// `moe` must outlive the model. Empty extensions for a dense model.
+ViTExtensions moe_extensions(Backend& be, const MoeConfig& moe, const ViTConfig& vit,
+                             uint64_t seed);
+
+// Matrix-product FLOPs of one forward pass per image, counting k experts per
+// routed token (what the model computes, not the capacity padding).
+double moe_forward_flops_per_image(const ViTConfig& vit, const MoeConfig& moe, bool training);
+
+}  // namespace vmoe

@@ -1,0 +1,162 @@
+#include "parallel/router.h"
+
+#include "core/check.h"
+
+namespace vmoe {
+
+Router::Router(Backend& be, ParamStore& store, const std::string& name, int dim,
+               const MoeConfig& config, uint64_t seed, uint64_t stream)
+    : be_(&be),
+      store_(&store),
+      config_(&config),
+      seed_(seed),
+      stream_(stream),
+      dim_(dim),
+      logits_(be),
+      noisy_(be),
+      probs_(be),
+      noisy_probs_(be),
+      d_logits_(be),
+      aux_d_logits_(be),
+      group_losses_(be),
+      expert_(be),
+      slot_(be),
+      gate_(be),
+      d_gate_(be),
+      counts_(be) {
+  kernel_ = store.add({.name = name + "/router/kernel",
+                       .shape = {dim, config.num_experts},
+                       .init = Init::kXavierUniform,
+                       .fan_in = dim,
+                       .fan_out = config.num_experts,
+                       .weight_decay = true});
+  counts_.resize({config.num_experts + 1});
+  reset_counts();
+}
+
+void Router::reset_counts() {
+  const std::vector<int64_t> zeros(static_cast<size_t>(counts_.size()), 0);
+  counts_.copy_from_host(zeros);
+}
+
+void Router::forward(const float* x, int64_t groups, int items, int items_per_image,
+                     const Pass& pass) {
+  const MoeConfig& c = *config_;
+  const int E = c.num_experts, k = c.k(pass.training);
+  const int64_t n = groups * items;
+  training_ = pass.training;
+  shape_ = {groups, items, k, E, expert_capacity(k, items, c.ratio(pass.training), E)};
+  for (Tensor* t : {&logits_, &noisy_probs_, &d_logits_}) t->resize({n, E});
+  for (Tensor* t : {&gate_, &d_gate_}) t->resize({n, k});
+  expert_.resize({n, k});
+  slot_.resize({n, k});
+
+  be_->gemm(Trans::kNo, Trans::kNo, static_cast<int>(n), E, dim_, 1.0f, x, dim_,
+            store_->value(kernel_), E, 0.0f, logits_.data(), E);
+  const float sigma = c.noise_std / static_cast<float>(E);
+  const bool noisy = pass.training && sigma > 0.0f;
+  const float* routed = logits_.data();
+  if (noisy) {
+    // Noise keyed by the item's global position in the global batch and the step.
+    const int64_t rank_items = n / items_per_image;  // images here
+    const int64_t global_items =
+        (pass.global_images > 0 ? pass.global_images : rank_items) * items_per_image;
+    const uint64_t first =
+        (static_cast<uint64_t>(pass.step) * global_items + pass.first_image * items_per_image) * E;
+    noisy_.resize({n, E});
+    be_->copy(noisy_.data(), logits_.data(), n * E * sizeof(float));
+    be_->add_normal_noise(n * E, sigma, seed_, stream_, first, noisy_.data());
+    routed = noisy_.data();
+  }
+  be_->copy(noisy_probs_.data(), routed, n * E * sizeof(float));
+  be_->softmax_forward(n, E, 1.0f, noisy_probs_.data());
+  be_->top_k(n, E, k, noisy_probs_.data(), expert_.data(), gate_.data());
+  be_->assign_slots(groups, items, k, E, shape_.capacity, c.bpr(pass.training), expert_.data(),
+                    gate_.data(), pass.image_mask, items_per_image, slot_.data());
+  be_->count_assignments(n, k, E, expert_.data(), slot_.data(), pass.image_mask, items_per_image,
+                         counts_.data());
+  be_->fill(d_gate_.data(), n * k, 0.0f);
+
+  aux_loss_ = 0;
+  if (!pass.training) return;
+  probs_.resize({n, E});
+  aux_d_logits_.resize({n, E});
+  group_losses_.resize({groups, 4});
+  be_->copy(probs_.data(), logits_.data(), n * E * sizeof(float));
+  be_->softmax_forward(n, E, 1.0f, probs_.data());
+  be_->fill(aux_d_logits_.data(), n * E, 0.0f);
+  const int64_t global_groups =
+      pass.global_images > 0 ? pass.global_images / c.group_size : groups;
+  RouterAuxArgs a;
+  a.groups = groups;
+  a.items = items;
+  a.experts = E;
+  a.k = k;
+  a.sigma = noisy ? sigma : 0.0f;
+  a.logits = logits_.data();
+  a.noisy_logits = routed;
+  a.probs = probs_.data();
+  a.noisy_probs = noisy_probs_.data();
+  a.top_index = expert_.data();
+  a.importance_weight = c.importance_loss_weight;
+  a.load_weight = c.load_loss_weight;
+  a.gshard_weight = c.gshard_loss_weight;
+  a.z_weight = c.z_loss_weight;
+  a.grad_scale = 1.0f / static_cast<float>(global_groups);
+  a.group_losses = group_losses_.data();
+  a.d_logits = aux_d_logits_.data();
+  be_->router_aux_losses(a);
+  // Per-group losses, averaged over the global groups (this rank's share).
+  const std::vector<float> losses = group_losses_.to_host();
+  const float weights[4] = {c.importance_loss_weight, c.load_loss_weight, c.gshard_loss_weight,
+                            c.z_loss_weight};
+  for (int64_t g = 0; g < groups; ++g) {
+    for (int j = 0; j < 4; ++j) {
+      const double v = losses[static_cast<size_t>(g * 4 + j)] / static_cast<double>(global_groups);
+      aux_loss_ += weights[j] * v;
+      loss_sums_[static_cast<size_t>(j)] += v;
+    }
+  }
+  ++loss_steps_;
+}
+
+void Router::backward(const float* x, float* dx, const float* extra_d_logits) {
+  const int E = shape_.experts;
+  const int64_t n = shape_.groups * shape_.items;
+  float* d = d_logits_.data();
+  be_->fill(d, n * E, 0.0f);
+  be_->top_k_backward(n, E, shape_.k, expert_.data(), d_gate_.data(), d);
+  be_->softmax_backward(n, E, 1.0f, noisy_probs_.data(), d);  // the noise is a constant
+  if (training_) be_->axpy(n * E, 1.0f, aux_d_logits_.data(), d);
+  if (extra_d_logits != nullptr) be_->axpy(n * E, 1.0f, extra_d_logits, d);
+  be_->gemm(Trans::kYes, Trans::kNo, dim_, E, static_cast<int>(n), 1.0f, x, dim_, d, E, 1.0f,
+            store_->grad(kernel_), E);
+  be_->gemm(Trans::kNo, Trans::kYes, static_cast<int>(n), dim_, E, 1.0f, d, E,
+            store_->value(kernel_), E, 1.0f, dx, dim_);
+}
+
+void Router::metrics(const std::string& prefix, std::vector<Metric>& out) {
+  const MoeConfig& c = *config_;
+  if (loss_steps_ > 0) {
+    const char* names[4] = {"importance_loss", "load_loss", "gshard_loss", "z_loss"};
+    for (int j = 0; j < 4; ++j) {
+      if (j == 1 && c.noise_std <= 0.0f) continue;
+      out.push_back({prefix + "/" + names[j], loss_sums_[static_cast<size_t>(j)] / loss_steps_});
+    }
+  }
+  const std::vector<int64_t> n = counts();
+  int64_t total = 0;
+  for (int e = 0; e < c.num_experts; ++e) total += n[static_cast<size_t>(e)];
+  if (total > 0) {
+    out.push_back({prefix + "/dropped", static_cast<double>(n.back()) / total});
+    for (int e = 0; e < c.num_experts; ++e) {
+      out.push_back({prefix + "/load_e" + std::to_string(e),
+                     static_cast<double>(n[static_cast<size_t>(e)]) / total});
+    }
+  }
+  loss_sums_.assign(4, 0.0);
+  loss_steps_ = 0;
+  reset_counts();
+}
+
+}  // namespace vmoe
