@@ -3,6 +3,7 @@
 #include <cmath>
 
 #include "core/check.h"
+#include "core/phase_timer.h"
 #include "core/workspace.h"
 
 namespace vmoe {
@@ -23,6 +24,7 @@ SelfAttention::SelfAttention(Backend& be, ParamStore& store, const std::string& 
 }
 
 void SelfAttention::forward(const float* x, int64_t images, int tokens, float* y) {
+  PhaseScope timed_("attention");
   images_ = images;
   tokens_ = tokens;
   const int64_t rows = images * tokens, T = tokens, D = dim_, hd = head_dim_, H = heads_;
@@ -47,6 +49,7 @@ void SelfAttention::forward(const float* x, int64_t images, int tokens, float* y
 }
 
 void SelfAttention::backward(const float* x, const float* dy, float* dx, Workspace& ws) {
+  PhaseScope timed_("attention");
   const int64_t rows = images_ * tokens_, T = tokens_, D = dim_, hd = head_dim_, H = heads_;
   const int tokens = tokens_;
   float* dcontext = ws.get(Scratch::kContextGrad, {rows, D});

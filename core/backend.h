@@ -148,25 +148,30 @@ class Backend {
   virtual void assign_slots(int64_t groups, int items, int k, int experts, int capacity,
                             bool batch_priority, const int32_t* expert, const float* gate,
                             const float* item_mask, int mask_every, int32_t* slot) = 0;
-  // Expert buffers are [E, groups, capacity * item_rows, dim]; an item is
-  // item_rows consecutive rows of x (1 for tokens, T for whole images).
-  // buf = the items' rows at their slots, zeros in empty slots.
-  virtual void moe_dispatch(int64_t groups, int items, int k, int experts, int capacity,
-                            int item_rows, int dim, const float* x, const int32_t* expert,
-                            const int32_t* slot, float* buf) = 0;
-  // y = sum over kept choices of gate * the item's rows in buf (0 if none kept).
-  virtual void moe_combine(int64_t groups, int items, int k, int experts, int capacity,
-                           int item_rows, int dim, const float* buf, const int32_t* expert,
-                           const int32_t* slot, const float* gate, float* y) = 0;
-  // dbuf = gate * dy at kept slots, zeros elsewhere; dgate += <dy rows, buf rows>.
-  virtual void moe_combine_backward(int64_t groups, int items, int k, int experts, int capacity,
-                                    int item_rows, int dim, const float* dy, const float* buf,
-                                    const int32_t* expert, const int32_t* slot, const float* gate,
-                                    float* dbuf, float* dgate) = 0;
-  // dx = sum over kept choices of the item's rows in dbuf (0 if none kept).
-  virtual void moe_dispatch_backward(int64_t groups, int items, int k, int experts, int capacity,
-                                     int item_rows, int dim, const float* dbuf,
-                                     const int32_t* expert, const int32_t* slot, float* dx) = 0;
+  // The expert-buffer row of every (item, choice): row[i * k + c] is the first
+  // of the item's item_rows rows (1 for a token, T for a whole image), or -1
+  // when the choice is dropped. Fixed layout (compact = false): expert e owns
+  // rows [e, groups, capacity, item_rows], empty slots included, the shape the
+  // all-to-all exchanges. Compact layout: each expert's kept items back to back,
+  // by (group, slot), so experts compute no empty slot. expert_begin[e] and
+  // expert_rows[e] (int64, [E]) give each expert's rows.
+  virtual void moe_buffer_rows(int64_t groups, int items, int k, int experts, int capacity,
+                               int item_rows, bool compact, const int32_t* expert,
+                               const int32_t* slot, int32_t* row, int64_t* expert_begin,
+                               int64_t* expert_rows) = 0;
+  // buf[row[i, c] + r] = x[i * item_rows + r] for kept choices (other rows untouched).
+  virtual void moe_dispatch(int64_t items, int k, int item_rows, int dim, const float* x,
+                            const int32_t* row, float* buf) = 0;
+  // y[i] = sum over kept choices of gate[i, c] * buf[row[i, c]] (0 if none kept).
+  virtual void moe_combine(int64_t items, int k, int item_rows, int dim, const float* buf,
+                           const int32_t* row, const float* gate, float* y) = 0;
+  // dbuf[row[i, c]] = gate[i, c] * dy[i]; dgate[i, c] += <dy[i], buf[row[i, c]]>.
+  virtual void moe_combine_backward(int64_t items, int k, int item_rows, int dim,
+                                    const float* dy, const float* buf, const int32_t* row,
+                                    const float* gate, float* dbuf, float* dgate) = 0;
+  // dx[i] = sum over kept choices of dbuf[row[i, c]] (0 if none kept).
+  virtual void moe_dispatch_backward(int64_t items, int k, int item_rows, int dim,
+                                     const float* dbuf, const int32_t* row, float* dx) = 0;
   // d[r, index[r, c]] += dvalue[r, c]: the gradient of top_k's values.
   virtual void top_k_backward(int64_t rows, int cols, int k, const int32_t* index,
                               const float* dvalue, float* d) = 0;

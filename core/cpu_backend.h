@@ -72,19 +72,18 @@ class CpuBackend final : public Backend {
   void assign_slots(int64_t groups, int items, int k, int experts, int capacity,
                     bool batch_priority, const int32_t* expert, const float* gate,
                     const float* item_mask, int mask_every, int32_t* slot) override;
-  void moe_dispatch(int64_t groups, int items, int k, int experts, int capacity, int item_rows,
-                    int dim, const float* x, const int32_t* expert, const int32_t* slot,
-                    float* buf) override;
-  void moe_combine(int64_t groups, int items, int k, int experts, int capacity, int item_rows,
-                   int dim, const float* buf, const int32_t* expert, const int32_t* slot,
-                   const float* gate, float* y) override;
-  void moe_combine_backward(int64_t groups, int items, int k, int experts, int capacity,
-                            int item_rows, int dim, const float* dy, const float* buf,
-                            const int32_t* expert, const int32_t* slot, const float* gate,
-                            float* dbuf, float* dgate) override;
-  void moe_dispatch_backward(int64_t groups, int items, int k, int experts, int capacity,
-                             int item_rows, int dim, const float* dbuf, const int32_t* expert,
-                             const int32_t* slot, float* dx) override;
+  void moe_buffer_rows(int64_t groups, int items, int k, int experts, int capacity,
+                       int item_rows, bool compact, const int32_t* expert, const int32_t* slot,
+                       int32_t* row, int64_t* expert_begin, int64_t* expert_rows) override;
+  void moe_dispatch(int64_t items, int k, int item_rows, int dim, const float* x,
+                    const int32_t* row, float* buf) override;
+  void moe_combine(int64_t items, int k, int item_rows, int dim, const float* buf,
+                   const int32_t* row, const float* gate, float* y) override;
+  void moe_combine_backward(int64_t items, int k, int item_rows, int dim, const float* dy,
+                            const float* buf, const int32_t* row, const float* gate, float* dbuf,
+                            float* dgate) override;
+  void moe_dispatch_backward(int64_t items, int k, int item_rows, int dim, const float* dbuf,
+                             const int32_t* row, float* dx) override;
   void top_k_backward(int64_t rows, int cols, int k, const int32_t* index, const float* dvalue,
                       float* d) override;
   void router_aux_losses(const RouterAuxArgs& args) override;

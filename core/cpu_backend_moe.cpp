@@ -13,11 +13,6 @@
 namespace vmoe {
 namespace {
 
-// Offset (in rows) of slot `slot` of expert `e` in group `g` of an expert buffer.
-int64_t buffer_row(int e, int64_t g, int slot, int64_t groups, int capacity, int item_rows) {
-  return ((e * groups + g) * capacity + slot) * int64_t{item_rows};
-}
-
 // Coefficient of variation squared, var(x) / mean(x)^2 (population variance),
 // and its gradient dL/dx (if grad is not null).
 float cv_squared(const std::vector<float>& x, std::vector<float>* grad) {
@@ -95,95 +90,94 @@ void CpuBackend::assign_slots(int64_t groups, int items, int k, int experts, int
   }
 }
 
-void CpuBackend::moe_dispatch(int64_t groups, int items, int k, int experts, int capacity,
-                              int item_rows, int dim, const float* x, const int32_t* expert,
-                              const int32_t* slot, float* buf) {
-  const size_t item_bytes = static_cast<size_t>(item_rows) * dim * sizeof(float);
-  std::memset(buf, 0, static_cast<size_t>(experts * groups * capacity) * item_bytes);
-  for (int64_t g = 0; g < groups; ++g) {
-    for (int i = 0; i < items; ++i) {
-      const int64_t item = g * items + i;
-      for (int c = 0; c < k; ++c) {
-        const int s = slot[item * k + c];
-        if (s < 0) continue;
-        const int64_t row = buffer_row(expert[item * k + c], g, s, groups, capacity, item_rows);
-        std::memcpy(buf + row * dim, x + item * item_rows * dim, item_bytes);
-      }
+void CpuBackend::moe_buffer_rows(int64_t groups, int items, int k, int experts, int capacity,
+                                 int item_rows, bool compact, const int32_t* expert,
+                                 const int32_t* slot, int32_t* row, int64_t* expert_begin,
+                                 int64_t* expert_rows) {
+  // filled[g * E + e]: kept choices of expert e in group g; slots 0..filled-1.
+  std::vector<int64_t> filled(static_cast<size_t>(groups * experts), 0);
+  for (int64_t i = 0; i < groups * items; ++i)
+    for (int c = 0; c < k; ++c)
+      if (slot[i * k + c] >= 0) ++filled[static_cast<size_t>(i / items * experts + expert[i * k + c])];
+  // base[g * E + e]: first slot-row of (g, e) in units of items.
+  std::vector<int64_t> base(filled.size());
+  int64_t next = 0;
+  for (int e = 0; e < experts; ++e) {
+    expert_begin[e] = next * item_rows;
+    for (int64_t g = 0; g < groups; ++g) {
+      const size_t at = static_cast<size_t>(g * experts + e);
+      base[at] = compact ? next : (int64_t{e} * groups + g) * capacity;
+      next += compact ? filled[at] : capacity;
+    }
+    expert_rows[e] = next * item_rows - expert_begin[e];
+  }
+  for (int64_t i = 0; i < groups * items; ++i) {
+    for (int c = 0; c < k; ++c) {
+      const int s = slot[i * k + c];
+      const size_t at = static_cast<size_t>(i / items * experts + expert[i * k + c]);
+      row[i * k + c] = s < 0 ? -1 : static_cast<int32_t>((base[at] + s) * item_rows);
     }
   }
 }
 
-void CpuBackend::moe_combine(int64_t groups, int items, int k, int experts, int capacity,
-                             int item_rows, int dim, const float* buf, const int32_t* expert,
-                             const int32_t* slot, const float* gate, float* y) {
-  (void)experts;
+void CpuBackend::moe_dispatch(int64_t items, int k, int item_rows, int dim, const float* x,
+                              const int32_t* row, float* buf) {
+  const size_t bytes = static_cast<size_t>(item_rows) * dim * sizeof(float);
+  for (int64_t i = 0; i < items; ++i)
+    for (int c = 0; c < k; ++c)
+      if (row[i * k + c] >= 0)
+        std::memcpy(buf + int64_t{row[i * k + c]} * dim, x + i * item_rows * dim, bytes);
+}
+
+void CpuBackend::moe_combine(int64_t items, int k, int item_rows, int dim, const float* buf,
+                             const int32_t* row, const float* gate, float* y) {
   const int64_t n = int64_t{item_rows} * dim;
-  for (int64_t g = 0; g < groups; ++g) {
-    for (int i = 0; i < items; ++i) {
-      const int64_t item = g * items + i;
-      float* out = y + item * n;
-      std::fill(out, out + n, 0.0f);
-      for (int c = 0; c < k; ++c) {
-        const int s = slot[item * k + c];
-        if (s < 0) continue;
-        const float* src =
-            buf + buffer_row(expert[item * k + c], g, s, groups, capacity, item_rows) * dim;
-        const float w = gate[item * k + c];
+  for (int64_t i = 0; i < items; ++i) {
+    float* out = y + i * n;
+    std::fill(out, out + n, 0.0f);
+    for (int c = 0; c < k; ++c) {
+      if (row[i * k + c] < 0) continue;
+      const float* src = buf + int64_t{row[i * k + c]} * dim;
+      const float w = gate[i * k + c];
 #pragma omp simd
-        for (int64_t j = 0; j < n; ++j) out[j] = fmaf(w, src[j], out[j]);
-      }
+      for (int64_t j = 0; j < n; ++j) out[j] = fmaf(w, src[j], out[j]);
     }
   }
 }
 
-void CpuBackend::moe_combine_backward(int64_t groups, int items, int k, int experts,
-                                      int capacity, int item_rows, int dim, const float* dy,
-                                      const float* buf, const int32_t* expert,
-                                      const int32_t* slot, const float* gate, float* dbuf,
-                                      float* dgate) {
+void CpuBackend::moe_combine_backward(int64_t items, int k, int item_rows, int dim,
+                                      const float* dy, const float* buf, const int32_t* row,
+                                      const float* gate, float* dbuf, float* dgate) {
   const int64_t n = int64_t{item_rows} * dim;
-  std::memset(dbuf, 0, static_cast<size_t>(experts * groups * capacity * n) * sizeof(float));
-  for (int64_t g = 0; g < groups; ++g) {
-    for (int i = 0; i < items; ++i) {
-      const int64_t item = g * items + i;
-      const float* d = dy + item * n;
-      for (int c = 0; c < k; ++c) {
-        const int s = slot[item * k + c];
-        if (s < 0) continue;
-        const int64_t row = buffer_row(expert[item * k + c], g, s, groups, capacity, item_rows);
-        const float* out = buf + row * dim;
-        float* dout = dbuf + row * dim;
-        const float w = gate[item * k + c];
-        float dot = 0.0f;
+  for (int64_t i = 0; i < items; ++i) {
+    const float* d = dy + i * n;
+    for (int c = 0; c < k; ++c) {
+      if (row[i * k + c] < 0) continue;
+      const float* out = buf + int64_t{row[i * k + c]} * dim;
+      float* dout = dbuf + int64_t{row[i * k + c]} * dim;
+      const float w = gate[i * k + c];
+      float dot = 0.0f;
 #pragma omp simd reduction(+ : dot)
-        for (int64_t j = 0; j < n; ++j) {
-          dout[j] = w * d[j];
-          dot += d[j] * out[j];
-        }
-        dgate[item * k + c] += dot;
+      for (int64_t j = 0; j < n; ++j) {
+        dout[j] = w * d[j];
+        dot += d[j] * out[j];
       }
+      dgate[i * k + c] += dot;
     }
   }
 }
 
-void CpuBackend::moe_dispatch_backward(int64_t groups, int items, int k, int experts,
-                                       int capacity, int item_rows, int dim, const float* dbuf,
-                                       const int32_t* expert, const int32_t* slot, float* dx) {
-  (void)experts;
+void CpuBackend::moe_dispatch_backward(int64_t items, int k, int item_rows, int dim,
+                                       const float* dbuf, const int32_t* row, float* dx) {
   const int64_t n = int64_t{item_rows} * dim;
-  for (int64_t g = 0; g < groups; ++g) {
-    for (int i = 0; i < items; ++i) {
-      const int64_t item = g * items + i;
-      float* out = dx + item * n;
-      std::fill(out, out + n, 0.0f);
-      for (int c = 0; c < k; ++c) {
-        const int s = slot[item * k + c];
-        if (s < 0) continue;
-        const float* src =
-            dbuf + buffer_row(expert[item * k + c], g, s, groups, capacity, item_rows) * dim;
+  for (int64_t i = 0; i < items; ++i) {
+    float* out = dx + i * n;
+    std::fill(out, out + n, 0.0f);
+    for (int c = 0; c < k; ++c) {
+      if (row[i * k + c] < 0) continue;
+      const float* src = dbuf + int64_t{row[i * k + c]} * dim;
 #pragma omp simd
-        for (int64_t j = 0; j < n; ++j) out[j] += src[j];
-      }
+      for (int64_t j = 0; j < n; ++j) out[j] += src[j];
     }
   }
 }

@@ -1,6 +1,7 @@
 #include "core/mlp.h"
 
 #include "core/workspace.h"
+#include "core/phase_timer.h"
 
 namespace vmoe {
 
@@ -12,6 +13,7 @@ Mlp::Mlp(Backend& be, ParamStore& store, const std::string& name, int dim, int h
       act_(be) {}
 
 void Mlp::forward(const float* x, int64_t images, int tokens, float* y, const Pass& /*pass*/) {
+  PhaseScope timed_("dense_mlp");
   rows_ = images * tokens;
   pre_.resize({rows_, fc1_.out()});
   act_.resize({rows_, fc1_.out()});
@@ -21,6 +23,7 @@ void Mlp::forward(const float* x, int64_t images, int tokens, float* y, const Pa
 }
 
 void Mlp::backward(const float* x, const float* dy, float* dx, Workspace& ws) {
+  PhaseScope timed_("dense_mlp");
   float* dhidden = ws.get(Scratch::kHiddenGrad, {rows_, fc1_.out()});
   fc2_.backward(*be_, act_.data(), dy, rows_, dhidden);
   be_->gelu_backward(rows_ * fc1_.out(), pre_.data(), dhidden, dhidden);

@@ -68,6 +68,12 @@ class DeviceTensor {
   void copy_from_host(const std::vector<T>& src) {
     copy_from_host(src.data(), static_cast<int64_t>(src.size()));
   }
+  // n elements at a device pointer, copied to the host.
+  static std::vector<T> to_host_of(const T* device, int64_t n, Backend& backend) {
+    std::vector<T> out(static_cast<size_t>(n));
+    if (n > 0) backend.copy_to_host(out.data(), device, out.size() * sizeof(T));
+    return out;
+  }
   std::vector<T> to_host() const {
     std::vector<T> out(static_cast<size_t>(size_));
     if (size_ > 0) backend_->copy_to_host(out.data(), data_, out.size() * sizeof(T));

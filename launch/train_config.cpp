@@ -3,6 +3,8 @@
 #include <gflags/gflags.h>
 
 #include <cmath>
+#include <cstdlib>
+#include <sstream>
 #include <vector>
 
 #include "core/check.h"
@@ -14,7 +16,7 @@ DEFINE_string(eval_data, "", "Evaluation set (same image shape and classes); emp
 DEFINE_string(run_dir, "", "Directory for metrics.jsonl, flags.txt and result.json "
               "(default: runs/<date>-<time>).");
 DEFINE_int64(batch_size, 128, "Global training batch size (images per step, all ranks).");
-DEFINE_int64(eval_batch_size, 500, "Global evaluation batch size.");
+DEFINE_int64(eval_batch_size, 512, "Global evaluation batch size (a multiple of --group_size).");
 DEFINE_int32(augment_crop_padding, 0,
              "Training augmentation: zero-pad by this many pixels, then random-crop back (0 = off).");
 DEFINE_bool(augment_flip, true, "Training augmentation: random horizontal flips.");
@@ -28,6 +30,42 @@ DEFINE_int32(num_heads, 3, "Attention heads (must divide --hidden_size).");
 DEFINE_int32(mlp_dim, 384, "Hidden width of each MLP.");
 DEFINE_string(classifier, "token", "Pooling before the head: 'token' (class token) or 'gap' "
               "(mean of the patch tokens, no class token).");
+
+// ---- mixture of experts -----------------------------------------------------
+DEFINE_string(moe_layers, "", "Blocks whose MLP is a mixture of experts: 'every:N' (blocks N-1, "
+              "2N-1, ...), 'last:N' (the last N of the every-2 blocks), a list '1,3,5', or empty "
+              "for a dense ViT.");
+DEFINE_int32(num_experts, 8, "Experts per MoE layer, E.");
+DEFINE_int32(num_selected, 2, "Experts each token (or image) is routed to, k (1 <= k <= E).");
+DEFINE_int32(group_size, 8, "Images per routing group; capacity is per group, and each rank's "
+             "batch must hold whole groups.");
+DEFINE_double(capacity_ratio, 1.05, "Training capacity ratio: each expert takes "
+              "ceil(k*S*ratio/E) items per group, rounded up to a multiple of 4.");
+DEFINE_bool(batch_priority, true, "Batch-priority routing: items with a higher top-1 gate "
+            "claim expert slots first (otherwise earlier items do).");
+DEFINE_double(eval_capacity_ratio, 1.05, "Capacity ratio at evaluation (default: "
+              "--capacity_ratio).");
+DEFINE_int32(eval_num_selected, 2, "k at evaluation (default: --num_selected).");
+DEFINE_bool(eval_batch_priority, true, "Batch-priority routing at evaluation (default: "
+            "--batch_priority).");
+DEFINE_double(router_noise_std, 1.0, "Router noise: N(0, (std/E)^2) added to the logits in "
+              "training.");
+DEFINE_double(importance_loss_weight, 0.005, "Weight of the importance loss (per group, averaged "
+              "over groups, summed over MoE layers).");
+DEFINE_double(load_loss_weight, 0.005, "Weight of the load loss.");
+DEFINE_double(gshard_loss_weight, 0.0, "Weight of the GShard load-balancing loss.");
+DEFINE_double(router_z_loss_weight, 0.0, "Weight of the router z-loss.");
+DEFINE_string(routing, "token", "'token': each MoE layer routes tokens (V-MoE); 'image': one "
+              "router before the first MoE layer routes whole images for all of them "
+              "(Mobile V-MoE).");
+DEFINE_string(image_router_input, "mean", "Image routing: the router reads the mean of the "
+              "image's tokens ('mean') or its class token ('token').");
+DEFINE_double(superclass_loss_weight, -1, "Image routing: weight of CE(router logits, "
+              "super-class from /superclass); default 0.3 when the training set has super-classes, "
+              "else 0.");
+DEFINE_string(eval_capacity_sweep, "", "After training, also evaluate at these capacity ratios "
+              "(comma-separated), with and without batch-priority routing; writes "
+              "sweep.json.");
 
 // ---- optimisation -----------------------------------------------------------
 DEFINE_string(optimizer, "adam", "'adam' (decoupled weight decay) or 'sgd' (momentum).");
@@ -50,6 +88,22 @@ DEFINE_int64(eval_every, 0, "Evaluate every this many steps (0 = only at the end
 
 namespace vmoe {
 namespace {
+
+bool is_default(const char* flag) { return gflags::GetCommandLineFlagInfoOrDie(flag).is_default; }
+
+std::vector<double> parse_ratios(const std::string& text) {
+  std::vector<double> out;
+  std::stringstream in(text);
+  std::string item;
+  while (std::getline(in, item, ',')) {
+    char* end = nullptr;
+    const double v = std::strtod(item.c_str(), &end);
+    VMOE_CHECK(!item.empty() && end == item.c_str() + item.size() && v > 0,
+               "--eval_capacity_sweep='", text, "': expected positive numbers, found '", item, "'");
+    out.push_back(v);
+  }
+  return out;
+}
 
 void check_positive(const char* flag, double v) { VMOE_CHECK(v > 0, "--", flag, " must be positive, got ", v); }
 void check_non_negative(const char* flag, double v) {
@@ -124,6 +178,46 @@ TrainConfig train_config_from_flags() {
   o.momentum = static_cast<float>(FLAGS_momentum);
   o.weight_decay = static_cast<float>(FLAGS_weight_decay);
   o.grad_clip_norm = static_cast<float>(FLAGS_grad_clip_norm);
+
+  MoeConfig& e = c.trainer.moe;
+  e.layers = parse_moe_layers(FLAGS_moe_layers, m.num_layers);
+  e.num_experts = FLAGS_num_experts;
+  e.num_selected = FLAGS_num_selected;
+  e.group_size = FLAGS_group_size;
+  e.capacity_ratio = FLAGS_capacity_ratio;
+  e.batch_priority = FLAGS_batch_priority;
+  e.eval_capacity_ratio =
+      is_default("eval_capacity_ratio") ? FLAGS_capacity_ratio : FLAGS_eval_capacity_ratio;
+  e.eval_num_selected =
+      is_default("eval_num_selected") ? FLAGS_num_selected : FLAGS_eval_num_selected;
+  e.eval_batch_priority =
+      is_default("eval_batch_priority") ? FLAGS_batch_priority : FLAGS_eval_batch_priority;
+  e.noise_std = static_cast<float>(FLAGS_router_noise_std);
+  e.importance_loss_weight = static_cast<float>(FLAGS_importance_loss_weight);
+  e.load_loss_weight = static_cast<float>(FLAGS_load_loss_weight);
+  e.gshard_loss_weight = static_cast<float>(FLAGS_gshard_loss_weight);
+  e.z_loss_weight = static_cast<float>(FLAGS_router_z_loss_weight);
+  e.routing = parse_routing(FLAGS_routing);
+  e.router_input = parse_router_input(FLAGS_image_router_input);
+  const bool image = e.routing == Routing::kImage;
+  e.superclass_loss_weight = static_cast<float>(
+      FLAGS_superclass_loss_weight >= 0 ? FLAGS_superclass_loss_weight
+                                        : (image && train.has_superclass ? 0.3 : 0.0));
+  VMOE_CHECK(e.superclass_loss_weight == 0 || (image && e.enabled()),
+             "--superclass_loss_weight applies to --routing=image with --moe_layers set");
+  VMOE_CHECK(e.superclass_loss_weight == 0 || train.has_superclass, "--superclass_loss_weight=",
+             e.superclass_loss_weight, " needs /superclass in --train_data ", train.path,
+             " (see vmoe_superclass)");
+  for (const char* w : {"importance_loss_weight", "load_loss_weight", "gshard_loss_weight",
+                        "router_z_loss_weight", "router_noise_std"}) {
+    check_non_negative(w, std::stod(gflags::GetCommandLineFlagInfoOrDie(w).current_value));
+  }
+  validate(e, m, FLAGS_batch_size);
+  c.eval_capacity_sweep = parse_ratios(FLAGS_eval_capacity_sweep);
+  VMOE_CHECK(c.eval_capacity_sweep.empty() || e.enabled(),
+             "--eval_capacity_sweep needs a mixture-of-experts model (--moe_layers)");
+  VMOE_CHECK(FLAGS_eval_batch_size % e.group_size == 0 || !e.enabled(), "--eval_batch_size=",
+             FLAGS_eval_batch_size, " must be a multiple of --group_size=", e.group_size);
 
   c.num_epochs = FLAGS_num_epochs;
   c.total_steps = FLAGS_total_steps > 0

@@ -4,6 +4,7 @@
 
 #include <cstdint>
 #include <string>
+#include <vector>
 
 #include "datasets/dataset_info.h"
 #include "launch/trainer.h"
@@ -22,6 +23,7 @@ struct TrainConfig {
   double num_epochs = 0;
   int64_t log_every = 0;
   int64_t eval_every = 0;  // 0: evaluate only at the end
+  std::vector<double> eval_capacity_sweep;  // MoE: final evaluation at these ratios
 };
 
 // Checks the flags that need no file (fails with a message naming the flag).

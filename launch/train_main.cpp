@@ -10,6 +10,7 @@
 #include "core/check.h"
 #include "core/cpu_backend.h"
 #include "datasets/loader.h"
+#include "launch/evaluation.h"
 #include "launch/metrics_log.h"
 #include "launch/train_config.h"
 #include "launch/trainer.h"
@@ -43,16 +44,20 @@ LossTargets targets_of(const Batch& b) {
           b.multi_hot.empty() ? nullptr : b.multi_hot.data(), b.mask.data()};
 }
 
-EvalResult evaluate(Trainer& trainer, const TrainConfig& c) {
-  Loader loader({.path = c.eval_data,
-                 .batch_size = c.eval_batch_size,
-                 .training = false,
-                 .seed = c.trainer.seed,
-                 .prefetch = c.prefetch});
-  EvalResult total;
-  Batch batch;
-  while (loader.next(batch)) total += trainer.evaluate(batch.images.data(), targets_of(batch));
-  return total;
+// "aux 0.0123  drop 1.2%" from the routing metrics (empty for a dense model).
+std::string routing_summary(const std::vector<Metric>& metrics, double aux) {
+  double dropped = 0;
+  int layers = 0;
+  for (const Metric& m : metrics) {
+    if (m.name.size() > 8 && m.name.compare(m.name.size() - 8, 8, "/dropped") == 0) {
+      dropped += m.value;
+      ++layers;
+    }
+  }
+  if (layers == 0) return "";
+  char buf[64];
+  std::snprintf(buf, sizeof buf, "  aux %.4f  drop %.1f%%", aux, 100.0 * dropped / layers);
+  return buf;
 }
 
 int run() {
@@ -69,12 +74,24 @@ int run() {
   std::printf("vmoe_train: %s (%lld images %dx%dx%d, %d classes) -> %s\n", c.train_data.c_str(),
               static_cast<long long>(train_info.size), m.image.height, m.image.width,
               m.image.channels, m.num_classes, c.run_dir.c_str());
-  std::printf("model: ViT D=%d L=%d heads=%d mlp=%d patch=%d tokens=%d, %lld parameters, "
+  const MoeConfig& moe = c.trainer.moe;
+  const int64_t params = trainer.params().num_parameters(Region::kDense) +
+                         trainer.params().num_parameters(Region::kExpert);
+  std::printf("model: %s D=%d L=%d heads=%d mlp=%d patch=%d tokens=%d, %lld parameters, "
               "%.1f MFLOP/image forward; %lld steps of %lld images, backend %s\n",
+              moe.enabled() ? (moe.routing == Routing::kToken ? "V-MoE" : "Mobile V-MoE") : "ViT",
               m.hidden_size, m.num_layers, m.num_heads, m.mlp_dim, m.patch_size, m.tokens(),
-              static_cast<long long>(trainer.params().num_parameters(Region::kDense)),
-              trainer.model().forward_flops_per_image() / 1e6, static_cast<long long>(c.total_steps),
+              static_cast<long long>(params), trainer.forward_flops_per_image(false) / 1e6,
+              static_cast<long long>(c.total_steps),
               static_cast<long long>(c.trainer.global_batch), backend.name().c_str());
+  if (moe.enabled()) {
+    std::printf("experts: %s routing, blocks %s, E=%d k=%d (eval k=%d), groups of %d images, "
+                "capacity ratio %.2f (eval %.2f), %s\n",
+                moe.routing == Routing::kToken ? "token" : "image",
+                format_moe_layers(moe.layers).c_str(), moe.num_experts, moe.num_selected,
+                moe.eval_num_selected, moe.group_size, moe.capacity_ratio, moe.eval_capacity_ratio,
+                moe.batch_priority ? "batch-priority routing" : "vanilla routing");
+  }
   std::fflush(stdout);
 
   Loader loader({.path = c.train_data,
@@ -90,26 +107,37 @@ int run() {
   double window_loss = 0, window_aux = 0;
   int64_t window_steps = 0;
   Batch batch;
+  const EvalSource eval_source{c.eval_data, c.eval_batch_size, c.prefetch};
+  const bool superclass_eval = moe.routing == Routing::kImage && c.eval_info.has_superclass;
   auto run_eval = [&](int64_t step) {
     if (c.eval_data.empty()) return EvalResult{};
     const auto t = Clock::now();
-    const EvalResult r = evaluate(trainer, c);
-    std::printf("eval  step %lld: precision@1 %.4f  loss %.4f  (%lld images, %.1fs)\n",
-                static_cast<long long>(step), r.precision_at_1(), r.mean_loss(),
+    const EvalResult r = evaluate_dataset(trainer, eval_source);
+    std::string extra;
+    if (moe.enabled()) extra += "  dropped " + std::to_string(100.0 * r.dropped_fraction()) + "%";
+    if (superclass_eval)
+      extra += "  router super-class accuracy " + std::to_string(r.superclass_accuracy());
+    std::printf("eval  step %lld: precision@1 %.4f  loss %.4f%s  (%lld images, %.1fs)\n",
+                static_cast<long long>(step), r.precision_at_1(), r.mean_loss(), extra.c_str(),
                 static_cast<long long>(r.count), seconds_since(t));
     std::fflush(stdout);
-    log.write(JsonRecord()
-                  .add("type", std::string("eval"))
-                  .add("step", step)
-                  .add("precision_at_1", r.precision_at_1())
-                  .add("loss", r.mean_loss())
-                  .add("examples", r.count));
+    JsonRecord record;
+    record.add("type", std::string("eval"))
+        .add("step", step)
+        .add("precision_at_1", r.precision_at_1())
+        .add("loss", r.mean_loss())
+        .add("examples", r.count);
+    if (moe.enabled()) record.add("dropped", r.dropped_fraction());
+    if (superclass_eval) record.add("router_superclass_accuracy", r.superclass_accuracy());
+    log.write(record);
     return r;
   };
 
   for (int64_t step = 1; step <= c.total_steps; ++step) {
     loader.next(batch);
-    const StepResult r = trainer.train_step(batch.images.data(), targets_of(batch));
+    const StepResult r = trainer.train_step(
+        batch.images.data(), targets_of(batch),
+        batch.superclass.empty() ? nullptr : batch.superclass.data());
     VMOE_CHECK(std::isfinite(r.loss) && std::isfinite(r.grad_norm), "training diverged at step ",
                step, ": loss ", r.loss, ", gradient norm ", r.grad_norm,
                " (try a lower --learning_rate or --grad_clip_norm)");
@@ -122,20 +150,25 @@ int run() {
       const double elapsed = seconds_since(start);
       const double eta = elapsed / step * (c.total_steps - step);
       const double epoch = step / steps_per_epoch;
-      std::printf("step %6lld/%lld  epoch %6.2f  loss %.4f  lr %.2e  %7.1f img/s  ETA %s\n",
+      const std::vector<Metric> routing = trainer.routing_metrics();
+      std::printf("step %6lld/%lld  epoch %6.2f  loss %.4f%s  lr %.2e  %7.1f img/s  ETA %s\n",
                   static_cast<long long>(step), static_cast<long long>(c.total_steps), epoch,
-                  window_loss / window_steps, r.lr, ips, format_duration(eta).c_str());
+                  window_loss / window_steps,
+                  routing_summary(routing, window_aux / window_steps).c_str(), r.lr, ips,
+                  format_duration(eta).c_str());
       std::fflush(stdout);
-      log.write(JsonRecord()
-                    .add("type", std::string("train"))
-                    .add("step", step)
-                    .add("epoch", epoch)
-                    .add("loss", window_loss / window_steps)
-                    .add("aux_loss", window_aux / window_steps)
-                    .add("grad_norm", r.grad_norm)
-                    .add("learning_rate", r.lr)
-                    .add("images_per_s", ips)
-                    .add("elapsed_s", elapsed));
+      JsonRecord record;
+      record.add("type", std::string("train"))
+          .add("step", step)
+          .add("epoch", epoch)
+          .add("loss", window_loss / window_steps)
+          .add("aux_loss", window_aux / window_steps)
+          .add("grad_norm", r.grad_norm)
+          .add("learning_rate", r.lr)
+          .add("images_per_s", ips)
+          .add("elapsed_s", elapsed);
+      for (const Metric& metric : routing) record.add(metric.name, metric.value);
+      log.write(record);
       window_loss = window_aux = 0;
       window_steps = 0;
       window_start = Clock::now();
@@ -144,6 +177,23 @@ int run() {
   }
   const double train_seconds = seconds_since(start);
   const EvalResult final_eval = run_eval(c.total_steps);
+  if (!final_eval.confusion.empty()) {
+    write_file_atomically(c.run_dir + "/confusion.csv",
+                          confusion_csv(final_eval.confusion, c.eval_info.class_names));
+  }
+  if (!c.eval_capacity_sweep.empty() && !c.eval_data.empty()) {
+    const std::vector<SweepPoint> sweep = capacity_sweep(trainer, eval_source, c.eval_capacity_sweep);
+    std::printf("capacity sweep (precision@1 / dropped choices):\n  ratio     BPR               vanilla\n");
+    const size_t n = c.eval_capacity_sweep.size();
+    for (size_t i = 0; i < n; ++i) {
+      const EvalResult& b = sweep[i].result;
+      const EvalResult& v = sweep[n + i].result;
+      std::printf("  %5.2f   %.4f / %5.1f%%   %.4f / %5.1f%%\n", sweep[i].capacity_ratio,
+                  b.precision_at_1(), 100 * b.dropped_fraction(), v.precision_at_1(),
+                  100 * v.dropped_fraction());
+    }
+    write_file_atomically(c.run_dir + "/sweep.json", sweep_json(sweep));
+  }
   JsonRecord result;
   result.add("steps", c.total_steps)
       .add("epochs", c.total_steps / steps_per_epoch)
@@ -154,7 +204,11 @@ int run() {
         .add("precision_at_1", final_eval.precision_at_1())
         .add("eval_loss", final_eval.mean_loss())
         .add("eval_examples", final_eval.count);
+    if (moe.enabled()) result.add("dropped", final_eval.dropped_fraction());
+    if (superclass_eval) result.add("router_superclass_accuracy", final_eval.superclass_accuracy());
   }
+  result.add("parameters", params).add("forward_mflops_per_image",
+                                       trainer.forward_flops_per_image(false) / 1e6);
   write_file_atomically(c.run_dir + "/result.json", result.str() + "\n");
   std::printf("done: %s\nrun directory: %s\n", result.str().c_str(), c.run_dir.c_str());
   return 0;

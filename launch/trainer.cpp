@@ -1,8 +1,12 @@
 #include "launch/trainer.h"
 
+#include <algorithm>
 #include <cmath>
 
 #include "core/check.h"
+#include "parallel/image_router.h"
+#include "parallel/moe_model.h"
+#include "parallel/router.h"
 
 namespace vmoe {
 
@@ -10,6 +14,11 @@ EvalResult& EvalResult::operator+=(const EvalResult& o) {
   count += o.count;
   correct += o.correct;
   loss_sum += o.loss_sum;
+  choices += o.choices;
+  dropped += o.dropped;
+  superclass_hits += o.superclass_hits;
+  if (confusion.empty()) confusion.assign(o.confusion.size(), 0);
+  for (size_t i = 0; i < o.confusion.size(); ++i) confusion[i] += o.confusion[i];
   return *this;
 }
 
@@ -18,10 +27,15 @@ Trainer::Trainer(Backend& be, const TrainerOptions& options)
       options_(options),
       loss_(be, options.model.num_classes, options.model.multi_label),
       images_(be),
-      dlogits_(be) {
+      dlogits_(be),
+      mask_(be) {
   VMOE_CHECK(options.global_batch > 0, "--batch_size must be positive, got ",
              options.global_batch);
-  model_ = std::make_unique<ViT>(be, params_, options.model);
+  validate(options_.moe, options_.model, options.global_batch);
+  // The layers keep a pointer to options_.moe: evaluation knobs set through
+  // moe() take effect at the next evaluation.
+  model_ = std::make_unique<ViT>(be, params_, options_.model,
+                                 moe_extensions(be, options_.moe, options_.model, options.seed));
   params_.allocate(be);
   params_.initialize(options.seed);
   optimizer_ = std::make_unique<Optimizer>(options.optimizer, params_);
@@ -33,11 +47,19 @@ void Trainer::upload_images(const float* images, int64_t rows) {
   images_.copy_from_host(images, images_.size());
 }
 
-StepResult Trainer::train_step(const float* images, const LossTargets& targets) {
+void Trainer::set_superclass(const int32_t* superclass, int64_t rows) {
+  ImageRouter* router = image_router_of(*model_);
+  if (router != nullptr && superclass != nullptr) router->set_superclass(superclass, rows);
+}
+
+StepResult Trainer::train_step(const float* images, const LossTargets& targets,
+                               const int32_t* superclass) {
   StepResult r;
   r.lr = options_.schedule.at(step());
   upload_images(images, targets.rows);
-  model_->forward(images_.data(), targets.rows, Pass{.training = true, .step = step()});
+  set_superclass(superclass, targets.rows);
+  model_->forward(images_.data(), targets.rows,
+                  Pass{.training = true, .step = step(), .global_images = options_.global_batch});
   dlogits_.resize({targets.rows, options_.model.num_classes});
   const float scale = 1.0f / static_cast<float>(options_.global_batch);
   params_.zero_grads();
@@ -51,17 +73,56 @@ StepResult Trainer::train_step(const float* images, const LossTargets& targets) 
   return r;
 }
 
-EvalResult Trainer::evaluate(const float* images, const LossTargets& targets) {
+EvalResult Trainer::evaluate(const float* images, const LossTargets& targets,
+                             const int32_t* superclass) {
   upload_images(images, targets.rows);
-  model_->forward(images_.data(), targets.rows, Pass{});
+  const float* mask = nullptr;
+  if (targets.mask != nullptr) {
+    host_mask_.assign(targets.mask, targets.mask + targets.rows);
+    mask_.resize({targets.rows});
+    mask_.copy_from_host(host_mask_);
+    mask = mask_.data();
+  }
+  std::vector<Router*> routers = routers_of(*model_);
+  for (Router* router : routers) router->reset_counts();
+  set_superclass(superclass, targets.rows);
+  model_->forward(images_.data(), targets.rows, Pass{.image_mask = mask});
   EvalResult r;
+  for (Router* router : routers) {
+    const std::vector<int64_t> counts = router->counts();
+    for (size_t e = 0; e + 1 < counts.size(); ++e) r.choices += counts[e];
+    r.dropped += counts.back();
+  }
+  if (ImageRouter* router = image_router_of(*model_); router && superclass)
+    r.superclass_hits = router->superclass_hits();
   r.loss_sum = loss_.forward(model_->logits(), targets);
   const int classes = options_.model.num_classes;
   host_logits_.resize(static_cast<size_t>(targets.rows * classes));
   be_->copy_to_host(host_logits_.data(), model_->logits(), host_logits_.size() * sizeof(float));
   r.correct = count_correct_at_1(host_logits_.data(), classes, targets);
+  if (targets.labels != nullptr) {
+    r.confusion.assign(static_cast<size_t>(classes) * classes, 0);
+    for (int64_t i = 0; i < targets.rows; ++i) {
+      if (targets.mask != nullptr && !targets.mask[i]) continue;
+      const float* z = host_logits_.data() + i * classes;
+      const int pred = static_cast<int>(std::max_element(z, z + classes) - z);
+      ++r.confusion[static_cast<size_t>(targets.labels[i]) * classes + pred];
+    }
+  }
   for (int64_t i = 0; i < targets.rows; ++i) r.count += (targets.mask == nullptr || targets.mask[i]);
   return r;
+}
+
+std::vector<Metric> Trainer::routing_metrics() {
+  std::vector<Metric> out;
+  model_->metrics(out);
+  return out;
+}
+
+double Trainer::forward_flops_per_image(bool training) const {
+  return model_->forward_flops_per_image() +
+         (options_.moe.enabled() ? moe_forward_flops_per_image(options_.model, options_.moe, training)
+                                 : 0.0);
 }
 
 }  // namespace vmoe

@@ -29,61 +29,48 @@ ExpertMlps::ExpertMlps(Backend& be, ParamStore& store, const std::string& name, 
   b2_ = add("fc2/bias", {local_experts, dim}, false, 0, 0);
 }
 
-void ExpertMlps::forward(const float* in, int sources, int64_t rows, float* out) {
-  sources_ = sources;
-  rows_ = rows;
-  const int64_t D = dim_, M = hidden_, L = local_, R = rows;
-  pre_.resize({sources, L, R, M});
-  act_.resize({sources, L, R, M});
-  const int r = static_cast<int>(R);
-  // pre[s, e] = in[s, e] W1[e]; batched over (source, expert)
-  be_->gemm_batched(Trans::kNo, Trans::kNo, r, hidden_, dim_, 1.0f, in, dim_, store_->value(w1_),
-                    hidden_, 0.0f, pre_.data(), hidden_, {sources, L * R * D, 0, L * R * M},
-                    {L, R * D, D * M, R * M});
-  for (int s = 0; s < sources; ++s) {
-    for (int e = 0; e < local_; ++e) {
-      const int64_t block = (s * L + e) * R * M;
-      be_->bias_gelu(R, hidden_, store_->value(b1_) + e * M, pre_.data() + block,
-                     act_.data() + block);
-    }
+void ExpertMlps::forward(const float* in, const std::vector<ExpertSegment>& segments,
+                         int64_t buffer_rows, float* out) {
+  segments_ = segments;
+  const int64_t D = dim_, M = hidden_;
+  pre_.resize({buffer_rows, M});
+  act_.resize({buffer_rows, M});
+  for (const ExpertSegment& s : segments_) {
+    if (s.rows == 0) continue;
+    const int rows = static_cast<int>(s.rows);
+    float* pre = pre_.data() + s.begin * M;
+    float* act = act_.data() + s.begin * M;
+    be_->gemm(Trans::kNo, Trans::kNo, rows, hidden_, dim_, 1.0f, in + s.begin * D, dim_,
+              store_->value(w1_) + s.expert * D * M, hidden_, 0.0f, pre, hidden_);
+    be_->bias_gelu(s.rows, hidden_, store_->value(b1_) + s.expert * M, pre, act);
+    be_->gemm(Trans::kNo, Trans::kNo, rows, dim_, hidden_, 1.0f, act, hidden_,
+              store_->value(w2_) + s.expert * M * D, dim_, 0.0f, out + s.begin * D, dim_);
+    be_->add_bias(s.rows, dim_, store_->value(b2_) + s.expert * D, out + s.begin * D);
   }
-  be_->gemm_batched(Trans::kNo, Trans::kNo, r, dim_, hidden_, 1.0f, act_.data(), hidden_,
-                    store_->value(w2_), dim_, 0.0f, out, dim_, {sources, L * R * M, 0, L * R * D},
-                    {L, R * M, M * D, R * D});
-  for (int s = 0; s < sources; ++s)
-    for (int e = 0; e < local_; ++e)
-      be_->add_bias(R, dim_, store_->value(b2_) + e * D, out + (s * L + e) * R * D);
 }
 
 void ExpertMlps::backward(const float* in, const float* dout, float* din) {
-  const int64_t D = dim_, M = hidden_, L = local_, R = rows_;
-  const int r = static_cast<int>(R);
-  dact_.resize({sources_, L, R, M});
-  // dact = dout W2^T
-  be_->gemm_batched(Trans::kNo, Trans::kYes, r, hidden_, dim_, 1.0f, dout, dim_,
-                    store_->value(w2_), dim_, 0.0f, dact_.data(), hidden_,
-                    {sources_, L * R * D, 0, L * R * M}, {L, R * D, M * D, R * M});
-  // Weight gradients: one batched call per source, so no two GEMMs of one
-  // call accumulate into the same expert's gradient.
-  for (int s = 0; s < sources_; ++s) {
-    be_->gemm_batched(Trans::kYes, Trans::kNo, hidden_, dim_, r, 1.0f, act_.data() + s * L * R * M,
-                      hidden_, dout + s * L * R * D, dim_, 1.0f, store_->grad(w2_), dim_, {},
-                      {L, R * M, R * D, M * D});
-    for (int e = 0; e < local_; ++e)
-      be_->bias_grad(R, dim_, dout + (s * L + e) * R * D, store_->grad(b2_) + e * D);
+  const int64_t D = dim_, M = hidden_;
+  dact_.resize(pre_.shape());
+  for (const ExpertSegment& s : segments_) {
+    if (s.rows == 0) continue;
+    const int rows = static_cast<int>(s.rows);
+    const float* x = in + s.begin * D;
+    const float* dy = dout + s.begin * D;
+    float* dact = dact_.data() + s.begin * M;
+    const float* act = act_.data() + s.begin * M;
+    be_->gemm(Trans::kNo, Trans::kYes, rows, hidden_, dim_, 1.0f, dy, dim_,
+              store_->value(w2_) + s.expert * M * D, dim_, 0.0f, dact, hidden_);
+    be_->gemm(Trans::kYes, Trans::kNo, hidden_, dim_, rows, 1.0f, act, hidden_, dy, dim_, 1.0f,
+              store_->grad(w2_) + s.expert * M * D, dim_);
+    be_->bias_grad(s.rows, dim_, dy, store_->grad(b2_) + s.expert * D);
+    be_->gelu_backward(s.rows * M, pre_.data() + s.begin * M, dact, dact);
+    be_->gemm(Trans::kYes, Trans::kNo, dim_, hidden_, rows, 1.0f, x, dim_, dact, hidden_, 1.0f,
+              store_->grad(w1_) + s.expert * D * M, hidden_);
+    be_->bias_grad(s.rows, hidden_, dact, store_->grad(b1_) + s.expert * M);
+    be_->gemm(Trans::kNo, Trans::kYes, rows, dim_, hidden_, 1.0f, dact, hidden_,
+              store_->value(w1_) + s.expert * D * M, hidden_, 0.0f, din + s.begin * D, dim_);
   }
-  be_->gelu_backward(sources_ * L * R * M, pre_.data(), dact_.data(), dact_.data());
-  for (int s = 0; s < sources_; ++s) {
-    be_->gemm_batched(Trans::kYes, Trans::kNo, dim_, hidden_, r, 1.0f, in + s * L * R * D, dim_,
-                      dact_.data() + s * L * R * M, hidden_, 1.0f, store_->grad(w1_), hidden_, {},
-                      {L, R * D, R * M, D * M});
-    for (int e = 0; e < local_; ++e)
-      be_->bias_grad(R, hidden_, dact_.data() + (s * L + e) * R * M, store_->grad(b1_) + e * M);
-  }
-  // din = dact W1^T
-  be_->gemm_batched(Trans::kNo, Trans::kYes, r, dim_, hidden_, 1.0f, dact_.data(), hidden_,
-                    store_->value(w1_), hidden_, 0.0f, din, dim_,
-                    {sources_, L * R * M, 0, L * R * D}, {L, R * M, D * M, R * D});
 }
 
 }  // namespace vmoe

@@ -2,18 +2,25 @@
 // [local experts, ...] in the expert region of the parameter store as a slice
 // of the global [E, ...] tensors.
 //
-// They run on buffers laid out [sources][local experts][rows][D]: one block of
-// `rows` slots per (source, expert). On one process sources = 1; with expert
-// parallelism every source rank's block stays where the all-to-all put it and
-// the GEMMs are batched over (source, expert) with two stride levels.
+// They run on row segments of an expert buffer [rows, D]: each segment is a
+// run of consecutive rows for one local expert (one per expert in the compact
+// layout; one per (source rank, expert) after an all-to-all). Each segment is
+// two GEMMs, so experts compute exactly the rows they were given.
 #pragma once
 
 #include <string>
+#include <vector>
 
 #include "core/param_store.h"
 #include "core/tensor.h"
 
 namespace vmoe {
+
+struct ExpertSegment {
+  int expert = 0;      // local expert index
+  int64_t begin = 0;   // first buffer row
+  int64_t rows = 0;
+};
 
 class ExpertMlps {
  public:
@@ -21,9 +28,11 @@ class ExpertMlps {
              int first_expert, int local_experts, int dim, int hidden);
 
   int local_experts() const { return local_; }
-  // out = experts(in); saves what backward needs.
-  void forward(const float* in, int sources, int64_t rows, float* out);
-  // din = dL/din (overwrites); parameter gradients accumulate.
+  // out[segment rows] = expert(in[segment rows]) for every segment; buffers
+  // hold `buffer_rows` rows. Saves what backward needs.
+  void forward(const float* in, const std::vector<ExpertSegment>& segments, int64_t buffer_rows,
+               float* out);
+  // din[segment rows] = dL/din (overwrites); parameter gradients accumulate.
   void backward(const float* in, const float* dout, float* din);
   double flops_per_row() const { return 4.0 * dim_ * hidden_; }
 
@@ -32,8 +41,7 @@ class ExpertMlps {
   ParamStore* store_;
   int local_, dim_, hidden_;
   ParamId w1_, b1_, w2_, b2_;
-  int sources_ = 0;
-  int64_t rows_ = 0;
+  std::vector<ExpertSegment> segments_;
   Tensor pre_, act_, dact_;
 };
 

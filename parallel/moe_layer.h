@@ -1,7 +1,8 @@
-// A sparse mixture-of-experts sublayer: route, dispatch into fixed-capacity
-// expert buffers [E, groups, C, D], run the experts, combine
-// y = sum over kept choices of gate * expert output. Dropped choices add
-// nothing (the block's residual carries the token).
+// A sparse mixture-of-experts sublayer: route (fixed capacity per expert per
+// group), dispatch the kept items into expert buffers, run the experts,
+// combine y = sum over kept choices of gate * expert output. Dropped choices
+// add nothing (the block's residual carries the token). With all experts on
+// this rank the buffers use the compact layout (no empty slots are computed).
 //
 // Token routing (V-MoE): the layer's own router routes each token within
 // groups of group_size images. Image routing (Mobile V-MoE): the model's
@@ -46,6 +47,10 @@ class MoeLayer final : public FeedForward {
   ImageRouter* image_router_ = nullptr;
   ExpertMlps experts_;
   int item_rows_ = 1;
+  IntTensor rows_;                              // buffer row of each (item, choice)
+  DeviceTensor<int64_t> expert_begin_, expert_rows_;
+  std::vector<ExpertSegment> segments_;
+  int64_t buffer_rows_ = 0;
   Tensor buf_in_, buf_out_;
 };
 

@@ -35,6 +35,18 @@ ViTExtensions moe_extensions(Backend& be, const MoeConfig& moe, const ViTConfig&
   return ext;
 }
 
+std::vector<Router*> routers_of(ViT& model) {
+  std::vector<Router*> out;
+  if (ImageRouter* r = image_router_of(model)) out.push_back(&r->router());
+  for (int b = 0; b < model.num_blocks(); ++b) {
+    auto* layer = dynamic_cast<MoeLayer*>(&model.block(b).feed_forward());
+    if (layer != nullptr && image_router_of(model) == nullptr) out.push_back(&layer->router());
+  }
+  return out;
+}
+
+ImageRouter* image_router_of(ViT& model) { return dynamic_cast<ImageRouter*>(model.observer()); }
+
 double moe_forward_flops_per_image(const ViTConfig& vit, const MoeConfig& moe, bool training) {
   const double T = vit.tokens(), D = vit.hidden_size, M = vit.mlp_dim;
   const double dense_mlp = 4.0 * T * D * M;

@@ -3,6 +3,8 @@
 // routing, the ImageRouter at the input of the first of them.
 #pragma once
 
+#include <vector>
+
 #include "core/vit.h"
 #include "parallel/moe_config.h"
 
@@ -11,6 +13,14 @@ namespace vmoe {
 // `moe` must outlive the model. Empty extensions for a dense model.
 ViTExtensions moe_extensions(Backend& be, const MoeConfig& moe, const ViTConfig& vit,
                              uint64_t seed);
+
+class Router;
+class ImageRouter;
+
+// Every router of a model (the image router first, then one per MoE layer).
+std::vector<Router*> routers_of(ViT& model);
+// The model's image router, or null.
+ImageRouter* image_router_of(ViT& model);
 
 // Matrix-product FLOPs of one forward pass per image, counting k experts per
 // routed token (what the model computes, not the capacity padding).

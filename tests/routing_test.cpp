@@ -134,27 +134,49 @@ TEST(MoeConfig, ValidationNamesTheFlag) {
             std::string::npos);
 }
 
+TEST(Dispatch, BufferRowsFixedAndCompact) {
+  CpuBackend be;
+  // 2 groups of 2 items, k = 1, E = 2, capacity 2: group 0 sends both items to
+  // expert 1, group 1 one item to each expert.
+  const std::vector<int32_t> expert = {1, 1, 0, 1}, slot = {0, 1, 0, 0};
+  std::vector<int32_t> row(4);
+  std::vector<int64_t> begin(2), rows(2);
+  be.moe_buffer_rows(2, 2, 1, 2, 2, 1, false, expert.data(), slot.data(), row.data(),
+                     begin.data(), rows.data());
+  EXPECT_EQ(row, (std::vector<int32_t>{4, 5, 2, 6}));  // ((e * G + g) * C + slot)
+  EXPECT_EQ(begin, (std::vector<int64_t>{0, 4}));
+  EXPECT_EQ(rows, (std::vector<int64_t>{4, 4}));
+  be.moe_buffer_rows(2, 2, 1, 2, 2, 1, true, expert.data(), slot.data(), row.data(),
+                     begin.data(), rows.data());
+  EXPECT_EQ(row, (std::vector<int32_t>{1, 2, 0, 3}));  // expert 0: 1 row; expert 1: 3 rows
+  EXPECT_EQ(begin, (std::vector<int64_t>{0, 1}));
+  EXPECT_EQ(rows, (std::vector<int64_t>{1, 3}));
+  // Whole images (2 rows each) scale the rows; a dropped choice has row -1.
+  const std::vector<int32_t> dropped = {0, -1, 0, 0};
+  be.moe_buffer_rows(2, 2, 1, 2, 2, 2, true, expert.data(), dropped.data(), row.data(),
+                     begin.data(), rows.data());
+  EXPECT_EQ(row, (std::vector<int32_t>{2, -1, 0, 4}));
+  EXPECT_EQ(rows, (std::vector<int64_t>{2, 4}));
+}
+
 TEST(Dispatch, RoundTripAndDrops) {
   CpuBackend be;
-  // 1 group, 3 items of 2 rows (images), dim 2, E=2, k=1, capacity 1.
+  // 3 items of 2 rows (images), dim 2, k = 1; item 2 is dropped.
   const std::vector<float> x = {1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12};
-  const std::vector<int32_t> expert = {1, 0, 1};
-  const std::vector<int32_t> slot = {0, 0, -1};  // item 2 dropped
+  const std::vector<int32_t> row = {2, 0, -1};
   const std::vector<float> gate = {.5f, .25f, .75f};
-  std::vector<float> buf(2 * 1 * 2 * 2, -1.0f);
-  be.moe_dispatch(1, 3, 1, 2, 1, 2, 2, x.data(), expert.data(), slot.data(), buf.data());
+  std::vector<float> buf(4 * 2, -1.0f);
+  be.moe_dispatch(3, 1, 2, 2, x.data(), row.data(), buf.data());
   EXPECT_EQ(buf, (std::vector<float>{5, 6, 7, 8, 1, 2, 3, 4}));
   std::vector<float> y(12, -1.0f);
-  be.moe_combine(1, 3, 1, 2, 1, 2, 2, buf.data(), expert.data(), slot.data(), gate.data(),
-                 y.data());
+  be.moe_combine(3, 1, 2, 2, buf.data(), row.data(), gate.data(), y.data());
   EXPECT_EQ(y, (std::vector<float>{.5f, 1, 1.5f, 2, 1.25f, 1.5f, 1.75f, 2, 0, 0, 0, 0}));
   std::vector<float> dbuf(8), dgate(3, 0.0f), dx(12);
   const std::vector<float> dy(12, 1.0f);
-  be.moe_combine_backward(1, 3, 1, 2, 1, 2, 2, dy.data(), buf.data(), expert.data(), slot.data(),
-                          gate.data(), dbuf.data(), dgate.data());
+  be.moe_combine_backward(3, 1, 2, 2, dy.data(), buf.data(), row.data(), gate.data(),
+                          dbuf.data(), dgate.data());
   EXPECT_EQ(dgate, (std::vector<float>{10, 26, 0}));
-  be.moe_dispatch_backward(1, 3, 1, 2, 1, 2, 2, dbuf.data(), expert.data(), slot.data(),
-                           dx.data());
+  be.moe_dispatch_backward(3, 1, 2, 2, dbuf.data(), row.data(), dx.data());
   EXPECT_EQ(dx, (std::vector<float>{.5f, .5f, .5f, .5f, .25f, .25f, .25f, .25f, 0, 0, 0, 0}));
 }
 

@@ -1,7 +1,8 @@
 // Times the training step (forward, loss, backward, clipping, Adam) of a
-// dense ViT on synthetic data and prints images/s and achieved GFLOP/s.
+// V-MoE (or, with --experts=0, a dense ViT) on synthetic data and prints
+// images/s, achieved GFLOP/s and the MoE phases' share of the step.
 // Its flags and defaults mirror the PyTorch peer (shared/bench/vmoe_torch.py
-// --experts 0), so the two can run side by side on the same model and batch.
+// and defaults), so the two can run side by side on the same model and batch.
 #include <gflags/gflags.h>
 
 #include <chrono>
@@ -9,8 +10,10 @@
 #include <vector>
 
 #include "core/cpu_backend.h"
+#include "core/phase_timer.h"
 #include "core/random.h"
 #include "launch/trainer.h"
+#include "parallel/moe_config.h"
 
 DEFINE_int32(image, 28, "image height and width");
 DEFINE_int32(channels, 1, "image channels");
@@ -23,17 +26,17 @@ DEFINE_int32(classes, 10, "classes");
 DEFINE_int32(batch, 128, "batch size");
 DEFINE_int32(steps, 10, "timed steps");
 DEFINE_int32(warmup, 2, "untimed steps first");
-DEFINE_int32(experts, 0, "experts per MoE layer (0 = dense ViT)");
+DEFINE_int32(experts, 8, "experts per MoE layer (0 = dense ViT)");
+DEFINE_int32(k, 2, "experts per token");
+DEFINE_int32(moe_every, 2, "MoE in blocks every-N (N-1, 2N-1, ...)");
+DEFINE_int32(group, 8, "images per routing group");
+DEFINE_double(capacity, 1.05, "capacity ratio");
+DEFINE_bool(phases, true, "print the time split into routing, dispatch, experts, combine, rest");
 
 int main(int argc, char** argv) {
   gflags::SetUsageMessage("Times the dense ViT training step; prints images/s and GFLOP/s.");
   gflags::ParseCommandLineFlags(&argc, &argv, true);
   using namespace vmoe;
-  if (FLAGS_experts != 0) {
-    std::fprintf(stderr, "train_step_bench: --experts=%d: only the dense model (0) is built yet\n",
-                 FLAGS_experts);
-    return 1;
-  }
   CpuBackend be;
   TrainerOptions o;
   o.model.image = {FLAGS_image, FLAGS_image, FLAGS_channels};
@@ -46,6 +49,13 @@ int main(int argc, char** argv) {
   o.optimizer = {.kind = OptimizerKind::kAdam, .weight_decay = 0.1f, .grad_clip_norm = 1.0f};
   o.schedule = {.base = 1e-3, .total_steps = FLAGS_warmup + FLAGS_steps, .decay = Decay::kConstant};
   o.global_batch = FLAGS_batch;
+  if (FLAGS_experts > 0) {
+    o.moe.layers = parse_moe_layers("every:" + std::to_string(FLAGS_moe_every), FLAGS_depth);
+    o.moe.num_experts = FLAGS_experts;
+    o.moe.num_selected = o.moe.eval_num_selected = FLAGS_k;
+    o.moe.group_size = FLAGS_group;
+    o.moe.capacity_ratio = o.moe.eval_capacity_ratio = FLAGS_capacity;
+  }
   Trainer trainer(be, o);
 
   const int64_t pixels = int64_t{FLAGS_batch} * FLAGS_image * FLAGS_image * FLAGS_channels;
@@ -57,14 +67,28 @@ int main(int argc, char** argv) {
   const LossTargets targets{FLAGS_batch, labels.data(), nullptr, nullptr};
 
   for (int i = 0; i < FLAGS_warmup; ++i) trainer.train_step(images.data(), targets);
+  PhaseTimer::instance().enable(FLAGS_phases);
+  PhaseTimer::instance().reset();
   const auto start = std::chrono::steady_clock::now();
   for (int i = 0; i < FLAGS_steps; ++i) trainer.train_step(images.data(), targets);
   const double seconds =
       std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
   const double images_per_s = static_cast<double>(FLAGS_batch) * FLAGS_steps / seconds;
-  const double gflops = 3.0 * trainer.model().forward_flops_per_image() * images_per_s / 1e9;
-  std::printf("vmoe params=%lld batch=%d images/s=%.1f GFLOP/s=%.1f step_ms=%.1f\n",
-              static_cast<long long>(trainer.params().num_parameters(Region::kDense)),
+  const double gflops = 3.0 * trainer.forward_flops_per_image(true) * images_per_s / 1e9;
+  const long long params = trainer.params().num_parameters(Region::kDense) +
+                           trainer.params().num_parameters(Region::kExpert);
+  std::printf("vmoe params=%lld batch=%d images/s=%.1f GFLOP/s=%.1f step_ms=%.1f", params,
               FLAGS_batch, images_per_s, gflops, 1e3 * seconds / FLAGS_steps);
+  if (FLAGS_phases && FLAGS_experts > 0) {
+    double moe = 0;
+    for (const auto& [name, t] : PhaseTimer::instance().totals()) moe += t;
+    for (const char* name : {"routing", "dispatch", "experts", "combine", "attention", "dense_mlp"}) {
+      const auto& totals = PhaseTimer::instance().totals();
+      const auto it = totals.find(name);
+      std::printf(" %s=%.1f%%", name, it == totals.end() ? 0.0 : 100 * it->second / seconds);
+    }
+    std::printf(" rest=%.1f%%", 100 * (seconds - moe) / seconds);
+  }
+  std::printf("\n");
   return 0;
 }

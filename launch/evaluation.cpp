@@ -1,0 +1,90 @@
+#include "launch/evaluation.h"
+
+#include "core/check.h"
+#include "datasets/loader.h"
+#include "launch/metrics_log.h"
+
+namespace vmoe {
+
+EvalResult evaluate_dataset(Trainer& trainer, const EvalSource& source) {
+  Loader loader({.path = source.path,
+                 .batch_size = source.batch_size,
+                 .training = false,
+                 .prefetch = source.prefetch});
+  EvalResult total;
+  Batch batch;
+  while (loader.next(batch)) {
+    const LossTargets targets{batch.rows, batch.labels.empty() ? nullptr : batch.labels.data(),
+                              batch.multi_hot.empty() ? nullptr : batch.multi_hot.data(),
+                              batch.mask.data()};
+    total += trainer.evaluate(batch.images.data(), targets,
+                              batch.superclass.empty() ? nullptr : batch.superclass.data());
+  }
+  return total;
+}
+
+std::vector<SweepPoint> capacity_sweep(Trainer& trainer, const EvalSource& source,
+                                       const std::vector<double>& ratios) {
+  MoeConfig& moe = trainer.moe();
+  const MoeConfig saved = moe;
+  std::vector<SweepPoint> points;
+  for (bool bpr : {true, false}) {
+    for (double ratio : ratios) {
+      moe.eval_capacity_ratio = ratio;
+      moe.eval_batch_priority = bpr;
+      points.push_back({ratio, bpr, evaluate_dataset(trainer, source)});
+    }
+  }
+  moe = saved;
+  return points;
+}
+
+std::string sweep_json(const std::vector<SweepPoint>& points) {
+  std::string out = "{\"points\": [\n";
+  for (size_t i = 0; i < points.size(); ++i) {
+    const SweepPoint& p = points[i];
+    out += "  " + JsonRecord()
+                      .add("capacity_ratio", p.capacity_ratio)
+                      .add("batch_priority", static_cast<int64_t>(p.batch_priority))
+                      .add("precision_at_1", p.result.precision_at_1())
+                      .add("loss", p.result.mean_loss())
+                      .add("dropped", p.result.dropped_fraction())
+                      .str();
+    out += i + 1 < points.size() ? ",\n" : "\n";
+  }
+  return out + "]}\n";
+}
+
+namespace {
+
+std::string csv_field(const std::string& s) {
+  if (s.find_first_of(",\"\n") == std::string::npos) return s;
+  std::string out = "\"";
+  for (char c : s) out += c == '"' ? std::string("\"\"") : std::string(1, c);
+  return out + "\"";
+}
+
+}  // namespace
+
+std::string confusion_csv(const std::vector<int64_t>& confusion,
+                          const std::vector<std::string>& class_names) {
+  const size_t k = class_names.size();
+  VMOE_ASSERT(confusion.size() == k * k);
+  std::string out = "label\\prediction";
+  for (const std::string& n : class_names) {
+    out += ',';
+    out += csv_field(n);
+  }
+  out += "\n";
+  for (size_t i = 0; i < k; ++i) {
+    out += csv_field(class_names[i]);
+    for (size_t j = 0; j < k; ++j) {
+      out += ',';
+      out += std::to_string(confusion[i * k + j]);
+    }
+    out += "\n";
+  }
+  return out;
+}
+
+}  // namespace vmoe

@@ -1,0 +1,37 @@
+// Evaluation of a trainer's model on a dataset file: precision@1, loss,
+// dropped expert choices, router super-class accuracy and the confusion
+// matrix; and the capacity sweep (accuracy and drops against the capacity
+// ratio, with and without batch-priority routing).
+#pragma once
+
+#include <string>
+#include <vector>
+
+#include "launch/trainer.h"
+
+namespace vmoe {
+
+struct EvalSource {
+  std::string path;
+  int64_t batch_size = 0;  // global
+  int prefetch = 2;
+};
+
+EvalResult evaluate_dataset(Trainer& trainer, const EvalSource& source);
+
+struct SweepPoint {
+  double capacity_ratio = 0;
+  bool batch_priority = false;
+  EvalResult result;
+};
+
+// Evaluates at every ratio, BPR and vanilla; restores the trainer's settings.
+std::vector<SweepPoint> capacity_sweep(Trainer& trainer, const EvalSource& source,
+                                       const std::vector<double>& ratios);
+// {"points": [{"capacity_ratio", "batch_priority", "precision_at_1", "loss", "dropped"}...]}
+std::string sweep_json(const std::vector<SweepPoint>& points);
+// The confusion matrix as CSV, rows = labels, columns = predictions, with a header of class names.
+std::string confusion_csv(const std::vector<int64_t>& confusion,
+                          const std::vector<std::string>& class_names);
+
+}  // namespace vmoe
