@@ -15,6 +15,8 @@
 #include "launch/train_config.h"
 #include "launch/trainer.h"
 
+DECLARE_bool(help);
+
 namespace vmoe {
 namespace {
 
@@ -223,7 +225,13 @@ int main(int argc, char** argv) {
       "dataset.\nUsage: vmoe_train --train_data=train.h5 --eval_data=test.h5 [flags], or "
       "--flagfile=launch/configs/<config>.flags");
   gflags::SetVersionString("0.1.0");
-  gflags::ParseCommandLineFlags(&argc, &argv, true);
+  // --help lists vmoe_train's flags (launch/train_config.cpp), not gflags' own.
+  gflags::ParseCommandLineNonHelpFlags(&argc, &argv, true);
+  if (FLAGS_help) {
+    gflags::ShowUsageWithFlagsRestrict(argv[0], "train_config");
+    return 0;
+  }
+  gflags::HandleCommandLineHelpFlags();
   if (argc > 1) {
     std::fprintf(stderr, "vmoe_train: error: unexpected argument '%s' (flags are --name=value)\n",
                  argv[1]);
