@@ -154,11 +154,12 @@ class Backend {
   // rows [e, groups, capacity, item_rows], empty slots included, the shape the
   // all-to-all exchanges. Compact layout: each expert's kept items back to back,
   // by (group, slot), so experts compute no empty slot. expert_begin[e] and
-  // expert_rows[e] (int64, [E]) give each expert's rows.
+  // expert_rows[e] (int64, [E]) give each expert's rows; filled (nullable,
+  // int32 [E, groups]) the kept items of each (expert, group).
   virtual void moe_buffer_rows(int64_t groups, int items, int k, int experts, int capacity,
                                int item_rows, bool compact, const int32_t* expert,
                                const int32_t* slot, int32_t* row, int64_t* expert_begin,
-                               int64_t* expert_rows) = 0;
+                               int64_t* expert_rows, int32_t* filled) = 0;
   // buf[row[i, c] + r] = x[i * item_rows + r] for kept choices (other rows untouched).
   virtual void moe_dispatch(int64_t items, int k, int item_rows, int dim, const float* x,
                             const int32_t* row, float* buf) = 0;
@@ -172,6 +173,10 @@ class Backend {
   // dx[i] = sum over kept choices of dbuf[row[i, c]] (0 if none kept).
   virtual void moe_dispatch_backward(int64_t items, int k, int item_rows, int dim,
                                      const float* dbuf, const int32_t* row, float* dx) = 0;
+  // dst[dst_row[b] + r] = src[src_row[b] + r] for r < rows[b], every block b
+  // (device arrays of n int64): gathers filled slots after an exchange.
+  virtual void copy_row_blocks(int64_t n, const int64_t* src_row, const int64_t* dst_row,
+                               const int64_t* rows, int dim, const float* src, float* dst) = 0;
   // d[r, index[r, c]] += dvalue[r, c]: the gradient of top_k's values.
   virtual void top_k_backward(int64_t rows, int cols, int k, const int32_t* index,
                               const float* dvalue, float* d) = 0;

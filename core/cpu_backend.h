@@ -74,7 +74,8 @@ class CpuBackend final : public Backend {
                     const float* item_mask, int mask_every, int32_t* slot) override;
   void moe_buffer_rows(int64_t groups, int items, int k, int experts, int capacity,
                        int item_rows, bool compact, const int32_t* expert, const int32_t* slot,
-                       int32_t* row, int64_t* expert_begin, int64_t* expert_rows) override;
+                       int32_t* row, int64_t* expert_begin, int64_t* expert_rows,
+                       int32_t* filled) override;
   void moe_dispatch(int64_t items, int k, int item_rows, int dim, const float* x,
                     const int32_t* row, float* buf) override;
   void moe_combine(int64_t items, int k, int item_rows, int dim, const float* buf,
@@ -84,6 +85,8 @@ class CpuBackend final : public Backend {
                             float* dgate) override;
   void moe_dispatch_backward(int64_t items, int k, int item_rows, int dim, const float* dbuf,
                              const int32_t* row, float* dx) override;
+  void copy_row_blocks(int64_t n, const int64_t* src_row, const int64_t* dst_row,
+                       const int64_t* rows, int dim, const float* src, float* dst) override;
   void top_k_backward(int64_t rows, int cols, int k, const int32_t* index, const float* dvalue,
                       float* d) override;
   void router_aux_losses(const RouterAuxArgs& args) override;

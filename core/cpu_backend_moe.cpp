@@ -93,7 +93,7 @@ void CpuBackend::assign_slots(int64_t groups, int items, int k, int experts, int
 void CpuBackend::moe_buffer_rows(int64_t groups, int items, int k, int experts, int capacity,
                                  int item_rows, bool compact, const int32_t* expert,
                                  const int32_t* slot, int32_t* row, int64_t* expert_begin,
-                                 int64_t* expert_rows) {
+                                 int64_t* expert_rows, int32_t* filled_out) {
   // filled[g * E + e]: kept choices of expert e in group g; slots 0..filled-1.
   std::vector<int64_t> filled(static_cast<size_t>(groups * experts), 0);
   for (int64_t i = 0; i < groups * items; ++i)
@@ -111,6 +111,10 @@ void CpuBackend::moe_buffer_rows(int64_t groups, int items, int k, int experts, 
     }
     expert_rows[e] = next * item_rows - expert_begin[e];
   }
+  if (filled_out != nullptr)
+    for (int e = 0; e < experts; ++e)
+      for (int64_t g = 0; g < groups; ++g)
+        filled_out[e * groups + g] = static_cast<int32_t>(filled[static_cast<size_t>(g * experts + e)]);
   for (int64_t i = 0; i < groups * items; ++i) {
     for (int c = 0; c < k; ++c) {
       const int s = slot[i * k + c];
@@ -179,6 +183,15 @@ void CpuBackend::moe_dispatch_backward(int64_t items, int k, int item_rows, int 
 #pragma omp simd
       for (int64_t j = 0; j < n; ++j) out[j] += src[j];
     }
+  }
+}
+
+void CpuBackend::copy_row_blocks(int64_t n, const int64_t* src_row, const int64_t* dst_row,
+                                 const int64_t* rows, int dim, const float* src, float* dst) {
+  for (int64_t b = 0; b < n; ++b) {
+    if (rows[b] == 0) continue;
+    std::memcpy(dst + dst_row[b] * dim, src + src_row[b] * dim,
+                static_cast<size_t>(rows[b] * dim) * sizeof(float));
   }
 }
 

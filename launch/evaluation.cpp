@@ -9,6 +9,8 @@ namespace vmoe {
 EvalResult evaluate_dataset(Trainer& trainer, const EvalSource& source) {
   Loader loader({.path = source.path,
                  .batch_size = source.batch_size,
+                 .rank = trainer.rank(),
+                 .world = trainer.world(),
                  .training = false,
                  .prefetch = source.prefetch});
   EvalResult total;
@@ -20,6 +22,7 @@ EvalResult evaluate_dataset(Trainer& trainer, const EvalSource& source) {
     total += trainer.evaluate(batch.images.data(), targets,
                               batch.superclass.empty() ? nullptr : batch.superclass.data());
   }
+  trainer.reduce_over_ranks(total);
   return total;
 }
 

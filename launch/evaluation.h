@@ -17,6 +17,8 @@ struct EvalSource {
   int prefetch = 2;
 };
 
+// Each rank evaluates its share of every global batch; the result is summed
+// over ranks, so every example counts exactly once.
 EvalResult evaluate_dataset(Trainer& trainer, const EvalSource& source);
 
 struct SweepPoint {

@@ -67,6 +67,13 @@ DEFINE_string(eval_capacity_sweep, "", "After training, also evaluate at these c
               "(comma-separated), with and without batch-priority routing; writes "
               "sweep.json.");
 
+// ---- parallel layout ----------------------------------------------------------
+DEFINE_int32(expert_parallel, 0, "Ranks per expert-parallel group, P (0 = all ranks). P must "
+             "divide the number of ranks, and divide --num_experts or be a multiple of it; "
+             "see README 'Running on several ranks'.");
+DEFINE_double(allreduce_bucket_mb, 32, "Largest gradient all-reduce, in MiB (the dense "
+              "gradients are summed in buckets of this size).");
+
 // ---- optimisation -----------------------------------------------------------
 DEFINE_string(optimizer, "adam", "'adam' (decoupled weight decay) or 'sgd' (momentum).");
 DEFINE_double(learning_rate, 1e-3, "Peak learning rate, reached after the warm-up.");
@@ -139,7 +146,7 @@ void validate_flags() {
   parse_decay(FLAGS_lr_decay);
 }
 
-TrainConfig train_config_from_flags() {
+TrainConfig train_config_from_flags(int world) {
   validate_flags();
   TrainConfig c;
   c.train_info = inspect_dataset(FLAGS_train_data);
@@ -212,12 +219,24 @@ TrainConfig train_config_from_flags() {
                         "router_z_loss_weight", "router_noise_std"}) {
     check_non_negative(w, std::stod(gflags::GetCommandLineFlagInfoOrDie(w).current_value));
   }
-  validate(e, m, FLAGS_batch_size);
+  VMOE_CHECK(FLAGS_batch_size % world == 0, "--batch_size=", FLAGS_batch_size,
+             " must be divisible by the number of ranks (", world, ")");
+  VMOE_CHECK(FLAGS_eval_batch_size % world == 0, "--eval_batch_size=", FLAGS_eval_batch_size,
+             " must be divisible by the number of ranks (", world, ")");
+  validate(e, m, FLAGS_batch_size / world);
   c.eval_capacity_sweep = parse_ratios(FLAGS_eval_capacity_sweep);
   VMOE_CHECK(c.eval_capacity_sweep.empty() || e.enabled(),
              "--eval_capacity_sweep needs a mixture-of-experts model (--moe_layers)");
-  VMOE_CHECK(FLAGS_eval_batch_size % e.group_size == 0 || !e.enabled(), "--eval_batch_size=",
-             FLAGS_eval_batch_size, " must be a multiple of --group_size=", e.group_size);
+  VMOE_CHECK((FLAGS_eval_batch_size / world) % e.group_size == 0 || !e.enabled(),
+             "the per-rank evaluation batch (", FLAGS_eval_batch_size / world,
+             " images) must be a multiple of --group_size=", e.group_size);
+
+  VMOE_CHECK(FLAGS_expert_parallel >= 0, "--expert_parallel must be >= 0, got ",
+             FLAGS_expert_parallel);
+  c.expert_parallel = FLAGS_expert_parallel;
+  check_positive("allreduce_bucket_mb", FLAGS_allreduce_bucket_mb);
+  c.trainer.allreduce_bucket_floats =
+      std::max<int64_t>(1, static_cast<int64_t>(FLAGS_allreduce_bucket_mb * (1 << 20) / 4));
 
   c.num_epochs = FLAGS_num_epochs;
   c.total_steps = FLAGS_total_steps > 0

@@ -24,13 +24,14 @@ struct TrainConfig {
   int64_t log_every = 0;
   int64_t eval_every = 0;  // 0: evaluate only at the end
   std::vector<double> eval_capacity_sweep;  // MoE: final evaluation at these ratios
+  int expert_parallel = 0;                  // ranks per expert-parallel group (0: all)
 };
 
 // Checks the flags that need no file (fails with a message naming the flag).
 void validate_flags();
 // The full configuration. Model shapes come from the training set's header;
-// the evaluation set must match it.
-TrainConfig train_config_from_flags();
+// the evaluation set must match it. `world` ranks share each global batch.
+TrainConfig train_config_from_flags(int world = 1);
 // The flags as a flagfile (for the run directory).
 std::string flags_as_flagfile();
 

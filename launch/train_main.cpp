@@ -7,6 +7,8 @@
 #include <ctime>
 #include <filesystem>
 
+#include "comm/mpi_communicator.h"
+#include "comm/process_groups.h"
 #include "core/check.h"
 #include "core/cpu_backend.h"
 #include "datasets/loader.h"
@@ -62,24 +64,58 @@ std::string routing_summary(const std::vector<Metric>& metrics, double aux) {
   return buf;
 }
 
-int run() {
-  TrainConfig c = train_config_from_flags();
+// Rank 0 speaks for the job: it prints and writes the run directory.
+class Reporter {
+ public:
+  Reporter(bool active, const std::string& run_dir) : active_(active) {
+    if (!active_) return;
+    std::filesystem::create_directories(run_dir);
+    log_ = std::make_unique<MetricsLog>(run_dir + "/metrics.jsonl");
+  }
+  bool active() const { return active_; }
+  template <typename... A>
+  void print(const char* format, A... args) {
+    if (!active_) return;
+    std::printf(format, args...);
+    std::fflush(stdout);
+  }
+  void write(const JsonRecord& record) {
+    if (active_) log_->write(record);
+  }
+
+ private:
+  bool active_;
+  std::unique_ptr<MetricsLog> log_;
+};
+
+int run(Communicator& world) {
+  TrainConfig c = train_config_from_flags(world.size());
   const DatasetInfo& train_info = c.train_info;
   if (c.run_dir.empty()) c.run_dir = default_run_dir();
-  std::filesystem::create_directories(c.run_dir);
-  write_file_atomically(c.run_dir + "/flags.txt", flags_as_flagfile());
-  MetricsLog log(c.run_dir + "/metrics.jsonl");
+  // Every rank agrees on the run directory (the default is a time stamp).
+  std::vector<char> dir(4096, '\0');
+  c.run_dir.copy(dir.data(), dir.size() - 1);
+  world.broadcast(dir.data(), static_cast<int64_t>(dir.size()), 0);
+  c.run_dir = dir.data();
+  Reporter out(world.rank() == 0, c.run_dir);
+  if (out.active()) write_file_atomically(c.run_dir + "/flags.txt", flags_as_flagfile());
 
+  ProcessGroups groups(world, c.trainer.moe.enabled() ? c.trainer.moe.num_experts : 0,
+                       c.expert_parallel);
   CpuBackend backend;
-  Trainer trainer(backend, c.trainer);
+  Trainer trainer(backend, c.trainer, &groups);
   const ViTConfig& m = c.trainer.model;
-  std::printf("vmoe_train: %s (%lld images %dx%dx%d, %d classes) -> %s\n", c.train_data.c_str(),
+  out.print("vmoe_train: %s (%lld images %dx%dx%d, %d classes) -> %s\n", c.train_data.c_str(),
               static_cast<long long>(train_info.size), m.image.height, m.image.width,
               m.image.channels, m.num_classes, c.run_dir.c_str());
   const MoeConfig& moe = c.trainer.moe;
-  const int64_t params = trainer.params().num_parameters(Region::kDense) +
-                         trainer.params().num_parameters(Region::kExpert);
-  std::printf("model: %s D=%d L=%d heads=%d mlp=%d patch=%d tokens=%d, %lld parameters, "
+  // Each expert counted once, wherever it lives.
+  const int64_t params =
+      trainer.params().num_parameters(Region::kDense) +
+      (moe.enabled() ? trainer.params().num_parameters(Region::kExpert) * moe.num_experts /
+                           groups.placement().local_experts
+                     : 0);
+  out.print("model: %s D=%d L=%d heads=%d mlp=%d patch=%d tokens=%d, %lld parameters, "
               "%.1f MFLOP/image forward; %lld steps of %lld images, backend %s\n",
               moe.enabled() ? (moe.routing == Routing::kToken ? "V-MoE" : "Mobile V-MoE") : "ViT",
               m.hidden_size, m.num_layers, m.num_heads, m.mlp_dim, m.patch_size, m.tokens(),
@@ -87,17 +123,26 @@ int run() {
               static_cast<long long>(c.total_steps),
               static_cast<long long>(c.trainer.global_batch), backend.name().c_str());
   if (moe.enabled()) {
-    std::printf("experts: %s routing, blocks %s, E=%d k=%d (eval k=%d), groups of %d images, "
-                "capacity ratio %.2f (eval %.2f), %s\n",
+    out.print("experts: %s routing, blocks %s, E=%d k=%d (eval k=%d), groups of %d images, "
+              "capacity ratio %.2f (eval %.2f), %s\n",
                 moe.routing == Routing::kToken ? "token" : "image",
                 format_moe_layers(moe.layers).c_str(), moe.num_experts, moe.num_selected,
                 moe.eval_num_selected, moe.group_size, moe.capacity_ratio, moe.eval_capacity_ratio,
                 moe.batch_priority ? "batch-priority routing" : "vanilla routing");
   }
-  std::fflush(stdout);
+  const ExpertPlacement& place = groups.placement();
+  out.print("ranks: %d, %s\n", world.size(),
+            moe.enabled() ? ("expert-parallel groups of " + std::to_string(place.ep_size) +
+                             " ranks, " + std::to_string(place.local_experts) +
+                             " expert(s) per rank, " + std::to_string(place.world_replicas) +
+                             " cop" + (place.world_replicas == 1 ? "y" : "ies") + " of each")
+                                .c_str()
+                          : "data parallel");
 
   Loader loader({.path = c.train_data,
                  .batch_size = c.trainer.global_batch,
+                 .rank = world.rank(),
+                 .world = world.size(),
                  .training = true,
                  .seed = c.trainer.seed,
                  .crop_padding = c.crop_padding,
@@ -119,10 +164,9 @@ int run() {
     if (moe.enabled()) extra += "  dropped " + std::to_string(100.0 * r.dropped_fraction()) + "%";
     if (superclass_eval)
       extra += "  router super-class accuracy " + std::to_string(r.superclass_accuracy());
-    std::printf("eval  step %lld: precision@1 %.4f  loss %.4f%s  (%lld images, %.1fs)\n",
-                static_cast<long long>(step), r.precision_at_1(), r.mean_loss(), extra.c_str(),
-                static_cast<long long>(r.count), seconds_since(t));
-    std::fflush(stdout);
+    out.print("eval  step %lld: precision@1 %.4f  loss %.4f%s  (%lld images, %.1fs)\n",
+              static_cast<long long>(step), r.precision_at_1(), r.mean_loss(), extra.c_str(),
+              static_cast<long long>(r.count), seconds_since(t));
     JsonRecord record;
     record.add("type", std::string("eval"))
         .add("step", step)
@@ -131,7 +175,7 @@ int run() {
         .add("examples", r.count);
     if (moe.enabled()) record.add("dropped", r.dropped_fraction());
     if (superclass_eval) record.add("router_superclass_accuracy", r.superclass_accuracy());
-    log.write(record);
+    out.write(record);
     return r;
   };
 
@@ -153,12 +197,11 @@ int run() {
       const double eta = elapsed / step * (c.total_steps - step);
       const double epoch = step / steps_per_epoch;
       const std::vector<Metric> routing = trainer.routing_metrics();
-      std::printf("step %6lld/%lld  epoch %6.2f  loss %.4f%s  lr %.2e  %7.1f img/s  ETA %s\n",
-                  static_cast<long long>(step), static_cast<long long>(c.total_steps), epoch,
-                  window_loss / window_steps,
-                  routing_summary(routing, window_aux / window_steps).c_str(), r.lr, ips,
-                  format_duration(eta).c_str());
-      std::fflush(stdout);
+      out.print("step %6lld/%lld  epoch %6.2f  loss %.4f%s  lr %.2e  %7.1f img/s  ETA %s\n",
+                static_cast<long long>(step), static_cast<long long>(c.total_steps), epoch,
+                window_loss / window_steps,
+                routing_summary(routing, window_aux / window_steps).c_str(), r.lr, ips,
+                format_duration(eta).c_str());
       JsonRecord record;
       record.add("type", std::string("train"))
           .add("step", step)
@@ -170,7 +213,7 @@ int run() {
           .add("images_per_s", ips)
           .add("elapsed_s", elapsed);
       for (const Metric& metric : routing) record.add(metric.name, metric.value);
-      log.write(record);
+      out.write(record);
       window_loss = window_aux = 0;
       window_steps = 0;
       window_start = Clock::now();
@@ -179,22 +222,22 @@ int run() {
   }
   const double train_seconds = seconds_since(start);
   const EvalResult final_eval = run_eval(c.total_steps);
-  if (!final_eval.confusion.empty()) {
+  if (out.active() && !final_eval.confusion.empty()) {
     write_file_atomically(c.run_dir + "/confusion.csv",
                           confusion_csv(final_eval.confusion, c.eval_info.class_names));
   }
   if (!c.eval_capacity_sweep.empty() && !c.eval_data.empty()) {
     const std::vector<SweepPoint> sweep = capacity_sweep(trainer, eval_source, c.eval_capacity_sweep);
-    std::printf("capacity sweep (precision@1 / dropped choices):\n  ratio     BPR               vanilla\n");
+    out.print("capacity sweep (precision@1 / dropped choices):\n  ratio     BPR               vanilla\n");
     const size_t n = c.eval_capacity_sweep.size();
     for (size_t i = 0; i < n; ++i) {
       const EvalResult& b = sweep[i].result;
       const EvalResult& v = sweep[n + i].result;
-      std::printf("  %5.2f   %.4f / %5.1f%%   %.4f / %5.1f%%\n", sweep[i].capacity_ratio,
-                  b.precision_at_1(), 100 * b.dropped_fraction(), v.precision_at_1(),
-                  100 * v.dropped_fraction());
+      out.print("  %5.2f   %.4f / %5.1f%%   %.4f / %5.1f%%\n", sweep[i].capacity_ratio,
+                b.precision_at_1(), 100 * b.dropped_fraction(), v.precision_at_1(),
+                100 * v.dropped_fraction());
     }
-    write_file_atomically(c.run_dir + "/sweep.json", sweep_json(sweep));
+    if (out.active()) write_file_atomically(c.run_dir + "/sweep.json", sweep_json(sweep));
   }
   JsonRecord result;
   result.add("steps", c.total_steps)
@@ -211,8 +254,9 @@ int run() {
   }
   result.add("parameters", params).add("forward_mflops_per_image",
                                        trainer.forward_flops_per_image(false) / 1e6);
-  write_file_atomically(c.run_dir + "/result.json", result.str() + "\n");
-  std::printf("done: %s\nrun directory: %s\n", result.str().c_str(), c.run_dir.c_str());
+  result.add("ranks", static_cast<int64_t>(world.size()));
+  if (out.active()) write_file_atomically(c.run_dir + "/result.json", result.str() + "\n");
+  out.print("done: %s\nrun directory: %s\n", result.str().c_str(), c.run_dir.c_str());
   return 0;
 }
 
@@ -220,6 +264,8 @@ int run() {
 }  // namespace vmoe
 
 int main(int argc, char** argv) {
+  vmoe::MpiRuntime mpi(&argc, &argv);
+  vmoe::MpiCommunicator world;
   gflags::SetUsageMessage(
       "trains a Vision Transformer (optionally with mixture-of-experts layers) on an HDF5 "
       "dataset.\nUsage: vmoe_train --train_data=train.h5 --eval_data=test.h5 [flags], or "
@@ -228,7 +274,7 @@ int main(int argc, char** argv) {
   // --help lists vmoe_train's flags (launch/train_config.cpp), not gflags' own.
   gflags::ParseCommandLineNonHelpFlags(&argc, &argv, true);
   if (FLAGS_help) {
-    gflags::ShowUsageWithFlagsRestrict(argv[0], "train_config");
+    if (world.rank() == 0) gflags::ShowUsageWithFlagsRestrict(argv[0], "train_config");
     return 0;
   }
   gflags::HandleCommandLineHelpFlags();
@@ -238,8 +284,15 @@ int main(int argc, char** argv) {
     return 1;
   }
   try {
-    return vmoe::run();
+    return vmoe::run(world);
   } catch (const std::exception& e) {
+    // One rank failing stops the job: no rank may wait in a collective forever.
+    if (world.size() > 1) {
+      std::fprintf(stderr, "vmoe_train: error (rank %d of %d): %s\n", world.rank(), world.size(),
+                   e.what());
+      std::fflush(stderr);
+      world.abort(1);
+    }
     std::fprintf(stderr, "vmoe_train: error: %s\n", e.what());
     return 1;
   }

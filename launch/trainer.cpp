@@ -22,21 +22,35 @@ EvalResult& EvalResult::operator+=(const EvalResult& o) {
   return *this;
 }
 
-Trainer::Trainer(Backend& be, const TrainerOptions& options)
+Trainer::Trainer(Backend& be, const TrainerOptions& options, ProcessGroups* groups)
     : be_(&be),
       options_(options),
+      groups_(groups),
       loss_(be, options.model.num_classes, options.model.multi_label),
       images_(be),
       dlogits_(be),
       mask_(be) {
   VMOE_CHECK(options.global_batch > 0, "--batch_size must be positive, got ",
              options.global_batch);
-  validate(options_.moe, options_.model, options.global_batch);
+  if (groups != nullptr) {
+    rank_ = groups->world().rank();
+    world_ = groups->world().size();
+  }
+  VMOE_CHECK(options.global_batch % world_ == 0, "--batch_size=", options.global_batch,
+             " must be divisible by the number of ranks (", world_, ")");
+  rank_batch_ = options.global_batch / world_;
+  validate(options_.moe, options_.model, rank_batch_);
+  ExpertSharding sharding;
+  if (groups != nullptr && options_.moe.enabled())
+    sharding = {groups->placement(), &groups->expert_parallel()};
   // The layers keep a pointer to options_.moe: evaluation knobs set through
   // moe() take effect at the next evaluation.
-  model_ = std::make_unique<ViT>(be, params_, options_.model,
-                                 moe_extensions(be, options_.moe, options_.model, options.seed));
+  model_ = std::make_unique<ViT>(
+      be, params_, options_.model,
+      moe_extensions(be, options_.moe, options_.model, options.seed, sharding));
   params_.allocate(be);
+  if (groups != nullptr)
+    sync_ = std::make_unique<GradientSync>(params_, *groups, options.allreduce_bucket_floats);
   params_.initialize(options.seed);
   optimizer_ = std::make_unique<Optimizer>(options.optimizer, params_);
 }
@@ -58,16 +72,30 @@ StepResult Trainer::train_step(const float* images, const LossTargets& targets,
   r.lr = options_.schedule.at(step());
   upload_images(images, targets.rows);
   set_superclass(superclass, targets.rows);
+  VMOE_ASSERT(targets.rows == rank_batch_);
   model_->forward(images_.data(), targets.rows,
-                  Pass{.training = true, .step = step(), .global_images = options_.global_batch});
+                  Pass{.training = true,
+                       .step = step(),
+                       .first_image = rank_ * rank_batch_,
+                       .global_images = options_.global_batch});
   dlogits_.resize({targets.rows, options_.model.num_classes});
   const float scale = 1.0f / static_cast<float>(options_.global_batch);
   params_.zero_grads();
-  r.loss = loss_.forward_backward(model_->logits(), targets, scale, dlogits_.data()) /
-           static_cast<double>(options_.global_batch);
+  double losses[2] = {
+      loss_.forward_backward(model_->logits(), targets, scale, dlogits_.data()) /
+          static_cast<double>(options_.global_batch),
+      0.0};
   model_->backward(dlogits_.data());
-  r.aux_loss = model_->aux_loss();
-  r.grad_norm = std::sqrt(be_->sum_squares(params_.size(), params_.grads().data()));
+  losses[1] = model_->aux_loss();
+  if (sync_) {
+    sync_->all_reduce();
+    r.grad_norm = sync_->global_norm();
+    groups_->world().all_reduce(losses, 2, ReduceOp::kSum);
+  } else {
+    r.grad_norm = std::sqrt(be_->sum_squares(params_.size(), params_.grads().data()));
+  }
+  r.loss = losses[0];
+  r.aux_loss = losses[1];
   clip_gradients(params_, r.grad_norm, options_.optimizer.grad_clip_norm);
   optimizer_->step(static_cast<float>(r.lr));
   return r;
@@ -116,7 +144,32 @@ EvalResult Trainer::evaluate(const float* images, const LossTargets& targets,
 std::vector<Metric> Trainer::routing_metrics() {
   std::vector<Metric> out;
   model_->metrics(out);
+  if (groups_ != nullptr && world_ > 1) {
+    std::vector<double> values;
+    for (const Metric& m : out) values.push_back(m.value);
+    groups_->world().all_reduce(values.data(), static_cast<int64_t>(values.size()),
+                                ReduceOp::kSum);
+    for (size_t i = 0; i < out.size(); ++i) out[i].value = values[i] / world_;
+  }
   return out;
+}
+
+void Trainer::reduce_over_ranks(EvalResult& r) {
+  if (groups_ == nullptr || world_ == 1) return;
+  Communicator& world = groups_->world();
+  int64_t counts[5] = {r.count, r.correct, r.choices, r.dropped, r.superclass_hits};
+  world.all_reduce(counts, 5, ReduceOp::kSum);
+  r.count = counts[0];
+  r.correct = counts[1];
+  r.choices = counts[2];
+  r.dropped = counts[3];
+  r.superclass_hits = counts[4];
+  r.loss_sum = all_reduce_value(world, r.loss_sum);
+  // Every rank has a confusion matrix of the same size (possibly all zero).
+  int64_t size = static_cast<int64_t>(r.confusion.size());
+  size = all_reduce_value(world, size, ReduceOp::kMax);
+  r.confusion.resize(static_cast<size_t>(size), 0);
+  if (size > 0) world.all_reduce(r.confusion.data(), size, ReduceOp::kSum);
 }
 
 double Trainer::forward_flops_per_image(bool training) const {

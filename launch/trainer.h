@@ -11,7 +11,9 @@
 #include "core/optimizer.h"
 #include "core/param_store.h"
 #include "core/schedule.h"
+#include "comm/process_groups.h"
 #include "core/vit.h"
+#include "parallel/grad_sync.h"
 #include "parallel/moe_config.h"
 
 namespace vmoe {
@@ -23,6 +25,7 @@ struct TrainerOptions {
   LrSchedule schedule;
   uint64_t seed = 0;
   int64_t global_batch = 0;  // the loss is the mean over the global batch
+  int64_t allreduce_bucket_floats = int64_t{8} << 20;
 };
 
 struct StepResult {
@@ -51,17 +54,24 @@ struct EvalResult {
 
 class Trainer {
  public:
-  Trainer(Backend& be, const TrainerOptions& options);
+  // groups: the run's communicators (null: a single process).
+  Trainer(Backend& be, const TrainerOptions& options, ProcessGroups* groups = nullptr);
 
-  // One optimiser step on a batch of host images [rows, H, W, C] in [-1, 1].
-  // superclass [rows] feeds the image router's loss (null if none).
+  // One optimiser step on this rank's rows of a global batch: host images
+  // [rows, H, W, C] in [-1, 1]. superclass [rows] feeds the image router's
+  // loss (null if none). The result is global (reduced over ranks).
   StepResult train_step(const float* images, const LossTargets& targets,
                         const int32_t* superclass = nullptr);
-  // Loss and precision@1 of a batch (masked rows ignored, and routed nowhere).
+  // Loss and precision@1 of this rank's rows (masked rows ignored, and
+  // routed nowhere); reduce_over_ranks() sums results over the world.
   EvalResult evaluate(const float* images, const LossTargets& targets,
                       const int32_t* superclass = nullptr);
-  // Routing metrics since the last call (per MoE layer; see parallel/router.h).
+  void reduce_over_ranks(EvalResult& r);
+  // Routing metrics since the last call (per MoE layer; see parallel/router.h),
+  // averaged over ranks.
   std::vector<Metric> routing_metrics();
+  int rank() const { return rank_; }
+  int world() const { return world_; }
   // Evaluation routing knobs, changeable between evaluations without retraining.
   MoeConfig& moe() { return options_.moe; }
   // Matrix-product FLOPs of one forward pass per image (k experts per token).
@@ -79,7 +89,11 @@ class Trainer {
 
   Backend* be_;
   TrainerOptions options_;
+  ProcessGroups* groups_;
+  int rank_ = 0, world_ = 1;
+  int64_t rank_batch_ = 0;
   ParamStore params_;
+  std::unique_ptr<GradientSync> sync_;
   std::unique_ptr<ViT> model_;
   std::unique_ptr<Optimizer> optimizer_;
   ClassificationLoss loss_;

@@ -7,37 +7,54 @@
 
 namespace vmoe {
 
-MoeLayer::MoeLayer(Backend& be, ParamStore& store, const std::string& name,
-                   const MoeConfig& config, int dim, int hidden, uint64_t seed, int block)
-    : be_(&be),
-      config_(&config),
-      dim_(dim),
-      block_(block),
-      own_router_(std::make_unique<Router>(
-          be, store, name, dim, config, seed,
-          (static_cast<uint64_t>(Stream::kRouterNoise) << 32) | static_cast<uint64_t>(block))),
-      experts_(be, store, name + "/experts", config.num_experts, 0, config.num_experts, dim,
-               hidden),
-      rows_(be),
-      expert_begin_(be),
-      expert_rows_(be),
-      buf_in_(be),
-      buf_out_(be) {}
+namespace {
+
+ExpertPlacement local_placement(const MoeConfig& c, const ExpertSharding& s) {
+  if (s.ep != nullptr) return s.placement;
+  ExpertPlacement p;
+  p.experts = p.local_experts = c.num_experts;
+  return p;
+}
+
+}  // namespace
 
 MoeLayer::MoeLayer(Backend& be, ParamStore& store, const std::string& name,
-                   const MoeConfig& config, int dim, int hidden, int block, ImageRouter& router)
+                   const MoeConfig& config, int dim, int hidden, uint64_t seed, int block,
+                   const ExpertSharding& sharding)
+    : MoeLayer(be, store, name, config, dim, hidden, block, sharding, nullptr) {
+  // Router parameters come after the experts' in registration order; names, not order, matter.
+  own_router_ = std::make_unique<Router>(
+      be, store, name, dim, config, seed,
+      (static_cast<uint64_t>(Stream::kRouterNoise) << 32) | static_cast<uint64_t>(block));
+}
+
+MoeLayer::MoeLayer(Backend& be, ParamStore& store, const std::string& name,
+                   const MoeConfig& config, int dim, int hidden, int block, ImageRouter& router,
+                   const ExpertSharding& sharding)
+    : MoeLayer(be, store, name, config, dim, hidden, block, sharding, &router) {}
+
+MoeLayer::MoeLayer(Backend& be, ParamStore& store, const std::string& name,
+                   const MoeConfig& config, int dim, int hidden, int block,
+                   const ExpertSharding& sharding, ImageRouter* router)
     : be_(&be),
       config_(&config),
       dim_(dim),
       block_(block),
-      image_router_(&router),
-      experts_(be, store, name + "/experts", config.num_experts, 0, config.num_experts, dim,
-               hidden),
+      image_router_(router),
+      experts_(be, store, name + "/experts", config.num_experts,
+               local_placement(config, sharding).first_expert,
+               local_placement(config, sharding).local_experts, dim, hidden),
       rows_(be),
       expert_begin_(be),
       expert_rows_(be),
       buf_in_(be),
-      buf_out_(be) {}
+      buf_out_(be),
+      send_(be),
+      back_(be),
+      filled_(be) {
+  if (sharding.ep != nullptr && sharding.placement.ep_size > 1)
+    exchange_ = std::make_unique<ExpertExchange>(be, *sharding.ep, sharding.placement);
+}
 
 Router& MoeLayer::router() { return own_router_ ? *own_router_ : image_router_->router(); }
 
@@ -53,27 +70,50 @@ void MoeLayer::forward(const float* x, int64_t images, int tokens, float* y, con
   const Router& r = router();
   const RoutingShape& s = r.shape();
   const int64_t items = s.groups * s.items;
+  // Sized for the most any step can keep, so the buffers never reallocate.
+  const int64_t capacity_rows = int64_t{s.experts} * s.groups * s.capacity * item_rows_;
+  buf_in_.resize({capacity_rows, dim_});
+  buf_out_.resize({capacity_rows, dim_});
+  rows_.resize({items, s.k});
+  if (exchange_) {
+    {
+      PhaseScope timed("dispatch");
+      expert_begin_.resize({s.experts});
+      expert_rows_.resize({s.experts});
+      filled_.resize({s.experts, s.groups});
+      be_->moe_buffer_rows(s.groups, s.items, s.k, s.experts, s.capacity, item_rows_,
+                           /*compact=*/false, r.expert(), r.slot(), rows_.data(),
+                           expert_begin_.data(), expert_rows_.data(), filled_.data());
+      send_.resize({capacity_rows, dim_});
+      back_.resize({capacity_rows, dim_});
+      be_->moe_dispatch(items, s.k, item_rows_, dim_, x, rows_.data(), send_.data());
+      segments_ = exchange_->dispatch(send_.data(), filled_.data(), s.groups, s.capacity,
+                                      item_rows_, dim_, buf_in_.data());
+    }
+    {
+      PhaseScope timed("experts");
+      experts_.forward(buf_in_.data(), segments_, capacity_rows, buf_out_.data());
+    }
+    PhaseScope timed("combine");
+    exchange_->combine(buf_out_.data(), back_.data());
+    be_->moe_combine(items, s.k, item_rows_, dim_, back_.data(), rows_.data(), r.gate(), y);
+    return;
+  }
   {
     PhaseScope timed("dispatch");
-    rows_.resize({items, s.k});
     expert_begin_.resize({s.experts});
     expert_rows_.resize({s.experts});
     be_->moe_buffer_rows(s.groups, s.items, s.k, s.experts, s.capacity, item_rows_,
                          /*compact=*/true, r.expert(), r.slot(), rows_.data(),
-                         expert_begin_.data(), expert_rows_.data());
+                         expert_begin_.data(), expert_rows_.data(), nullptr);
     const std::vector<int64_t> begin = expert_begin_.to_host(), count = expert_rows_.to_host();
     segments_.clear();
     for (int e = 0; e < s.experts; ++e) segments_.push_back({e, begin[e], count[e]});
-    buffer_rows_ = begin.back() + count.back();
-    // Sized for the most any step can keep, so the buffers never reallocate.
-    const int64_t capacity_rows = int64_t{s.experts} * s.groups * s.capacity * item_rows_;
-    buf_in_.resize({capacity_rows, dim_});
-    buf_out_.resize({capacity_rows, dim_});
     be_->moe_dispatch(items, s.k, item_rows_, dim_, x, rows_.data(), buf_in_.data());
   }
   {
     PhaseScope timed("experts");
-    experts_.forward(buf_in_.data(), segments_, buffer_rows_, buf_out_.data());
+    experts_.forward(buf_in_.data(), segments_, capacity_rows, buf_out_.data());
   }
   PhaseScope timed("combine");
   be_->moe_combine(items, s.k, item_rows_, dim_, buf_out_.data(), rows_.data(), r.gate(), y);
@@ -84,20 +124,27 @@ void MoeLayer::backward(const float* x, const float* dy, float* dx, Workspace& w
   const RoutingShape& s = r.shape();
   const int64_t items = s.groups * s.items;
   const int64_t capacity_rows = buf_in_.dim(0);
-  float* dout = ws.get(Scratch::kExpertOutGrad, {capacity_rows, dim_});
-  float* din = ws.get(Scratch::kExpertInGrad, {capacity_rows, dim_});
+  // Two scratch buffers take turns: (combine) out-grad -> (experts) in-grad.
+  float* a = ws.get(Scratch::kExpertOutGrad, {capacity_rows, dim_});
+  float* b = ws.get(Scratch::kExpertInGrad, {capacity_rows, dim_});
+  const float* combined = exchange_ ? back_.data() : buf_out_.data();
   {
     PhaseScope timed("combine");
-    be_->moe_combine_backward(items, s.k, item_rows_, dim_, dy, buf_out_.data(), rows_.data(),
-                              r.gate(), dout, r.d_gate());
+    be_->moe_combine_backward(items, s.k, item_rows_, dim_, dy, combined, rows_.data(), r.gate(),
+                              a, r.d_gate());
+    if (exchange_) exchange_->combine_backward(a, b);
   }
+  float* dout = exchange_ ? b : a;  // compact dL/d expert output
+  float* din = exchange_ ? a : b;   // compact dL/d expert input
   {
     PhaseScope timed("experts");
     experts_.backward(buf_in_.data(), dout, din);
   }
   {
     PhaseScope timed("dispatch");
-    be_->moe_dispatch_backward(items, s.k, item_rows_, dim_, din, rows_.data(), dx);
+    if (exchange_) exchange_->dispatch_backward(din, dout);  // dout is free again
+    be_->moe_dispatch_backward(items, s.k, item_rows_, dim_, exchange_ ? dout : din, rows_.data(),
+                               dx);
   }
   PhaseScope timed("routing");
   if (own_router_) own_router_->backward(x, dx);

@@ -12,7 +12,9 @@
 #include <memory>
 #include <string>
 
+#include "comm/process_groups.h"
 #include "core/feed_forward.h"
+#include "parallel/expert_exchange.h"
 #include "parallel/experts.h"
 #include "parallel/router.h"
 
@@ -20,14 +22,22 @@ namespace vmoe {
 
 class ImageRouter;
 
+// Where a layer's experts live: all on this rank (ep == null), or spread over
+// the expert-parallel communicator as `placement` says.
+struct ExpertSharding {
+  ExpertPlacement placement;
+  Communicator* ep = nullptr;
+};
+
 class MoeLayer final : public FeedForward {
  public:
   // Token routing; `block` names the layer in metrics and keys its router noise.
   MoeLayer(Backend& be, ParamStore& store, const std::string& name, const MoeConfig& config,
-           int dim, int hidden, uint64_t seed, int block);
+           int dim, int hidden, uint64_t seed, int block, const ExpertSharding& sharding = {});
   // Image routing: follows `router`, which runs before this layer.
   MoeLayer(Backend& be, ParamStore& store, const std::string& name, const MoeConfig& config,
-           int dim, int hidden, int block, ImageRouter& router);
+           int dim, int hidden, int block, ImageRouter& router,
+           const ExpertSharding& sharding = {});
 
   void forward(const float* x, int64_t images, int tokens, float* y, const Pass& pass) override;
   void backward(const float* x, const float* dy, float* dx, Workspace& ws) override;
@@ -35,23 +45,30 @@ class MoeLayer final : public FeedForward {
   void metrics(std::vector<Metric>& out) override;
 
   Router& router();
+  bool exchanges() const { return exchange_ != nullptr; }
   ExpertMlps& experts() { return experts_; }
   // Matrix-product FLOPs per token: router plus k experts.
   double flops_per_token(bool training) const;
 
  private:
+  MoeLayer(Backend& be, ParamStore& store, const std::string& name, const MoeConfig& config,
+           int dim, int hidden, int block, const ExpertSharding& sharding, ImageRouter* router);
+
   Backend* be_;
   const MoeConfig* config_;
   int dim_, block_;
   std::unique_ptr<Router> own_router_;
   ImageRouter* image_router_ = nullptr;
   ExpertMlps experts_;
+  std::unique_ptr<ExpertExchange> exchange_;  // null: every expert is local
   int item_rows_ = 1;
   IntTensor rows_;                              // buffer row of each (item, choice)
   DeviceTensor<int64_t> expert_begin_, expert_rows_;
   std::vector<ExpertSegment> segments_;
   int64_t buffer_rows_ = 0;
-  Tensor buf_in_, buf_out_;
+  Tensor buf_in_, buf_out_;       // compact expert input and output
+  Tensor send_, back_;             // exchange only: fixed-layout buffers
+  IntTensor filled_;               // exchange only: kept slots [E, groups]
 };
 
 }  // namespace vmoe

@@ -9,7 +9,7 @@
 namespace vmoe {
 
 ViTExtensions moe_extensions(Backend& be, const MoeConfig& moe, const ViTConfig& vit,
-                             uint64_t seed) {
+                             uint64_t seed, const ExpertSharding& sharding) {
   ViTExtensions ext;
   if (!moe.enabled()) return ext;
   const MoeConfig* m = &moe;
@@ -29,8 +29,9 @@ ViTExtensions moe_extensions(Backend& be, const MoeConfig& moe, const ViTConfig&
                          ParamStore& store) -> std::unique_ptr<FeedForward> {
     if (!std::binary_search(m->layers.begin(), m->layers.end(), block)) return nullptr;
     if (m->routing == Routing::kImage)
-      return std::make_unique<MoeLayer>(*b, store, name, *m, dim, hidden, block, **image_router);
-    return std::make_unique<MoeLayer>(*b, store, name, *m, dim, hidden, seed, block);
+      return std::make_unique<MoeLayer>(*b, store, name, *m, dim, hidden, block, **image_router,
+                                        sharding);
+    return std::make_unique<MoeLayer>(*b, store, name, *m, dim, hidden, seed, block, sharding);
   };
   return ext;
 }

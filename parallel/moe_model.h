@@ -7,12 +7,14 @@
 
 #include "core/vit.h"
 #include "parallel/moe_config.h"
+#include "parallel/moe_layer.h"
 
 namespace vmoe {
 
-// `moe` must outlive the model. Empty extensions for a dense model.
+// `moe` must outlive the model. Empty extensions for a dense model. The
+// default sharding keeps every expert on this rank.
 ViTExtensions moe_extensions(Backend& be, const MoeConfig& moe, const ViTConfig& vit,
-                             uint64_t seed);
+                             uint64_t seed, const ExpertSharding& sharding = {});
 
 class Router;
 class ImageRouter;

@@ -106,15 +106,16 @@ void Router::forward(const float* x, int64_t groups, int items, int items_per_im
   a.group_losses = group_losses_.data();
   a.d_logits = aux_d_logits_.data();
   be_->router_aux_losses(a);
-  // Per-group losses, averaged over the global groups (this rank's share).
+  // The objective averages per-group losses over the global groups (this
+  // rank's share); the metrics average over this rank's groups.
   const std::vector<float> losses = group_losses_.to_host();
   const float weights[4] = {c.importance_loss_weight, c.load_loss_weight, c.gshard_loss_weight,
                             c.z_loss_weight};
   for (int64_t g = 0; g < groups; ++g) {
     for (int j = 0; j < 4; ++j) {
-      const double v = losses[static_cast<size_t>(g * 4 + j)] / static_cast<double>(global_groups);
-      aux_loss_ += weights[j] * v;
-      loss_sums_[static_cast<size_t>(j)] += v;
+      const double v = losses[static_cast<size_t>(g * 4 + j)];
+      aux_loss_ += weights[j] * v / static_cast<double>(global_groups);
+      loss_sums_[static_cast<size_t>(j)] += v / static_cast<double>(groups);
     }
   }
   ++loss_steps_;

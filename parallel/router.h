@@ -51,7 +51,8 @@ class Router {
   // Weighted auxiliary loss of the last training forward (this rank's share).
   double aux_loss() const { return aux_loss_; }
   // Training: per-loss means, dropped fraction and each expert's share of the
-  // choices since the last call, as <prefix>/<metric>; then resets them.
+  // choices since the last call, as <prefix>/<metric>; then resets them. All
+  // are means over this rank's groups (average them over ranks).
   void metrics(const std::string& prefix, std::vector<Metric>& out);
   // Choices per expert and dropped (last entry) since reset_counts(), unmasked items only.
   std::vector<int64_t> counts() const { return counts_.to_host(); }

@@ -1,0 +1,48 @@
+#include "comm/process_groups.h"
+
+#include <stdexcept>
+#include <string>
+
+namespace vmoe {
+
+ExpertPlacement place_experts(int world, int rank, int experts, int ep_size) {
+  ExpertPlacement p;
+  p.experts = experts;
+  p.ep_size = ep_size;
+  auto error = [&](const std::string& why) {
+    return std::runtime_error("--expert_parallel=" + std::to_string(ep_size) + " with " +
+                              std::to_string(world) + " ranks and --num_experts=" +
+                              std::to_string(experts) + ": " + why);
+  };
+  if (ep_size < 1 || world % ep_size != 0)
+    throw error("the expert-parallel size must divide the number of ranks");
+  if (experts % ep_size != 0 && ep_size % experts != 0)
+    throw error("the expert-parallel size must divide the number of experts, or be a multiple of it");
+  p.ep_rank = rank % ep_size;
+  if (ep_size <= experts) {
+    p.local_experts = experts / ep_size;
+    p.first_expert = p.ep_rank * p.local_experts;
+  } else {
+    p.replicas = ep_size / experts;
+    p.local_experts = 1;
+    p.first_expert = p.ep_rank / p.replicas;
+    p.replica_index = p.ep_rank % p.replicas;
+  }
+  p.world_replicas = (world / ep_size) * p.replicas;
+  return p;
+}
+
+ProcessGroups::ProcessGroups(Communicator& world, int experts, int ep_size) : world_(&world) {
+  const int w = world.size(), r = world.rank();
+  const int p = ep_size == 0 ? w : ep_size;
+  if (experts > 0) {
+    placement_ = place_experts(w, r, experts, p);
+  } else {
+    placement_.ep_size = 1;
+    placement_.world_replicas = w;
+  }
+  ep_ = world.split(experts > 0 ? r / placement_.ep_size : r, r);
+  replicas_ = world.split(experts > 0 ? placement_.first_expert : 0, r);
+}
+
+}  // namespace vmoe

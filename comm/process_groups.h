@@ -1,0 +1,54 @@
+// The communicators of a distributed run and where the experts live.
+//
+// The world is cut into expert-parallel (EP) groups of P consecutive ranks;
+// the E experts of every MoE layer are spread over each group:
+//   P <= E (P divides E): EP rank j holds experts [j*E/P, (j+1)*E/P);
+//   P >  E (E divides P): EP rank j holds expert j / R, R = P/E replicas of
+//     each expert per group, and replica j % R receives the j%R-th slice of
+//     every rank's groups.
+// Either way a rank's fixed expert buffer [E, groups, C, D] is P equal
+// consecutive chunks, chunk j for EP rank j. Ranks holding the same experts
+// (across EP groups, and the R replicas within one) form a replica group,
+// over which expert gradients are summed; dense gradients are summed over
+// the world.
+#pragma once
+
+#include <memory>
+
+#include "comm/communicator.h"
+
+namespace vmoe {
+
+struct ExpertPlacement {
+  int experts = 0;        // E
+  int ep_size = 1;        // P
+  int ep_rank = 0;        // j
+  int local_experts = 0;  // E/P, or 1 when P > E
+  int first_expert = 0;   // global index of the first local expert
+  int replicas = 1;       // R: copies of each expert within an EP group
+  int replica_index = 0;  // j % R
+  // Copies of each expert over the whole world (the norm counts each once).
+  int world_replicas = 1;
+};
+
+// Throws (message naming the flags) unless P divides the world and P, E
+// divide one another.
+ExpertPlacement place_experts(int world, int rank, int experts, int ep_size);
+
+class ProcessGroups {
+ public:
+  // ep_size 0 means the whole world. experts 0 (dense model): no EP groups.
+  ProcessGroups(Communicator& world, int experts, int ep_size);
+
+  Communicator& world() { return *world_; }
+  Communicator& expert_parallel() { return *ep_; }
+  Communicator& expert_replicas() { return *replicas_; }
+  const ExpertPlacement& placement() const { return placement_; }
+
+ private:
+  Communicator* world_;
+  std::unique_ptr<Communicator> ep_, replicas_;
+  ExpertPlacement placement_;
+};
+
+}  // namespace vmoe

@@ -1,0 +1,36 @@
+#include "parallel/grad_sync.h"
+
+#include <algorithm>
+#include <cmath>
+
+#include "core/phase_timer.h"
+
+namespace vmoe {
+
+GradientSync::GradientSync(ParamStore& store, ProcessGroups& groups, int64_t bucket_floats)
+    : store_(&store), groups_(&groups), bucket_(std::max<int64_t>(1, bucket_floats)) {}
+
+void GradientSync::all_reduce() {
+  PhaseScope timed("gradient_all_reduce");
+  float* grads = store_->grads().data();
+  auto reduce = [&](Communicator& comm, Region region) {
+    if (comm.size() == 1) return;
+    const int64_t begin = store_->region_begin(region), end = store_->region_end(region);
+    for (int64_t at = begin; at < end; at += bucket_)
+      comm.all_reduce(grads + at, std::min(bucket_, end - at), ReduceOp::kSum);
+  };
+  reduce(groups_->world(), Region::kDense);
+  reduce(groups_->expert_replicas(), Region::kExpert);
+}
+
+double GradientSync::global_norm() {
+  Backend& be = store_->grads().backend();
+  const float* grads = store_->grads().data();
+  const int64_t dense_end = store_->region_end(Region::kDense);
+  const double dense = be.sum_squares(dense_end, grads);  // identical on every rank
+  double expert = be.sum_squares(store_->size() - dense_end, grads + dense_end);
+  expert = all_reduce_value(groups_->world(), expert) / groups_->placement().world_replicas;
+  return std::sqrt(dense + expert);
+}
+
+}  // namespace vmoe

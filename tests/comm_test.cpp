@@ -1,0 +1,186 @@
+// The MPI communicator, expert placement, and the expert-parallel MoE layer
+// against the single-process one. Runs under mpirun with 1, 2 and 4 ranks.
+#include <gmock/gmock.h>
+#include <gtest/gtest.h>
+
+#include <numeric>
+
+#include "comm/mpi_communicator.h"
+#include "comm/process_groups.h"
+#include "core/cpu_backend.h"
+#include "core/workspace.h"
+#include "parallel/grad_sync.h"
+#include "parallel/moe_layer.h"
+#include "tests/test_util.h"
+
+namespace vmoe {
+namespace {
+
+using ::testing::HasSubstr;
+
+MpiCommunicator& world() {
+  static MpiCommunicator comm;
+  return comm;
+}
+
+TEST(Communicator, AllToAllMovesEveryChunk) {
+  const int n = world().size(), r = world().rank();
+  const int64_t chunk = 1000;
+  std::vector<float> send(static_cast<size_t>(n * chunk)), recv(send.size());
+  for (int p = 0; p < n; ++p)
+    for (int64_t i = 0; i < chunk; ++i) send[p * chunk + i] = 1e4f * r + 10.0f * p + i % 7;
+  world().all_to_all(send.data(), recv.data(), chunk);
+  for (int p = 0; p < n; ++p)
+    for (int64_t i = 0; i < chunk; ++i)
+      ASSERT_EQ(recv[p * chunk + i], 1e4f * p + 10.0f * r + i % 7) << p << " " << i;
+  std::vector<int32_t> isend(static_cast<size_t>(n)), irecv(static_cast<size_t>(n));
+  for (int p = 0; p < n; ++p) isend[p] = 100 * r + p;
+  world().all_to_all(isend.data(), irecv.data(), 1);
+  for (int p = 0; p < n; ++p) EXPECT_EQ(irecv[p], 100 * p + r);
+}
+
+TEST(Communicator, ReductionsBroadcastGather) {
+  const int n = world().size(), r = world().rank();
+  float f[2] = {1.0f, static_cast<float>(r)};
+  world().all_reduce(f, 2, ReduceOp::kSum);
+  EXPECT_EQ(f[0], n);
+  EXPECT_EQ(f[1], n * (n - 1) / 2);
+  EXPECT_EQ(all_reduce_value(world(), static_cast<double>(r), ReduceOp::kMax), n - 1);
+  EXPECT_EQ(all_reduce_value(world(), int64_t{1} << 40), int64_t{n} << 40);
+  int64_t value = r == 0 ? 42 : -1;
+  world().broadcast(&value, sizeof value, 0);
+  EXPECT_EQ(value, 42);
+  std::vector<int32_t> all(static_cast<size_t>(n));
+  const int32_t mine = r * r;
+  world().all_gather(&mine, all.data(), sizeof mine);
+  for (int p = 0; p < n; ++p) EXPECT_EQ(all[p], p * p);
+  world().barrier();
+}
+
+TEST(Communicator, SplitFormsGroups) {
+  const int r = world().rank();
+  std::unique_ptr<Communicator> half = world().split(r % 2, r);
+  EXPECT_EQ(half->size(), (world().size() + 1 - r % 2) / 2);
+  EXPECT_EQ(half->rank(), r / 2);
+  EXPECT_EQ(all_reduce_value(*half, int64_t{1}), half->size());
+}
+
+TEST(Placement, ExpertsPerRankAndReplicas) {
+  ExpertPlacement p = place_experts(4, 3, 8, 4);
+  EXPECT_EQ(p.local_experts, 2);
+  EXPECT_EQ(p.first_expert, 6);
+  EXPECT_EQ(p.world_replicas, 1);
+  p = place_experts(4, 3, 8, 2);  // two EP groups of 2: rank 3 is EP rank 1
+  EXPECT_EQ(p.ep_rank, 1);
+  EXPECT_EQ(p.first_expert, 4);
+  EXPECT_EQ(p.world_replicas, 2);
+  p = place_experts(8, 5, 2, 4);  // P > E: 2 replicas per group, 2 groups
+  EXPECT_EQ(p.local_experts, 1);
+  EXPECT_EQ(p.first_expert, 0);  // rank 5 is EP rank 1: expert 1 / 2 = 0, its replica 1
+  EXPECT_EQ(p.replica_index, 1);
+  EXPECT_EQ(p.world_replicas, 4);
+  auto error = [](int world, int experts, int ep) -> std::string {
+    try {
+      place_experts(world, 0, experts, ep);
+    } catch (const std::exception& e) {
+      return e.what();
+    }
+    return "";
+  };
+  EXPECT_THAT(error(4, 8, 3), HasSubstr("must divide the number of ranks"));
+  EXPECT_THAT(error(6, 4, 6), HasSubstr("--expert_parallel=6 with 6 ranks and --num_experts=4: "
+                                        "the expert-parallel size must divide the number of "
+                                        "experts, or be a multiple of it"));
+}
+
+// The sharded layer (this rank's slice of the batch, its experts, exchanges)
+// must compute what one process computes on the whole batch: the same
+// outputs and input gradients for this rank's rows, and, after the gradient
+// sync, the same parameter gradients.
+class ShardedMoe : public ::testing::TestWithParam<std::tuple<int, bool, int>> {};
+
+TEST_P(ShardedMoe, MatchesOneProcess) {
+  const auto [experts, batch_priority, ep_size] = GetParam();
+  const int n = world().size(), r = world().rank();
+  if (n % ep_size != 0 || (experts % ep_size != 0 && ep_size % experts != 0)) GTEST_SKIP();
+  MoeConfig m;
+  m.layers = {0};
+  m.num_experts = experts;
+  m.num_selected = 2;
+  m.group_size = 2;
+  m.capacity_ratio = 0.5;  // drops happen
+  m.batch_priority = batch_priority;
+  m.importance_loss_weight = m.load_loss_weight = 0.05f;
+  const int dim = 8, hidden = 12, tokens = 5;
+  const int64_t per_rank = 8, global = per_rank * n, rows = per_rank * tokens;
+  const int64_t groups_per_rank = per_rank / m.group_size;
+  ProcessGroups groups(world(), experts, ep_size);
+  const ExpertPlacement& place = groups.placement();
+  if (place.replicas > 1 && groups_per_rank % place.replicas != 0) GTEST_SKIP();
+
+  CpuBackend be;
+  Workspace ws(be);
+  const Pass pass{.training = true, .step = 3, .first_image = r * per_rank, .global_images = global};
+  // Reference: every expert, the whole batch.
+  ParamStore ref_store;
+  MoeLayer ref(be, ref_store, "moe", m, dim, hidden, 5, 0);
+  ref_store.allocate(be);
+  ref_store.initialize(9);
+  const std::vector<float> x = testing::random_normal(global * tokens * dim, 17);
+  const std::vector<float> dy = testing::random_normal(x.size(), 18);
+  Tensor xd(be, {global * tokens, dim}), dyd(be, {global * tokens, dim});
+  Tensor y(be, {global * tokens, dim}), dx(be, {global * tokens, dim});
+  xd.copy_from_host(x);
+  dyd.copy_from_host(dy);
+  ref.forward(xd.data(), global, tokens, y.data(),
+              Pass{.training = true, .step = 3, .global_images = global});
+  ref_store.zero_grads();
+  ref.backward(xd.data(), dyd.data(), dx.data(), ws);
+
+  ParamStore store;
+  MoeLayer sharded(be, store, "moe", m, dim, hidden, 5, 0,
+                   ExpertSharding{place, &groups.expert_parallel()});
+  store.allocate(be);
+  store.initialize(9);
+  EXPECT_EQ(sharded.exchanges(), place.ep_size > 1);
+  const float* xs = xd.data() + r * rows * dim;
+  Tensor ys(be, {rows, dim}), dxs(be, {rows, dim});
+  sharded.forward(xs, per_rank, tokens, ys.data(), pass);
+  store.zero_grads();
+  sharded.backward(xs, dyd.data() + r * rows * dim, dxs.data(), ws);
+  GradientSync(store, groups, 1000).all_reduce();
+
+  const std::vector<float> yr = y.to_host(), dxr = dx.to_host();
+  const std::vector<float> ya = ys.to_host(), dxa = dxs.to_host();
+  for (int64_t i = 0; i < rows * dim; ++i) {
+    ASSERT_NEAR(ya[i], yr[r * rows * dim + i], 1e-5f) << "y " << i;
+    ASSERT_NEAR(dxa[i], dxr[r * rows * dim + i], 1e-5f) << "dx " << i;
+  }
+  EXPECT_NEAR(all_reduce_value(world(), sharded.aux_loss()), ref.aux_loss(), 1e-6);
+  // Parameter gradients: the router's, and this rank's experts' slices.
+  for (ParamId id = 0; id < store.count(); ++id) {
+    const ParamSpec& spec = store.spec(id);
+    const ParamId rid = *ref_store.find(spec.name);
+    const int64_t count = store.numel(id);
+    // An expert parameter is this rank's slice of the reference's [E, ...].
+    const int64_t offset =
+        spec.region == Region::kExpert ? count / spec.shape[0] * place.first_expert : 0;
+    std::vector<float> got(count), want(count);
+    be.copy_to_host(got.data(), store.grad(id), count * sizeof(float));
+    be.copy_to_host(want.data(), ref_store.grad(rid) + offset, count * sizeof(float));
+    for (int64_t i = 0; i < count; ++i) ASSERT_NEAR(got[i], want[i], 1e-5f) << spec.name << i;
+  }
+}
+INSTANTIATE_TEST_SUITE_P(Layouts, ShardedMoe,
+                         ::testing::Combine(::testing::Values(2, 4), ::testing::Bool(),
+                                            ::testing::Values(1, 2, 4)),
+                         [](const auto& info) {
+                           std::string name = "E";
+                           name += std::to_string(std::get<0>(info.param));
+                           name += std::get<1>(info.param) ? "_bpr_P" : "_vanilla_P";
+                           name += std::to_string(std::get<2>(info.param));
+                           return name;
+                         });
+
+}  // namespace
+}  // namespace vmoe
