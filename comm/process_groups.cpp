@@ -1,5 +1,6 @@
 #include "comm/process_groups.h"
 
+#include <algorithm>
 #include <stdexcept>
 #include <string>
 
@@ -34,7 +35,9 @@ ExpertPlacement place_experts(int world, int rank, int experts, int ep_size) {
 
 ProcessGroups::ProcessGroups(Communicator& world, int experts, int ep_size) : world_(&world) {
   const int w = world.size(), r = world.rank();
-  const int p = ep_size == 0 ? w : ep_size;
+  // 0 means the whole world; a size beyond the world is capped to it, so a
+  // configuration also runs on fewer ranks (e.g. one).
+  const int p = ep_size == 0 ? w : std::min(ep_size, w);
   if (experts > 0) {
     placement_ = place_experts(w, r, experts, p);
   } else {

@@ -37,7 +37,8 @@ ExpertPlacement place_experts(int world, int rank, int experts, int ep_size);
 
 class ProcessGroups {
  public:
-  // ep_size 0 means the whole world. experts 0 (dense model): no EP groups.
+  // ep_size 0 means the whole world, and sizes above it are capped to it.
+  // experts 0 (dense model): no EP groups.
   ProcessGroups(Communicator& world, int experts, int ep_size);
 
   Communicator& world() { return *world_; }

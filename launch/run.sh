@@ -1,15 +1,19 @@
 #!/usr/bin/env bash
 # The main job on a fresh clone: set up (packages, build), import
-# Fashion-MNIST into our HDF5 format, train the default configuration,
-# evaluate on the 10,000 test images, print the result and the run directory.
+# Fashion-MNIST into our HDF5 format, train the default configuration (a
+# V-MoE) with one MPI rank per core, evaluate on the 10,000 test images
+# (with a capacity sweep), print the result and the run directory.
 # Extra arguments go to vmoe_train (e.g. launch/run.sh --num_epochs=1).
+#   VMOE_CONFIG=launch/configs/vit_fmnist.flags launch/run.sh   # the dense ViT
+#   VMOE_RANKS=1 launch/run.sh                                  # one process
 set -euo pipefail
 cd "$(dirname "$0")/.."
 launch/setup.sh
 
 BUILD=${VMOE_BUILD_DIR:-build}
 DATA=${VMOE_DATA_DIR:-data/fashion_mnist}
-CONFIG=${VMOE_CONFIG:-launch/configs/vit_fmnist.flags}
+CONFIG=${VMOE_CONFIG:-launch/configs/vmoe_fmnist.flags}
+RANKS=${VMOE_RANKS:-$(nproc)}
 RUN_DIR=${VMOE_RUN_DIR:-runs/$(basename "$CONFIG" .flags)-$(date +%Y%m%d-%H%M%S)}
 
 if [[ ! -f $DATA/train.h5 || ! -f $DATA/test.h5 ]]; then
@@ -17,9 +21,12 @@ if [[ ! -f $DATA/train.h5 || ! -f $DATA/test.h5 ]]; then
     --output="$DATA"
 fi
 
-# One process; OpenBLAS may use every core for the matrix products.
-export OPENBLAS_NUM_THREADS=${OPENBLAS_NUM_THREADS:-$(nproc)}
-"$BUILD/launch/vmoe_train" --flagfile="$CONFIG" --train_data="$DATA/train.h5" \
+# One rank per core, one BLAS thread per rank.
+export OPENBLAS_NUM_THREADS=1
+if [[ $(id -u) -eq 0 ]]; then export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1; fi
+launcher=()
+((RANKS > 1)) && launcher=(mpirun -np "$RANKS")
+"${launcher[@]}" "$BUILD/launch/vmoe_train" --flagfile="$CONFIG" --train_data="$DATA/train.h5" \
   --eval_data="$DATA/test.h5" --run_dir="$RUN_DIR" "$@"
 
 echo

@@ -9,6 +9,8 @@
 #include <cstdio>
 #include <vector>
 
+#include "comm/mpi_communicator.h"
+#include "comm/process_groups.h"
 #include "core/cpu_backend.h"
 #include "core/phase_timer.h"
 #include "core/random.h"
@@ -32,11 +34,16 @@ DEFINE_int32(moe_every, 2, "MoE in blocks every-N (N-1, 2N-1, ...)");
 DEFINE_int32(group, 8, "images per routing group");
 DEFINE_double(capacity, 1.05, "capacity ratio");
 DEFINE_bool(phases, true, "print the time split into routing, dispatch, experts, combine, rest");
+DEFINE_int32(expert_parallel, 0, "ranks per expert-parallel group (0 = all)");
 
 int main(int argc, char** argv) {
-  gflags::SetUsageMessage("Times the dense ViT training step; prints images/s and GFLOP/s.");
-  gflags::ParseCommandLineFlags(&argc, &argv, true);
   using namespace vmoe;
+  MpiRuntime mpi(&argc, &argv);
+  MpiCommunicator world;
+  gflags::SetUsageMessage(
+      "Times the V-MoE (or dense ViT) training step on synthetic data; prints images/s, GFLOP/s "
+      "and the phases of the step. Run it under mpirun for data and expert parallelism.");
+  gflags::ParseCommandLineFlags(&argc, &argv, true);
   CpuBackend be;
   TrainerOptions o;
   o.model.image = {FLAGS_image, FLAGS_image, FLAGS_channels};
@@ -56,38 +63,50 @@ int main(int argc, char** argv) {
     o.moe.group_size = FLAGS_group;
     o.moe.capacity_ratio = o.moe.eval_capacity_ratio = FLAGS_capacity;
   }
-  Trainer trainer(be, o);
+  ProcessGroups groups(world, FLAGS_experts, FLAGS_expert_parallel);
+  Trainer trainer(be, o, &groups);
 
-  const int64_t pixels = int64_t{FLAGS_batch} * FLAGS_image * FLAGS_image * FLAGS_channels;
+  const int64_t rows = FLAGS_batch / world.size();  // this rank's share of the batch
+  const int64_t pixels = rows * FLAGS_image * FLAGS_image * FLAGS_channels;
   std::vector<float> images(static_cast<size_t>(pixels));
-  std::vector<int32_t> labels(static_cast<size_t>(FLAGS_batch));
-  RandomStream rng(0, Stream::kTest);
+  std::vector<int32_t> labels(static_cast<size_t>(rows));
+  RandomStream rng(world.rank(), Stream::kTest);
   for (float& x : images) x = rng.normal();
   for (int32_t& y : labels) y = static_cast<int32_t>(rng.below(FLAGS_classes));
-  const LossTargets targets{FLAGS_batch, labels.data(), nullptr, nullptr};
+  const LossTargets targets{rows, labels.data(), nullptr, nullptr};
 
   for (int i = 0; i < FLAGS_warmup; ++i) trainer.train_step(images.data(), targets);
   PhaseTimer::instance().enable(FLAGS_phases);
   PhaseTimer::instance().reset();
+  world.barrier();
   const auto start = std::chrono::steady_clock::now();
   for (int i = 0; i < FLAGS_steps; ++i) trainer.train_step(images.data(), targets);
+  world.barrier();
   const double seconds =
       std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+  if (world.rank() != 0) return 0;
   const double images_per_s = static_cast<double>(FLAGS_batch) * FLAGS_steps / seconds;
   const double gflops = 3.0 * trainer.forward_flops_per_image(true) * images_per_s / 1e9;
-  const long long params = trainer.params().num_parameters(Region::kDense) +
-                           trainer.params().num_parameters(Region::kExpert);
-  std::printf("vmoe params=%lld batch=%d images/s=%.1f GFLOP/s=%.1f step_ms=%.1f", params,
-              FLAGS_batch, images_per_s, gflops, 1e3 * seconds / FLAGS_steps);
+  const long long params =
+      trainer.params().num_parameters(Region::kDense) +
+      (FLAGS_experts > 0 ? trainer.params().num_parameters(Region::kExpert) * FLAGS_experts /
+                               groups.placement().local_experts
+                         : 0);
+  std::printf("vmoe ranks=%d params=%lld batch=%d images/s=%.1f GFLOP/s=%.1f step_ms=%.1f",
+              world.size(), params, FLAGS_batch, images_per_s, gflops,
+              1e3 * seconds / FLAGS_steps);
   if (FLAGS_phases && FLAGS_experts > 0) {
+    // Nested phases (the all-to-alls run inside dispatch and combine) count once.
     double moe = 0;
-    for (const auto& [name, t] : PhaseTimer::instance().totals()) moe += t;
-    for (const char* name : {"routing", "dispatch", "experts", "combine", "attention", "dense_mlp"}) {
+    for (const auto& [name, t] : PhaseTimer::instance().totals())
+      if (name != "all_to_all") moe += t;
+    for (const char* name : {"routing", "dispatch", "experts", "combine", "all_to_all",
+                             "gradient_all_reduce", "attention", "dense_mlp"}) {
       const auto& totals = PhaseTimer::instance().totals();
       const auto it = totals.find(name);
       std::printf(" %s=%.1f%%", name, it == totals.end() ? 0.0 : 100 * it->second / seconds);
     }
-    std::printf(" rest=%.1f%%", 100 * (seconds - moe) / seconds);
+    std::printf(" other=%.1f%%", 100 * (seconds - moe) / seconds);
   }
   std::printf("\n");
   return 0;
