@@ -42,20 +42,8 @@ struct LayerHarness {
     be.fill(dxd.data(), dxd.size(), 0.0f);
     backward(xd.data(), rd.data(), dxd.data());
     const std::vector<float> dx = dxd.to_host();
-    const std::vector<float> grads = store.grads().to_host();
-
-    if (check_input) {
-      check.run("dx", x, dx, [&] { xd.copy_from_host(x); }, objective);
-    }
-    std::vector<float> values = store.values().to_host();
-    for (ParamId id = 0; id < store.count(); ++id) {
-      const int64_t off = store.offset(id), n = store.numel(id);
-      std::vector<float> view(values.begin() + off, values.begin() + off + n);
-      std::vector<float> gview(grads.begin() + off, grads.begin() + off + n);
-      check.run(store.spec(id).name, view, gview,
-                [&] { be.copy_to_device(store.value(id), view.data(), n * sizeof(float)); },
-                objective);
-    }
+    if (check_input) check.run("dx", x, dx, [&] { xd.copy_from_host(x); }, objective);
+    check.run_parameters(be, store, objective);
   }
 };
 

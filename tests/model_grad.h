@@ -42,18 +42,9 @@ inline void check_model_gradients(CpuBackend& be, ParamStore& store, ViT& model,
   store.zero_grads();
   loss.forward_backward(model.logits(), targets, scale, dlogits.data());
   model.backward(dlogits.data());
-  const std::vector<float> grads = store.grads().to_host();
-  std::vector<float> values = store.values().to_host();
   GradCheck check;
   check.samples = c.samples;
-  for (ParamId id = 0; id < store.count(); ++id) {
-    const int64_t off = store.offset(id), n = store.numel(id);
-    std::vector<float> view(values.begin() + off, values.begin() + off + n);
-    std::vector<float> g(grads.begin() + off, grads.begin() + off + n);
-    check.run(store.spec(id).name, view, g,
-              [&] { be.copy_to_device(store.value(id), view.data(), n * sizeof(float)); },
-              objective);
-  }
+  check.run_parameters(be, store, objective);
 }
 
 }  // namespace vmoe::testing

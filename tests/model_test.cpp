@@ -12,25 +12,14 @@
 namespace vmoe {
 namespace {
 
-ViTConfig tiny_config(Pooling pooling) {
-  ViTConfig c;
-  c.image = {8, 8, 2};
-  c.patch_size = 4;
-  c.hidden_size = 8;
-  c.num_layers = 2;
-  c.num_heads = 2;
-  c.mlp_dim = 16;
-  c.num_classes = 3;
-  c.classifier = pooling;
-  return c;
-}
+using testing::tiny_vit;
 
 class ModelGrad : public ::testing::TestWithParam<Pooling> {};
 
 TEST_P(ModelGrad, EveryParameter) {
   CpuBackend be;
   ParamStore store;
-  ViT model(be, store, tiny_config(GetParam()));
+  ViT model(be, store, tiny_vit(GetParam()));
   store.allocate(be);
   testing::randomize_parameters(store, 11, 0.3f);
   testing::check_model_gradients(
@@ -43,7 +32,7 @@ INSTANTIATE_TEST_SUITE_P(Pooling, ModelGrad, ::testing::Values(Pooling::kToken, 
 TEST(Model, OverfitsATinyBatch) {
   CpuBackend be;
   ParamStore store;
-  ViTConfig c = tiny_config(Pooling::kToken);
+  ViTConfig c = tiny_vit();
   c.hidden_size = 16;
   c.mlp_dim = 32;
   c.num_classes = 4;
@@ -79,7 +68,7 @@ TEST(Model, ForwardIsDeterministicAndBatchIndependent) {
   // Each image's logits depend only on that image (no cross-batch leakage).
   CpuBackend be;
   ParamStore store;
-  ViT model(be, store, tiny_config(Pooling::kGap));
+  ViT model(be, store, tiny_vit(Pooling::kGap));
   store.allocate(be);
   testing::randomize_parameters(store, 3, 0.3f);
   const std::vector<float> images = testing::random_normal(4 * 128, 2);
@@ -97,7 +86,7 @@ TEST(Model, ForwardIsDeterministicAndBatchIndependent) {
 TEST(Model, InitialisationFollowsViT) {
   CpuBackend be;
   ParamStore store;
-  ViTConfig c = tiny_config(Pooling::kToken);
+  ViTConfig c = tiny_vit();
   ViT model(be, store, c);
   store.allocate(be);
   store.initialize(42);
@@ -128,7 +117,7 @@ TEST(Model, InitialisationFollowsViT) {
 TEST(Model, MultiLabelHeadBiasStartsAtMinusTen) {
   CpuBackend be;
   ParamStore store;
-  ViTConfig c = tiny_config(Pooling::kToken);
+  ViTConfig c = tiny_vit();
   c.multi_label = true;
   ViT model(be, store, c);
   store.allocate(be);
@@ -145,16 +134,16 @@ TEST(Model, RejectsImpossibleShapes) {
     const std::string error = testing::error_of([&] { ViT model(be, store, c); });
     EXPECT_NE(error.find(text), std::string::npos) << "got: '" << error << "', want: " << text;
   };
-  ViTConfig c = tiny_config(Pooling::kToken);
+  ViTConfig c = tiny_vit();
   c.patch_size = 3;
   expect_error(c, "--patch_size=3 must divide the image size 8x8");
-  c = tiny_config(Pooling::kToken);
+  c = tiny_vit();
   c.num_heads = 3;
   expect_error(c, "--hidden_size=8 must be divisible by --num_heads=3");
-  c = tiny_config(Pooling::kToken);
+  c = tiny_vit();
   c.num_layers = 0;
   expect_error(c, "--num_layers must be positive, got 0");
-  c = tiny_config(Pooling::kToken);
+  c = tiny_vit();
   c.mlp_dim = -4;
   expect_error(c, "--mlp_dim must be positive, got -4");
 }

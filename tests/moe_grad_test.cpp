@@ -104,17 +104,7 @@ TEST(MoeLayer, GroupsInSeparateCallsRouteIdentically) {
   for (size_t i = 0; i < a.size(); ++i) EXPECT_NEAR(a[i], b[i], 1e-6f * (1 + std::fabs(a[i]))) << i;
 }
 
-ViTConfig tiny_vit() {
-  ViTConfig c;
-  c.image = {8, 8, 2};
-  c.patch_size = 4;
-  c.hidden_size = 8;
-  c.num_layers = 2;
-  c.num_heads = 2;
-  c.mlp_dim = 12;
-  c.num_classes = 3;
-  return c;
-}
+ViTConfig tiny_vit() { return testing::tiny_vit(Pooling::kToken, 12); }
 
 TEST(MoeGrad, VMoEModelEveryParameter) {
   CpuBackend be;

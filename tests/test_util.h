@@ -11,6 +11,7 @@
 
 #include "core/check.h"
 #include "core/param_store.h"
+#include "core/vit_config.h"
 #include "core/random.h"
 
 namespace vmoe::testing {
@@ -63,7 +64,35 @@ struct GradCheck {
     }
     EXPECT_EQ(bad, 0) << what;
   }
+
+  // Checks every parameter of `store` against the gradients in store.grads().
+  void run_parameters(Backend& be, ParamStore& store, const std::function<double()>& loss) const {
+    const std::vector<float> grads = store.grads().to_host();
+    std::vector<float> values = store.values().to_host();
+    for (ParamId id = 0; id < store.count(); ++id) {
+      const int64_t off = store.offset(id), n = store.numel(id);
+      std::vector<float> view(values.begin() + off, values.begin() + off + n);
+      std::vector<float> g(grads.begin() + off, grads.begin() + off + n);
+      run(store.spec(id).name, view, g,
+          [&] { be.copy_to_device(store.value(id), view.data(), n * sizeof(float)); }, loss);
+    }
+  }
 };
+
+// A ViT small enough for finite differences: 8x8x2 images, 4x4 patches,
+// D = 8, 2 blocks of 2 heads, 3 classes.
+inline ViTConfig tiny_vit(Pooling pooling = Pooling::kToken, int mlp_dim = 16) {
+  ViTConfig c;
+  c.image = {8, 8, 2};
+  c.patch_size = 4;
+  c.hidden_size = 8;
+  c.num_layers = 2;
+  c.num_heads = 2;
+  c.mlp_dim = mlp_dim;
+  c.num_classes = 3;
+  c.classifier = pooling;
+  return c;
+}
 
 // Runs `f` and returns the vmoe::Error message it throws ("" if none).
 template <typename F>
