@@ -27,6 +27,11 @@ constexpr int64_t kBlock = 1024;
 
 MpiRuntime::MpiRuntime(int* argc, char*** argv) {
   if (initialized()) return;
+  // Open MPI's default MPI-IO component (OMPIO) makes the collective HDF5
+  // checkpoint writes crawl when ranks share cores (19 s against 0.5 s for the
+  // checkpoint tests on 4 ranks / 2 cores); ROMIO, the usual choice for HDF5,
+  // does not. A user's own OMPI_MCA_io wins.
+  setenv("OMPI_MCA_io", "romio321", /*overwrite=*/0);
   int provided = 0;
   check(MPI_Init_thread(argc, argv, MPI_THREAD_FUNNELED, &provided), "MPI_Init_thread");
   // Errors come back as codes so they become vmoe::Error messages.

@@ -264,6 +264,31 @@ void Dataset::write_range(int64_t first, int64_t count, hid_t mem_type, const vo
   }
 }
 
+void Dataset::write_collective(int64_t first, int64_t count, hid_t mem_type, const void* data) {
+  auto guard = lock();
+  Handle space(H5Dget_space(id()), Kind::kDataspace);
+  const int rank = space.valid() ? H5Sget_simple_extent_ndims(space.get()) : -1;
+  if (rank < 1) fail("cannot read the shape of ", where(), detail());
+  std::vector<hsize_t> dims(rank);
+  H5Sget_simple_extent_dims(space.get(), dims.data(), nullptr);
+  VMOE_CHECK(first >= 0 && count >= 0 && static_cast<hsize_t>(first + count) <= dims[0], "rows [",
+             first, ", ", first + count, ") are outside ", where(), " which has ", dims[0],
+             " rows");
+  std::vector<hsize_t> start(rank, 0), extent = dims;
+  start[0] = static_cast<hsize_t>(first);
+  extent[0] = static_cast<hsize_t>(count);
+  herr_t selected = count > 0 ? H5Sselect_hyperslab(space.get(), H5S_SELECT_SET, start.data(),
+                                                    nullptr, extent.data(), nullptr)
+                              : H5Sselect_none(space.get());
+  Handle mem_space(H5Screate_simple(rank, extent.data(), nullptr), Kind::kDataspace);
+  if (count == 0) selected |= H5Sselect_none(mem_space.get());
+  Handle dxpl(H5Pcreate(H5P_DATASET_XFER), Kind::kPropertyList);
+  if (selected < 0 || H5Pset_dxpl_mpio(dxpl.get(), H5FD_MPIO_COLLECTIVE) < 0 ||
+      H5Dwrite(id(), mem_type, mem_space.get(), space.get(), dxpl.get(), data) < 0) {
+    fail("cannot write rows [", first, ", ", first + count, ") of ", where(), detail());
+  }
+}
+
 // ---- File -------------------------------------------------------------------
 
 File File::open_read(const std::string& path) {
@@ -284,6 +309,20 @@ File File::open_read(const std::string& path) {
 File File::create(const std::string& path) {
   auto guard = lock();
   Handle file(H5Fcreate(path.c_str(), H5F_ACC_TRUNC, H5P_DEFAULT, H5P_DEFAULT), Kind::kFile);
+  if (!file.valid()) fail(path, ": cannot create the HDF5 file", detail());
+  return File(std::move(file), path);
+}
+
+File File::create_parallel(const std::string& path, MPI_Comm comm) {
+  auto guard = lock();
+  Handle fapl(H5Pcreate(H5P_FILE_ACCESS), Kind::kPropertyList);
+  if (H5Pset_fapl_mpio(fapl.get(), comm, MPI_INFO_NULL) < 0)
+    fail(path, ": cannot set up parallel (MPI-IO) access", detail());
+  // The 1.10 format checksums metadata too (object headers, B-trees), so a
+  // damaged file is reported instead of misread; HDF5 >= 1.10 reads it.
+  if (H5Pset_libver_bounds(fapl.get(), H5F_LIBVER_V110, H5F_LIBVER_V110) < 0)
+    fail(path, ": cannot select the HDF5 1.10 file format", detail());
+  Handle file(H5Fcreate(path.c_str(), H5F_ACC_TRUNC, H5P_DEFAULT, fapl.get()), Kind::kFile);
   if (!file.valid()) fail(path, ": cannot create the HDF5 file", detail());
   return File(std::move(file), path);
 }
@@ -322,7 +361,10 @@ Dataset File::create(const std::string& name, hid_t mem_type, const DatasetLayou
   if (layout.checksum && H5Pset_fletcher32(dcpl.get()) < 0) {
     fail("cannot enable checksums on ", name, " in ", path_, detail());
   }
-  Handle dataset(H5Dcreate2(id(), name.c_str(), file_type_for(mem_type), space.get(), H5P_DEFAULT,
+  // Names like "params/encoder/block_0/..." create their groups on the way.
+  Handle lcpl(H5Pcreate(H5P_LINK_CREATE), Kind::kPropertyList);
+  H5Pset_create_intermediate_group(lcpl.get(), 1);
+  Handle dataset(H5Dcreate2(id(), name.c_str(), file_type_for(mem_type), space.get(), lcpl.get(),
                             dcpl.get(), H5P_DEFAULT),
                  Kind::kDataset);
   if (!dataset.valid()) fail("cannot create ", name, " in ", path_, detail());

@@ -114,11 +114,18 @@ class Dataset {
   void write_rows(int64_t first, int64_t count, const T* data) {
     write_range(first, count, native_type<T>(), data);
   }
+  // Parallel files: every rank calls this together, each with its own rows
+  // (count 0 for none); one collective MPI-IO write.
+  template <typename T>
+  void write_rows_collective(int64_t first, int64_t count, const T* data) {
+    write_collective(first, count, native_type<T>(), data);
+  }
 
  private:
   void read_range(int64_t first, int64_t count, hid_t mem_type, void* out) const;
   void read_list(std::span<const int64_t> rows, hid_t mem_type, void* out) const;
   void write_range(int64_t first, int64_t count, hid_t mem_type, const void* data);
+  void write_collective(int64_t first, int64_t count, hid_t mem_type, const void* data);
   // A file dataspace with `count` rows selected from `first`, plus its row size.
   Handle select_range(int64_t first, int64_t count, std::vector<hsize_t>& dims) const;
 
@@ -144,6 +151,11 @@ class File {
   static File open_read(const std::string& path);
   // Creates (truncating) a file for writing.
   static File create(const std::string& path);
+  // Creates a file for collective writing by every rank of `comm` (MPI-IO):
+  // datasets and attributes are then created by all ranks with the same
+  // arguments, and data written with Dataset::write_rows_collective. The file
+  // uses the HDF5 1.10 format, whose metadata is checksummed.
+  static File create_parallel(const std::string& path, MPI_Comm comm);
 
   const std::string& path() const { return path_; }
   hid_t id() const { return handle_.get(); }

@@ -33,7 +33,7 @@ std::string quote(const std::string& s) {
 JsonRecord& JsonRecord::add(const std::string& key, double value) {
   char buf[32];
   if (std::isfinite(value)) {
-    std::snprintf(buf, sizeof buf, "%.9g", value);
+    std::snprintf(buf, sizeof buf, "%.17g", value);  // round-trips: resumes compare bit for bit
   } else {
     std::snprintf(buf, sizeof buf, "null");  // JSON has no NaN/Inf
   }

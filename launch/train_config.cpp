@@ -4,6 +4,7 @@
 
 #include <cmath>
 #include <cstdlib>
+#include <regex>
 #include <sstream>
 #include <vector>
 
@@ -88,6 +89,19 @@ DEFINE_double(grad_clip_norm, 1.0, "Clip gradients to this global L2 norm (0 = o
 DEFINE_double(num_epochs, 15, "Training length in epochs of the training set.");
 DEFINE_int64(total_steps, 0, "Training length in steps; overrides --num_epochs when > 0.");
 DEFINE_uint64(seed, 0, "Seed of every random stream (initialisation, data order, augmentation).");
+
+// ---- checkpoints ------------------------------------------------------------
+DEFINE_int64(checkpoint_every, 1000, "Save a checkpoint every this many steps, and at the end "
+             "(0 = only at the end).");
+DEFINE_int32(keep_checkpoints, 3, "Keep the newest this many checkpoints.");
+DEFINE_string(checkpoint_dir, "", "Where checkpoints go (default: <run_dir>/checkpoints).");
+DEFINE_bool(resume, false, "Continue from the newest readable checkpoint in the checkpoint "
+            "directory (same model and optimiser flags; any number of ranks).");
+DEFINE_string(init_from, "", "Fine-tune: start from this checkpoint's parameters (not its "
+              "optimiser state); a head with another class count is re-initialised, a position "
+              "embedding of another patch grid resized bilinearly.");
+DEFINE_string(init_skip, "", "With --init_from: comma-separated regular expressions; parameters "
+              "whose name matches one keep their fresh initialisation (e.g. 'head/,router').");
 
 // ---- logging ----------------------------------------------------------------
 DEFINE_int64(log_every, 200, "Print and log training metrics every this many steps.");
@@ -238,6 +252,28 @@ TrainConfig train_config_from_flags(int world) {
   c.trainer.allreduce_bucket_floats =
       std::max<int64_t>(1, static_cast<int64_t>(FLAGS_allreduce_bucket_mb * (1 << 20) / 4));
 
+  check_non_negative("checkpoint_every", static_cast<double>(FLAGS_checkpoint_every));
+  check_positive("keep_checkpoints", FLAGS_keep_checkpoints);
+  VMOE_CHECK(!(FLAGS_resume && !FLAGS_init_from.empty()),
+             "--resume and --init_from exclude each other (resume continues a run; --init_from "
+             "starts a new one from a checkpoint)");
+  VMOE_CHECK(!FLAGS_resume || !FLAGS_run_dir.empty(),
+             "--resume needs --run_dir (the run to continue)");
+  c.checkpoint_every = FLAGS_checkpoint_every;
+  c.keep_checkpoints = FLAGS_keep_checkpoints;
+  c.checkpoint_dir = FLAGS_checkpoint_dir;
+  c.resume = FLAGS_resume;
+  c.init_from = FLAGS_init_from;
+  std::stringstream skip(FLAGS_init_skip);
+  for (std::string pattern; std::getline(skip, pattern, ',');) {
+    if (pattern.empty()) continue;
+    try {
+      c.init_skip.emplace_back(pattern);
+    } catch (const std::regex_error& e) {
+      fail("--init_skip: '", pattern, "' is not a regular expression: ", e.what());
+    }
+  }
+
   c.num_epochs = FLAGS_num_epochs;
   c.total_steps = FLAGS_total_steps > 0
                       ? FLAGS_total_steps
@@ -261,6 +297,30 @@ TrainConfig train_config_from_flags(int world) {
   c.log_every = FLAGS_log_every;
   c.eval_every = FLAGS_eval_every;
   return c;
+}
+
+std::string model_flags(const TrainConfig& c) {
+  const ViTConfig& m = c.trainer.model;
+  const MoeConfig& e = c.trainer.moe;
+  std::ostringstream out;
+  out << "image=" << m.image.height << "x" << m.image.width << "x" << m.image.channels << "\n"
+      << "num_classes=" << m.num_classes << "\nmulti_label=" << m.multi_label
+      << "\npatch_size=" << m.patch_size << "\nhidden_size=" << m.hidden_size
+      << "\nnum_layers=" << m.num_layers << "\nnum_heads=" << m.num_heads
+      << "\nmlp_dim=" << m.mlp_dim << "\nclassifier=" << pooling_name(m.classifier)
+      << "\nmoe_layers=" << format_moe_layers(e.layers) << "\n";
+  if (e.enabled()) {
+    out << "num_experts=" << e.num_experts
+        << "\nrouting=" << (e.routing == Routing::kToken ? "token" : "image") << "\n";
+  }
+  return out.str();
+}
+
+std::string optimizer_flags(const TrainConfig& c) {
+  std::ostringstream out;
+  out << "optimizer=" << (c.trainer.optimizer.kind == OptimizerKind::kAdam ? "adam" : "sgd")
+      << "\nbatch_size=" << c.trainer.global_batch << "\nseed=" << c.trainer.seed << "\n";
+  return out.str();
 }
 
 std::string flags_as_flagfile() {

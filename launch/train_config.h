@@ -3,6 +3,7 @@
 #pragma once
 
 #include <cstdint>
+#include <regex>
 #include <string>
 #include <vector>
 
@@ -25,6 +26,12 @@ struct TrainConfig {
   int64_t eval_every = 0;  // 0: evaluate only at the end
   std::vector<double> eval_capacity_sweep;  // MoE: final evaluation at these ratios
   int expert_parallel = 0;                  // ranks per expert-parallel group (0: all)
+  int64_t checkpoint_every = 0;             // 0: only at the end
+  int keep_checkpoints = 3;
+  std::string checkpoint_dir;               // empty: <run_dir>/checkpoints
+  bool resume = false;
+  std::string init_from;                    // fine-tuning source
+  std::vector<std::regex> init_skip;
 };
 
 // Checks the flags that need no file (fails with a message naming the flag).
@@ -34,5 +41,10 @@ void validate_flags();
 TrainConfig train_config_from_flags(int world = 1);
 // The flags as a flagfile (for the run directory).
 std::string flags_as_flagfile();
+// "name=value" lines of what defines the parameters' shapes, and the
+// optimiser state's meaning (kind, global batch, seed); checkpoints store
+// both and resuming compares them.
+std::string model_flags(const TrainConfig& c);
+std::string optimizer_flags(const TrainConfig& c);
 
 }  // namespace vmoe

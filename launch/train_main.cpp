@@ -4,6 +4,7 @@
 #include <chrono>
 #include <cmath>
 #include <cstdio>
+#include <cstdlib>
 #include <ctime>
 #include <filesystem>
 
@@ -14,6 +15,7 @@
 #include "datasets/loader.h"
 #include "launch/evaluation.h"
 #include "launch/metrics_log.h"
+#include "launch/train_checkpoints.h"
 #include "launch/train_config.h"
 #include "launch/trainer.h"
 
@@ -104,6 +106,28 @@ int run(Communicator& world) {
                        c.expert_parallel);
   CpuBackend backend;
   Trainer trainer(backend, c.trainer, &groups);
+  CheckpointDir checkpoints(c.checkpoint_dir.empty() ? c.run_dir + "/checkpoints" : c.checkpoint_dir,
+                            c.keep_checkpoints);
+  const Say say = [&](const std::string& text) { out.print("%s", text.c_str()); };
+  int64_t start_step = 0;
+  if (c.resume) start_step = resume(checkpoints, c, trainer, groups, say);
+  if (!c.init_from.empty()) init_from(c, trainer, say);
+  // Tests: abort mid-write after this many datasets, as a crash would.
+  const char* abort_hook = std::getenv("VMOE_TEST_ABORT_CHECKPOINT_AFTER");
+  const int abort_after = abort_hook != nullptr ? std::atoi(abort_hook) : -1;
+  auto save = [&](int64_t step) {
+    const auto t = Clock::now();
+    const std::string path = checkpoints.save(trainer.params(), &trainer.optimizer(),
+                                              checkpoint_state(c, trainer, groups), groups,
+                                              abort_after);
+    const double seconds = seconds_since(t);
+    out.print("checkpoint: %s (%.2fs)\n", path.c_str(), seconds);
+    out.write(JsonRecord()
+                  .add("type", std::string("checkpoint"))
+                  .add("step", step)
+                  .add("seconds", seconds)
+                  .add("path", path));
+  };
   const ViTConfig& m = c.trainer.model;
   out.print("vmoe_train: %s (%lld images %dx%dx%d, %d classes) -> %s\n", c.train_data.c_str(),
               static_cast<long long>(train_info.size), m.image.height, m.image.width,
@@ -147,7 +171,8 @@ int run(Communicator& world) {
                  .seed = c.trainer.seed,
                  .crop_padding = c.crop_padding,
                  .flip = c.flip,
-                 .prefetch = c.prefetch});
+                 .prefetch = c.prefetch,
+                 .start_step = start_step});
   const double steps_per_epoch = static_cast<double>(train_info.size) / c.trainer.global_batch;
   const auto start = Clock::now();
   auto window_start = start;
@@ -179,7 +204,7 @@ int run(Communicator& world) {
     return r;
   };
 
-  for (int64_t step = 1; step <= c.total_steps; ++step) {
+  for (int64_t step = start_step + 1; step <= c.total_steps; ++step) {
     loader.next(batch);
     const StepResult r = trainer.train_step(
         batch.images.data(), targets_of(batch),
@@ -194,7 +219,7 @@ int run(Communicator& world) {
       const double dt = seconds_since(window_start);
       const double ips = static_cast<double>(window_steps * c.trainer.global_batch) / dt;
       const double elapsed = seconds_since(start);
-      const double eta = elapsed / step * (c.total_steps - step);
+      const double eta = elapsed / (step - start_step) * (c.total_steps - step);
       const double epoch = step / steps_per_epoch;
       const std::vector<Metric> routing = trainer.routing_metrics();
       out.print("step %6lld/%lld  epoch %6.2f  loss %.4f%s  lr %.2e  %7.1f img/s  ETA %s\n",
@@ -219,6 +244,8 @@ int run(Communicator& world) {
       window_start = Clock::now();
     }
     if (c.eval_every > 0 && step % c.eval_every == 0 && step != c.total_steps) run_eval(step);
+    if ((c.checkpoint_every > 0 && step % c.checkpoint_every == 0) || step == c.total_steps)
+      save(step);
   }
   const double train_seconds = seconds_since(start);
   const EvalResult final_eval = run_eval(c.total_steps);

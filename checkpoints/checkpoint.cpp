@@ -1,0 +1,199 @@
+#include "checkpoints/checkpoint.h"
+
+#include <algorithm>
+#include <cstdlib>
+#include <sstream>
+
+#include "checkpoints/position_embedding.h"
+#include "comm/mpi_communicator.h"
+#include "core/check.h"
+#include "core/h5.h"
+
+namespace vmoe {
+namespace {
+
+constexpr int64_t kMaxChunkBytes = int64_t{64} << 20;
+
+// The optimiser state buffers' dataset groups, in Optimizer::state() order.
+std::vector<std::string> state_groups(const Optimizer& o) {
+  if (o.config().kind == OptimizerKind::kAdam) return {"optimizer/adam_m/", "optimizer/adam_v/"};
+  return {"optimizer/sgd_momentum/"};
+}
+
+Shape global_shape(const ParamSpec& s) {
+  Shape g = s.shape;
+  if (s.global_rows > 0) g[0] = s.global_rows;
+  return g;
+}
+
+std::string shape_str(const Shape& s) {
+  std::string out = "[";
+  for (size_t i = 0; i < s.size(); ++i) {
+    if (i) out += ", ";
+    out += std::to_string(s[i]);
+  }
+  return out + "]";
+}
+
+// Rows [first, first + count) of a dataset, into host memory.
+std::vector<float> read_rows(const h5::Dataset& ds, int64_t first, int64_t count,
+                             int64_t row_elems) {
+  std::vector<float> out(static_cast<size_t>(count * row_elems));
+  ds.read_rows(first, count, out.data());
+  return out;
+}
+
+}  // namespace
+
+void write_checkpoint(const std::string& path, ParamStore& store, Optimizer* optimizer,
+                      const CheckpointState& state, ProcessGroups& groups, int abort_after) {
+  auto* mpi = dynamic_cast<MpiCommunicator*>(&groups.world());
+  VMOE_CHECK(mpi != nullptr, "checkpoints are written with MPI-IO: the world must be MPI");
+  h5::File file = h5::File::create_parallel(path, mpi->handle());
+  file.write_int64_attribute("format_version", kCheckpointFormatVersion);
+  file.write_int64_attribute("step", state.step);
+  file.write_int64_attribute("seed", static_cast<int64_t>(state.seed));
+  file.write_int64_attribute("global_batch", state.global_batch);
+  file.write_int64_attribute("world", state.world);
+  file.write_int64_attribute("expert_parallel", state.expert_parallel);
+  file.write_strings_attribute("model_flags", {state.model_flags});
+  file.write_strings_attribute("optimizer_flags", {state.optimizer_flags});
+  file.write_strings_attribute("flagfile", {state.flagfile});
+
+  // Dense tensors are written by world rank 0, each expert slice by the first
+  // of the ranks that hold it: every element exactly once.
+  const bool dense_writer = groups.world().rank() == 0;
+  const bool expert_writer = groups.expert_replicas().rank() == 0;
+  Backend& be = store.values().backend();
+  std::vector<float> host;
+  int written = 0;
+  auto write = [&](const std::string& name, ParamId id, const float* device) {
+    const ParamSpec& spec = store.spec(id);
+    const Shape shape = global_shape(spec);
+    const int64_t row = num_elements(shape) / shape[0];
+    Shape chunk = shape;
+    if (spec.region == Region::kExpert) {
+      chunk[0] = 1;  // one expert per chunk: each is written whole by one rank
+    } else {
+      chunk[0] = std::clamp<int64_t>(kMaxChunkBytes / (row * 4), 1, shape[0]);
+    }
+    h5::Dataset ds = file.create_dataset<float>(
+        name, {.shape = shape, .growable = false, .chunk = chunk, .checksum = true});
+    const bool mine = spec.region == Region::kExpert ? expert_writer : dense_writer;
+    const int64_t first = spec.region == Region::kExpert ? spec.global_offset : 0;
+    const int64_t count = mine ? spec.shape[0] : 0;
+    host.resize(static_cast<size_t>(count * row));
+    if (count > 0) be.copy_to_host(host.data(), device, host.size() * sizeof(float));
+    ds.write_rows_collective(first, count, host.data());
+    if (++written == abort_after) std::abort();  // test hook: a crash mid-write
+  };
+  for (ParamId id = 0; id < store.count(); ++id)
+    write("params/" + store.spec(id).name, id, store.value(id));
+  if (optimizer != nullptr) {
+    const std::vector<std::string> names = state_groups(*optimizer);
+    for (size_t b = 0; b < names.size(); ++b)
+      for (ParamId id = 0; id < store.count(); ++id)
+        write(names[b] + store.spec(id).name, id,
+              optimizer->state()[b].data() + store.offset(id));
+  }
+  file.close();
+}
+
+CheckpointState read_checkpoint_state(const std::string& path) {
+  h5::File file = h5::File::open_read(path);
+  CheckpointState s;
+  const int64_t version = file.read_int64_attribute("format_version");
+  VMOE_CHECK(version <= kCheckpointFormatVersion, path, ": checkpoint format version ", version,
+             " is newer than this program's (", kCheckpointFormatVersion, ")");
+  s.step = file.read_int64_attribute("step");
+  s.seed = static_cast<uint64_t>(file.read_int64_attribute("seed"));
+  s.global_batch = file.read_int64_attribute("global_batch");
+  s.world = file.read_int64_attribute("world");
+  s.expert_parallel = file.read_int64_attribute("expert_parallel");
+  s.model_flags = file.read_strings_attribute("model_flags").at(0);
+  s.optimizer_flags = file.read_strings_attribute("optimizer_flags").at(0);
+  s.flagfile = file.read_strings_attribute("flagfile").at(0);
+  return s;
+}
+
+LoadReport load_checkpoint(const std::string& path, ParamStore& store, Optimizer* optimizer,
+                           const LoadRules& rules) {
+  h5::File file = h5::File::open_read(path);
+  Backend& be = store.values().backend();
+  LoadReport report;
+  // Reads this rank's rows of `name` into `device` (shape per `id`); false if
+  // the fine-tuning rules keep the fresh value instead.
+  auto load = [&](const std::string& name, ParamId id, float* device) {
+    const ParamSpec& spec = store.spec(id);
+    VMOE_CHECK(file.has_dataset(name), path, ": missing dataset /", name,
+               " (was the checkpoint written for another model or optimiser?)");
+    const h5::Dataset ds = file.dataset(name);
+    const Shape want = global_shape(spec), have = ds.shape();
+    if (have != want) {
+      if (rules.fine_tune && (spec.name == "head/kernel" || spec.name == "head/bias")) {
+        report.reinitialised.push_back(spec.name);
+        return;
+      }
+      if (rules.fine_tune && spec.name == "pos_embedding" && have.size() == 2 &&
+          have[1] == want[1]) {
+        const std::vector<float> old = read_rows(ds, 0, have[0], have[1]);
+        const std::vector<float> resized =
+            resize_position_embedding(old, have[0], want[0], want[1], store.find("cls").has_value());
+        be.copy_to_device(device, resized.data(), resized.size() * sizeof(float));
+        report.resized.push_back(spec.name);
+        return;
+      }
+      fail(path, ": /", name, " has shape ", shape_str(have), " but the model expects ",
+           shape_str(want));
+    }
+    const int64_t first = spec.region == Region::kExpert ? spec.global_offset : 0;
+    const std::vector<float> rows =
+        read_rows(ds, first, spec.shape[0], num_elements(want) / want[0]);
+    be.copy_to_device(device, rows.data(), rows.size() * sizeof(float));
+  };
+  for (ParamId id = 0; id < store.count(); ++id) {
+    const std::string& name = store.spec(id).name;
+    const bool skip = std::any_of(rules.skip.begin(), rules.skip.end(),
+                                  [&](const std::regex& r) { return std::regex_search(name, r); });
+    if (skip) {
+      report.skipped.push_back(name);
+      continue;
+    }
+    load("params/" + name, id, store.value(id));
+    report.loaded.push_back(name);
+  }
+  if (rules.optimizer && optimizer != nullptr) {
+    const std::vector<std::string> names = state_groups(*optimizer);
+    for (size_t b = 0; b < names.size(); ++b)
+      for (ParamId id = 0; id < store.count(); ++id)
+        load(names[b] + store.spec(id).name, id, optimizer->state()[b].data() + store.offset(id));
+  }
+  return report;
+}
+
+std::vector<std::string> differing_flags(const std::string& saved, const std::string& now) {
+  auto parse = [](const std::string& text) {
+    std::vector<std::pair<std::string, std::string>> out;
+    std::stringstream in(text);
+    for (std::string line; std::getline(in, line);) {
+      const size_t eq = line.find('=');
+      if (eq != std::string::npos) out.emplace_back(line.substr(0, eq), line.substr(eq + 1));
+    }
+    return out;
+  };
+  const auto a = parse(saved), b = parse(now);
+  std::vector<std::string> diff;
+  for (const auto& [name, value] : a) {
+    const auto it = std::find_if(b.begin(), b.end(), [&](const auto& p) { return p.first == name; });
+    const std::string current = it == b.end() ? "(unset)" : it->second;
+    if (current != value) diff.push_back("--" + name + ": checkpoint " + value + ", now " + current);
+  }
+  for (const auto& [name, value] : b) {
+    const bool known =
+        std::any_of(a.begin(), a.end(), [&](const auto& p) { return p.first == name; });
+    if (!known) diff.push_back("--" + name + ": checkpoint (unset), now " + value);
+  }
+  return diff;
+}
+
+}  // namespace vmoe
