@@ -17,6 +17,7 @@ PACKAGES=(
   libopenblas-dev liblapacke-dev
   zlib1g-dev
   dataset-fashion-mnist
+  python3-h5py
 )
 
 missing=()
