@@ -35,9 +35,13 @@ ExpertPlacement place_experts(int world, int rank, int experts, int ep_size) {
 
 ProcessGroups::ProcessGroups(Communicator& world, int experts, int ep_size) : world_(&world) {
   const int w = world.size(), r = world.rank();
-  // 0 means the whole world; a size beyond the world is capped to it, so a
-  // configuration also runs on fewer ranks (e.g. one).
-  const int p = ep_size == 0 ? w : std::min(ep_size, w);
+  // 0: the largest valid size (all ranks when E allows); a size beyond the
+  // world is capped to it, so a configuration also runs on fewer ranks.
+  int p = std::min(ep_size, w);
+  if (ep_size == 0) {
+    p = w;
+    while (p > 1 && (w % p != 0 || (experts > 0 && experts % p != 0 && p % experts != 0))) --p;
+  }
   if (experts > 0) {
     placement_ = place_experts(w, r, experts, p);
   } else {

@@ -37,8 +37,8 @@ ExpertPlacement place_experts(int world, int rank, int experts, int ep_size);
 
 class ProcessGroups {
  public:
-  // ep_size 0 means the whole world, and sizes above it are capped to it.
-  // experts 0 (dense model): no EP groups.
+  // ep_size 0 picks the largest valid size (the whole world when E allows);
+  // sizes above the world are capped to it. experts 0 (dense): no EP groups.
   ProcessGroups(Communicator& world, int experts, int ep_size);
 
   Communicator& world() { return *world_; }

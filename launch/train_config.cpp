@@ -69,9 +69,10 @@ DEFINE_string(eval_capacity_sweep, "", "After training, also evaluate at these c
               "sweep.json.");
 
 // ---- parallel layout ----------------------------------------------------------
-DEFINE_int32(expert_parallel, 0, "Ranks per expert-parallel group, P (0 or more than the ranks "
-             "= all ranks). P must divide the number of ranks, and divide --num_experts or be a "
-             "multiple of it; see README 'Running on several ranks'.");
+DEFINE_int32(expert_parallel, 0, "Ranks per expert-parallel group, P: it must divide the number "
+             "of ranks, and divide --num_experts or be a multiple of it. 0 = the largest such P "
+             "(all ranks when E allows); more than the ranks = all ranks. See README 'Running on "
+             "several ranks'.");
 DEFINE_double(allreduce_bucket_mb, 32, "Largest gradient all-reduce, in MiB (the dense "
               "gradients are summed in buckets of this size).");
 

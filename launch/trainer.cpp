@@ -61,9 +61,10 @@ void Trainer::upload_images(const float* images, int64_t rows) {
   images_.copy_from_host(images, images_.size());
 }
 
-void Trainer::set_superclass(const int32_t* superclass, int64_t rows) {
+void Trainer::set_superclass(const int32_t* superclass, const LossTargets& targets) {
   ImageRouter* router = image_router_of(*model_);
-  if (router != nullptr && superclass != nullptr) router->set_superclass(superclass, rows);
+  if (router != nullptr && superclass != nullptr)
+    router->set_superclass(superclass, targets.rows, targets.mask);
 }
 
 StepResult Trainer::train_step(const float* images, const LossTargets& targets,
@@ -71,7 +72,7 @@ StepResult Trainer::train_step(const float* images, const LossTargets& targets,
   StepResult r;
   r.lr = options_.schedule.at(step());
   upload_images(images, targets.rows);
-  set_superclass(superclass, targets.rows);
+  set_superclass(superclass, targets);
   VMOE_ASSERT(targets.rows == rank_batch_);
   model_->forward(images_.data(), targets.rows,
                   Pass{.training = true,
@@ -113,7 +114,7 @@ EvalResult Trainer::evaluate(const float* images, const LossTargets& targets,
   }
   std::vector<Router*> routers = routers_of(*model_);
   for (Router* router : routers) router->reset_counts();
-  set_superclass(superclass, targets.rows);
+  set_superclass(superclass, targets);
   model_->forward(images_.data(), targets.rows, Pass{.image_mask = mask});
   EvalResult r;
   for (Router* router : routers) {

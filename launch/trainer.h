@@ -85,7 +85,7 @@ class Trainer {
 
  private:
   void upload_images(const float* images, int64_t rows);
-  void set_superclass(const int32_t* superclass, int64_t rows);
+  void set_superclass(const int32_t* superclass, const LossTargets& targets);
 
   Backend* be_;
   TrainerOptions options_;

@@ -19,9 +19,15 @@ ImageRouter::ImageRouter(Backend& be, ParamStore& store, const MoeConfig& config
       d_logits_(be),
       labels_(be) {}
 
-void ImageRouter::set_superclass(const int32_t* labels, int64_t images) {
+void ImageRouter::set_superclass(const int32_t* labels, int64_t images, const uint8_t* mask) {
   host_labels_.assign(labels, labels + images);
+  if (mask != nullptr) {
+    host_mask_.assign(mask, mask + images);
+  } else {
+    host_mask_.assign(static_cast<size_t>(images), 1);
+  }
   for (int64_t i = 0; i < images; ++i) {
+    if (!host_mask_[static_cast<size_t>(i)]) continue;
     VMOE_CHECK(labels[i] >= 0 && labels[i] < config_->num_experts, "super-class ", labels[i],
                " of a training image is outside [0, --num_experts=", config_->num_experts,
                "): the image router needs one super-class per expert");
@@ -50,6 +56,7 @@ void ImageRouter::forward(const float* x, int64_t images, int tokens, const Pass
   be_->copy_to_host(host_logits_.data(), router_.logits(), host_logits_.size() * sizeof(float));
   hits_ = 0;
   for (int64_t i = 0; i < images; ++i) {
+    if (!host_mask_[static_cast<size_t>(i)]) continue;
     int best = 0;
     for (int e = 1; e < E; ++e)
       if (host_logits_[i * E + e] > host_logits_[i * E + best]) best = e;

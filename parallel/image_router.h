@@ -19,7 +19,8 @@ class ImageRouter final : public StreamObserver {
 
   // Super-class labels [images] (host) for the next forward only; training
   // needs them when the loss is on, evaluation uses them for the accuracy.
-  void set_superclass(const int32_t* labels, int64_t images);
+  // mask (host, nullable): images with 0 are padding and do not count.
+  void set_superclass(const int32_t* labels, int64_t images, const uint8_t* mask = nullptr);
 
   void forward(const float* x, int64_t images, int tokens, const Pass& pass) override;
   void backward(const float* x, float* dx, Workspace& ws) override;
@@ -27,7 +28,7 @@ class ImageRouter final : public StreamObserver {
   void metrics(std::vector<Metric>& out) override;
 
   Router& router() { return router_; }
-  // Images whose top router logit is their super-class, and images counted (last forward).
+  // Unmasked images of the last forward whose top router logit is their super-class.
   int64_t superclass_hits() const { return hits_; }
 
  private:
@@ -42,6 +43,7 @@ class ImageRouter final : public StreamObserver {
   Tensor rep_, drep_, ones_, row_loss_, d_logits_;
   IntTensor labels_;
   std::vector<int32_t> host_labels_;
+  std::vector<uint8_t> host_mask_;
   std::vector<float> host_logits_;
   double superclass_loss_ = 0;
   int64_t hits_ = 0;

@@ -57,6 +57,14 @@ TEST(Communicator, ReductionsBroadcastGather) {
   world().barrier();
 }
 
+TEST(Placement, AutomaticSizeFitsTheExperts) {
+  // 5 experts: no group larger than 1 divides them on 2 or 4 ranks.
+  ProcessGroups five(world(), 5, 0);
+  EXPECT_EQ(five.placement().ep_size, world().size() == 1 ? 1 : (world().size() % 5 == 0 ? 5 : 1));
+  ProcessGroups eight(world(), 8, 0);
+  EXPECT_EQ(eight.placement().ep_size, world().size());
+}
+
 TEST(Communicator, SplitFormsGroups) {
   const int r = world().rank();
   std::unique_ptr<Communicator> half = world().split(r % 2, r);
