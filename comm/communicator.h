@@ -20,10 +20,9 @@ class Communicator {
   // recv[p] = chunk `rank()` of rank p's send buffer: both hold size() chunks
   // of `bytes_per_rank` bytes. send and recv must not overlap.
   virtual void all_to_all_bytes(const void* send, void* recv, int64_t bytes_per_rank) = 0;
-  template <typename T>
-  void all_to_all(const T* send, T* recv, int64_t count_per_rank) {
-    all_to_all_bytes(send, recv, count_per_rank * static_cast<int64_t>(sizeof(T)));
-  }
+  // Typed, so implementations move them as what they are (MPI_FLOAT, ncclFloat).
+  virtual void all_to_all(const float* send, float* recv, int64_t count_per_rank) = 0;
+  virtual void all_to_all(const int32_t* send, int32_t* recv, int64_t count_per_rank) = 0;
 
   // In place, element-wise over all ranks.
   virtual void all_reduce(float* data, int64_t count, ReduceOp op) = 0;

@@ -62,6 +62,22 @@ MpiCommunicator::~MpiCommunicator() {
   if (owned_ && !finalized) MPI_Comm_free(&comm_);
 }
 
+void MpiCommunicator::all_to_all(const float* send, float* recv, int64_t count) {
+  all_to_all(send, recv, count, MPI_FLOAT, sizeof(float));
+}
+
+void MpiCommunicator::all_to_all(const int32_t* send, int32_t* recv, int64_t count) {
+  all_to_all(send, recv, count, MPI_INT32_T, sizeof(int32_t));
+}
+
+void MpiCommunicator::all_to_all(const void* send, void* recv, int64_t count, MPI_Datatype type,
+                                 int64_t size) {
+  if (count > INT_MAX) return all_to_all_bytes(send, recv, count * size);  // in 1 KiB blocks
+  check(MPI_Alltoall(send, static_cast<int>(count), type, recv, static_cast<int>(count), type,
+                     comm_),
+        "MPI_Alltoall");
+}
+
 void MpiCommunicator::all_to_all_bytes(const void* send, void* recv, int64_t bytes) {
   if (bytes <= INT_MAX) {
     check(MPI_Alltoall(send, static_cast<int>(bytes), MPI_BYTE, recv, static_cast<int>(bytes),

@@ -31,6 +31,8 @@ class MpiCommunicator final : public Communicator {
   MPI_Comm handle() const { return comm_; }
 
   void all_to_all_bytes(const void* send, void* recv, int64_t bytes_per_rank) override;
+  void all_to_all(const float* send, float* recv, int64_t count_per_rank) override;
+  void all_to_all(const int32_t* send, int32_t* recv, int64_t count_per_rank) override;
   void all_reduce(float* data, int64_t count, ReduceOp op) override;
   void all_reduce(double* data, int64_t count, ReduceOp op) override;
   void all_reduce(int64_t* data, int64_t count, ReduceOp op) override;
@@ -41,6 +43,7 @@ class MpiCommunicator final : public Communicator {
   [[noreturn]] void abort(int exit_code) override;
 
  private:
+  void all_to_all(const void* send, void* recv, int64_t count, MPI_Datatype type, int64_t size);
   void all_reduce(void* data, int64_t count, MPI_Datatype type, ReduceOp op);
   MPI_Comm comm_;
   bool owned_;
