@@ -29,6 +29,7 @@ BatchReader::BatchReader(const LoaderOptions& options, const DatasetInfo& info)
 void BatchReader::read(int64_t step, Batch& out) {
   const int b = rows_;
   const int64_t n = info_.size, k = info_.num_classes;
+  const int64_t eval_count = options_.rows.empty() ? n : static_cast<int64_t>(options_.rows.size());
   out.step = step;
   out.rows = b;
   out.images.assign(b * image_bytes_, 0.0f);
@@ -38,19 +39,20 @@ void BatchReader::read(int64_t step, Batch& out) {
   out.superclass.assign(info_.has_superclass ? b : 0, 0);
   out.index.assign(b, -1);
 
-  // Which example each row holds; padding rows (eval past N) hold none.
+  // Which example each row holds; padding rows (eval past the end) hold none.
   const int64_t first = step * options_.batch_size + int64_t{options_.rank} * b;
   order_.clear();
   for (int j = 0; j < b; ++j) {
     const int64_t p = first + j;
     if (options_.training) {
       order_.emplace_back(training_example(options_.seed, n, p), j);
-    } else if (p < n) {
-      order_.emplace_back(p, j);
+    } else if (p < eval_count) {
+      order_.emplace_back(options_.rows.empty() ? p : options_.rows[static_cast<size_t>(p)], j);
     }
   }
   // Read each distinct row once, in file order, so runs coalesce. A batch
-  // crossing an epoch boundary may hold one example twice.
+  // crossing an epoch boundary (or a row list with repeats) may hold one
+  // example twice.
   std::sort(order_.begin(), order_.end());
   unique_rows_.clear();
   slot_.assign(b, -1);

@@ -73,6 +73,8 @@ Loader::Loader(const LoaderOptions& options) : state_(std::make_unique<State>())
   VMOE_CHECK(o.crop_padding >= 0, "loader for ", o.path, ": crop_padding must be >= 0, got ",
              o.crop_padding);
   VMOE_CHECK(o.prefetch >= 0, "loader for ", o.path, ": prefetch must be >= 0, got ", o.prefetch);
+  VMOE_CHECK(o.rows.empty() || !o.training, "loader for ", o.path,
+             ": a row list is for evaluation only");
   VMOE_CHECK(o.start_step >= 0, "loader for ", o.path, ": start_step must be >= 0, got ",
              o.start_step);
   s.info = inspect_dataset(o.path);
@@ -82,7 +84,12 @@ Loader::Loader(const LoaderOptions& options) : state_(std::make_unique<State>())
                " is larger than the dataset (", n, " examples)");
     s.num_batches = n / o.batch_size;
   } else {
-    s.num_batches = (n + o.batch_size - 1) / o.batch_size;
+    for (int64_t row : o.rows) {
+      VMOE_CHECK(row >= 0 && row < n, "loader for ", o.path, ": row ", row,
+                 " is outside the dataset (", n, " examples)");
+    }
+    const int64_t count = o.rows.empty() ? n : static_cast<int64_t>(o.rows.size());
+    s.num_batches = (count + o.batch_size - 1) / o.batch_size;
   }
   s.reader = std::make_unique<BatchReader>(o, s.info);
   s.next_step = o.start_step;

@@ -34,6 +34,8 @@ struct LoaderOptions {
   int prefetch = 2;         // batches prepared ahead on a background thread (0: none, read
                             // synchronously in next())
   int64_t start_step = 0;   // resume: index of the first global batch to produce
+  std::vector<int64_t> rows = {};  // evaluation: the file rows to read, in this order (repeats
+                              // allowed); empty = every row in file order
 };
 
 struct Batch {

@@ -3,10 +3,12 @@
 #include "core/check.h"
 #include "datasets/loader.h"
 #include "launch/metrics_log.h"
+#include "launch/routing_analysis.h"
 
 namespace vmoe {
 
-EvalResult evaluate_dataset(Trainer& trainer, const EvalSource& source) {
+EvalResult evaluate_dataset(Trainer& trainer, const EvalSource& source,
+                            RoutingAnalysis* routing) {
   Loader loader({.path = source.path,
                  .batch_size = source.batch_size,
                  .rank = trainer.rank(),
@@ -19,10 +21,14 @@ EvalResult evaluate_dataset(Trainer& trainer, const EvalSource& source) {
     const LossTargets targets{batch.rows, batch.labels.empty() ? nullptr : batch.labels.data(),
                               batch.multi_hot.empty() ? nullptr : batch.multi_hot.data(),
                               batch.mask.data()};
-    total += trainer.evaluate(batch.images.data(), targets,
-                              batch.superclass.empty() ? nullptr : batch.superclass.data());
+    const int32_t* superclass = batch.superclass.empty() ? nullptr : batch.superclass.data();
+    total += trainer.evaluate(batch.images.data(), targets, superclass);
+    if (routing != nullptr) {
+      routing->add(trainer.backend(), targets.labels, batch.mask.data(), batch.rows, superclass);
+    }
   }
   trainer.reduce_over_ranks(total);
+  if (routing != nullptr && trainer.groups() != nullptr) routing->reduce(trainer.groups()->world());
   return total;
 }
 
@@ -57,17 +63,6 @@ std::string sweep_json(const std::vector<SweepPoint>& points) {
   }
   return out + "]}\n";
 }
-
-namespace {
-
-std::string csv_field(const std::string& s) {
-  if (s.find_first_of(",\"\n") == std::string::npos) return s;
-  std::string out = "\"";
-  for (char c : s) out += c == '"' ? std::string("\"\"") : std::string(1, c);
-  return out + "\"";
-}
-
-}  // namespace
 
 std::string confusion_csv(const std::vector<int64_t>& confusion,
                           const std::vector<std::string>& class_names) {

@@ -17,9 +17,13 @@ struct EvalSource {
   int prefetch = 2;
 };
 
+class RoutingAnalysis;
+
 // Each rank evaluates its share of every global batch; the result is summed
-// over ranks, so every example counts exactly once.
-EvalResult evaluate_dataset(Trainer& trainer, const EvalSource& source);
+// over ranks, so every example counts exactly once. With `routing`, also
+// accumulates (and reduces) the routing analysis of every batch.
+EvalResult evaluate_dataset(Trainer& trainer, const EvalSource& source,
+                            RoutingAnalysis* routing = nullptr);
 
 struct SweepPoint {
   double capacity_ratio = 0;

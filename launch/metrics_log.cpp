@@ -28,17 +28,42 @@ std::string quote(const std::string& s) {
   return out + "\"";
 }
 
-}  // namespace
-
-JsonRecord& JsonRecord::add(const std::string& key, double value) {
+std::string json_number(double value) {
   char buf[32];
   if (std::isfinite(value)) {
     std::snprintf(buf, sizeof buf, "%.17g", value);  // round-trips: resumes compare bit for bit
   } else {
     std::snprintf(buf, sizeof buf, "null");  // JSON has no NaN/Inf
   }
-  fields_.emplace_back(key, buf);
+  return buf;
+}
+
+}  // namespace
+
+JsonRecord& JsonRecord::add(const std::string& key, double value) {
+  fields_.emplace_back(key, json_number(value));
   return *this;
+}
+
+JsonRecord& JsonRecord::add_json(const std::string& key, const std::string& json) {
+  fields_.emplace_back(key, json);
+  return *this;
+}
+
+std::string json_array(const std::vector<double>& values) {
+  std::string out = "[";
+  for (size_t i = 0; i < values.size(); ++i) {
+    if (i > 0) out += ", ";
+    out += json_number(values[i]);
+  }
+  return out + "]";
+}
+
+std::string csv_field(const std::string& s) {
+  if (s.find_first_of(",\"\n") == std::string::npos) return s;
+  std::string out = "\"";
+  for (char c : s) out += c == '"' ? std::string("\"\"") : std::string(1, c);
+  return out + "\"";
 }
 
 JsonRecord& JsonRecord::add(const std::string& key, int64_t value) {

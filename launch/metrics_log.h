@@ -15,6 +15,8 @@ class JsonRecord {
   JsonRecord& add(const std::string& key, double value);
   JsonRecord& add(const std::string& key, int64_t value);
   JsonRecord& add(const std::string& key, const std::string& value);
+  // `json` is already JSON text (an array, a nested object).
+  JsonRecord& add_json(const std::string& key, const std::string& json);
   std::string str() const;
 
  private:
@@ -33,6 +35,11 @@ class MetricsLog {
   std::string path_;
   std::FILE* file_ = nullptr;
 };
+
+// A JSON array of numbers.
+std::string json_array(const std::vector<double>& values);
+// A CSV field, quoted when it holds a comma, quote or newline.
+std::string csv_field(const std::string& s);
 
 // Writes `text` to `path` atomically (temporary file, then rename).
 void write_file_atomically(const std::string& path, const std::string& text);

@@ -3,6 +3,7 @@
 #include <gflags/gflags.h>
 
 #include <cmath>
+#include <cstdio>
 #include <cstdlib>
 #include <regex>
 #include <sstream>
@@ -163,9 +164,17 @@ void validate_flags() {
 
 TrainConfig train_config_from_flags(int world) {
   validate_flags();
+  return config_from_flags(inspect_dataset(FLAGS_train_data),
+                           FLAGS_eval_data.empty() ? DatasetInfo{} : inspect_dataset(FLAGS_eval_data),
+                           world);
+}
+
+TrainConfig config_from_flags(const DatasetInfo& train_info, const DatasetInfo& eval_info,
+                              int world) {
+  validate_flags();
   TrainConfig c;
-  c.train_info = inspect_dataset(FLAGS_train_data);
-  if (!FLAGS_eval_data.empty()) c.eval_info = inspect_dataset(FLAGS_eval_data);
+  c.train_info = train_info;
+  c.eval_info = eval_info;
   const DatasetInfo& train = c.train_info;
   const DatasetInfo* eval = FLAGS_eval_data.empty() ? nullptr : &c.eval_info;
   if (eval != nullptr) {
@@ -214,6 +223,13 @@ TrainConfig train_config_from_flags(int world) {
       is_default("eval_num_selected") ? FLAGS_num_selected : FLAGS_eval_num_selected;
   e.eval_batch_priority =
       is_default("eval_batch_priority") ? FLAGS_batch_priority : FLAGS_eval_batch_priority;
+  // The run's flagfile (and its checkpoints) record the values in effect, so
+  // a replay or vmoe_eval evaluates as this run did.
+  char ratio[32];
+  std::snprintf(ratio, sizeof ratio, "%.17g", e.eval_capacity_ratio);
+  gflags::SetCommandLineOption("eval_capacity_ratio", ratio);
+  gflags::SetCommandLineOption("eval_num_selected", std::to_string(e.eval_num_selected).c_str());
+  gflags::SetCommandLineOption("eval_batch_priority", e.eval_batch_priority ? "true" : "false");
   e.noise_std = static_cast<float>(FLAGS_router_noise_std);
   e.importance_loss_weight = static_cast<float>(FLAGS_importance_loss_weight);
   e.load_loss_weight = static_cast<float>(FLAGS_load_loss_weight);

@@ -39,6 +39,10 @@ void validate_flags();
 // The full configuration. Model shapes come from the training set's header;
 // the evaluation set must match it. `world` ranks share each global batch.
 TrainConfig train_config_from_flags(int world = 1);
+// The same from already inspected files (eval_info empty: no evaluation set);
+// vmoe_eval passes the shape a checkpoint was trained on.
+TrainConfig config_from_flags(const DatasetInfo& train_info, const DatasetInfo& eval_info,
+                              int world = 1);
 // The flags as a flagfile (for the run directory).
 std::string flags_as_flagfile();
 // "name=value" lines of what defines the parameters' shapes, and the

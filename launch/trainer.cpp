@@ -102,20 +102,30 @@ StepResult Trainer::train_step(const float* images, const LossTargets& targets,
   return r;
 }
 
+void Trainer::forward_eval(const float* images, int64_t rows, const uint8_t* mask) {
+  upload_images(images, rows);
+  const float* device_mask = nullptr;
+  if (mask != nullptr) {
+    host_mask_.assign(mask, mask + rows);
+    mask_.resize({rows});
+    mask_.copy_from_host(host_mask_);
+    device_mask = mask_.data();
+  }
+  model_->forward(images_.data(), rows, Pass{.image_mask = device_mask});
+}
+
+void Trainer::features(const float* images, int64_t rows, const uint8_t* mask, float* out) {
+  forward_eval(images, rows, mask);
+  be_->copy_to_host(out, model_->pre_logits(),
+                    static_cast<size_t>(rows * options_.model.hidden_size) * sizeof(float));
+}
+
 EvalResult Trainer::evaluate(const float* images, const LossTargets& targets,
                              const int32_t* superclass) {
-  upload_images(images, targets.rows);
-  const float* mask = nullptr;
-  if (targets.mask != nullptr) {
-    host_mask_.assign(targets.mask, targets.mask + targets.rows);
-    mask_.resize({targets.rows});
-    mask_.copy_from_host(host_mask_);
-    mask = mask_.data();
-  }
   std::vector<Router*> routers = routers_of(*model_);
   for (Router* router : routers) router->reset_counts();
   set_superclass(superclass, targets);
-  model_->forward(images_.data(), targets.rows, Pass{.image_mask = mask});
+  forward_eval(images, targets.rows, targets.mask);
   EvalResult r;
   for (Router* router : routers) {
     const std::vector<int64_t> counts = router->counts();

@@ -67,6 +67,10 @@ class Trainer {
   EvalResult evaluate(const float* images, const LossTargets& targets,
                       const int32_t* superclass = nullptr);
   void reduce_over_ranks(EvalResult& r);
+  // Pre-logit features [rows, hidden_size] (host) of this rank's rows, in
+  // evaluation mode (masked rows are routed nowhere; their features are junk).
+  // The routers keep this forward's choices until the next one.
+  void features(const float* images, int64_t rows, const uint8_t* mask, float* out);
   // Routing metrics since the last call (per MoE layer; see parallel/router.h),
   // averaged over ranks.
   std::vector<Metric> routing_metrics();
@@ -79,12 +83,15 @@ class Trainer {
 
   int64_t step() const { return optimizer_->steps_taken(); }
   ViT& model() { return *model_; }
+  Backend& backend() { return *be_; }
+  ProcessGroups* groups() { return groups_; }
   ParamStore& params() { return params_; }
   Optimizer& optimizer() { return *optimizer_; }
   const TrainerOptions& options() const { return options_; }
 
  private:
   void upload_images(const float* images, int64_t rows);
+  void forward_eval(const float* images, int64_t rows, const uint8_t* mask);
   void set_superclass(const int32_t* superclass, const LossTargets& targets);
 
   Backend* be_;

@@ -36,13 +36,19 @@ ViTExtensions moe_extensions(Backend& be, const MoeConfig& moe, const ViTConfig&
   return ext;
 }
 
-std::vector<Router*> routers_of(ViT& model) {
-  std::vector<Router*> out;
-  if (ImageRouter* r = image_router_of(model)) out.push_back(&r->router());
+std::vector<NamedRouter> named_routers_of(ViT& model) {
+  std::vector<NamedRouter> out;
+  if (ImageRouter* r = image_router_of(model)) return {{"image_router", &r->router()}};
   for (int b = 0; b < model.num_blocks(); ++b) {
     auto* layer = dynamic_cast<MoeLayer*>(&model.block(b).feed_forward());
-    if (layer != nullptr && image_router_of(model) == nullptr) out.push_back(&layer->router());
+    if (layer != nullptr) out.push_back({"block_" + std::to_string(b), &layer->router()});
   }
+  return out;
+}
+
+std::vector<Router*> routers_of(ViT& model) {
+  std::vector<Router*> out;
+  for (const NamedRouter& r : named_routers_of(model)) out.push_back(r.router);
   return out;
 }
 

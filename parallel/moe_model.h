@@ -3,6 +3,7 @@
 // routing, the ImageRouter at the input of the first of them.
 #pragma once
 
+#include <string>
 #include <vector>
 
 #include "core/vit.h"
@@ -19,8 +20,14 @@ ViTExtensions moe_extensions(Backend& be, const MoeConfig& moe, const ViTConfig&
 class Router;
 class ImageRouter;
 
-// Every router of a model (the image router first, then one per MoE layer).
+// Every router of a model: the image router, or one per MoE layer.
 std::vector<Router*> routers_of(ViT& model);
+// The same, named as in the metrics: "image_router" or "block_<b>".
+struct NamedRouter {
+  std::string name;
+  Router* router;
+};
+std::vector<NamedRouter> named_routers_of(ViT& model);
 // The model's image router, or null.
 ImageRouter* image_router_of(ViT& model);
 

@@ -1,0 +1,170 @@
+#include "launch/eval_config.h"
+
+#include <gflags/gflags.h>
+
+#include <filesystem>
+#include <map>
+#include <set>
+#include <sstream>
+
+#include "checkpoints/checkpoint_dir.h"
+#include "core/check.h"
+
+DEFINE_string(checkpoint, "", "The checkpoint to evaluate: a ckpt-<step>.h5 file, a checkpoint "
+              "directory, or a run directory (its newest complete checkpoint).");
+DEFINE_string(out_dir, "", "Where eval.json, sweep.json, fewshot.json and routing/ go (default: "
+              "<run directory>/eval for a checkpoint in <run>/checkpoints, else "
+              "<checkpoint's folder>/eval).");
+DEFINE_bool(routing_analysis, true, "MoE models: write the class x expert routing frequencies "
+            "of every --eval_data set to <out_dir>/routing/<dataset>/<router>.csv.");
+DEFINE_string(fewshot, "", "Few-shot linear evaluation targets, comma-separated: a folder with "
+              "train.h5 and test.h5 (see vmoe_import), or train.h5:test.h5.");
+DEFINE_string(fewshot_shots, "1,5,10,25", "Few-shot: examples per class.");
+DEFINE_int32(fewshot_seeds, 3, "Few-shot: seeds (example selections); mean and std over them.");
+DEFINE_string(fewshot_l2, "1024", "Few-shot: ridge l2 strength(s), comma-separated, or 'sweep' "
+              "for 2^-10 .. 2^19.");
+
+namespace vmoe {
+namespace {
+
+namespace fs = std::filesystem;
+
+// vmoe_train flags a user may set for an evaluation; the rest come from the checkpoint.
+const std::set<std::string> kEvalKnobs = {
+    "eval_data",           "eval_batch_size", "eval_capacity_ratio", "eval_num_selected",
+    "eval_batch_priority", "eval_capacity_sweep", "expert_parallel", "prefetch"};
+// Flags of the training run that an evaluation must not replay.
+const std::set<std::string> kNotReplayed = {"eval_capacity_sweep", "resume", "init_from",
+                                            "init_skip", "run_dir", "checkpoint_dir"};
+
+bool is_train_flag(const gflags::CommandLineFlagInfo& f) {
+  return f.filename.find("train_config.cpp") != std::string::npos;
+}
+
+std::map<std::string, std::string> parse_lines(const std::string& text, bool dashes) {
+  std::map<std::string, std::string> out;
+  std::stringstream in(text);
+  for (std::string line; std::getline(in, line);) {
+    if (dashes) {
+      if (line.rfind("--", 0) != 0) continue;
+      line = line.substr(2);
+    }
+    const size_t eq = line.find('=');
+    if (eq != std::string::npos) out[line.substr(0, eq)] = line.substr(eq + 1);
+  }
+  return out;
+}
+
+std::vector<std::string> split_commas(const std::string& text) {
+  std::vector<std::string> out;
+  std::stringstream in(text);
+  for (std::string item; std::getline(in, item, ',');)
+    if (!item.empty()) out.push_back(item);
+  return out;
+}
+
+// The training set's shape, as the checkpoint recorded it.
+DatasetInfo trained_shape(const CheckpointState& s, const std::string& checkpoint) {
+  const std::map<std::string, std::string> m = parse_lines(s.model_flags, false);
+  DatasetInfo info;
+  info.path = checkpoint;
+  info.size = int64_t{1} << 40;  // unknown; only bounds the batch size
+  const auto image = m.find("image"), classes = m.find("num_classes");
+  VMOE_CHECK(image != m.end() && classes != m.end(), checkpoint,
+             ": the checkpoint does not record its image shape and class count");
+  VMOE_CHECK(std::sscanf(image->second.c_str(), "%dx%dx%d", &info.height, &info.width,
+                         &info.channels) == 3,
+             checkpoint, ": unreadable image shape '", image->second, "'");
+  info.num_classes = std::stoll(classes->second);
+  info.multi_label = m.count("multi_label") && m.at("multi_label") == "1";
+  info.has_superclass = true;  // only training reads super-classes; let the flags stand
+  for (int64_t c = 0; c < info.num_classes; ++c) info.class_names.push_back(std::to_string(c));
+  return info;
+}
+
+}  // namespace
+
+std::string resolve_checkpoint(const std::string& path) {
+  VMOE_CHECK(!path.empty(), "--checkpoint is required (a checkpoint file, or a run directory)");
+  VMOE_CHECK(fs::exists(path), "--checkpoint=", path, ": no such file or directory");
+  if (!fs::is_directory(path)) return path;
+  const std::string dir = fs::is_directory(fs::path(path) / "checkpoints")
+                              ? (fs::path(path) / "checkpoints").string()
+                              : path;
+  const std::vector<std::string> found = CheckpointDir(dir, 1).list();
+  VMOE_CHECK(!found.empty(), "--checkpoint=", path, ": no complete checkpoint (ckpt-<step>.h5) in ",
+             dir);
+  return found.front();
+}
+
+FewShotTarget parse_fewshot_target(const std::string& spec) {
+  FewShotTarget t;
+  const size_t colon = spec.find(':');
+  if (colon != std::string::npos) {
+    t.train = spec.substr(0, colon);
+    t.test = spec.substr(colon + 1);
+    t.name = fs::path(t.train).parent_path().filename().string();
+    if (t.name.empty()) t.name = fs::path(t.train).stem().string();
+  } else {
+    t.train = (fs::path(spec) / "train.h5").string();
+    t.test = (fs::path(spec) / "test.h5").string();
+    t.name = fs::path(spec).lexically_normal().filename().string();
+    if (t.name.empty()) t.name = fs::path(spec).lexically_normal().parent_path().filename().string();
+  }
+  for (const std::string* f : {&t.train, &t.test}) {
+    VMOE_CHECK(fs::is_regular_file(*f), "--fewshot=", spec, ": ", *f,
+               " not found (give a folder with train.h5 and test.h5, or train.h5:test.h5)");
+  }
+  return t;
+}
+
+std::string dataset_name(const std::string& path) {
+  const fs::path p(path);
+  const std::string folder = p.parent_path().filename().string();
+  return folder.empty() ? p.stem().string() : folder + "_" + p.stem().string();
+}
+
+EvalConfig eval_config_from_flags(int world) {
+  EvalConfig e;
+  e.checkpoint = resolve_checkpoint(FLAGS_checkpoint);
+  e.state = read_checkpoint_state(e.checkpoint);
+  // Replay the run's flags under whatever this command line sets.
+  const std::map<std::string, std::string> saved = parse_lines(e.state.flagfile, true);
+  std::vector<gflags::CommandLineFlagInfo> flags;
+  gflags::GetAllFlags(&flags);
+  for (const gflags::CommandLineFlagInfo& f : flags) {
+    if (!is_train_flag(f)) continue;
+    VMOE_CHECK(f.is_default || kEvalKnobs.count(f.name), "--", f.name,
+               " is a training flag: vmoe_eval takes the model from the checkpoint (it accepts "
+               "--eval_data, --eval_batch_size, --eval_capacity_ratio, --eval_num_selected, "
+               "--eval_batch_priority, --eval_capacity_sweep, --expert_parallel, --prefetch)");
+    const auto it = saved.find(f.name);
+    if (f.is_default && it != saved.end() && !kNotReplayed.count(f.name))
+      gflags::SetCommandLineOption(f.name.c_str(), it->second.c_str());
+  }
+  e.eval_data = split_commas(gflags::GetCommandLineFlagInfoOrDie("eval_data").current_value);
+  gflags::SetCommandLineOption("eval_data", "");
+  // The batch: evaluation batches; the model, optimiser and schedule flags are the run's.
+  gflags::SetCommandLineOption(
+      "batch_size", gflags::GetCommandLineFlagInfoOrDie("eval_batch_size").current_value.c_str());
+  e.run = config_from_flags(trained_shape(e.state, e.checkpoint), DatasetInfo{}, world);
+  e.out_dir = FLAGS_out_dir;
+  if (e.out_dir.empty()) {
+    const fs::path folder = fs::path(e.checkpoint).parent_path();
+    e.out_dir = ((folder.filename() == "checkpoints" ? folder.parent_path() : folder) / "eval")
+                    .string();
+  }
+  e.routing_analysis = FLAGS_routing_analysis;
+  for (const std::string& spec : split_commas(FLAGS_fewshot))
+    e.fewshot.push_back(parse_fewshot_target(spec));
+  e.fewshot_settings.shots = parse_shots(FLAGS_fewshot_shots, "fewshot_shots");
+  e.fewshot_settings.l2 = parse_l2(FLAGS_fewshot_l2, "fewshot_l2");
+  VMOE_CHECK(FLAGS_fewshot_seeds > 0, "--fewshot_seeds must be positive, got ", FLAGS_fewshot_seeds);
+  e.fewshot_settings.seeds = FLAGS_fewshot_seeds;
+  VMOE_CHECK(!e.eval_data.empty() || !e.fewshot.empty(),
+             "nothing to evaluate: give --eval_data and/or --fewshot (the checkpoint's run had "
+             "no --eval_data)");
+  return e;
+}
+
+}  // namespace vmoe
