@@ -15,9 +15,9 @@ PACKAGES=(
   libhdf5-openmpi-dev hdf5-tools
   libgflags-dev libgtest-dev
   libopenblas-dev liblapacke-dev
-  zlib1g-dev
+  zlib1g-dev libpng-dev
   dataset-fashion-mnist
-  python3-h5py
+  python3-h5py python3-matplotlib
 )
 
 missing=()
