@@ -1,9 +1,11 @@
 #!/usr/bin/env bash
 # The main job on a fresh clone: set up (packages, build), import
 # Fashion-MNIST into our HDF5 format, train the default configuration (a
-# V-MoE) with one MPI rank per core, evaluate on the 10,000 test images
-# (with a capacity sweep), print the result and the run directory.
-# Extra arguments go to vmoe_train (e.g. launch/run.sh --num_epochs=1).
+# V-MoE) with one MPI rank per core, evaluate the final checkpoint with
+# vmoe_eval (test precision@1, capacity sweep BPR vs vanilla, class x expert
+# routing, 1/5/10/25-shot linear evaluation), and draw the report
+# (RUN_DIR/report/index.html). Extra arguments go to vmoe_train (e.g.
+# launch/run.sh --num_epochs=1).
 #   VMOE_CONFIG=launch/configs/vit_fmnist.flags launch/run.sh   # the dense ViT
 #   VMOE_RANKS=1 launch/run.sh                                  # one process
 set -euo pipefail
@@ -29,6 +31,14 @@ launcher=()
 "${launcher[@]}" "$BUILD/launch/vmoe_train" --flagfile="$CONFIG" --train_data="$DATA/train.h5" \
   --eval_data="$DATA/test.h5" --run_dir="$RUN_DIR" "$@"
 
+# Evaluation of the final checkpoint into $RUN_DIR/eval (the sweep for MoE models only).
+sweep=()
+grep -q '^--moe_layers=.' "$RUN_DIR/flags.txt" && sweep=(--eval_capacity_sweep=2,1.5,1.05,0.75,0.5,0.25)
+"${launcher[@]}" "$BUILD/launch/vmoe_eval" --checkpoint="$RUN_DIR" --eval_data="$DATA/test.h5" \
+  --fewshot="$DATA" "${sweep[@]}"
+report=$(launch/report.py "$RUN_DIR" | tail -n 1)
+
 echo
 echo "result:        $(cat "$RUN_DIR/result.json")"
 echo "run directory: $RUN_DIR"
+echo "$report"
