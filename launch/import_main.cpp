@@ -1,10 +1,14 @@
-// vmoe_import: converts a public dataset into the HDF5 schema of
-// datasets/README.md (output/train.h5, output/test.h5, optionally output/val.h5).
+// vmoe_import: converts a public dataset, or your own images (a PNG folder or
+// NumPy arrays), into the HDF5 schema of datasets/README.md (output/train.h5,
+// output/test.h5, optionally output/val.h5).
 #include <gflags/gflags.h>
 
+#include <charconv>
 #include <cstdio>
 #include <exception>
 #include <string>
+#include <tuple>
+#include <utility>
 #include <vector>
 
 #include "core/check.h"
@@ -14,18 +18,61 @@
 
 DECLARE_bool(help);
 
-DEFINE_string(format, "", "Input format: fashion_mnist, cifar10 or cifar100.");
+DEFINE_string(format, "", "Input format: fashion_mnist, cifar10, cifar100, png_folder or npy.");
 DEFINE_string(input, "",
-              "Directory with the downloaded files: the IDX files (fashion_mnist), "
-              "data_batch_1..5.bin + test_batch.bin (cifar10) or train.bin + test.bin (cifar100).");
+              "Directory with the input files: the IDX files (fashion_mnist), "
+              "data_batch_1..5.bin + test_batch.bin (cifar10), train.bin + test.bin (cifar100), "
+              "train/CLASS/*.png + test/CLASS/*.png or CLASS/*.png (png_folder), "
+              "train_images.npy, train_labels.npy, test_images.npy, test_labels.npy and "
+              "optionally class_names.txt (npy).");
 DEFINE_string(output, "", "Directory to write train.h5 and test.h5 into (created if missing).");
 DEFINE_int64(validation_size, 0, "Move the last N training examples into val.h5, a held-out "
              "split (e.g. for the confusion matrix vmoe_superclass clusters); 0 = none.");
+DEFINE_string(image_size, "",
+              "Resize every image to HxW (e.g. 28x28), bilinear; empty = keep the source size "
+              "(png_folder: which all images must then share).");
+DEFINE_int32(channels, 0,
+             "1 (gray) or 3 (RGB); 0 = the source's (png_folder, npy: 1 if every source image "
+             "is gray, else 3). RGB to gray uses the BT.601 luma weights.");
+DEFINE_double(test_fraction, 0,
+              "png_folder without train/ and test/ folders (required there): "
+              "the fraction of each class moved into test.h5, e.g. 0.2.");
+DEFINE_uint64(split_seed, 0, "Seed of the shuffle that picks the --test_fraction images.");
+
+namespace {
+
+// "HxW" -> {H, W}; "" -> {0, 0} (keep the source size).
+std::pair<int, int> parse_image_size(const std::string& text) {
+  if (text.empty()) return {0, 0};
+  const size_t x = text.find('x');
+  int height = 0, width = 0;
+  const char* end = text.data() + text.size();
+  bool ok = x != std::string::npos && x > 0;
+  if (ok) {
+    const auto h = std::from_chars(text.data(), text.data() + x, height);
+    const auto w = std::from_chars(text.data() + x + 1, end, width);
+    ok = h.ec == std::errc() && h.ptr == text.data() + x && w.ec == std::errc() && w.ptr == end &&
+         x + 1 < text.size() && height > 0 && width > 0;
+  }
+  if (!ok) {
+    std::string message = "--image_size must be HxW with positive integers (e.g. 28x28), got '";
+    message += text;
+    message += "'";
+    throw vmoe::Error(message);
+  }
+  return {height, width};
+}
+
+}  // namespace
 
 int main(int argc, char** argv) {
   gflags::SetUsageMessage(
       "converts a dataset into the V-MoE HDF5 format.\n"
-      "Usage: vmoe_import --format=fashion_mnist|cifar10|cifar100 --input=DIR --output=DIR");
+      "Usage: vmoe_import --format=fashion_mnist|cifar10|cifar100|png_folder|npy --input=DIR\n"
+      "         --output=DIR [--image_size=HxW] [--channels=1|3] [--validation_size=N]\n"
+      "         [--test_fraction=F [--split_seed=S]]  (png_folder of class folders only)\n"
+      "e.g.   vmoe_import --format=png_folder --input=my_images --output=data/mine\n"
+      "         --test_fraction=0.2 --image_size=32x32 --channels=3");
   // --help lists this tool's flags only, not gflags' own.
   gflags::ParseCommandLineNonHelpFlags(&argc, &argv, true);
   if (FLAGS_help) {
@@ -36,14 +83,20 @@ int main(int argc, char** argv) {
   try {
     if (argc > 1) throw vmoe::Error(std::string("unexpected argument '") + argv[1] + "'");
     if (FLAGS_format.empty())
-      throw vmoe::Error("--format is required (fashion_mnist, cifar10 or cifar100)");
+      throw vmoe::Error(
+          "--format is required (fashion_mnist, cifar10, cifar100, png_folder or npy)");
     if (FLAGS_input.empty()) throw vmoe::Error("--input is required (the directory to read)");
     if (FLAGS_output.empty()) throw vmoe::Error("--output is required (the directory to write)");
     if (FLAGS_validation_size < 0)
       throw vmoe::Error("--validation_size must be >= 0, got " +
                         std::to_string(FLAGS_validation_size));
+    vmoe::ImageImportOptions options;
+    std::tie(options.height, options.width) = parse_image_size(FLAGS_image_size);
+    options.channels = FLAGS_channels;
+    options.test_fraction = FLAGS_test_fraction;
+    options.split_seed = FLAGS_split_seed;
     std::vector<vmoe::DatasetInfo> written =
-        vmoe::import_dataset(FLAGS_format, FLAGS_input, FLAGS_output);
+        vmoe::import_dataset(FLAGS_format, FLAGS_input, FLAGS_output, options);
     if (FLAGS_validation_size > 0) {
       const std::string train = FLAGS_output + "/train.h5", val = FLAGS_output + "/val.h5";
       vmoe::split_off_tail(train, FLAGS_validation_size, val);

@@ -12,6 +12,8 @@
 
 #include <gtest/gtest.h>
 
+#include "core/h5.h"
+#include "datasets/dataset_info.h"
 #include "datasets/dataset_writer.h"
 
 namespace vmoe::testing {
@@ -104,6 +106,23 @@ inline std::string write_synthetic(const std::string& path, const SyntheticOptio
   }
   writer.finish();
   return path;
+}
+
+// Everything an imported file holds (single-label), for exact comparisons.
+struct Split {
+  DatasetInfo info;
+  std::vector<uint8_t> images;
+  std::vector<int32_t> labels;
+};
+
+inline Split read_split(const std::string& path) {
+  Split s{inspect_dataset(path), {}, {}};
+  const h5::File file = h5::File::open_read(path);
+  s.images.resize(s.info.size * s.info.height * s.info.width * s.info.channels);
+  s.labels.resize(s.info.size);
+  file.dataset("/images").read_rows(0, s.info.size, s.images.data());
+  file.dataset("/labels").read_rows(0, s.info.size, s.labels.data());
+  return s;
 }
 
 }  // namespace vmoe::testing

@@ -11,6 +11,7 @@
 #include "core/h5.h"
 #include "datasets/augment.h"
 #include "datasets/idx_reader.h"
+#include "datasets/image_resize.h"
 #include "datasets/importer.h"
 #include "datasets/loader.h"
 #include "tests/dataset_files.h"
@@ -277,6 +278,30 @@ TEST(Cifar, ImportsCifar10) {
   std::ofstream(in / "batches.meta.txt") << "a\nb\n";
   EXPECT_THAT(error_of([&] { import_cifar10(in.string(), dir.file("out")); }),
               HasSubstr("expected 10 class names (one per line), found 2"));
+}
+
+// --image_size and --channels on a public format: every image goes through
+// fit_image (tested on its own in image_import_test.cpp).
+TEST(Cifar, ImageOptionsConvertEveryImage) {
+  TempDir dir;
+  for (int b = 1; b <= 5; ++b)
+    write_cifar(dir.file("data_batch_" + std::to_string(b) + ".bin"), (b - 1) * 2, 2, false);
+  write_cifar(dir.file("test_batch.bin"), 50, 3, false);
+  const std::vector<DatasetInfo> infos = import_cifar10(dir.path().string(), dir.file("out"),
+                                                        {.height = 12, .width = 20, .channels = 1});
+  EXPECT_EQ(infos[1].size, 3);
+  EXPECT_EQ(infos[1].height, 12);
+  EXPECT_EQ(infos[1].width, 20);
+  EXPECT_EQ(infos[1].channels, 1);
+  const std::vector<uint8_t> got = read_images(infos[1].path, 3, 12 * 20);
+  for (int64_t i = 0; i < 3; ++i) {
+    Image source{32, 32, 3, std::vector<uint8_t>(3072)};
+    for (int p = 0; p < 1024; ++p)
+      for (int c = 0; c < 3; ++c) source.pixels[p * 3 + c] = cifar_value(50 + i, c, p);
+    const Image want = fit_image(source, 12, 20, 1);
+    EXPECT_EQ(std::vector<uint8_t>(got.begin() + i * 240, got.begin() + (i + 1) * 240), want.pixels)
+        << "record " << i;
+  }
 }
 
 TEST(Cifar, ImportsCifar100WithSuperclasses) {
