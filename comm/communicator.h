@@ -23,6 +23,10 @@ class Communicator {
   // Typed, so implementations move them as what they are (MPI_FLOAT, ncclFloat).
   virtual void all_to_all(const float* send, float* recv, int64_t count_per_rank) = 0;
   virtual void all_to_all(const int32_t* send, int32_t* recv, int64_t count_per_rank) = 0;
+  // bfloat16 payloads (mixed precision): moved as bytes, nothing is reduced.
+  virtual void all_to_all(const uint16_t* send, uint16_t* recv, int64_t count_per_rank) {
+    all_to_all_bytes(send, recv, count_per_rank * static_cast<int64_t>(sizeof(uint16_t)));
+  }
 
   // In place, element-wise over all ranks.
   virtual void all_reduce(float* data, int64_t count, ReduceOp op) = 0;

@@ -42,6 +42,12 @@ struct BatchLevel {
   int64_t a = 0, b = 0, c = 0;
 };
 
+// Mixed precision (--precision=bf16): matrix products take their inputs
+// rounded to bfloat16 and accumulate and write fp32; expert all-to-all
+// buffers travel as bfloat16. Master weights, optimiser state, the router,
+// softmax, LayerNorm statistics and losses stay fp32.
+enum class Precision { kFp32, kBf16 };
+
 class Backend {
  public:
   virtual ~Backend() = default;
@@ -54,6 +60,13 @@ class Backend {
   virtual void copy_to_host(void* host_dst, const void* src, size_t bytes) = 0;
   virtual void copy(void* dst, const void* src, size_t bytes) = 0;
   virtual void synchronize() {}
+
+  // The precision of gemm/gemm_batched inputs and of exchange buffers.
+  Precision precision() const { return precision_; }
+  void set_precision(Precision p) { precision_ = p; }
+  // y = bfloat16(x) (round to nearest even) and back, element-wise.
+  virtual void to_bf16(int64_t n, const float* x, uint16_t* y) = 0;
+  virtual void from_bf16(int64_t n, const uint16_t* x, float* y) = 0;
 
   // ---- matrix products -----------------------------------------------------
   // C[m,n] = alpha * op(A)[m,k] * op(B)[k,n] + beta * C (row-major).
@@ -186,6 +199,24 @@ class Backend {
   virtual void count_assignments(int64_t items, int k, int experts, const int32_t* expert,
                                  const int32_t* slot, const float* item_mask,
                                  int mask_every, int64_t* counts) = 0;
+
+ protected:
+  Precision precision_ = Precision::kFp32;
+};
+
+// Computes a scope in fp32 whatever the backend's precision (the router).
+class Fp32Scope {
+ public:
+  explicit Fp32Scope(Backend& be) : be_(be), saved_(be.precision()) {
+    be.set_precision(Precision::kFp32);
+  }
+  ~Fp32Scope() { be_.set_precision(saved_); }
+  Fp32Scope(const Fp32Scope&) = delete;
+  Fp32Scope& operator=(const Fp32Scope&) = delete;
+
+ private:
+  Backend& be_;
+  Precision saved_;
 };
 
 }  // namespace vmoe

@@ -3,6 +3,7 @@
 #include <cblas.h>
 
 #include <algorithm>
+#include <vector>
 #include <cmath>
 #include <cstdlib>
 #include <cstring>
@@ -40,11 +41,38 @@ void CpuBackend::copy(void* dst, const void* src, size_t bytes) {
 
 // ---- matrix products ---------------------------------------------------------
 
+namespace {
+
+// A copy of the `rows` x `cols` matrix at x (leading dimension ld) with every
+// element rounded to bfloat16: the CPU's emulation of bf16 GEMM inputs.
+const float* rounded_to_bf16(const float* x, int rows, int cols, int ld, std::vector<float>& out) {
+  const int64_t span = int64_t{rows - 1} * ld + cols;
+  out.resize(static_cast<size_t>(span));
+#pragma omp simd
+  for (int64_t i = 0; i < span; ++i) out[i] = round_to_bf16(x[i]);
+  return out.data();
+}
+
+}  // namespace
+
 void CpuBackend::gemm(Trans ta, Trans tb, int m, int n, int k, float alpha, const float* a,
                       int lda, const float* b, int ldb, float beta, float* c, int ldc) {
   if (m == 0 || n == 0) return;
+  if (precision_ == Precision::kBf16 && k > 0) {
+    thread_local std::vector<float> a16, b16;
+    a = ta == Trans::kNo ? rounded_to_bf16(a, m, k, lda, a16) : rounded_to_bf16(a, k, m, lda, a16);
+    b = tb == Trans::kNo ? rounded_to_bf16(b, k, n, ldb, b16) : rounded_to_bf16(b, n, k, ldb, b16);
+  }
   cblas_sgemm(CblasRowMajor, cblas_trans(ta), cblas_trans(tb), m, n, k, alpha, a, lda, b, ldb,
               beta, c, ldc);
+}
+
+void CpuBackend::to_bf16(int64_t n, const float* x, uint16_t* y) {
+  for (int64_t i = 0; i < n; ++i) y[i] = vmoe::to_bf16(x[i]);
+}
+
+void CpuBackend::from_bf16(int64_t n, const uint16_t* x, float* y) {
+  for (int64_t i = 0; i < n; ++i) y[i] = vmoe::from_bf16(x[i]);
 }
 
 void CpuBackend::gemm_batched(Trans ta, Trans tb, int m, int n, int k, float alpha,

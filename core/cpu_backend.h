@@ -17,6 +17,8 @@ class CpuBackend final : public Backend {
   void copy_to_device(void* dst, const void* src, size_t bytes) override;
   void copy_to_host(void* dst, const void* src, size_t bytes) override;
   void copy(void* dst, const void* src, size_t bytes) override;
+  void to_bf16(int64_t n, const float* x, uint16_t* y) override;
+  void from_bf16(int64_t n, const uint16_t* x, float* y) override;
 
   void gemm(Trans ta, Trans tb, int m, int n, int k, float alpha, const float* a, int lda,
             const float* b, int ldb, float beta, float* c, int ldc) override;

@@ -21,6 +21,25 @@ VMOE_HD float bits_to_float(int32_t bits) {
   return f;
 }
 
+VMOE_HD uint32_t float_to_bits(float f) {
+  uint32_t bits;
+  memcpy(&bits, &f, sizeof bits);
+  return bits;
+}
+
+// bfloat16 (the top 16 bits of a float) by round-to-nearest-even, as
+// cuBLAS and __float2bfloat16 round; NaN stays a (quiet) NaN.
+VMOE_HD uint16_t to_bf16(float f) {
+  const uint32_t u = float_to_bits(f);
+  if ((u & 0x7f800000u) == 0x7f800000u && (u & 0x007fffffu) != 0u)
+    return static_cast<uint16_t>((u >> 16) | 0x0040u);
+  return static_cast<uint16_t>((u + 0x7fffu + ((u >> 16) & 1u)) >> 16);
+}
+VMOE_HD float from_bf16(uint16_t b) {
+  return bits_to_float(static_cast<int32_t>(static_cast<uint32_t>(b) << 16));
+}
+VMOE_HD float round_to_bf16(float f) { return from_bf16(to_bf16(f)); }
+
 // e^x for x in [-87.3, 88.3] (clamped outside: 0 and inf are never produced).
 VMOE_HD float exp_fast(float x) {
   // Comparisons, not fminf/fmaxf: those are libm calls (NaN rules) that stop vectorisation.

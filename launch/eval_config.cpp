@@ -32,7 +32,8 @@ namespace fs = std::filesystem;
 // vmoe_train flags a user may set for an evaluation; the rest come from the checkpoint.
 const std::set<std::string> kEvalKnobs = {
     "eval_data",           "eval_batch_size", "eval_capacity_ratio", "eval_num_selected",
-    "eval_batch_priority", "eval_capacity_sweep", "expert_parallel", "prefetch"};
+    "eval_batch_priority", "eval_capacity_sweep", "expert_parallel", "prefetch", "backend",
+    "device", "precision"};
 // Flags of the training run that an evaluation must not replay.
 const std::set<std::string> kNotReplayed = {"eval_capacity_sweep", "resume", "init_from",
                                             "init_skip", "run_dir", "checkpoint_dir"};

@@ -13,11 +13,11 @@
 #include "comm/mpi_communicator.h"
 #include "comm/process_groups.h"
 #include "core/check.h"
-#include "core/cpu_backend.h"
 #include "core/h5.h"
 #include "datasets/dataset_info.h"
 #include "datasets/schema.h"
 #include "launch/eval_config.h"
+#include "launch/compute.h"
 #include "launch/evaluation.h"
 #include "launch/features.h"
 #include "launch/fewshot.h"
@@ -172,12 +172,14 @@ std::string fewshot_target(Trainer& trainer, const EvalConfig& c, const FewShotT
       .str();
 }
 
-int run(Communicator& world) {
+int run(MpiCommunicator& world) {
   const auto start = Clock::now();
   EvalConfig c = eval_config_from_flags(world.size());
   const MoeConfig& moe = c.run.trainer.moe;
-  ProcessGroups groups(world, moe.enabled() ? moe.num_experts : 0, c.run.expert_parallel);
-  CpuBackend backend;
+  Compute compute(c.run.backend, c.run.device, world);
+  Backend& backend = compute.backend();
+  ProcessGroups groups(compute.world(), moe.enabled() ? moe.num_experts : 0,
+                       c.run.expert_parallel);
   Trainer trainer(backend, c.run.trainer, &groups);
   load_checkpoint(c.checkpoint, trainer.params(), nullptr, {.optimizer = false});
   if (world.rank() == 0) std::filesystem::create_directories(c.out_dir);

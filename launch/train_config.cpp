@@ -69,6 +69,16 @@ DEFINE_string(eval_capacity_sweep, "", "After training, also evaluate at these c
               "(comma-separated), with and without batch-priority routing; writes "
               "sweep.json.");
 
+// ---- device -------------------------------------------------------------------
+DEFINE_string(backend, "cpu", "'cpu' (OpenBLAS, MPI) or 'cuda' (one GPU per rank, cuBLAS, NCCL; "
+              "needs a build with the CUDA backend).");
+DEFINE_string(precision, "fp32", "'fp32', or 'bf16': matrix products on bfloat16 inputs (fp32 "
+              "accumulation) and expert all-to-all buffers in bfloat16; weights, optimiser "
+              "state, router, softmax, LayerNorm statistics and losses stay fp32. On the CPU "
+              "backend bf16 is emulated (for testing).");
+DEFINE_int32(device, -1, "--backend=cuda: the GPU of this rank; -1 = local rank modulo the "
+             "visible devices (one rank per GPU).");
+
 // ---- parallel layout ----------------------------------------------------------
 DEFINE_int32(expert_parallel, 0, "Ranks per expert-parallel group, P: it must divide the number "
              "of ranks, and divide --num_experts or be a multiple of it. 0 = the largest such P "
@@ -262,6 +272,13 @@ TrainConfig config_from_flags(const DatasetInfo& train_info, const DatasetInfo& 
              "the per-rank evaluation batch (", FLAGS_eval_batch_size / world,
              " images) must be a multiple of --group_size=", e.group_size);
 
+  VMOE_CHECK(FLAGS_backend == "cpu" || FLAGS_backend == "cuda",
+             "--backend must be 'cpu' or 'cuda', got '", FLAGS_backend, "'");
+  c.backend = FLAGS_backend;
+  VMOE_CHECK(FLAGS_precision == "fp32" || FLAGS_precision == "bf16",
+             "--precision must be 'fp32' or 'bf16', got '", FLAGS_precision, "'");
+  c.trainer.precision = FLAGS_precision == "bf16" ? Precision::kBf16 : Precision::kFp32;
+  c.device = FLAGS_device;
   VMOE_CHECK(FLAGS_expert_parallel >= 0, "--expert_parallel must be >= 0, got ",
              FLAGS_expert_parallel);
   c.expert_parallel = FLAGS_expert_parallel;

@@ -26,6 +26,8 @@ struct TrainConfig {
   int64_t eval_every = 0;  // 0: evaluate only at the end
   std::vector<double> eval_capacity_sweep;  // MoE: final evaluation at these ratios
   int expert_parallel = 0;                  // ranks per expert-parallel group (0: all)
+  std::string backend = "cpu";              // or "cuda"
+  int device = -1;                          // cuda: -1 = local rank modulo devices
   int64_t checkpoint_every = 0;             // 0: only at the end
   int keep_checkpoints = 3;
   std::string checkpoint_dir;               // empty: <run_dir>/checkpoints

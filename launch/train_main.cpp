@@ -11,8 +11,8 @@
 #include "comm/mpi_communicator.h"
 #include "comm/process_groups.h"
 #include "core/check.h"
-#include "core/cpu_backend.h"
 #include "datasets/loader.h"
+#include "launch/compute.h"
 #include "launch/evaluation.h"
 #include "launch/metrics_log.h"
 #include "launch/train_checkpoints.h"
@@ -90,7 +90,7 @@ class Reporter {
   std::unique_ptr<MetricsLog> log_;
 };
 
-int run(Communicator& world) {
+int run(MpiCommunicator& world) {
   TrainConfig c = train_config_from_flags(world.size());
   const DatasetInfo& train_info = c.train_info;
   if (c.run_dir.empty()) c.run_dir = default_run_dir();
@@ -102,9 +102,10 @@ int run(Communicator& world) {
   Reporter out(world.rank() == 0, c.run_dir);
   if (out.active()) write_file_atomically(c.run_dir + "/flags.txt", flags_as_flagfile());
 
-  ProcessGroups groups(world, c.trainer.moe.enabled() ? c.trainer.moe.num_experts : 0,
+  Compute compute(c.backend, c.device, world);
+  Backend& backend = compute.backend();
+  ProcessGroups groups(compute.world(), c.trainer.moe.enabled() ? c.trainer.moe.num_experts : 0,
                        c.expert_parallel);
-  CpuBackend backend;
   Trainer trainer(backend, c.trainer, &groups);
   CheckpointDir checkpoints(c.checkpoint_dir.empty() ? c.run_dir + "/checkpoints" : c.checkpoint_dir,
                             c.keep_checkpoints);

@@ -39,6 +39,7 @@ Trainer::Trainer(Backend& be, const TrainerOptions& options, ProcessGroups* grou
   VMOE_CHECK(options.global_batch % world_ == 0, "--batch_size=", options.global_batch,
              " must be divisible by the number of ranks (", world_, ")");
   rank_batch_ = options.global_batch / world_;
+  be.set_precision(options.precision);
   validate(options_.moe, options_.model, rank_batch_);
   ExpertSharding sharding;
   if (groups != nullptr && options_.moe.enabled())

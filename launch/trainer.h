@@ -26,6 +26,7 @@ struct TrainerOptions {
   uint64_t seed = 0;
   int64_t global_batch = 0;  // the loss is the mean over the global batch
   int64_t allreduce_bucket_floats = int64_t{8} << 20;
+  Precision precision = Precision::kFp32;  // bf16: GEMM inputs and exchange buffers
 };
 
 struct StepResult {

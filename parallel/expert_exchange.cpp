@@ -13,7 +13,22 @@ ExpertExchange::ExpertExchange(Backend& be, Communicator& ep, const ExpertPlacem
       ret_(be),
       fixed_row_(be),
       compact_row_(be),
-      block_rows_(be) {}
+      block_rows_(be),
+      send16_(be),
+      recv16_(be) {}
+
+void ExpertExchange::exchange(const float* send, float* recv, int64_t count) {
+  if (be_->precision() != Precision::kBf16) {
+    ep_->all_to_all(send, recv, count);
+    return;
+  }
+  const int64_t total = count * placement_.ep_size;
+  send16_.resize({total});
+  recv16_.resize({total});
+  be_->to_bf16(total, send, send16_.data());
+  ep_->all_to_all(send16_.data(), recv16_.data(), count);
+  be_->from_bf16(total, recv16_.data(), recv);
+}
 
 std::vector<ExpertSegment> ExpertExchange::dispatch(const float* send, const int32_t* filled,
                                                     int64_t groups, int capacity, int item_rows,
@@ -32,7 +47,7 @@ std::vector<ExpertSegment> ExpertExchange::dispatch(const float* send, const int
   {
     PhaseScope timed("all_to_all");
     ep_->all_to_all(filled, recv_filled_.data(), int64_t{L} * recv_groups);
-    ep_->all_to_all(send, recv_.data(), chunk_rows_ * dim);
+    exchange(send, recv_.data(), chunk_rows_ * dim);
   }
   // Blocks of kept rows: from (source, local expert, group) in the fixed
   // layout to the compact layout ordered by (local expert, source, group).
@@ -67,13 +82,13 @@ void ExpertExchange::combine(const float* expert_out, float* back) {
   be_->copy_row_blocks(blocks_, compact_row_.data(), fixed_row_.data(), block_rows_.data(), dim_,
                        expert_out, ret_.data());
   PhaseScope timed("all_to_all");
-  ep_->all_to_all(ret_.data(), back, chunk_rows_ * dim_);
+  exchange(ret_.data(), back, chunk_rows_ * dim_);
 }
 
 void ExpertExchange::combine_backward(const float* dback, float* dexpert_out) {
   {
     PhaseScope timed("all_to_all");
-    ep_->all_to_all(dback, recv_.data(), chunk_rows_ * dim_);
+    exchange(dback, recv_.data(), chunk_rows_ * dim_);
   }
   be_->copy_row_blocks(blocks_, fixed_row_.data(), compact_row_.data(), block_rows_.data(), dim_,
                        recv_.data(), dexpert_out);
@@ -83,7 +98,7 @@ void ExpertExchange::dispatch_backward(const float* dexpert_in, float* dsend) {
   be_->copy_row_blocks(blocks_, compact_row_.data(), fixed_row_.data(), block_rows_.data(), dim_,
                        dexpert_in, ret_.data());
   PhaseScope timed("all_to_all");
-  ep_->all_to_all(ret_.data(), dsend, chunk_rows_ * dim_);
+  exchange(ret_.data(), dsend, chunk_rows_ * dim_);
 }
 
 }  // namespace vmoe

@@ -46,6 +46,10 @@ class ExpertExchange {
   Tensor recv_, ret_;  // fixed layout, as received / to return
   int64_t blocks_ = 0;
   DeviceTensor<int64_t> fixed_row_, compact_row_, block_rows_;
+  DeviceTensor<uint16_t> send16_, recv16_;  // bf16 payloads (Precision::kBf16)
+  // All-to-all of `count` floats per rank; as bfloat16 when the backend's
+  // precision says so (half the bytes).
+  void exchange(const float* send, float* recv, int64_t count);
 };
 
 }  // namespace vmoe

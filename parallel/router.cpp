@@ -45,6 +45,7 @@ void Router::forward(const float* x, int64_t groups, int items, int items_per_im
   const int E = c.num_experts, k = c.k(pass.training);
   const int64_t n = groups * items;
   training_ = pass.training;
+  const Fp32Scope fp32(*be_);  // routing decisions stay fp32 under mixed precision
   shape_ = {groups, items, k, E, expert_capacity(k, items, c.ratio(pass.training), E)};
   for (Tensor* t : {&logits_, &noisy_probs_, &d_logits_}) t->resize({n, E});
   for (Tensor* t : {&gate_, &d_gate_}) t->resize({n, k});
@@ -122,6 +123,7 @@ void Router::forward(const float* x, int64_t groups, int items, int items_per_im
 }
 
 void Router::backward(const float* x, float* dx, const float* extra_d_logits) {
+  const Fp32Scope fp32(*be_);
   const int E = shape_.experts;
   const int64_t n = shape_.groups * shape_.items;
   float* d = d_logits_.data();

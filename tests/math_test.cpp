@@ -61,6 +61,19 @@ TEST(Math, SgdMomentum) {
   EXPECT_NEAR(p, 1.0f - 0.1f - 0.19f, 1e-6);
 }
 
+TEST(Math, Bfloat16RoundsToNearestEven) {
+  EXPECT_EQ(to_bf16(1.0f), 0x3F80);
+  EXPECT_EQ(to_bf16(-2.0f), 0xC000);
+  EXPECT_EQ(to_bf16(1.0f + 1.0f / 256), 0x3F80);      // half an ulp: ties to even (down)
+  EXPECT_EQ(to_bf16(1.0f + 3.0f / 256), 0x3F82);      // half an ulp above odd: up
+  EXPECT_EQ(to_bf16(1.0f + 1.0f / 256 + 1e-6f), 0x3F81);  // just above half: up
+  EXPECT_EQ(to_bf16(3.4028235e38f), 0x7F80);          // FLT_MAX rounds to infinity
+  EXPECT_TRUE(std::isnan(from_bf16(to_bf16(std::nanf("")))));
+  EXPECT_EQ(from_bf16(0x3F81), 1.0f + 1.0f / 128);
+  for (float x : {0.1f, -3.7f, 1e-20f, 12345.678f})
+    EXPECT_LE(std::fabs(round_to_bf16(x) - x), std::fabs(x) / 256) << x;  // half an ulp
+}
+
 // ---- CPU backend forward ops against naive loops ---------------------------
 
 TEST(CpuBackend, GemmAllTransposesAndBatches) {
@@ -90,6 +103,32 @@ TEST(CpuBackend, GemmAllTransposesAndBatches) {
       }
     }
   }
+}
+
+// bf16 precision: the product of the inputs rounded to bfloat16, in fp32.
+TEST(CpuBackend, GemmInBf16RoundsItsInputs) {
+  CpuBackend be;
+  const int m = 7, n = 5, k = 9;
+  const std::vector<float> a = testing::random_normal(m * k, 11), b = testing::random_normal(k * n, 12);
+  std::vector<float> a16(a), b16(b), want(m * n), got(m * n);
+  for (float& x : a16) x = round_to_bf16(x);
+  for (float& x : b16) x = round_to_bf16(x);
+  be.gemm(Trans::kNo, Trans::kYes, m, n, k, 1.0f, a16.data(), k, b16.data(), k, 0.0f,
+          want.data(), n);
+  be.set_precision(Precision::kBf16);
+  be.gemm(Trans::kNo, Trans::kYes, m, n, k, 1.0f, a.data(), k, b.data(), k, 0.0f, got.data(), n);
+  EXPECT_EQ(got, want);
+  {
+    const Fp32Scope fp32(be);
+    be.gemm(Trans::kNo, Trans::kYes, m, n, k, 1.0f, a.data(), k, b.data(), k, 0.0f, got.data(), n);
+    EXPECT_NE(got, want);  // exact inputs inside the scope
+  }
+  EXPECT_EQ(be.precision(), Precision::kBf16);
+  std::vector<uint16_t> h(a.size());
+  std::vector<float> back(a.size());
+  be.to_bf16(static_cast<int64_t>(a.size()), a.data(), h.data());
+  be.from_bf16(static_cast<int64_t>(a.size()), h.data(), back.data());
+  EXPECT_EQ(back, a16);
 }
 
 TEST(CpuBackend, LayerNormAndSoftmax) {

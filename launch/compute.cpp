@@ -1,0 +1,36 @@
+#include "launch/compute.h"
+
+#include "core/check.h"
+#include "core/cpu_backend.h"
+#ifdef VMOE_HAVE_CUDA
+#include "comm/device.h"
+#include "comm/nccl_communicator.h"
+#include "core/cuda_backend.h"
+#endif
+
+namespace vmoe {
+
+Compute::Compute(const std::string& backend, int device, MpiCommunicator& mpi_world)
+    : mpi_world_(&mpi_world) {
+  if (backend == "cpu") {
+    backend_ = std::make_unique<CpuBackend>();
+    return;
+  }
+  VMOE_CHECK(backend == "cuda", "--backend must be 'cpu' or 'cuda', got '", backend, "'");
+#ifdef VMOE_HAVE_CUDA
+  VMOE_CHECK(cuda_device_count() > 0,
+             "--backend=cuda: this process sees no GPU (check CUDA_VISIBLE_DEVICES and the "
+             "driver), rank ", mpi_world.rank());
+  auto gpu = std::make_unique<CudaBackend>(choose_device(device));
+  device_world_ = std::make_unique<NcclCommunicator>(mpi_world, gpu->stream());
+  backend_ = std::move(gpu);
+#else
+  (void)device;
+  fail("--backend=cuda: this build has no CUDA backend (configure with -DVMOE_CUDA=ON and the "
+       "CUDA toolkit)");
+#endif
+}
+
+Compute::~Compute() = default;
+
+}  // namespace vmoe
