@@ -6,17 +6,10 @@
 #include <stdexcept>
 #include <string>
 
+#include "comm/mpi_check.h"
+
 namespace vmoe {
 namespace {
-
-void check(int code, const char* what) {
-  if (code == MPI_SUCCESS) return;
-  char text[MPI_MAX_ERROR_STRING];
-  int len = 0;
-  MPI_Error_string(code, text, &len);
-  throw std::runtime_error(std::string("MPI ") + what + " failed: " +
-                           std::string(text, static_cast<size_t>(len)));
-}
 
 MPI_Op mpi_op(ReduceOp op) { return op == ReduceOp::kSum ? MPI_SUM : MPI_MAX; }
 
@@ -33,7 +26,7 @@ MpiRuntime::MpiRuntime(int* argc, char*** argv) {
   // does not. A user's own OMPI_MCA_io wins.
   setenv("OMPI_MCA_io", "romio321", /*overwrite=*/0);
   int provided = 0;
-  check(MPI_Init_thread(argc, argv, MPI_THREAD_FUNNELED, &provided), "MPI_Init_thread");
+  check_mpi(MPI_Init_thread(argc, argv, MPI_THREAD_FUNNELED, &provided), "MPI_Init_thread");
   // Errors come back as codes so they become vmoe::Error messages.
   MPI_Comm_set_errhandler(MPI_COMM_WORLD, MPI_ERRORS_RETURN);
 }
@@ -73,14 +66,14 @@ void MpiCommunicator::all_to_all(const int32_t* send, int32_t* recv, int64_t cou
 void MpiCommunicator::all_to_all(const void* send, void* recv, int64_t count, MPI_Datatype type,
                                  int64_t size) {
   if (count > INT_MAX) return all_to_all_bytes(send, recv, count * size);  // in 1 KiB blocks
-  check(MPI_Alltoall(send, static_cast<int>(count), type, recv, static_cast<int>(count), type,
+  check_mpi(MPI_Alltoall(send, static_cast<int>(count), type, recv, static_cast<int>(count), type,
                      comm_),
         "MPI_Alltoall");
 }
 
 void MpiCommunicator::all_to_all_bytes(const void* send, void* recv, int64_t bytes) {
   if (bytes <= INT_MAX) {
-    check(MPI_Alltoall(send, static_cast<int>(bytes), MPI_BYTE, recv, static_cast<int>(bytes),
+    check_mpi(MPI_Alltoall(send, static_cast<int>(bytes), MPI_BYTE, recv, static_cast<int>(bytes),
                        MPI_BYTE, comm_),
           "MPI_Alltoall");
     return;
@@ -93,7 +86,7 @@ void MpiCommunicator::all_to_all_bytes(const void* send, void* recv, int64_t byt
   const int n = static_cast<int>(bytes / kBlock);
   const int code = MPI_Alltoall(send, n, block, recv, n, block, comm_);
   MPI_Type_free(&block);
-  check(code, "MPI_Alltoall");
+  check_mpi(code, "MPI_Alltoall");
 }
 
 void MpiCommunicator::all_reduce(void* data, int64_t count, MPI_Datatype type, ReduceOp op) {
@@ -103,7 +96,7 @@ void MpiCommunicator::all_reduce(void* data, int64_t count, MPI_Datatype type, R
   char* p = static_cast<char*>(data);
   for (int64_t done = 0; done < count;) {
     const int n = static_cast<int>(std::min<int64_t>(count - done, INT_MAX / 2));
-    check(MPI_Allreduce(MPI_IN_PLACE, p + done * size, n, type, mpi_op(op), comm_),
+    check_mpi(MPI_Allreduce(MPI_IN_PLACE, p + done * size, n, type, mpi_op(op), comm_),
           "MPI_Allreduce");
     done += n;
   }
@@ -123,23 +116,23 @@ void MpiCommunicator::broadcast(void* data, int64_t bytes, int root) {
   char* p = static_cast<char*>(data);
   for (int64_t done = 0; done < bytes;) {
     const int n = static_cast<int>(std::min<int64_t>(bytes - done, INT_MAX));
-    check(MPI_Bcast(p + done, n, MPI_BYTE, root, comm_), "MPI_Bcast");
+    check_mpi(MPI_Bcast(p + done, n, MPI_BYTE, root, comm_), "MPI_Bcast");
     done += n;
   }
 }
 
 void MpiCommunicator::all_gather(const void* send, void* recv, int64_t bytes) {
   if (bytes > INT_MAX) throw std::runtime_error("all-gather chunks are limited to 2 GiB");
-  check(MPI_Allgather(send, static_cast<int>(bytes), MPI_BYTE, recv, static_cast<int>(bytes),
+  check_mpi(MPI_Allgather(send, static_cast<int>(bytes), MPI_BYTE, recv, static_cast<int>(bytes),
                       MPI_BYTE, comm_),
         "MPI_Allgather");
 }
 
-void MpiCommunicator::barrier() { check(MPI_Barrier(comm_), "MPI_Barrier"); }
+void MpiCommunicator::barrier() { check_mpi(MPI_Barrier(comm_), "MPI_Barrier"); }
 
 std::unique_ptr<Communicator> MpiCommunicator::split(int color, int key) {
   MPI_Comm sub;
-  check(MPI_Comm_split(comm_, color, key, &sub), "MPI_Comm_split");
+  check_mpi(MPI_Comm_split(comm_, color, key, &sub), "MPI_Comm_split");
   MPI_Comm_set_errhandler(sub, MPI_ERRORS_RETURN);
   return std::make_unique<MpiCommunicator>(sub, /*owned=*/true);
 }

@@ -8,6 +8,7 @@
 
 #include "core/cpu_backend.h"
 #include "core/math.h"
+#include "core/routing_math.h"
 #include "core/random.h"
 
 namespace vmoe {
@@ -47,19 +48,7 @@ void CpuBackend::add_normal_noise(int64_t n, float scale, uint64_t key, uint64_t
 
 void CpuBackend::top_k(int64_t rows, int cols, int k, const float* x, int32_t* index,
                        float* value) {
-  for (int64_t r = 0; r < rows; ++r) {
-    const float* row = x + r * cols;
-    for (int c = 0; c < k; ++c) {
-      int best = -1;
-      for (int j = 0; j < cols; ++j) {
-        bool taken = false;
-        for (int p = 0; p < c; ++p) taken |= index[r * k + p] == j;
-        if (!taken && (best < 0 || row[j] > row[best])) best = j;
-      }
-      index[r * k + c] = best;
-      value[r * k + c] = row[best];
-    }
-  }
+  for (int64_t r = 0; r < rows; ++r) top_k_row(x + r * cols, cols, k, index + r * k, value + r * k);
 }
 
 void CpuBackend::assign_slots(int64_t groups, int items, int k, int experts, int capacity,

@@ -1,0 +1,112 @@
+#include "core/cuda_backend.h"
+
+#include "core/cuda_check.h"
+
+namespace vmoe {
+
+int cuda_device_count() {
+  int count = 0;
+  if (cudaGetDeviceCount(&count) != cudaSuccess) {
+    (void)cudaGetLastError();  // no driver or no device: not an error for the caller
+    return 0;
+  }
+  return count;
+}
+
+CudaBackend::CudaBackend(int device) : device_(device) {
+  const int count = cuda_device_count();
+  VMOE_CHECK(count > 0, "the CUDA backend needs a GPU, and this process sees none");
+  VMOE_CHECK(device >= 0 && device < count, "CUDA device ", device, " does not exist (", count,
+             " visible)");
+  VMOE_CUDA_CHECK(cudaSetDevice(device));
+  VMOE_CUDA_CHECK(cudaStreamCreateWithFlags(&stream_, cudaStreamNonBlocking));
+  VMOE_CUBLAS_CHECK(cublasCreate(&cublas_));
+  VMOE_CUBLAS_CHECK(cublasSetStream(cublas_, stream_));
+  // fp32 GEMMs stay fp32: no TF32 unless asked for (the tests compare with the CPU).
+  VMOE_CUBLAS_CHECK(cublasSetMathMode(cublas_, CUBLAS_DEFAULT_MATH));
+}
+
+CudaBackend::~CudaBackend() {
+  cudaStreamSynchronize(stream_);
+  if (scratch_ != nullptr) allocator_.deallocate(scratch_);
+  cublasDestroy(cublas_);
+  cudaStreamDestroy(stream_);
+}
+
+void* CudaBackend::allocate(size_t bytes) { return allocator_.allocate(bytes); }
+
+// Blocks freed while kernels may still use them are only reused by later
+// work on the same stream, which runs after those kernels: stream order makes
+// the caching safe without events.
+void CudaBackend::deallocate(void* ptr) { allocator_.deallocate(ptr); }
+
+void CudaBackend::copy_to_device(void* dst, const void* src, size_t bytes) {
+  if (bytes == 0) return;
+  VMOE_CUDA_CHECK(cudaMemcpyAsync(dst, src, bytes, cudaMemcpyHostToDevice, stream_));
+  // The host buffer may be reused as soon as we return.
+  VMOE_CUDA_CHECK(cudaStreamSynchronize(stream_));
+}
+
+void CudaBackend::copy_to_host(void* dst, const void* src, size_t bytes) {
+  if (bytes == 0) return;
+  VMOE_CUDA_CHECK(cudaMemcpyAsync(dst, src, bytes, cudaMemcpyDeviceToHost, stream_));
+  VMOE_CUDA_CHECK(cudaStreamSynchronize(stream_));
+}
+
+void CudaBackend::copy(void* dst, const void* src, size_t bytes) {
+  if (bytes == 0) return;
+  VMOE_CUDA_CHECK(cudaMemcpyAsync(dst, src, bytes, cudaMemcpyDeviceToDevice, stream_));
+}
+
+void CudaBackend::synchronize() { VMOE_CUDA_CHECK(cudaStreamSynchronize(stream_)); }
+
+void* CudaBackend::scratch(size_t bytes) {
+  if (bytes > scratch_bytes_) {
+    if (scratch_ != nullptr) allocator_.deallocate(scratch_);
+    scratch_ = allocator_.allocate(bytes);
+    scratch_bytes_ = bytes;
+  }
+  return scratch_;
+}
+
+namespace {
+
+cublasOperation_t op(Trans t) { return t == Trans::kYes ? CUBLAS_OP_T : CUBLAS_OP_N; }
+
+}  // namespace
+
+// Row-major C = alpha op(A) op(B) + beta C is column-major Cᵀ = op(B)ᵀ op(A)ᵀ:
+// cuBLAS gets B first, with m and n swapped.
+void CudaBackend::gemm(Trans ta, Trans tb, int m, int n, int k, float alpha, const float* a,
+                       int lda, const float* b, int ldb, float beta, float* c, int ldc) {
+  if (m == 0 || n == 0) return;
+  if (precision_ == Precision::kBf16 && k > 0) {
+    gemm_bf16(ta, tb, m, n, k, alpha, a, lda, 0, b, ldb, 0, beta, c, ldc, 0, 1);
+    return;
+  }
+  VMOE_CUBLAS_CHECK(cublasSgemm(cublas_, op(tb), op(ta), n, m, k, &alpha, b, ldb, a, lda, &beta,
+                                c, ldc));
+}
+
+void CudaBackend::gemm_batched(Trans ta, Trans tb, int m, int n, int k, float alpha,
+                               const float* a, int lda, const float* b, int ldb, float beta,
+                               float* c, int ldc, BatchLevel outer, BatchLevel inner) {
+  if (m == 0 || n == 0) return;
+  // One strided-batched call per matrix of the smaller level, batching the
+  // larger one (e.g. per head over the images, or per image over its heads).
+  const bool inner_batched = inner.count >= outer.count;
+  const BatchLevel& loop = inner_batched ? outer : inner;
+  const BatchLevel& batch = inner_batched ? inner : outer;
+  for (int64_t o = 0; o < loop.count; ++o) {
+    if (precision_ == Precision::kBf16 && k > 0) {
+      gemm_bf16(ta, tb, m, n, k, alpha, a + o * loop.a, lda, batch.a, b + o * loop.b, ldb,
+                batch.b, beta, c + o * loop.c, ldc, batch.c, batch.count);
+      continue;
+    }
+    VMOE_CUBLAS_CHECK(cublasSgemmStridedBatched(
+        cublas_, op(tb), op(ta), n, m, k, &alpha, b + o * loop.b, ldb, batch.b, a + o * loop.a,
+        lda, batch.a, &beta, c + o * loop.c, ldc, batch.c, static_cast<int>(batch.count)));
+  }
+}
+
+}  // namespace vmoe

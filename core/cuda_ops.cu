@@ -1,0 +1,471 @@
+// CudaBackend: the dense ops (element-wise, LayerNorm, softmax, ViT embedding
+// and pooling). Losses, optimisers and sum_squares are in cuda_train_ops.cu.
+// Semantics: core/backend.h; each kernel mirrors its loop in
+// core/cpu_backend.cpp (same accumulate-vs-overwrite rules, same expressions,
+// the shared bodies of core/math.h).
+// Deterministic: no float atomics. Row reductions are one block per row with a
+// fixed-shape tree; column reductions run in two passes (per-chunk partial
+// sums into scratch, then one thread per column summing the chunks in order),
+// and every launch shape depends only on the sizes.
+#include <algorithm>
+#include <cmath>
+#include <cstdint>
+
+#include "core/cuda_backend.h"
+#include "core/cuda_check.h"
+#include "core/cuda_launch.cuh"
+#include "core/math.h"
+
+namespace vmoe {
+namespace {
+
+// ---- column sums: out[c] (op)= sum_r f(r, c), in two deterministic passes ----------
+
+constexpr int kColTile = 32, kColLanes = 8;  // block (32 columns, 8 row lanes)
+
+struct ColPlan {
+  int64_t chunk_rows;  // rows summed by one block of pass 1
+  int chunks;          // partial sums per column
+};
+ColPlan col_plan(int64_t rows) {
+  const int64_t chunk = std::max<int64_t>(64, (rows + 1023) / 1024);  // at most 1024 chunks
+  return {chunk, static_cast<int>((rows + chunk - 1) / chunk)};
+}
+
+// Pass 1: partial[p, c] = sum of f(r, c) over the rows of chunk p (lanes summed in order).
+template <class F>
+__global__ void col_partial_kernel(int64_t rows, int64_t cols, int64_t chunk_rows, F f,
+                                   float* partial) {
+  __shared__ float tile[kColLanes][kColTile];
+  const int64_t c = blockIdx.x * int64_t{kColTile} + threadIdx.x;
+  const int64_t begin = blockIdx.y * chunk_rows;
+  const int64_t end = begin + chunk_rows < rows ? begin + chunk_rows : rows;
+  float s = 0.0f;
+  if (c < cols)
+    for (int64_t r = begin + threadIdx.y; r < end; r += kColLanes) s += f(r, c);
+  tile[threadIdx.y][threadIdx.x] = s;
+  __syncthreads();
+  if (threadIdx.y == 0 && c < cols) {
+    for (int l = 1; l < kColLanes; ++l) s += tile[l][threadIdx.x];
+    partial[blockIdx.y * cols + c] = s;
+  }
+}
+
+// Pass 2: acc(c, sum over chunks p in order of partial[p, c]).
+template <class Acc>
+__global__ void col_finish_kernel(int64_t cols, int chunks, const float* partial, Acc acc) {
+  VMOE_GRID_LOOP(c, cols) {
+    float s = 0.0f;
+    for (int p = 0; p < chunks; ++p) s += partial[p * cols + c];
+    acc(c, s);
+  }
+}
+
+// Both passes; `partial` is scratch of plan.chunks * cols floats.
+template <class F, class Acc>
+void column_sums(cudaStream_t stream, float* partial, ColPlan plan, int64_t rows, int64_t cols, F f,
+                 Acc acc) {
+  const dim3 grid(static_cast<unsigned>((cols + kColTile - 1) / kColTile),
+                  static_cast<unsigned>(plan.chunks));
+  col_partial_kernel<<<grid, dim3(kColTile, kColLanes), 0, stream>>>(rows, cols, plan.chunk_rows, f,
+                                                                     partial);
+  VMOE_CUDA_LAUNCH_CHECK();
+  col_finish_kernel<<<grid_for(cols), kThreads, 0, stream>>>(cols, plan.chunks, partial, acc);
+  VMOE_CUDA_LAUNCH_CHECK();
+}
+
+// f: element (r, c) of a row-major matrix with leading dimension ld.
+struct RowsOf {
+  const float* x;
+  int64_t ld;
+  __device__ float operator()(int64_t r, int64_t c) const { return x[r * ld + c]; }
+};
+// acc: out[c] += s.
+struct AddTo {
+  float* out;
+  __device__ void operator()(int64_t c, float s) const { out[c] += s; }
+};
+
+// ---- element-wise ---------------------------------------------------------------------
+
+__global__ void fill_kernel(int64_t n, float value, float* x) {
+  VMOE_GRID_LOOP(i, n) x[i] = value;
+}
+__global__ void scale_kernel(int64_t n, float alpha, float* x) {
+  VMOE_GRID_LOOP(i, n) x[i] *= alpha;
+}
+__global__ void axpy_kernel(int64_t n, float alpha, const float* x, float* y) {
+  VMOE_GRID_LOOP(i, n) y[i] = fmaf(alpha, x[i], y[i]);
+}
+__global__ void add_bias_kernel(int64_t n, int cols, const float* bias, float* y) {
+  VMOE_GRID_LOOP(i, n) y[i] += bias[i % cols];
+}
+__global__ void bias_gelu_kernel(int64_t n, int cols, const float* bias, float* a, float* g) {
+  VMOE_GRID_LOOP(i, n) {
+    const float v = a[i] + bias[i % cols];
+    a[i] = v;
+    g[i] = gelu(v);
+  }
+}
+__global__ void gelu_backward_kernel(int64_t n, const float* a, const float* dg, float* da) {
+  VMOE_GRID_LOOP(i, n) da[i] = dg[i] * gelu_grad(a[i]);
+}
+
+// ---- normalisation and softmax (one block per row) -------------------------------------
+
+__global__ void layernorm_forward_kernel(int64_t rows, int cols, float eps, const float* x,
+                                         const float* gamma, const float* beta, float* y,
+                                         float* mean, float* rstd) {
+  __shared__ float red[32];
+  const float inv_cols = 1.0f / static_cast<float>(cols);
+  VMOE_ROW_LOOP(r, rows) {
+    const float* xr = x + r * cols;
+    float* yr = y + r * cols;
+    float sum = 0.0f;
+    for (int c = tid(); c < cols; c += nthreads()) sum += xr[c];
+    const float mu = block_reduce(sum, SumOp{}, red) * inv_cols;
+    float sq = 0.0f;
+    for (int c = tid(); c < cols; c += nthreads()) sq += (xr[c] - mu) * (xr[c] - mu);
+    const float rs = 1.0f / sqrtf(block_reduce(sq, SumOp{}, red) * inv_cols + eps);
+    for (int c = tid(); c < cols; c += nthreads()) yr[c] = (xr[c] - mu) * rs * gamma[c] + beta[c];
+    if (tid() == 0) {
+      mean[r] = mu;
+      rstd[r] = rs;
+    }
+  }
+}
+
+// dx += (dy gamma - mean(dy gamma) - xhat mean(dy gamma xhat)) rstd, per row.
+__global__ void layernorm_dx_kernel(int64_t rows, int cols, const float* x, const float* gamma,
+                                    const float* mean, const float* rstd, const float* dy,
+                                    float* dx) {
+  __shared__ float red[32];
+  const float inv_cols = 1.0f / static_cast<float>(cols);
+  VMOE_ROW_LOOP(r, rows) {
+    const float* xr = x + r * cols;
+    const float* dyr = dy + r * cols;
+    float* dxr = dx + r * cols;
+    const float mu = mean[r], rs = rstd[r];
+    float sum_g = 0.0f, sum_gx = 0.0f;
+    for (int c = tid(); c < cols; c += nthreads()) {
+      const float xhat = (xr[c] - mu) * rs;
+      const float g = dyr[c] * gamma[c];
+      sum_g += g;
+      sum_gx += g * xhat;
+    }
+    const float mean_g = block_reduce(sum_g, SumOp{}, red) * inv_cols;
+    const float mean_gx = block_reduce(sum_gx, SumOp{}, red) * inv_cols;
+    for (int c = tid(); c < cols; c += nthreads()) {
+      const float xhat = (xr[c] - mu) * rs;
+      dxr[c] += (dyr[c] * gamma[c] - mean_g - xhat * mean_gx) * rs;
+    }
+  }
+}
+
+// Column c < cols: dy * xhat (dgamma); c >= cols: dy (dbeta).
+struct LayerNormParamGrad {
+  const float *x, *dy, *mean, *rstd;
+  int cols;
+  __device__ float operator()(int64_t r, int64_t c) const {
+    if (c >= cols) return dy[r * cols + (c - cols)];
+    const float xhat = (x[r * cols + c] - mean[r]) * rstd[r];
+    return dy[r * cols + c] * xhat;
+  }
+};
+struct LayerNormParamAcc {
+  float *dgamma, *dbeta;
+  int cols;
+  __device__ void operator()(int64_t c, float s) const {
+    if (c < cols)
+      dgamma[c] += s;
+    else
+      dbeta[c - cols] += s;
+  }
+};
+
+__global__ void softmax_forward_kernel(int64_t rows, int cols, float scale, float* x) {
+  __shared__ float red[32];
+  VMOE_ROW_LOOP(r, rows) {
+    float* xr = x + r * cols;
+    float mx = -INFINITY;
+    for (int c = tid(); c < cols; c += nthreads()) mx = MaxOp{}(mx, xr[c]);
+    mx = block_reduce(mx, MaxOp{}, red);
+    float sum = 0.0f;
+    for (int c = tid(); c < cols; c += nthreads()) {
+      const float e = exp_fast(scale * (xr[c] - mx));
+      xr[c] = e;
+      sum += e;
+    }
+    const float inv = 1.0f / block_reduce(sum, SumOp{}, red);
+    for (int c = tid(); c < cols; c += nthreads()) xr[c] *= inv;
+  }
+}
+
+__global__ void softmax_backward_kernel(int64_t rows, int cols, float scale, const float* p,
+                                        float* d) {
+  __shared__ float red[32];
+  VMOE_ROW_LOOP(r, rows) {
+    const float* pr = p + r * cols;
+    float* dr = d + r * cols;
+    float dot = 0.0f;
+    for (int c = tid(); c < cols; c += nthreads()) dot += pr[c] * dr[c];
+    dot = block_reduce(dot, SumOp{}, red);
+    for (int c = tid(); c < cols; c += nthreads()) dr[c] = scale * pr[c] * (dr[c] - dot);
+  }
+}
+
+// ---- ViT embedding and pooling ---------------------------------------------------------
+
+// One thread per patch element o = (((b gh + py) gw + px) P + y) (P C) + e.
+__global__ void patchify_kernel(int64_t n, int height, int width, int channels, int patch, int gh,
+                                int gw, const float* images, float* patches) {
+  const int64_t row_len = int64_t{patch} * channels;  // one patch row, contiguous in the image
+  VMOE_GRID_LOOP(o, n) {
+    const int64_t e = o % row_len;
+    const int64_t q = o / row_len;  // ((b gh + py) gw + px) P + y
+    const int64_t y = q % patch;
+    const int64_t cell = q / patch;  // (b gh + py) gw + px
+    const int64_t px = cell % gw, py = (cell / gw) % gh, b = cell / (int64_t{gw} * gh);
+    patches[o] = images[((b * height + py * patch + y) * width + px * patch) * channels + e];
+  }
+}
+
+// One thread per token element o = (b T + t) D + c; t < t0 is the class token.
+__global__ void embed_tokens_kernel(int64_t n, int patches, int dim, int t0, const float* proj,
+                                    const float* bias, const float* cls, const float* pos,
+                                    float* tokens) {
+  const int tokens_per_image = patches + t0;
+  VMOE_GRID_LOOP(o, n) {
+    const int64_t c = o % dim, bt = o / dim;
+    const int64_t t = bt % tokens_per_image, b = bt / tokens_per_image;
+    tokens[o] = t < t0 ? cls[c] + pos[c]
+                       : proj[(b * patches + (t - t0)) * dim + c] + bias[c] + pos[t * dim + c];
+  }
+}
+
+// dproj[b, i, :] = dtokens[b, t0 + i, :] (overwrite).
+__global__ void embed_dproj_kernel(int64_t n, int patches, int dim, int t0, const float* dtokens,
+                                   float* dproj) {
+  const int tokens_per_image = patches + t0;
+  VMOE_GRID_LOOP(o, n) {
+    const int64_t c = o % dim, bi = o / dim;
+    const int64_t i = bi % patches, b = bi / patches;
+    dproj[o] = dtokens[(b * tokens_per_image + t0 + i) * dim + c];
+  }
+}
+
+// With s[t D + c] = sum_b dtokens[b, t, c]: dpos += s, dcls += s[0, :], and s is
+// kept in `sums` for dbias.
+struct EmbedAcc {
+  float *dpos, *dcls, *sums;
+  int dim;
+  __device__ void operator()(int64_t c, float s) const {
+    dpos[c] += s;
+    if (dcls != nullptr && c < dim) dcls[c] += s;
+    sums[c] = s;
+  }
+};
+
+// dbias[c] += sum over patch tokens t >= t0 of sums[t D + c], t in order.
+__global__ void embed_dbias_kernel(int dim, int t0, int tokens_per_image, const float* sums,
+                                   float* dbias) {
+  VMOE_GRID_LOOP(c, dim) {
+    float s = 0.0f;
+    for (int t = t0; t < tokens_per_image; ++t) s += sums[int64_t{t} * dim + c];
+    dbias[c] += s;
+  }
+}
+
+// out[b, c] = x[b, 0, c], or the mean over tokens summed in order (as the CPU).
+__global__ void pool_rows_kernel(int64_t n, int tokens, int dim, bool mean, const float* x,
+                                 float* out) {
+  VMOE_GRID_LOOP(o, n) {
+    const int64_t c = o % dim, b = o / dim;
+    const float* xb = x + b * tokens * dim;
+    if (!mean) {
+      out[o] = xb[c];
+      continue;
+    }
+    float s = 0.0f;
+    for (int t = 0; t < tokens; ++t) s += xb[int64_t{t} * dim + c];
+    out[o] = s * (1.0f / static_cast<float>(tokens));
+  }
+}
+
+// dx[b, t, c] += w dout[b, c] for t < rows_per_image (T for mean, 1 for the token).
+__global__ void pool_rows_backward_kernel(int64_t n, int tokens, int rows_per_image, int dim,
+                                          float w, const float* dout, float* dx) {
+  VMOE_GRID_LOOP(o, n) {
+    const int64_t c = o % dim, bt = o / dim;
+    const int64_t t = bt % rows_per_image, b = bt / rows_per_image;
+    float& d = dx[(b * tokens + t) * dim + c];
+    d = fmaf(w, dout[b * dim + c], d);
+  }
+}
+
+}  // namespace
+
+// ---- element-wise ---------------------------------------------------------------------
+
+void CudaBackend::fill(float* x, int64_t n, float value) {
+  if (n <= 0) return;
+  fill_kernel<<<grid_for(n), kThreads, 0, stream_>>>(n, value, x);
+  VMOE_CUDA_LAUNCH_CHECK();
+}
+
+void CudaBackend::scale(float* x, int64_t n, float alpha) {
+  if (n <= 0) return;
+  scale_kernel<<<grid_for(n), kThreads, 0, stream_>>>(n, alpha, x);
+  VMOE_CUDA_LAUNCH_CHECK();
+}
+
+// y += alpha x
+void CudaBackend::axpy(int64_t n, float alpha, const float* x, float* y) {
+  if (n <= 0) return;
+  axpy_kernel<<<grid_for(n), kThreads, 0, stream_>>>(n, alpha, x, y);
+  VMOE_CUDA_LAUNCH_CHECK();
+}
+
+// y[r, :] += bias
+void CudaBackend::add_bias(int64_t rows, int cols, const float* bias, float* y) {
+  const int64_t n = rows * cols;
+  if (n <= 0) return;
+  add_bias_kernel<<<grid_for(n), kThreads, 0, stream_>>>(n, cols, bias, y);
+  VMOE_CUDA_LAUNCH_CHECK();
+}
+
+// dbias += sum_r dy[r, :]
+void CudaBackend::bias_grad(int64_t rows, int cols, const float* dy, float* dbias) {
+  if (rows <= 0 || cols <= 0) return;
+  const ColPlan plan = col_plan(rows);
+  auto* partial = static_cast<float*>(scratch(sizeof(float) * plan.chunks * cols));
+  column_sums(stream_, partial, plan, rows, cols, RowsOf{dy, cols}, AddTo{dbias});
+}
+
+// a[r, :] += bias; g = gelu(a)
+void CudaBackend::bias_gelu(int64_t rows, int cols, const float* bias, float* a, float* g) {
+  const int64_t n = rows * cols;
+  if (n <= 0) return;
+  bias_gelu_kernel<<<grid_for(n), kThreads, 0, stream_>>>(n, cols, bias, a, g);
+  VMOE_CUDA_LAUNCH_CHECK();
+}
+
+// da = dg * gelu'(a) (overwrite)
+void CudaBackend::gelu_backward(int64_t n, const float* a, const float* dg, float* da) {
+  if (n <= 0) return;
+  gelu_backward_kernel<<<grid_for(n), kThreads, 0, stream_>>>(n, a, dg, da);
+  VMOE_CUDA_LAUNCH_CHECK();
+}
+
+// ---- normalisation and softmax --------------------------------------------------------
+
+// y = (x - mean) rstd gamma + beta per row; writes mean and rstd [rows].
+void CudaBackend::layernorm_forward(int64_t rows, int cols, float eps, const float* x,
+                                    const float* gamma, const float* beta, float* y, float* mean,
+                                    float* rstd) {
+  if (rows <= 0) return;
+  layernorm_forward_kernel<<<grid_rows(rows), row_threads(cols), 0, stream_>>>(
+      rows, cols, eps, x, gamma, beta, y, mean, rstd);
+  VMOE_CUDA_LAUNCH_CHECK();
+}
+
+// dx += ..., dgamma += sum_r dy xhat, dbeta += sum_r dy.
+void CudaBackend::layernorm_backward(int64_t rows, int cols, const float* x, const float* gamma,
+                                     const float* mean, const float* rstd, const float* dy,
+                                     float* dx, float* dgamma, float* dbeta) {
+  if (rows <= 0 || cols <= 0) return;
+  layernorm_dx_kernel<<<grid_rows(rows), row_threads(cols), 0, stream_>>>(rows, cols, x, gamma,
+                                                                          mean, rstd, dy, dx);
+  VMOE_CUDA_LAUNCH_CHECK();
+  // dgamma and dbeta as one column sum over 2 * cols columns.
+  const ColPlan plan = col_plan(rows);
+  auto* partial = static_cast<float*>(scratch(sizeof(float) * plan.chunks * 2 * cols));
+  column_sums(stream_, partial, plan, rows, int64_t{2} * cols,
+              LayerNormParamGrad{x, dy, mean, rstd, cols}, LayerNormParamAcc{dgamma, dbeta, cols});
+}
+
+// x[r, :] = softmax(scale * x[r, :]) in place.
+void CudaBackend::softmax_forward(int64_t rows, int cols, float scale, float* x) {
+  if (rows <= 0 || cols <= 0) return;
+  softmax_forward_kernel<<<grid_rows(rows), row_threads(cols), 0, stream_>>>(rows, cols, scale, x);
+  VMOE_CUDA_LAUNCH_CHECK();
+}
+
+// d = scale * p * (d - <p, d>) in place.
+void CudaBackend::softmax_backward(int64_t rows, int cols, float scale, const float* p, float* d) {
+  if (rows <= 0 || cols <= 0) return;
+  softmax_backward_kernel<<<grid_rows(rows), row_threads(cols), 0, stream_>>>(rows, cols, scale, p,
+                                                                              d);
+  VMOE_CUDA_LAUNCH_CHECK();
+}
+
+// ---- ViT embedding and pooling ----------------------------------------------------------
+
+// images [B, H, W, C] -> patches [B (H/P) (W/P), P P C], (py, px, c) order.
+void CudaBackend::patchify(int64_t batch, int height, int width, int channels, int patch,
+                           const float* images, float* patches) {
+  const int gh = height / patch, gw = width / patch;
+  const int64_t n = batch * gh * gw * patch * patch * channels;
+  if (n <= 0) return;
+  patchify_kernel<<<grid_for(n), kThreads, 0, stream_>>>(n, height, width, channels, patch, gh, gw,
+                                                         images, patches);
+  VMOE_CUDA_LAUNCH_CHECK();
+}
+
+// tokens[b, t0 + i] = proj[b, i] + bias + pos[t0 + i]; tokens[b, 0] = cls + pos[0] if cls.
+void CudaBackend::embed_tokens(int64_t batch, int patches, int dim, const float* proj,
+                               const float* bias, const float* cls, const float* pos,
+                               float* tokens) {
+  const int t0 = cls != nullptr ? 1 : 0;
+  const int64_t n = batch * (patches + t0) * dim;
+  if (n <= 0) return;
+  embed_tokens_kernel<<<grid_for(n), kThreads, 0, stream_>>>(n, patches, dim, t0, proj, bias, cls,
+                                                             pos, tokens);
+  VMOE_CUDA_LAUNCH_CHECK();
+}
+
+// dproj = patch rows of dtokens (overwrite); dpos, dcls (nullable: no class
+// token) and dbias accumulate. One column sum over [batch, T D] gives all three.
+void CudaBackend::embed_tokens_backward(int64_t batch, int patches, int dim, const float* dtokens,
+                                        float* dproj, float* dbias, float* dcls, float* dpos) {
+  const int t0 = dcls != nullptr ? 1 : 0;
+  const int tokens_per_image = patches + t0;
+  const int64_t cols = int64_t{tokens_per_image} * dim;
+  if (batch <= 0 || cols <= 0) return;
+  const int64_t n = batch * patches * dim;
+  if (n > 0) {
+    embed_dproj_kernel<<<grid_for(n), kThreads, 0, stream_>>>(n, patches, dim, t0, dtokens, dproj);
+    VMOE_CUDA_LAUNCH_CHECK();
+  }
+  const ColPlan plan = col_plan(batch);
+  auto* partial = static_cast<float*>(scratch(sizeof(float) * (plan.chunks + 1) * cols));
+  float* sums = partial + plan.chunks * cols;  // [T D] per-column sums over the batch
+  column_sums(stream_, partial, plan, batch, cols, RowsOf{dtokens, cols},
+              EmbedAcc{dpos, dcls, sums, dim});
+  embed_dbias_kernel<<<grid_for(dim), kThreads, 0, stream_>>>(dim, t0, tokens_per_image, sums,
+                                                              dbias);
+  VMOE_CUDA_LAUNCH_CHECK();
+}
+
+// out[b] = x[b, 0] (token pooling) or the mean over the T rows (gap).
+void CudaBackend::pool_rows(int64_t batch, int tokens, int dim, bool mean, const float* x,
+                            float* out) {
+  const int64_t n = batch * dim;
+  if (n <= 0) return;
+  pool_rows_kernel<<<grid_for(n), kThreads, 0, stream_>>>(n, tokens, dim, mean, x, out);
+  VMOE_CUDA_LAUNCH_CHECK();
+}
+
+// dx[b, 0] += dout[b] (token), or dx[b, t] += dout[b] / T for every t (gap).
+void CudaBackend::pool_rows_backward(int64_t batch, int tokens, int dim, bool mean,
+                                     const float* dout, float* dx) {
+  const float w = mean ? 1.0f / static_cast<float>(tokens) : 1.0f;
+  const int rows_per_image = mean ? tokens : 1;
+  const int64_t n = batch * rows_per_image * dim;
+  if (n <= 0) return;
+  pool_rows_backward_kernel<<<grid_for(n), kThreads, 0, stream_>>>(n, tokens, rows_per_image, dim,
+                                                                   w, dout, dx);
+  VMOE_CUDA_LAUNCH_CHECK();
+}
+
+}  // namespace vmoe

@@ -1,0 +1,175 @@
+// CudaBackend: the losses (softmax and sigmoid cross-entropy), the optimisers
+// (Adam, SGD) and sum_squares. Semantics: core/backend.h; each kernel mirrors
+// its loop in core/cpu_backend.cpp and calls the shared bodies of core/math.h.
+// Deterministic: one block per row with a fixed-shape tree, and sum_squares
+// in two fixed passes (per-block double partials, then one block). Launch
+// helpers and block_reduce: core/cuda_launch.cuh.
+#include <algorithm>
+#include <cmath>
+#include <cstdint>
+
+#include "core/cuda_backend.h"
+#include "core/cuda_check.h"
+#include "core/cuda_launch.cuh"
+#include "core/math.h"
+
+namespace vmoe {
+namespace {
+
+// ---- losses (one block per row) ---------------------------------------------------------
+
+__global__ void softmax_cross_entropy_kernel(int64_t rows, int classes, const float* logits,
+                                             const int32_t* labels, const float* weight,
+                                             float grad_scale, float* loss, float* dlogits) {
+  __shared__ float red[32];
+  VMOE_ROW_LOOP(r, rows) {
+    const float* z = logits + r * classes;
+    float* dz = dlogits + r * classes;
+    const float w = weight[r];
+    const int label = labels[r];
+    const float z_label = z[label];  // read before any dz write (safe if dlogits == logits)
+    float mx = -INFINITY;
+    for (int c = tid(); c < classes; c += nthreads()) mx = MaxOp{}(mx, z[c]);
+    mx = block_reduce(mx, MaxOp{}, red);
+    float sum = 0.0f;
+    for (int c = tid(); c < classes; c += nthreads()) sum += exp_fast(z[c] - mx);
+    const float lse = mx + logf(block_reduce(sum, SumOp{}, red));
+    if (tid() == 0) loss[r] = w * (lse - z_label);
+    const float g = grad_scale * w;
+    for (int c = tid(); c < classes; c += nthreads()) {
+      float v = g * exp_fast(z[c] - lse);
+      if (c == label) v -= g;  // the CPU's dz[label] -= g after the loop
+      dz[c] = v;
+    }
+  }
+}
+
+__global__ void sigmoid_cross_entropy_kernel(int64_t rows, int classes, const float* logits,
+                                             const float* targets, const float* weight,
+                                             float grad_scale, float* loss, float* dlogits) {
+  __shared__ float red[32];
+  VMOE_ROW_LOOP(r, rows) {
+    const float* z = logits + r * classes;
+    const float* y = targets + r * classes;
+    float* dz = dlogits + r * classes;
+    const float w = weight[r];
+    float sum = 0.0f;
+    for (int c = tid(); c < classes; c += nthreads()) {
+      // -y log s(z) - (1-y) log(1-s(z)) = softplus(z) - y z
+      sum += softplus(z[c]) - y[c] * z[c];
+      dz[c] = grad_scale * w * (sigmoid(z[c]) - y[c]);
+    }
+    sum = block_reduce(sum, SumOp{}, red);
+    if (tid() == 0) loss[r] = w * sum;
+  }
+}
+
+// ---- optimisers and sum of squares ------------------------------------------------------
+
+__global__ void adam_kernel(int64_t n, AdamParams a, const float* grad, float* param, float* m,
+                            float* v) {
+  VMOE_GRID_LOOP(i, n) {
+    float p = param[i], mi = m[i], vi = v[i];
+    vmoe::adam_update(a, grad[i], p, mi, vi);
+    param[i] = p;
+    m[i] = mi;
+    v[i] = vi;
+  }
+}
+
+__global__ void sgd_kernel(int64_t n, SgdParams s, const float* grad, float* param, float* buf) {
+  VMOE_GRID_LOOP(i, n) {
+    float p = param[i], b = buf[i];
+    vmoe::sgd_update(s, grad[i], p, b);
+    param[i] = p;
+    buf[i] = b;
+  }
+}
+
+// partial[block] = sum of x^2 (double) over the block's grid-stride elements.
+__global__ void sum_squares_partial_kernel(int64_t n, const float* x, double* partial) {
+  __shared__ double red[32];
+  double s = 0.0;
+  VMOE_GRID_LOOP(i, n) s += static_cast<double>(x[i]) * x[i];
+  s = block_reduce(s, SumOp{}, red);
+  if (tid() == 0) partial[blockIdx.x] = s;
+}
+
+// *out = sum of partial[0, count) (one block).
+__global__ void sum_partials_kernel(int count, const double* partial, double* out) {
+  __shared__ double red[32];
+  double s = 0.0;
+  for (int i = tid(); i < count; i += nthreads()) s += partial[i];
+  s = block_reduce(s, SumOp{}, red);
+  if (tid() == 0) *out = s;
+}
+
+}  // namespace
+
+// ---- losses ---------------------------------------------------------------------------
+
+// loss[r] = w[r] (lse(z_r) - z_r[label]); dlogits[r] = grad_scale w[r] (softmax - onehot).
+void CudaBackend::softmax_cross_entropy(int64_t rows, int classes, const float* logits,
+                                        const int32_t* labels, const float* weight,
+                                        float grad_scale, float* loss, float* dlogits) {
+  if (rows <= 0) return;
+  softmax_cross_entropy_kernel<<<grid_rows(rows), row_threads(classes), 0, stream_>>>(
+      rows, classes, logits, labels, weight, grad_scale, loss, dlogits);
+  VMOE_CUDA_LAUNCH_CHECK();
+}
+
+// loss[r] = w[r] sum_c (softplus(z) - y z); dlogits = grad_scale w[r] (sigmoid(z) - y).
+void CudaBackend::sigmoid_cross_entropy(int64_t rows, int classes, const float* logits,
+                                        const float* targets, const float* weight, float grad_scale,
+                                        float* loss, float* dlogits) {
+  if (rows <= 0) return;
+  sigmoid_cross_entropy_kernel<<<grid_rows(rows), row_threads(classes), 0, stream_>>>(
+      rows, classes, logits, targets, weight, grad_scale, loss, dlogits);
+  VMOE_CUDA_LAUNCH_CHECK();
+}
+
+// ---- optimisers and reductions ----------------------------------------------------------
+
+// Adam with decoupled weight decay; bias corrections in double on the host, as the CPU.
+void CudaBackend::adam_update(int64_t n, float lr, float beta1, float beta2, float eps,
+                              float weight_decay, int64_t step, const float* grad, float* param,
+                              float* m, float* v) {
+  if (n <= 0) return;
+  const AdamParams a{lr,
+                     beta1,
+                     beta2,
+                     eps,
+                     weight_decay,
+                     static_cast<float>(1.0 - std::pow(static_cast<double>(beta1), step)),
+                     static_cast<float>(1.0 - std::pow(static_cast<double>(beta2), step))};
+  adam_kernel<<<grid_for(n), kThreads, 0, stream_>>>(n, a, grad, param, m, v);
+  VMOE_CUDA_LAUNCH_CHECK();
+}
+
+// SGD with heavy-ball momentum and decoupled weight decay.
+void CudaBackend::sgd_update(int64_t n, float lr, float momentum, float weight_decay,
+                             const float* grad, float* param, float* buf) {
+  if (n <= 0) return;
+  const SgdParams s{lr, momentum, weight_decay};
+  sgd_kernel<<<grid_for(n), kThreads, 0, stream_>>>(n, s, grad, param, buf);
+  VMOE_CUDA_LAUNCH_CHECK();
+}
+
+// sum x^2 in double: per-block partials, one block summing them, result to the host.
+double CudaBackend::sum_squares(int64_t n, const float* x) {
+  if (n <= 0) return 0.0;
+  const int blocks =
+      static_cast<int>(std::clamp<int64_t>((n + kThreads * 16 - 1) / (kThreads * 16), 1, 1024));
+  auto* partial = static_cast<double*>(scratch(sizeof(double) * (blocks + 1)));
+  double* total = partial + blocks;
+  sum_squares_partial_kernel<<<blocks, kThreads, 0, stream_>>>(n, x, partial);
+  VMOE_CUDA_LAUNCH_CHECK();
+  sum_partials_kernel<<<1, kThreads, 0, stream_>>>(blocks, partial, total);
+  VMOE_CUDA_LAUNCH_CHECK();
+  double result = 0.0;
+  VMOE_CUDA_CHECK(cudaMemcpyAsync(&result, total, sizeof(double), cudaMemcpyDeviceToHost, stream_));
+  VMOE_CUDA_CHECK(cudaStreamSynchronize(stream_));
+  return result;
+}
+
+}  // namespace vmoe

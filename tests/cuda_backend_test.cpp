@@ -1,0 +1,426 @@
+// Every op of the CUDA backend against the CPU backend on random inputs:
+// float outputs within a normalised MSE of 1e-7, integer outputs (routing
+// decisions, buffer rows, counts) exactly equal. Without a GPU every test
+// reports itself as skipped, with the reason.
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <memory>
+#include <numeric>
+#include <vector>
+
+#include "core/cpu_backend.h"
+#include "core/cuda_backend.h"
+#include "tests/test_util.h"
+
+namespace vmoe {
+namespace {
+
+using testing::random_normal;
+
+constexpr double kMaxNmse = 1e-7;
+
+class CudaOps : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    if (cuda_device_count() == 0)
+      GTEST_SKIP() << "no CUDA device visible to this process: the GPU op tests only run where "
+                      "one exists (the CUDA code was compiled and linked)";
+    gpu_ = std::make_unique<CudaBackend>(0);
+  }
+  void TearDown() override {
+    for (void* p : gpu_buffers_) gpu_->deallocate(p);
+  }
+
+  // A host array and its copy on the GPU; ops run on the host copy through
+  // the CPU backend (whose "device" memory is host memory) and on the GPU copy.
+  template <typename T>
+  struct Both {
+    std::vector<T> cpu;
+    T* gpu = nullptr;
+  };
+  template <typename T>
+  Both<T> both(std::vector<T> host) {
+    Both<T> b{std::move(host), nullptr};
+    b.gpu = static_cast<T*>(gpu_->allocate(std::max<size_t>(1, b.cpu.size()) * sizeof(T)));
+    gpu_buffers_.push_back(b.gpu);
+    gpu_->copy_to_device(b.gpu, b.cpu.data(), b.cpu.size() * sizeof(T));
+    return b;
+  }
+  Both<float> random(size_t n, uint64_t seed, float scale = 1.0f) {
+    return both(random_normal(n, seed, scale));
+  }
+  template <typename T>
+  std::vector<T> from_gpu(const Both<T>& b) {
+    std::vector<T> out(b.cpu.size());
+    gpu_->copy_to_host(out.data(), b.gpu, out.size() * sizeof(T));
+    return out;
+  }
+  void expect_close(const char* what, const Both<float>& b, double max_nmse = kMaxNmse) {
+    const std::vector<float> g = from_gpu(b);
+    double err = 0, norm = 0;
+    for (size_t i = 0; i < g.size(); ++i) {
+      err += std::pow(double{g[i]} - b.cpu[i], 2);
+      norm += double{b.cpu[i]} * b.cpu[i];
+    }
+    EXPECT_LE(err / std::max(norm, 1e-30), max_nmse) << what << ": normalised MSE";
+  }
+  template <typename T>
+  void expect_equal(const char* what, const Both<T>& b) {
+    EXPECT_EQ(from_gpu(b), b.cpu) << what;
+  }
+
+  CpuBackend cpu_;
+  std::unique_ptr<CudaBackend> gpu_;
+  std::vector<void*> gpu_buffers_;
+};
+
+TEST_F(CudaOps, MemoryAndCopies) {
+  Both<float> a = random(1000, 1);
+  Both<float> b = both(std::vector<float>(1000, 0.0f));
+  gpu_->copy(b.gpu, a.gpu, 1000 * sizeof(float));
+  EXPECT_EQ(from_gpu(b), a.cpu);
+  // The allocator reuses freed blocks: no new cudaMalloc for the same size.
+  void* p = gpu_->allocate(1 << 20);
+  gpu_->deallocate(p);
+  const int64_t mallocs = gpu_->allocator().device_mallocs();
+  void* q = gpu_->allocate(1 << 20);
+  EXPECT_EQ(gpu_->allocator().device_mallocs(), mallocs);
+  gpu_->deallocate(q);
+}
+
+TEST_F(CudaOps, GemmAllTransposesAndBothBatchLevels) {
+  const int m = 33, n = 17, k = 29;
+  for (Trans ta : {Trans::kNo, Trans::kYes}) {
+    for (Trans tb : {Trans::kNo, Trans::kYes}) {
+      const int lda = ta == Trans::kNo ? k : m, ldb = tb == Trans::kNo ? n : k;
+      Both<float> a = random(m * k, 2), b = random(k * n, 3), c = random(m * n, 4);
+      cpu_.gemm(ta, tb, m, n, k, 1.5f, a.cpu.data(), lda, b.cpu.data(), ldb, 0.5f, c.cpu.data(), n);
+      gpu_->gemm(ta, tb, m, n, k, 1.5f, a.gpu, lda, b.gpu, ldb, 0.5f, c.gpu, n);
+      expect_close("gemm", c);
+      // 2 x 5 and 5 x 2 batch levels (either may be the batched one).
+      for (auto [outer, inner] : {std::pair{2, 5}, std::pair{5, 2}}) {
+        const int64_t count = outer * inner;
+        Both<float> ba = random(count * m * k, 5), bb = random(count * k * n, 6);
+        Both<float> bc = random(count * m * n, 7);
+        const BatchLevel o{outer, inner * m * k, inner * k * n, inner * m * n};
+        const BatchLevel i{inner, m * k, k * n, m * n};
+        cpu_.gemm_batched(ta, tb, m, n, k, 0.7f, ba.cpu.data(), lda, bb.cpu.data(), ldb, 0.0f,
+                          bc.cpu.data(), n, o, i);
+        gpu_->gemm_batched(ta, tb, m, n, k, 0.7f, ba.gpu, lda, bb.gpu, ldb, 0.0f, bc.gpu, n, o, i);
+        expect_close("gemm_batched", bc);
+      }
+    }
+  }
+}
+
+// Mixed precision: both backends multiply the same bfloat16-rounded inputs
+// in fp32, so only the summation order differs (bound: normalised MSE 1e-6).
+TEST_F(CudaOps, Bf16GemmAndConversions) {
+  const int m = 64, n = 48, k = 96;
+  cpu_.set_precision(Precision::kBf16);
+  gpu_->set_precision(Precision::kBf16);
+  Both<float> a = random(m * k, 70), b = random(k * n, 71), c = random(m * n, 72);
+  cpu_.gemm(Trans::kNo, Trans::kYes, m, n, k, 1.0f, a.cpu.data(), k, b.cpu.data(), k, 0.5f,
+            c.cpu.data(), n);
+  gpu_->gemm(Trans::kNo, Trans::kYes, m, n, k, 1.0f, a.gpu, k, b.gpu, k, 0.5f, c.gpu, n);
+  expect_close("bf16 gemm", c, 1e-6);
+  Both<float> ba = random(6 * m * k, 73), bb = random(6 * k * n, 74), bc = random(6 * m * n, 75);
+  const BatchLevel o{2, 3 * m * k, 3 * k * n, 3 * m * n}, i{3, m * k, k * n, m * n};
+  cpu_.gemm_batched(Trans::kYes, Trans::kNo, m, n, k, 0.5f, ba.cpu.data(), m, bb.cpu.data(), n,
+                    0.0f, bc.cpu.data(), n, o, i);
+  gpu_->gemm_batched(Trans::kYes, Trans::kNo, m, n, k, 0.5f, ba.gpu, m, bb.gpu, n, 0.0f, bc.gpu,
+                     n, o, i);
+  expect_close("bf16 gemm_batched", bc, 1e-6);
+  Both<uint16_t> h = both(std::vector<uint16_t>(a.cpu.size()));
+  cpu_.to_bf16(static_cast<int64_t>(a.cpu.size()), a.cpu.data(), h.cpu.data());
+  gpu_->to_bf16(static_cast<int64_t>(a.cpu.size()), a.gpu, h.gpu);
+  expect_equal("to_bf16", h);
+  Both<float> back = both(std::vector<float>(a.cpu.size()));
+  cpu_.from_bf16(static_cast<int64_t>(a.cpu.size()), h.cpu.data(), back.cpu.data());
+  gpu_->from_bf16(static_cast<int64_t>(a.cpu.size()), h.gpu, back.gpu);
+  expect_equal("from_bf16", back);
+}
+
+TEST_F(CudaOps, ElementwiseAndBias) {
+  const int rows = 37, cols = 300;
+  const int64_t n = rows * cols;
+  Both<float> x = random(n, 8), y = random(n, 9), bias = random(cols, 10);
+  cpu_.fill(x.cpu.data(), 5, 3.0f);
+  gpu_->fill(x.gpu, 5, 3.0f);
+  cpu_.scale(x.cpu.data(), n, 0.7f);
+  gpu_->scale(x.gpu, n, 0.7f);
+  cpu_.axpy(n, -0.3f, x.cpu.data(), y.cpu.data());
+  gpu_->axpy(n, -0.3f, x.gpu, y.gpu);
+  expect_close("fill, scale, axpy", y);
+  cpu_.add_bias(rows, cols, bias.cpu.data(), y.cpu.data());
+  gpu_->add_bias(rows, cols, bias.gpu, y.gpu);
+  expect_close("add_bias", y);
+  Both<float> dbias = random(cols, 11);
+  cpu_.bias_grad(rows, cols, y.cpu.data(), dbias.cpu.data());
+  gpu_->bias_grad(rows, cols, y.gpu, dbias.gpu);
+  expect_close("bias_grad", dbias);
+  Both<float> a = random(n, 12), g = random(n, 13);
+  cpu_.bias_gelu(rows, cols, bias.cpu.data(), a.cpu.data(), g.cpu.data());
+  gpu_->bias_gelu(rows, cols, bias.gpu, a.gpu, g.gpu);
+  expect_close("bias_gelu pre-activation", a);
+  expect_close("bias_gelu", g);
+  Both<float> da = random(n, 14);
+  cpu_.gelu_backward(n, a.cpu.data(), g.cpu.data(), da.cpu.data());
+  gpu_->gelu_backward(n, a.gpu, g.gpu, da.gpu);
+  expect_close("gelu_backward", da);
+}
+
+TEST_F(CudaOps, LayerNormAndSoftmax) {
+  const int rows = 45, cols = 384;
+  Both<float> x = random(rows * cols, 15, 3.0f), gamma = random(cols, 16), beta = random(cols, 17);
+  Both<float> y = random(rows * cols, 18), mean = random(rows, 19), rstd = random(rows, 20);
+  cpu_.layernorm_forward(rows, cols, 1e-6f, x.cpu.data(), gamma.cpu.data(), beta.cpu.data(),
+                         y.cpu.data(), mean.cpu.data(), rstd.cpu.data());
+  gpu_->layernorm_forward(rows, cols, 1e-6f, x.gpu, gamma.gpu, beta.gpu, y.gpu, mean.gpu, rstd.gpu);
+  expect_close("layernorm y", y);
+  expect_close("layernorm mean", mean);
+  expect_close("layernorm rstd", rstd);
+  Both<float> dy = random(rows * cols, 21), dx = random(rows * cols, 22);
+  Both<float> dgamma = random(cols, 23), dbeta = random(cols, 24);
+  cpu_.layernorm_backward(rows, cols, x.cpu.data(), gamma.cpu.data(), mean.cpu.data(),
+                          rstd.cpu.data(), dy.cpu.data(), dx.cpu.data(), dgamma.cpu.data(),
+                          dbeta.cpu.data());
+  gpu_->layernorm_backward(rows, cols, x.gpu, gamma.gpu, mean.gpu, rstd.gpu, dy.gpu, dx.gpu, dgamma.gpu, dbeta.gpu);
+  expect_close("layernorm dx", dx);
+  expect_close("layernorm dgamma", dgamma);
+  expect_close("layernorm dbeta", dbeta);
+  Both<float> p = random(rows * 17, 25, 4.0f);
+  cpu_.softmax_forward(rows, 17, 0.4f, p.cpu.data());
+  gpu_->softmax_forward(rows, 17, 0.4f, p.gpu);
+  expect_close("softmax", p);
+  Both<float> d = random(rows * 17, 26);
+  cpu_.softmax_backward(rows, 17, 0.4f, p.cpu.data(), d.cpu.data());
+  gpu_->softmax_backward(rows, 17, 0.4f, p.gpu, d.gpu);
+  expect_close("softmax_backward", d);
+}
+
+TEST_F(CudaOps, PatchesTokensPooling) {
+  const int batch = 3, h = 28, w = 28, ch = 1, patch = 7, patches = 16, dim = 24;
+  Both<float> images = random(batch * h * w * ch, 27);
+  Both<float> out = random(batch * patches * patch * patch * ch, 28);
+  cpu_.patchify(batch, h, w, ch, patch, images.cpu.data(), out.cpu.data());
+  gpu_->patchify(batch, h, w, ch, patch, images.gpu, out.gpu);
+  expect_close("patchify", out);
+  const int tokens = patches + 1;
+  Both<float> proj = random(batch * patches * dim, 29), bias = random(dim, 30);
+  Both<float> cls = random(dim, 31), pos = random(tokens * dim, 32);
+  Both<float> tok = random(batch * tokens * dim, 33);
+  cpu_.embed_tokens(batch, patches, dim, proj.cpu.data(), bias.cpu.data(), cls.cpu.data(),
+                    pos.cpu.data(), tok.cpu.data());
+  gpu_->embed_tokens(batch, patches, dim, proj.gpu, bias.gpu, cls.gpu, pos.gpu, tok.gpu);
+  expect_close("embed_tokens", tok);
+  Both<float> dproj = random(batch * patches * dim, 34), dbias = random(dim, 35);
+  Both<float> dcls = random(dim, 36), dpos = random(tokens * dim, 37);
+  cpu_.embed_tokens_backward(batch, patches, dim, tok.cpu.data(), dproj.cpu.data(),
+                             dbias.cpu.data(), dcls.cpu.data(), dpos.cpu.data());
+  gpu_->embed_tokens_backward(batch, patches, dim, tok.gpu, dproj.gpu, dbias.gpu, dcls.gpu,
+                              dpos.gpu);
+  expect_close("embed dproj", dproj);
+  expect_close("embed dbias", dbias);
+  expect_close("embed dcls", dcls);
+  expect_close("embed dpos", dpos);
+  for (bool mean : {false, true}) {
+    Both<float> pooled = random(batch * dim, 38), dx = random(batch * tokens * dim, 39);
+    cpu_.pool_rows(batch, tokens, dim, mean, tok.cpu.data(), pooled.cpu.data());
+    gpu_->pool_rows(batch, tokens, dim, mean, tok.gpu, pooled.gpu);
+    expect_close("pool_rows", pooled);
+    cpu_.pool_rows_backward(batch, tokens, dim, mean, pooled.cpu.data(), dx.cpu.data());
+    gpu_->pool_rows_backward(batch, tokens, dim, mean, pooled.gpu, dx.gpu);
+    expect_close("pool_rows_backward", dx);
+  }
+}
+
+TEST_F(CudaOps, LossesOptimisersNorm) {
+  const int rows = 70, classes = 10;
+  Both<float> logits = random(rows * classes, 40, 3.0f), weight = random(rows, 41);
+  for (float& v : weight.cpu) v = v > 0 ? 1.0f : 0.0f;  // a mask of real rows
+  gpu_->copy_to_device(weight.gpu, weight.cpu.data(), rows * sizeof(float));
+  std::vector<int32_t> host_labels(rows);
+  for (int i = 0; i < rows; ++i) host_labels[i] = (i * 7) % classes;
+  Both<int32_t> labels = both(host_labels);
+  Both<float> loss = random(rows, 42), dlogits = random(rows * classes, 43);
+  cpu_.softmax_cross_entropy(rows, classes, logits.cpu.data(), labels.cpu.data(),
+                             weight.cpu.data(), 0.01f, loss.cpu.data(), dlogits.cpu.data());
+  gpu_->softmax_cross_entropy(rows, classes, logits.gpu, labels.gpu, weight.gpu, 0.01f, loss.gpu,
+                              dlogits.gpu);
+  expect_close("softmax_cross_entropy loss", loss);
+  expect_close("softmax_cross_entropy dlogits", dlogits);
+  Both<float> targets = random(rows * classes, 44);
+  for (float& v : targets.cpu) v = v > 0.5f ? 1.0f : 0.0f;
+  gpu_->copy_to_device(targets.gpu, targets.cpu.data(), targets.cpu.size() * sizeof(float));
+  cpu_.sigmoid_cross_entropy(rows, classes, logits.cpu.data(), targets.cpu.data(),
+                             weight.cpu.data(), 0.01f, loss.cpu.data(), dlogits.cpu.data());
+  gpu_->sigmoid_cross_entropy(rows, classes, logits.gpu, targets.gpu, weight.gpu, 0.01f, loss.gpu,
+                              dlogits.gpu);
+  expect_close("sigmoid_cross_entropy loss", loss);
+  expect_close("sigmoid_cross_entropy dlogits", dlogits);
+
+  const int64_t n = 100003;
+  Both<float> grad = random(n, 45), param = random(n, 46), m = random(n, 47, 0.1f);
+  Both<float> v = random(n, 48, 0.1f);
+  for (float& x : v.cpu) x = std::fabs(x);
+  gpu_->copy_to_device(v.gpu, v.cpu.data(), n * sizeof(float));
+  cpu_.adam_update(n, 1e-3f, 0.9f, 0.999f, 1e-8f, 0.1f, 7, grad.cpu.data(), param.cpu.data(),
+                   m.cpu.data(), v.cpu.data());
+  gpu_->adam_update(n, 1e-3f, 0.9f, 0.999f, 1e-8f, 0.1f, 7, grad.gpu, param.gpu, m.gpu, v.gpu);
+  expect_close("adam param", param);
+  expect_close("adam m", m);
+  expect_close("adam v", v);
+  cpu_.sgd_update(n, 1e-2f, 0.9f, 1e-4f, grad.cpu.data(), param.cpu.data(), m.cpu.data());
+  gpu_->sgd_update(n, 1e-2f, 0.9f, 1e-4f, grad.gpu, param.gpu, m.gpu);
+  expect_close("sgd param", param);
+  expect_close("sgd momentum", m);
+  const double want = cpu_.sum_squares(n, grad.cpu.data());
+  EXPECT_NEAR(gpu_->sum_squares(n, grad.gpu), want, 1e-6 * want);
+}
+
+// Routing on realistic shapes: 4 groups of 8 images x 17 tokens, E = 8, k = 2.
+TEST_F(CudaOps, RoutingDecisionsAreIdentical) {
+  const int64_t groups = 4;
+  const int items = 8 * 17, experts = 8, k = 2, capacity = 36;
+  const int64_t n = groups * items;
+  Both<float> logits = random(n * experts, 50);
+  cpu_.add_normal_noise(n * experts, 0.125f, 3, 4, 1000, logits.cpu.data());
+  gpu_->add_normal_noise(n * experts, 0.125f, 3, 4, 1000, logits.gpu);
+  // The same normal_at draws; device logf/cosf may differ from glibc by an ulp.
+  expect_close("add_normal_noise", logits, 1e-12);
+  cpu_.softmax_forward(n, experts, 1.0f, logits.cpu.data());
+  gpu_->copy_to_device(logits.gpu, logits.cpu.data(), logits.cpu.size() * sizeof(float));
+  Both<int32_t> index = both(std::vector<int32_t>(n * k));
+  Both<float> gate = both(std::vector<float>(n * k));
+  cpu_.top_k(n, experts, k, logits.cpu.data(), index.cpu.data(), gate.cpu.data());
+  gpu_->top_k(n, experts, k, logits.gpu, index.gpu, gate.gpu);
+  expect_equal("top_k index", index);
+  expect_close("top_k value", gate, 0.0);
+  std::vector<float> host_mask(groups * 8, 1.0f);
+  host_mask[3] = host_mask[17] = 0.0f;  // padding images
+  Both<float> mask = both(host_mask);
+  for (bool bpr : {true, false}) {
+    Both<int32_t> slot = both(std::vector<int32_t>(n * k));
+    cpu_.assign_slots(groups, items, k, experts, capacity, bpr, index.cpu.data(), gate.cpu.data(),
+                      mask.cpu.data(), 17, slot.cpu.data());
+    gpu_->assign_slots(groups, items, k, experts, capacity, bpr, index.gpu, gate.gpu, mask.gpu, 17,
+                       slot.gpu);
+    expect_equal(bpr ? "assign_slots (BPR)" : "assign_slots (vanilla)", slot);
+    Both<int64_t> counts = both(std::vector<int64_t>(experts + 1, 5));
+    cpu_.count_assignments(n, k, experts, index.cpu.data(), slot.cpu.data(), mask.cpu.data(), 17,
+                           counts.cpu.data());
+    gpu_->count_assignments(n, k, experts, index.gpu, slot.gpu, mask.gpu, 17, counts.gpu);
+    expect_equal("count_assignments", counts);
+    for (bool compact : {false, true}) {
+      Both<int32_t> row = both(std::vector<int32_t>(n * k));
+      Both<int64_t> begin = both(std::vector<int64_t>(experts));
+      Both<int64_t> rows = both(std::vector<int64_t>(experts));
+      Both<int32_t> filled = both(std::vector<int32_t>(experts * groups));
+      cpu_.moe_buffer_rows(groups, items, k, experts, capacity, 1, compact, index.cpu.data(),
+                           slot.cpu.data(), row.cpu.data(), begin.cpu.data(), rows.cpu.data(),
+                           filled.cpu.data());
+      gpu_->moe_buffer_rows(groups, items, k, experts, capacity, 1, compact, index.gpu, slot.gpu,
+                            row.gpu, begin.gpu, rows.gpu, filled.gpu);
+      expect_equal("moe_buffer_rows row", row);
+      expect_equal("moe_buffer_rows begin", begin);
+      expect_equal("moe_buffer_rows rows", rows);
+      expect_equal("moe_buffer_rows filled", filled);
+    }
+  }
+}
+
+TEST_F(CudaOps, DispatchCombineAndBackward) {
+  // 40 items of 3 rows (whole images), k = 2, dim 16, some choices dropped.
+  const int64_t items = 40;
+  const int k = 2, item_rows = 3, dim = 16, buffer_rows = 300;
+  std::vector<int32_t> host_row(items * k);
+  for (int64_t i = 0; i < items * k; ++i)
+    host_row[i] = (i % 7 == 3) ? -1 : static_cast<int32_t>(((i * 37) % 100) * item_rows);
+  // Distinct rows per kept choice (a buffer row holds one item).
+  std::vector<bool> used(buffer_rows, false);
+  for (int32_t& r : host_row) {
+    if (r < 0) continue;
+    while (used[r]) r = (r + item_rows) % buffer_rows;
+    used[r] = true;
+  }
+  Both<int32_t> row = both(host_row);
+  Both<float> x = random(items * item_rows * dim, 51), gate = random(items * k, 52);
+  Both<float> buf = both(std::vector<float>(buffer_rows * dim, 0.0f));
+  cpu_.moe_dispatch(items, k, item_rows, dim, x.cpu.data(), row.cpu.data(), buf.cpu.data());
+  gpu_->moe_dispatch(items, k, item_rows, dim, x.gpu, row.gpu, buf.gpu);
+  expect_close("moe_dispatch", buf, 0.0);
+  Both<float> y = random(items * item_rows * dim, 53);
+  cpu_.moe_combine(items, k, item_rows, dim, buf.cpu.data(), row.cpu.data(), gate.cpu.data(),
+                   y.cpu.data());
+  gpu_->moe_combine(items, k, item_rows, dim, buf.gpu, row.gpu, gate.gpu, y.gpu);
+  expect_close("moe_combine", y);
+  Both<float> dbuf = both(std::vector<float>(buffer_rows * dim, 0.0f)), dgate = random(items * k, 54);
+  cpu_.moe_combine_backward(items, k, item_rows, dim, y.cpu.data(), buf.cpu.data(),
+                            row.cpu.data(), gate.cpu.data(), dbuf.cpu.data(), dgate.cpu.data());
+  gpu_->moe_combine_backward(items, k, item_rows, dim, y.gpu, buf.gpu, row.gpu, gate.gpu, dbuf.gpu,
+                             dgate.gpu);
+  expect_close("moe_combine_backward dbuf", dbuf);
+  expect_close("moe_combine_backward dgate", dgate);
+  Both<float> dx = random(items * item_rows * dim, 55);
+  cpu_.moe_dispatch_backward(items, k, item_rows, dim, dbuf.cpu.data(), row.cpu.data(),
+                             dx.cpu.data());
+  gpu_->moe_dispatch_backward(items, k, item_rows, dim, dbuf.gpu, row.gpu, dx.gpu);
+  expect_close("moe_dispatch_backward", dx);
+  // Gather 3 blocks of rows.
+  Both<int64_t> src = both(std::vector<int64_t>{0, 10, 50}), dst = both(std::vector<int64_t>{5, 0, 20});
+  Both<int64_t> nrows = both(std::vector<int64_t>{4, 5, 30});
+  Both<float> out = random(60 * dim, 56);
+  cpu_.copy_row_blocks(3, src.cpu.data(), dst.cpu.data(), nrows.cpu.data(), dim, buf.cpu.data(),
+                       out.cpu.data());
+  gpu_->copy_row_blocks(3, src.gpu, dst.gpu, nrows.gpu, dim, buf.gpu, out.gpu);
+  expect_close("copy_row_blocks", out, 0.0);
+}
+
+TEST_F(CudaOps, TopKBackwardAndAuxLosses) {
+  const int64_t groups = 3;
+  const int items = 50, experts = 6, k = 2;
+  const int64_t n = groups * items;
+  Both<float> logits = random(n * experts, 60), noise = random(n * experts, 61, 0.2f);
+  std::vector<float> noisy(logits.cpu), probs(logits.cpu);
+  for (size_t i = 0; i < noisy.size(); ++i) noisy[i] += noise.cpu[i];
+  std::vector<float> noisy_probs = noisy;
+  cpu_.softmax_forward(n, experts, 1.0f, probs.data());
+  cpu_.softmax_forward(n, experts, 1.0f, noisy_probs.data());
+  std::vector<int32_t> top(n * k);
+  std::vector<float> topv(n * k);
+  cpu_.top_k(n, experts, k, noisy_probs.data(), top.data(), topv.data());
+  Both<float> bn = both(noisy), bp = both(probs), bnp = both(noisy_probs);
+  Both<int32_t> bt = both(top);
+  Both<float> dvalue = random(n * k, 62), d = random(n * experts, 63);
+  cpu_.top_k_backward(n, experts, k, bt.cpu.data(), dvalue.cpu.data(), d.cpu.data());
+  gpu_->top_k_backward(n, experts, k, bt.gpu, dvalue.gpu, d.gpu);
+  expect_close("top_k_backward", d);
+  Both<float> losses = both(std::vector<float>(groups * 4, 0.0f)), dlogits = random(n * experts, 64);
+  RouterAuxArgs args{.groups = groups, .items = items, .experts = experts, .k = k, .sigma = 0.5f,
+                     .importance_weight = 0.01f, .load_weight = 0.02f, .gshard_weight = 0.03f,
+                     .z_weight = 0.001f, .grad_scale = 0.25f};
+  RouterAuxArgs on_cpu = args, on_gpu = args;
+  on_cpu.logits = logits.cpu.data();
+  on_cpu.noisy_logits = bn.cpu.data();
+  on_cpu.probs = bp.cpu.data();
+  on_cpu.noisy_probs = bnp.cpu.data();
+  on_cpu.top_index = bt.cpu.data();
+  on_cpu.group_losses = losses.cpu.data();
+  on_cpu.d_logits = dlogits.cpu.data();
+  on_gpu.logits = logits.gpu;
+  on_gpu.noisy_logits = bn.gpu;
+  on_gpu.probs = bp.gpu;
+  on_gpu.noisy_probs = bnp.gpu;
+  on_gpu.top_index = bt.gpu;
+  on_gpu.group_losses = losses.gpu;
+  on_gpu.d_logits = dlogits.gpu;
+  cpu_.router_aux_losses(on_cpu);
+  gpu_->router_aux_losses(on_gpu);
+  expect_close("router_aux_losses group losses", losses);
+  expect_close("router_aux_losses d_logits", dlogits);
+}
+
+}  // namespace
+}  // namespace vmoe
