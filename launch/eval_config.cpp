@@ -138,7 +138,8 @@ EvalConfig eval_config_from_flags(int world) {
     VMOE_CHECK(f.is_default || kEvalKnobs.count(f.name), "--", f.name,
                " is a training flag: vmoe_eval takes the model from the checkpoint (it accepts "
                "--eval_data, --eval_batch_size, --eval_capacity_ratio, --eval_num_selected, "
-               "--eval_batch_priority, --eval_capacity_sweep, --expert_parallel, --prefetch)");
+               "--eval_batch_priority, --eval_capacity_sweep, --expert_parallel, --prefetch, "
+               "--backend, --device, --precision)");
     const auto it = saved.find(f.name);
     if (f.is_default && it != saved.end() && !kNotReplayed.count(f.name))
       gflags::SetCommandLineOption(f.name.c_str(), it->second.c_str());

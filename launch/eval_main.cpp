@@ -271,7 +271,8 @@ int main(int argc, char** argv) {
       "and few-shot linear transfer.\nUsage: vmoe_eval --checkpoint=RUN_DIR|FILE "
       "[--eval_data=a.h5,b.h5] [--eval_capacity_sweep=0.5,1,1.5] [--fewshot=data/x,...]\n"
       "Also accepted: --eval_batch_size, --eval_capacity_ratio, --eval_num_selected, "
-      "--eval_batch_priority, --expert_parallel, --prefetch (see vmoe_train --help).");
+      "--eval_batch_priority, --expert_parallel, --prefetch, --backend, --device, --precision "
+      "(see vmoe_train --help).");
   gflags::SetVersionString("0.1.0");
   gflags::ParseCommandLineNonHelpFlags(&argc, &argv, true);
   if (FLAGS_help) {
