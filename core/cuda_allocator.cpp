@@ -32,6 +32,7 @@ void* CudaAllocator::allocate(size_t bytes) {
     release_cached();
     err = cudaMalloc(&ptr, size);
   }
+  if (err != cudaSuccess) (void)cudaGetLastError();  // not left for the next launch check
   VMOE_CHECK(err == cudaSuccess, "cudaMalloc of ", size, " bytes failed (", in_use_,
              " bytes in use): ", cudaGetErrorString(err));
   ++mallocs_;

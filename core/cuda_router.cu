@@ -298,7 +298,8 @@ void CudaBackend::assign_slots(int64_t groups, int items, int k, int experts, in
                                bool batch_priority, const int32_t* expert, const float* gate,
                                const float* item_mask, int mask_every, int32_t* slot) {
   if (groups <= 0 || items <= 0 || k <= 0) return;
-  VMOE_CHECK(items <= (1 << 30), "assign_slots: ", items, " items per group (at most 2^30)");
+  // P <= 2^29 keeps the bitonic sort's `size <<= 1` (int) from overflowing.
+  VMOE_CHECK(items <= (1 << 29), "assign_slots: ", items, " items per group (at most 2^29)");
   constexpr int kSlotThreads = 512, kWarps = kSlotThreads / 32;
   int64_t P = 1;
   while (P < items) P <<= 1;
@@ -328,8 +329,10 @@ void CudaBackend::router_aux_losses(const RouterAuxArgs& a) {
   if (a.groups <= 0) return;
   const int E = a.experts;
   const size_t shared = 4 * size_t(E) * sizeof(float);
-  VMOE_CHECK(E > 0 && shared <= kSharedBytes, "router_aux_losses: ", E,
-             " experts (the CUDA backend supports up to ", kSharedBytes / 16, ")");
+  // The kernel's static z_loss shares the 48 KiB with the dynamic arrays.
+  VMOE_CHECK(E > 0 && shared + sizeof(float) <= kSharedBytes, "router_aux_losses: ", E,
+             " experts (the CUDA backend supports up to ", (kSharedBytes - sizeof(float)) / 16,
+             ")");
   const int64_t n = a.groups * a.items;
   // Scratch: lse [n], thr [n], stats [groups, 3, E].
   float* lse = static_cast<float*>(scratch((2 * n + a.groups * 3 * E) * sizeof(float)));
