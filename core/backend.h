@@ -91,6 +91,10 @@ class Backend {
   virtual void bias_gelu(int64_t rows, int cols, const float* bias, float* a, float* g) = 0;
   // da = dg * gelu'(a)
   virtual void gelu_backward(int64_t n, const float* a, const float* dg, float* da) = 0;
+  // x = tanh(x) in place (the pre-logits layer).
+  virtual void tanh_forward(int64_t n, float* x) = 0;
+  // dy *= 1 - y^2, y = tanh's output.
+  virtual void tanh_backward(int64_t n, const float* y, float* dy) = 0;
 
   // ---- normalisation and softmax ---------------------------------------------
   // y = (x - mean) * rstd * gamma + beta per row; saves mean and rstd [rows].

@@ -134,6 +134,15 @@ void CpuBackend::gelu_backward(int64_t n, const float* a, const float* dg, float
   for (int64_t i = 0; i < n; ++i) da[i] = dg[i] * gelu_grad(a[i]);
 }
 
+void CpuBackend::tanh_forward(int64_t n, float* x) {
+  for (int64_t i = 0; i < n; ++i) x[i] = tanhf(x[i]);
+}
+
+void CpuBackend::tanh_backward(int64_t n, const float* y, float* dy) {
+#pragma omp simd
+  for (int64_t i = 0; i < n; ++i) dy[i] *= tanh_grad(y[i]);
+}
+
 // ---- normalisation and softmax ------------------------------------------------------
 
 void CpuBackend::layernorm_forward(int64_t rows, int cols, float eps, const float* x,

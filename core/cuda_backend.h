@@ -57,6 +57,8 @@ class CudaBackend final : public Backend {
   void bias_grad(int64_t rows, int cols, const float* dy, float* dbias) override;
   void bias_gelu(int64_t rows, int cols, const float* bias, float* a, float* g) override;
   void gelu_backward(int64_t n, const float* a, const float* dg, float* da) override;
+  void tanh_forward(int64_t n, float* x) override;
+  void tanh_backward(int64_t n, const float* y, float* dy) override;
 
   void layernorm_forward(int64_t rows, int cols, float eps, const float* x, const float* gamma,
                          const float* beta, float* y, float* mean, float* rstd) override;

@@ -303,6 +303,14 @@ __global__ void pool_rows_backward_kernel(int64_t n, int tokens, int rows_per_im
   }
 }
 
+// x = tanh(x); dy *= 1 - y^2 (the pre-logits layer).
+__global__ void tanh_kernel(int64_t n, float* x) {
+  VMOE_GRID_LOOP(i, n) x[i] = tanhf(x[i]);
+}
+__global__ void tanh_backward_kernel(int64_t n, const float* y, float* dy) {
+  VMOE_GRID_LOOP(i, n) dy[i] *= tanh_grad(y[i]);
+}
+
 }  // namespace
 
 // ---- element-wise ---------------------------------------------------------------------
@@ -354,6 +362,18 @@ void CudaBackend::bias_gelu(int64_t rows, int cols, const float* bias, float* a,
 void CudaBackend::gelu_backward(int64_t n, const float* a, const float* dg, float* da) {
   if (n <= 0) return;
   gelu_backward_kernel<<<grid_for(n), kThreads, 0, stream_>>>(n, a, dg, da);
+  VMOE_CUDA_LAUNCH_CHECK();
+}
+
+void CudaBackend::tanh_forward(int64_t n, float* x) {
+  if (n <= 0) return;
+  tanh_kernel<<<grid_for(n), kThreads, 0, stream_>>>(n, x);
+  VMOE_CUDA_LAUNCH_CHECK();
+}
+
+void CudaBackend::tanh_backward(int64_t n, const float* y, float* dy) {
+  if (n <= 0) return;
+  tanh_backward_kernel<<<grid_for(n), kThreads, 0, stream_>>>(n, y, dy);
   VMOE_CUDA_LAUNCH_CHECK();
 }
 

@@ -88,6 +88,9 @@ VMOE_HD float gelu_grad(float x) {
 }
 
 // Standard normal CDF, for the load-balancing loss.
+// d tanh(x) / dx from tanh's output y.
+VMOE_HD float tanh_grad(float y) { return 1.0f - y * y; }
+
 VMOE_HD float normal_cdf(float x) { return 0.5f * erfc_fast(-0.70710678118654752f * x); }
 
 VMOE_HD float sigmoid(float x) { return 1.0f / (1.0f + exp_fast(-x)); }

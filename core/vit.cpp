@@ -24,6 +24,7 @@ void validate(const ViTConfig& c) {
   VMOE_CHECK(c.hidden_size % c.num_heads == 0, "--hidden_size=", c.hidden_size,
              " must be divisible by --num_heads=", c.num_heads);
   VMOE_CHECK(c.layernorm_eps > 0.0f, "layernorm epsilon must be positive");
+  VMOE_CHECK(c.pre_logits_size >= 0, "--pre_logits_size must be >= 0, got ", c.pre_logits_size);
 }
 
 Pooling parse_pooling(const std::string& name) {
@@ -49,6 +50,8 @@ ViT::ViT(Backend& be, ParamStore& store, const ViTConfig& config,
       pooled_(be),
       dpooled_(be),
       dnorm_(be),
+      pre_(be),
+      dpre_(be),
       logits_(be) {
   const ViTConfig& c = config_;
   if (extensions.observer) {
@@ -68,7 +71,9 @@ ViT::ViT(Backend& be, ParamStore& store, const ViTConfig& config,
   norm_ = LayerNorm(store, "encoder/norm", c.hidden_size, c.layernorm_eps);
   // A zero head (as in ViT); multi-label heads start at -10 so the initial
   // sigmoid loss is not dominated by thousands of negatives.
-  head_ = Linear(store, "head", c.hidden_size, c.num_classes,
+  if (c.pre_logits_size > 0)
+    pre_logits_ = Linear(store, "pre_logits", c.hidden_size, c.pre_logits_size);
+  head_ = Linear(store, "head", c.feature_size(), c.num_classes,
                  {.kernel = Init::kZeros,
                   .bias_init = c.multi_label ? Init::kConstant : Init::kZeros,
                   .bias_value = c.multi_label ? -10.0f : 0.0f});
@@ -104,8 +109,13 @@ void ViT::forward(const float* images, int64_t batch, const Pass& pass) {
                   norm_rstd_.data());
     be_->pool_rows(batch, T, D, /*mean=*/true, norm_out_.data(), pooled_.data());
   }
+  if (c.pre_logits_size > 0) {
+    pre_.resize({batch, c.pre_logits_size});
+    pre_logits_.forward(*be_, pooled_.data(), batch, pre_.data());
+    be_->tanh_forward(batch * c.pre_logits_size, pre_.data());
+  }
   logits_.resize({batch, c.num_classes});
-  head_.forward(*be_, pooled_.data(), batch, logits_.data());
+  head_.forward(*be_, pre_logits(), batch, logits_.data());
 }
 
 void ViT::backward(const float* dlogits) {
@@ -114,7 +124,14 @@ void ViT::backward(const float* dlogits) {
   const int64_t rows = batch_ * T;
   dpooled_.resize({batch_, D});
   dresid_.resize({rows, D});
-  head_.backward(*be_, pooled_.data(), dlogits, batch_, dpooled_.data());
+  if (c.pre_logits_size > 0) {
+    dpre_.resize({batch_, c.pre_logits_size});
+    head_.backward(*be_, pre_.data(), dlogits, batch_, dpre_.data());
+    be_->tanh_backward(batch_ * c.pre_logits_size, pre_.data(), dpre_.data());
+    pre_logits_.backward(*be_, pooled_.data(), dpre_.data(), batch_, dpooled_.data());
+  } else {
+    head_.backward(*be_, pooled_.data(), dlogits, batch_, dpooled_.data());
+  }
   be_->fill(dresid_.data(), rows * D, 0.0f);
   if (c.classifier == Pooling::kToken) {
     dnorm_.resize({batch_, D});
@@ -154,7 +171,9 @@ double ViT::forward_flops_per_image() const {
   const double embed = 2.0 * c.patches() * patch_len * D;
   const double attention = 2.0 * T * D * 3 * D + 2.0 * 2.0 * T * T * D + 2.0 * T * D * D;
   const double mlp = 2.0 * 2.0 * T * D * M;
-  return embed + c.num_layers * (attention + mlp) + 2.0 * D * c.num_classes;
+  const double pre_logits = 2.0 * D * c.pre_logits_size;
+  return embed + c.num_layers * (attention + mlp) + pre_logits +
+         2.0 * c.feature_size() * c.num_classes;
 }
 
 }  // namespace vmoe

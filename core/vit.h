@@ -33,7 +33,11 @@ class ViT {
   // images [batch, H, W, C] on the device, in [-1, 1].
   void forward(const float* images, int64_t batch, const Pass& pass);
   const float* logits() const { return logits_.data(); }       // [batch, classes]
-  const float* pre_logits() const { return pooled_.data(); }   // [batch, D]
+  // The features the head reads: [batch, feature_size()] (pooled, or the
+  // pre-logits layer's tanh output).
+  const float* pre_logits() const {
+    return config_.pre_logits_size > 0 ? pre_.data() : pooled_.data();
+  }
   // Parameter gradients accumulate from dL/dlogits [batch, classes].
   void backward(const float* dlogits);
 
@@ -56,6 +60,7 @@ class ViT {
   std::unique_ptr<StreamObserver> observer_;
   int observer_block_ = -1;
   LayerNorm norm_;
+  Linear pre_logits_;  // only with pre_logits_size > 0
   Linear head_;
   Workspace workspace_;
   int64_t batch_ = 0;
@@ -63,6 +68,7 @@ class ViT {
   Tensor dresid_;
   Tensor norm_in_, norm_out_, norm_mean_, norm_rstd_;  // final LayerNorm (pooled rows for kToken)
   Tensor pooled_, dpooled_, dnorm_;
+  Tensor pre_, dpre_;  // pre-logits layer output (after tanh) and its gradient
   Tensor logits_;
 };
 

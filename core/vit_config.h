@@ -21,12 +21,15 @@ struct ViTConfig {
   int num_classes = 10;     // from the dataset
   Pooling classifier = Pooling::kToken;
   bool multi_label = false; // sigmoid cross-entropy and a -10 head bias
+  int pre_logits_size = 0;  // > 0: a tanh dense layer of this width before the head (JFT models)
   float layernorm_eps = 1e-6f;
 
   int grid_height() const { return image.height / patch_size; }
   int grid_width() const { return image.width / patch_size; }
   int patches() const { return grid_height() * grid_width(); }
   int tokens() const { return patches() + (classifier == Pooling::kToken ? 1 : 0); }
+  // Width of the features the head reads (and few-shot evaluation uses).
+  int feature_size() const { return pre_logits_size > 0 ? pre_logits_size : hidden_size; }
 };
 
 // Throws vmoe::Error naming the flag when a size is impossible.

@@ -21,7 +21,7 @@ FeatureSet extract_features(Trainer& trainer, const EvalSource& source,
              ": few-shot evaluation needs single-label data (this file is multi-label)");
   const int64_t total = rows.empty() ? loader.info().size : static_cast<int64_t>(rows.size());
   FeatureSet out;
-  out.dim = trainer.options().model.hidden_size;
+  out.dim = trainer.options().model.feature_size();
   out.values.resize(static_cast<size_t>(total * out.dim));
   out.labels.resize(static_cast<size_t>(total));
   const int64_t b = source.batch_size / world;

@@ -30,6 +30,8 @@ DEFINE_int32(hidden_size, 96, "Transformer width D.");
 DEFINE_int32(num_layers, 6, "Number of transformer blocks.");
 DEFINE_int32(num_heads, 3, "Attention heads (must divide --hidden_size).");
 DEFINE_int32(mlp_dim, 384, "Hidden width of each MLP.");
+DEFINE_int32(pre_logits_size, 0, "A tanh dense layer of this width between the pooled features "
+             "and the head, as the V-MoE paper's JFT models (0 = none).");
 DEFINE_string(classifier, "token", "Pooling before the head: 'token' (class token) or 'gap' "
               "(mean of the patch tokens, no class token).");
 
@@ -210,6 +212,7 @@ TrainConfig config_from_flags(const DatasetInfo& train_info, const DatasetInfo& 
   m.num_classes = static_cast<int>(train.num_classes);
   m.multi_label = train.multi_label;
   m.classifier = parse_pooling(FLAGS_classifier);
+  m.pre_logits_size = FLAGS_pre_logits_size;
   validate(m);
 
   OptimizerConfig& o = c.trainer.optimizer;
@@ -343,6 +346,8 @@ std::string model_flags(const TrainConfig& c) {
       << "\nnum_layers=" << m.num_layers << "\nnum_heads=" << m.num_heads
       << "\nmlp_dim=" << m.mlp_dim << "\nclassifier=" << pooling_name(m.classifier)
       << "\nmoe_layers=" << format_moe_layers(e.layers) << "\n";
+  // Only when set, so checkpoints of models without the layer still match.
+  if (m.pre_logits_size > 0) out << "pre_logits_size=" << m.pre_logits_size << "\n";
   if (e.enabled()) {
     out << "num_experts=" << e.num_experts
         << "\nrouting=" << (e.routing == Routing::kToken ? "token" : "image") << "\n";

@@ -118,7 +118,7 @@ void Trainer::forward_eval(const float* images, int64_t rows, const uint8_t* mas
 void Trainer::features(const float* images, int64_t rows, const uint8_t* mask, float* out) {
   forward_eval(images, rows, mask);
   be_->copy_to_host(out, model_->pre_logits(),
-                    static_cast<size_t>(rows * options_.model.hidden_size) * sizeof(float));
+                    static_cast<size_t>(rows * options_.model.feature_size()) * sizeof(float));
 }
 
 EvalResult Trainer::evaluate(const float* images, const LossTargets& targets,

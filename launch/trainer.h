@@ -68,7 +68,7 @@ class Trainer {
   EvalResult evaluate(const float* images, const LossTargets& targets,
                       const int32_t* superclass = nullptr);
   void reduce_over_ranks(EvalResult& r);
-  // Pre-logit features [rows, hidden_size] (host) of this rank's rows, in
+  // Pre-logit features [rows, feature_size] (host) of this rank's rows, in
   // evaluation mode (masked rows are routed nowhere; their features are junk).
   // The routers keep this forward's choices until the next one.
   void features(const float* images, int64_t rows, const uint8_t* mask, float* out);

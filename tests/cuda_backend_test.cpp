@@ -169,6 +169,12 @@ TEST_F(CudaOps, ElementwiseAndBias) {
   cpu_.gelu_backward(n, a.cpu.data(), g.cpu.data(), da.cpu.data());
   gpu_->gelu_backward(n, a.gpu, g.gpu, da.gpu);
   expect_close("gelu_backward", da);
+  cpu_.tanh_forward(n, a.cpu.data());
+  gpu_->tanh_forward(n, a.gpu);
+  expect_close("tanh_forward", a);
+  cpu_.tanh_backward(n, a.cpu.data(), da.cpu.data());
+  gpu_->tanh_backward(n, a.gpu, da.gpu);
+  expect_close("tanh_backward", da);
 }
 
 TEST_F(CudaOps, LayerNormAndSoftmax) {

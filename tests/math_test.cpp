@@ -61,6 +61,13 @@ TEST(Math, SgdMomentum) {
   EXPECT_NEAR(p, 1.0f - 0.1f - 0.19f, 1e-6);
 }
 
+TEST(Math, TanhGradFromItsOutput) {
+  for (float x : {-2.0f, -0.3f, 0.0f, 0.7f, 3.0f}) {
+    const float y = std::tanh(x);
+    EXPECT_NEAR(tanh_grad(y), 1.0 / std::pow(std::cosh(double{x}), 2), 1e-6) << x;
+  }
+}
+
 TEST(Math, Bfloat16RoundsToNearestEven) {
   EXPECT_EQ(to_bf16(1.0f), 0x3F80);
   EXPECT_EQ(to_bf16(-2.0f), 0xC000);

@@ -2,6 +2,8 @@
 // determinism and parameter layout.
 #include <gtest/gtest.h>
 
+#include <cmath>
+
 #include "core/cpu_backend.h"
 #include "core/loss.h"
 #include "core/optimizer.h"
@@ -28,6 +30,27 @@ TEST_P(ModelGrad, EveryParameter) {
 }
 INSTANTIATE_TEST_SUITE_P(Pooling, ModelGrad, ::testing::Values(Pooling::kToken, Pooling::kGap),
                          [](const auto& info) { return std::string(pooling_name(info.param)); });
+
+// The pre-logits layer (tanh dense, as the JFT models): its gradients, and
+// that the head and the features read its output.
+TEST(Model, PreLogitsLayer) {
+  CpuBackend be;
+  ParamStore store;
+  ViTConfig c = tiny_vit();
+  c.pre_logits_size = 5;
+  ViT model(be, store, c);
+  store.allocate(be);
+  testing::randomize_parameters(store, 12, 0.3f);
+  ASSERT_TRUE(store.find("pre_logits/kernel").has_value());
+  EXPECT_EQ(store.numel(*store.find("head/kernel")), 5 * c.num_classes);
+  testing::check_model_gradients(
+      be, store, model,
+      {.batch = 3, .images = testing::random_normal(3 * 8 * 8 * 2, 6), .labels = {1, 2, 0}});
+  // Features are tanh outputs, in (-1, 1).
+  const std::vector<float> features = Tensor::to_host_of(model.pre_logits(), 3 * 5, be);
+  for (float f : features) EXPECT_LT(std::fabs(f), 1.0f);
+  EXPECT_GT(model.forward_flops_per_image(), 0.0);
+}
 
 TEST(Model, OverfitsATinyBatch) {
   CpuBackend be;

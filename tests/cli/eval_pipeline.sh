@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# vmoe_eval end to end: a small V-MoE trained on Fashion-MNIST ($3) by
+# vmoe_eval end to end: a small V-MoE (with a pre-logits layer, so few-shot
+# reads its features) trained on Fashion-MNIST ($3) by
 # vmoe_train on 2 ranks, then evaluated by vmoe_eval on 1 and 2 ranks with a
 # capacity sweep, the routing analysis and few-shot evaluation; checks every
 # output's schema, that 1 and 2 ranks agree, and that launch/report.py turns
@@ -18,6 +19,7 @@ run=$out/run
   --eval_data="$data/test.h5" --run_dir="$run" --total_steps=60 --batch_size=64 \
   --hidden_size=32 --num_layers=2 --num_heads=2 --mlp_dim=64 --patch_size=7 --warmup_steps=10 \
   --learning_rate=3e-3 --log_every=20 --moe_layers=every:2 --num_experts=4 --num_selected=2 \
+  --pre_logits_size=24 \
   --eval_batch_size=256 > "$out.train.log"
 
 for n in 1 2; do
