@@ -164,8 +164,7 @@ void ViT::metrics(std::vector<Metric>& out) {
   for (auto& b : blocks_) b->feed_forward().metrics(out);
 }
 
-double ViT::forward_flops_per_image() const {
-  const ViTConfig& c = config_;
+double vit_forward_flops_per_image(const ViTConfig& c) {
   const double T = c.tokens(), D = c.hidden_size, M = c.mlp_dim;
   const double patch_len = static_cast<double>(c.patch_size) * c.patch_size * c.image.channels;
   const double embed = 2.0 * c.patches() * patch_len * D;
@@ -175,5 +174,7 @@ double ViT::forward_flops_per_image() const {
   return embed + c.num_layers * (attention + mlp) + pre_logits +
          2.0 * c.feature_size() * c.num_classes;
 }
+
+double ViT::forward_flops_per_image() const { return vit_forward_flops_per_image(config_); }
 
 }  // namespace vmoe

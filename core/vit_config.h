@@ -35,6 +35,10 @@ struct ViTConfig {
 // Throws vmoe::Error naming the flag when a size is impossible.
 void validate(const ViTConfig& c);
 
+// Matrix-product FLOPs of one forward pass per image (backward is twice that);
+// shared by the model and the planner.
+double vit_forward_flops_per_image(const ViTConfig& c);
+
 Pooling parse_pooling(const std::string& name);  // "token" | "gap"
 const char* pooling_name(Pooling p);
 
