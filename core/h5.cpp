@@ -190,10 +190,12 @@ Handle Dataset::select_range(int64_t first, int64_t count, std::vector<hsize_t>&
   std::vector<hsize_t> start(rank, 0), extent = dims;
   start[0] = static_cast<hsize_t>(first);
   extent[0] = static_cast<hsize_t>(count);
-  if (H5Sselect_hyperslab(space.get(), H5S_SELECT_SET, start.data(), nullptr, extent.data(),
-                          nullptr) < 0) {
-    fail("cannot select rows of ", where(), detail());
-  }
+  // No rows selects nothing (a rank without rows still joins a collective write).
+  const herr_t selected = count > 0 ? H5Sselect_hyperslab(space.get(), H5S_SELECT_SET,
+                                                          start.data(), nullptr, extent.data(),
+                                                          nullptr)
+                                    : H5Sselect_none(space.get());
+  if (selected < 0) fail("cannot select rows of ", where(), detail());
   dims[0] = static_cast<hsize_t>(count);  // now the memory shape
   return space;
 }
@@ -266,25 +268,14 @@ void Dataset::write_range(int64_t first, int64_t count, hid_t mem_type, const vo
 
 void Dataset::write_collective(int64_t first, int64_t count, hid_t mem_type, const void* data) {
   auto guard = lock();
-  Handle space(H5Dget_space(id()), Kind::kDataspace);
-  const int rank = space.valid() ? H5Sget_simple_extent_ndims(space.get()) : -1;
-  if (rank < 1) fail("cannot read the shape of ", where(), detail());
-  std::vector<hsize_t> dims(rank);
-  H5Sget_simple_extent_dims(space.get(), dims.data(), nullptr);
-  VMOE_CHECK(first >= 0 && count >= 0 && static_cast<hsize_t>(first + count) <= dims[0], "rows [",
-             first, ", ", first + count, ") are outside ", where(), " which has ", dims[0],
-             " rows");
-  std::vector<hsize_t> start(rank, 0), extent = dims;
-  start[0] = static_cast<hsize_t>(first);
-  extent[0] = static_cast<hsize_t>(count);
-  herr_t selected = count > 0 ? H5Sselect_hyperslab(space.get(), H5S_SELECT_SET, start.data(),
-                                                    nullptr, extent.data(), nullptr)
-                              : H5Sselect_none(space.get());
-  Handle mem_space(H5Screate_simple(rank, extent.data(), nullptr), Kind::kDataspace);
-  if (count == 0) selected |= H5Sselect_none(mem_space.get());
+  std::vector<hsize_t> mem_dims;
+  Handle file_space = select_range(first, count, mem_dims);
+  Handle mem_space(H5Screate_simple(static_cast<int>(mem_dims.size()), mem_dims.data(), nullptr),
+                   Kind::kDataspace);
+  const herr_t selected = count == 0 ? H5Sselect_none(mem_space.get()) : 0;
   Handle dxpl(H5Pcreate(H5P_DATASET_XFER), Kind::kPropertyList);
   if (selected < 0 || H5Pset_dxpl_mpio(dxpl.get(), H5FD_MPIO_COLLECTIVE) < 0 ||
-      H5Dwrite(id(), mem_type, mem_space.get(), space.get(), dxpl.get(), data) < 0) {
+      H5Dwrite(id(), mem_type, mem_space.get(), file_space.get(), dxpl.get(), data) < 0) {
     fail("cannot write rows [", first, ", ", first + count, ") of ", where(), detail());
   }
 }
