@@ -2,8 +2,6 @@
 // capacity sweep, the routing analysis, few-shot linear transfer — under
 // mpirun like training. Writes <out_dir>/eval.json, sweep.json, fewshot.json
 // and routing/<dataset>/*.csv.
-#include <gflags/gflags.h>
-
 #include <chrono>
 #include <cmath>
 #include <cstdio>
@@ -16,25 +14,18 @@
 #include "core/h5.h"
 #include "datasets/dataset_info.h"
 #include "datasets/schema.h"
-#include "launch/eval_config.h"
 #include "launch/compute.h"
+#include "launch/eval_config.h"
 #include "launch/evaluation.h"
 #include "launch/features.h"
 #include "launch/fewshot.h"
 #include "launch/metrics_log.h"
+#include "launch/mpi_program.h"
 #include "launch/routing_analysis.h"
 #include "launch/trainer.h"
 
-DECLARE_bool(help);
-
 namespace vmoe {
 namespace {
-
-using Clock = std::chrono::steady_clock;
-
-double seconds_since(Clock::time_point t) {
-  return std::chrono::duration<double>(Clock::now() - t).count();
-}
 
 // Rank 0 prints; every rank computes.
 template <typename... A>
@@ -264,37 +255,16 @@ int run(MpiCommunicator& world) {
 }  // namespace vmoe
 
 int main(int argc, char** argv) {
-  vmoe::MpiRuntime mpi(&argc, &argv);
-  vmoe::MpiCommunicator world;
-  gflags::SetUsageMessage(
-      "evaluates a checkpoint: precision@1 and loss, the capacity sweep, the routing analysis "
-      "and few-shot linear transfer.\nUsage: vmoe_eval --checkpoint=RUN_DIR|FILE "
-      "[--eval_data=a.h5,b.h5] [--eval_capacity_sweep=0.5,1,1.5] [--fewshot=data/x,...]\n"
-      "Also accepted: --eval_batch_size, --eval_capacity_ratio, --eval_num_selected, "
-      "--eval_batch_priority, --expert_parallel, --prefetch, --backend, --device, --precision "
-      "(see vmoe_train --help).");
-  gflags::SetVersionString("0.1.0");
-  gflags::ParseCommandLineNonHelpFlags(&argc, &argv, true);
-  if (FLAGS_help) {
-    if (world.rank() == 0) gflags::ShowUsageWithFlagsRestrict(argv[0], "eval_config");
-    return 0;
-  }
-  gflags::HandleCommandLineHelpFlags();
-  if (argc > 1) {
-    std::fprintf(stderr, "vmoe_eval: error: unexpected argument '%s' (flags are --name=value)\n",
-                 argv[1]);
-    return 1;
-  }
-  try {
-    return vmoe::run(world);
-  } catch (const std::exception& e) {
-    if (world.size() > 1) {
-      std::fprintf(stderr, "vmoe_eval: error (rank %d of %d): %s\n", world.rank(), world.size(),
-                   e.what());
-      std::fflush(stderr);
-      world.abort(1);
-    }
-    std::fprintf(stderr, "vmoe_eval: error: %s\n", e.what());
-    return 1;
-  }
+  return vmoe::run_mpi_program(
+      argc, argv,
+      {.name = "vmoe_eval",
+       .usage = "evaluates a checkpoint: precision@1 and loss, the capacity sweep, the routing "
+                "analysis and few-shot linear transfer.\nUsage: vmoe_eval "
+                "--checkpoint=RUN_DIR|FILE [--eval_data=a.h5,b.h5] "
+                "[--eval_capacity_sweep=0.5,1,1.5] [--fewshot=data/x,...]\nAlso accepted: "
+                "--eval_batch_size, --eval_capacity_ratio, --eval_num_selected, "
+                "--eval_batch_priority, --expert_parallel, --prefetch, --backend, --device, "
+                "--precision (see vmoe_train --help).",
+       .help_source = "eval_config",
+       .run = vmoe::run});
 }

@@ -1,15 +1,10 @@
 #include "launch/train_checkpoints.h"
 
-#include <chrono>
-
 #include "core/check.h"
+#include "launch/mpi_program.h"
 
 namespace vmoe {
 namespace {
-
-double seconds_since(std::chrono::steady_clock::time_point t) {
-  return std::chrono::duration<double>(std::chrono::steady_clock::now() - t).count();
-}
 
 std::string join(const std::vector<std::string>& items, const char* sep) {
   std::string out;
@@ -37,7 +32,7 @@ CheckpointState checkpoint_state(const TrainConfig& c, Trainer& trainer, Process
 
 int64_t resume(CheckpointDir& dir, const TrainConfig& c, Trainer& trainer, ProcessGroups& groups,
                const Say& say) {
-  const auto start = std::chrono::steady_clock::now();
+  const auto start = Clock::now();
   auto check = [&](const CheckpointState& saved) {
     std::vector<std::string> diff = differing_flags(saved.model_flags, model_flags(c));
     const std::vector<std::string> opt = differing_flags(saved.optimizer_flags, optimizer_flags(c));
@@ -63,7 +58,7 @@ int64_t resume(CheckpointDir& dir, const TrainConfig& c, Trainer& trainer, Proce
 }
 
 void init_from(const TrainConfig& c, Trainer& trainer, const Say& say) {
-  const auto start = std::chrono::steady_clock::now();
+  const auto start = Clock::now();
   const CheckpointState saved = read_checkpoint_state(c.init_from);
   const LoadReport r = load_checkpoint(c.init_from, trainer.params(), nullptr,
                                        {.optimizer = false, .skip = c.init_skip, .fine_tune = true});

@@ -1,6 +1,4 @@
 // vmoe_train: trains a ViT on an HDF5 dataset, logging to a run directory.
-#include <gflags/gflags.h>
-
 #include <chrono>
 #include <cmath>
 #include <cstdio>
@@ -15,20 +13,13 @@
 #include "launch/compute.h"
 #include "launch/evaluation.h"
 #include "launch/metrics_log.h"
+#include "launch/mpi_program.h"
 #include "launch/train_checkpoints.h"
 #include "launch/train_config.h"
 #include "launch/trainer.h"
 
-DECLARE_bool(help);
-
 namespace vmoe {
 namespace {
-
-using Clock = std::chrono::steady_clock;
-
-double seconds_since(Clock::time_point t) {
-  return std::chrono::duration<double>(Clock::now() - t).count();
-}
 
 std::string default_run_dir() {
   char buf[64];
@@ -292,36 +283,12 @@ int run(MpiCommunicator& world) {
 }  // namespace vmoe
 
 int main(int argc, char** argv) {
-  vmoe::MpiRuntime mpi(&argc, &argv);
-  vmoe::MpiCommunicator world;
-  gflags::SetUsageMessage(
-      "trains a Vision Transformer (optionally with mixture-of-experts layers) on an HDF5 "
-      "dataset.\nUsage: vmoe_train --train_data=train.h5 --eval_data=test.h5 [flags], or "
-      "--flagfile=launch/configs/<config>.flags");
-  gflags::SetVersionString("0.1.0");
-  // --help lists vmoe_train's flags (launch/train_config.cpp), not gflags' own.
-  gflags::ParseCommandLineNonHelpFlags(&argc, &argv, true);
-  if (FLAGS_help) {
-    if (world.rank() == 0) gflags::ShowUsageWithFlagsRestrict(argv[0], "train_config");
-    return 0;
-  }
-  gflags::HandleCommandLineHelpFlags();
-  if (argc > 1) {
-    std::fprintf(stderr, "vmoe_train: error: unexpected argument '%s' (flags are --name=value)\n",
-                 argv[1]);
-    return 1;
-  }
-  try {
-    return vmoe::run(world);
-  } catch (const std::exception& e) {
-    // One rank failing stops the job: no rank may wait in a collective forever.
-    if (world.size() > 1) {
-      std::fprintf(stderr, "vmoe_train: error (rank %d of %d): %s\n", world.rank(), world.size(),
-                   e.what());
-      std::fflush(stderr);
-      world.abort(1);
-    }
-    std::fprintf(stderr, "vmoe_train: error: %s\n", e.what());
-    return 1;
-  }
+  return vmoe::run_mpi_program(
+      argc, argv,
+      {.name = "vmoe_train",
+       .usage = "trains a Vision Transformer (optionally with mixture-of-experts layers) on an "
+                "HDF5 dataset.\nUsage: vmoe_train --train_data=train.h5 --eval_data=test.h5 "
+                "[flags], or --flagfile=launch/configs/<config>.flags",
+       .help_source = "train_config",
+       .run = vmoe::run});
 }

@@ -1,0 +1,44 @@
+#include "launch/mpi_program.h"
+
+#include <gflags/gflags.h>
+
+#include <cstdio>
+#include <exception>
+
+DECLARE_bool(help);
+
+namespace vmoe {
+
+int run_mpi_program(int argc, char** argv, const MpiProgram& program) {
+  MpiRuntime mpi(&argc, &argv);
+  MpiCommunicator world;
+  gflags::SetUsageMessage(program.usage);
+  gflags::SetVersionString("0.1.0");
+  // --help lists the program's flags, not gflags' own.
+  gflags::ParseCommandLineNonHelpFlags(&argc, &argv, true);
+  if (FLAGS_help) {
+    if (world.rank() == 0) gflags::ShowUsageWithFlagsRestrict(argv[0], program.help_source);
+    return 0;
+  }
+  gflags::HandleCommandLineHelpFlags();
+  if (argc > 1) {
+    std::fprintf(stderr, "%s: error: unexpected argument '%s' (flags are --name=value)\n",
+                 program.name, argv[1]);
+    return 1;
+  }
+  try {
+    return program.run(world);
+  } catch (const std::exception& e) {
+    // One rank failing stops the job: no rank may wait in a collective forever.
+    if (world.size() > 1) {
+      std::fprintf(stderr, "%s: error (rank %d of %d): %s\n", program.name, world.rank(),
+                   world.size(), e.what());
+      std::fflush(stderr);
+      world.abort(1);
+    }
+    std::fprintf(stderr, "%s: error: %s\n", program.name, e.what());
+    return 1;
+  }
+}
+
+}  // namespace vmoe
