@@ -12,34 +12,6 @@
 #include "core/random.h"
 
 namespace vmoe {
-namespace {
-
-// Coefficient of variation squared, var(x) / mean(x)^2 (population variance),
-// and its gradient dL/dx (if grad is not null).
-float cv_squared(const std::vector<float>& x, std::vector<float>* grad) {
-  const float n = static_cast<float>(x.size());
-  float mean = 0;
-  for (float v : x) mean += v;
-  mean /= n;
-  float var = 0;
-  for (float v : x) var += (v - mean) * (v - mean);
-  var /= n;
-  if (grad != nullptr) {
-    grad->resize(x.size());
-    for (size_t e = 0; e < x.size(); ++e)
-      (*grad)[e] = 2.0f / n * ((x[e] - mean) / (mean * mean) - var / (mean * mean * mean));
-  }
-  return var / (mean * mean);
-}
-
-// d_logits[row] += p .* (dp - <p, dp>): backward of a softmax row.
-void add_softmax_backward(int experts, const float* p, const float* dp, float* d_logits) {
-  float dot = 0;
-  for (int e = 0; e < experts; ++e) dot += p[e] * dp[e];
-  for (int e = 0; e < experts; ++e) d_logits[e] += p[e] * (dp[e] - dot);
-}
-
-}  // namespace
 
 void CpuBackend::add_normal_noise(int64_t n, float scale, uint64_t key, uint64_t stream,
                                   uint64_t first, float* x) {
@@ -193,7 +165,8 @@ void CpuBackend::top_k_backward(int64_t rows, int cols, int k, const int32_t* in
 void CpuBackend::router_aux_losses(const RouterAuxArgs& a) {
   const int E = a.experts, S = a.items;
   const float inv_s = 1.0f / static_cast<float>(S);
-  std::vector<float> importance(E), load(E), gshard_frac(E), gshard_prob(E), grad, dp(E);
+  std::vector<float> importance(E), load(E), gshard_frac(E), gshard_prob(E);
+  std::vector<float> d_importance(E), d_load(E), dp_importance(E), dp_gshard(E);
   for (int64_t g = 0; g < a.groups; ++g) {
     const int64_t first = g * S;
     std::fill(importance.begin(), importance.end(), 0.0f);
@@ -206,11 +179,7 @@ void CpuBackend::router_aux_losses(const RouterAuxArgs& a) {
       const float* p = a.probs + r * E;
       const float* pn = a.noisy_probs + r * E;
       const float* z = a.logits + r * E;
-      float mx = z[0];
-      for (int e = 1; e < E; ++e) mx = std::max(mx, z[e]);
-      float sum = 0.0f;
-      for (int e = 0; e < E; ++e) sum += exp_fast(z[e] - mx);
-      const float lse = mx + std::log(sum);
+      const float lse = logsumexp_row(z, E);
       z_loss += lse * lse * inv_s;
       for (int e = 0; e < E; ++e) {
         importance[e] += p[e];
@@ -223,52 +192,34 @@ void CpuBackend::router_aux_losses(const RouterAuxArgs& a) {
       }
     }
     float* losses = a.group_losses + g * 4;
-    std::vector<float> d_importance, d_load;
-    losses[0] = cv_squared(importance, &d_importance);
-    losses[1] = a.sigma > 0.0f ? cv_squared(load, &d_load) : 0.0f;
+    losses[0] = cv_squared(importance.data(), E, d_importance.data());
+    losses[1] = a.sigma > 0.0f ? cv_squared(load.data(), E, d_load.data()) : 0.0f;
     float gshard = 0.0f;
     for (int e = 0; e < E; ++e) gshard += gshard_frac[e] * gshard_prob[e];
     losses[2] = static_cast<float>(E) * gshard;  // E^2 * mean_e(f_e P_e)
     losses[3] = z_loss;
 
-    const float wi = a.importance_weight * a.grad_scale, wl = a.load_weight * a.grad_scale;
-    const float wg = a.gshard_weight * a.grad_scale, wz = a.z_weight * a.grad_scale;
+    const float wi = a.importance_weight * a.grad_scale, wg = a.gshard_weight * a.grad_scale;
+    for (int e = 0; e < E; ++e) {
+      dp_importance[e] = wi * d_importance[e];
+      dp_gshard[e] = wg * static_cast<float>(E) * gshard_frac[e] * inv_s;
+    }
+    const AuxGradTerms terms{.experts = E,
+                             .inv_items = inv_s,
+                             .sigma = a.sigma,
+                             .load = a.load_weight * a.grad_scale,
+                             .z = a.z_weight * a.grad_scale,
+                             .dp_importance = wi != 0.0f ? dp_importance.data() : nullptr,
+                             .dp_gshard = wg != 0.0f ? dp_gshard.data() : nullptr,
+                             .d_load = d_load.data()};
     for (int s = 0; s < S; ++s) {
       const int64_t r = first + s;
-      float* d = a.d_logits + r * E;
-      const float* p = a.probs + r * E;
       const float* z = a.logits + r * E;
-      if (wi != 0.0f) {
-        for (int e = 0; e < E; ++e) dp[e] = wi * d_importance[e];
-        add_softmax_backward(E, p, dp.data(), d);
-      }
-      if (wg != 0.0f) {
-        for (int e = 0; e < E; ++e) dp[e] = wg * static_cast<float>(E) * gshard_frac[e] * inv_s;
-        add_softmax_backward(E, a.noisy_probs + r * E, dp.data(), d);
-      }
-      if (wz != 0.0f) {
-        float mx = z[0];
-        for (int e = 1; e < E; ++e) mx = std::max(mx, z[e]);
-        float sum = 0.0f;
-        for (int e = 0; e < E; ++e) sum += exp_fast(z[e] - mx);
-        const float lse = mx + std::log(sum);
-        for (int e = 0; e < E; ++e) d[e] += wz * 2.0f * lse * inv_s * p[e];
-      }
-      if (wl != 0.0f && a.sigma > 0.0f) {
-        // P = Phi((logit - thr) / sigma); thr is the k-th noisy logit, whose
-        // gradient goes to that expert's logit (the noise is a constant).
-        const int kth = a.top_index[r * a.k + a.k - 1];
-        const float thr = a.noisy_logits[r * E + kth];
-        float to_thr = 0.0f;
-        for (int e = 0; e < E; ++e) {
-          const float u = (z[e] - thr) / a.sigma;
-          const float pdf = 0.39894228040143268f * exp_fast(-0.5f * u * u);
-          const float g = wl * d_load[e] * inv_s * pdf / a.sigma;
-          d[e] += g;
-          to_thr -= g;
-        }
-        d[kth] += to_thr;
-      }
+      const int kth = a.top_index[r * a.k + a.k - 1];
+      const float lse = terms.z != 0.0f ? logsumexp_row(z, E) : 0.0f;
+      const float thr = a.sigma > 0.0f ? a.noisy_logits[r * E + kth] : 0.0f;
+      add_aux_loss_grad(terms, a.probs + r * E, a.noisy_probs + r * E, z, lse, thr, kth,
+                        a.d_logits + r * E);
     }
   }
 }

@@ -141,24 +141,11 @@ __global__ void assign_slots_kernel(int64_t groups, int items, int k, int expert
   }
 }
 
-// The CPU's cv_squared: var / mean^2 (population variance), grad = dL/dx.
-__device__ float cv_squared(const float* x, int count, float* grad) {
-  const float n = static_cast<float>(count);
-  float mean = 0;
-  for (int e = 0; e < count; ++e) mean += x[e];
-  mean /= n;
-  float var = 0;
-  for (int e = 0; e < count; ++e) var += (x[e] - mean) * (x[e] - mean);
-  var /= n;
-  for (int e = 0; e < count; ++e)
-    grad[e] = 2.0f / n * ((x[e] - mean) / (mean * mean) - var / (mean * mean * mean));
-  return var / (mean * mean);
-}
-
 // Block per group (looping). Items in parallel: lse (z-loss) and thr (the
 // k-th noisy logit, load loss) to scratch. Then one task per expert sums over
 // the items sequentially, the CPU's order (task E: the z-loss); thread 0
-// forms the losses and stats[g] = {d_importance, d_load, gshard_frac} [3, E].
+// forms the losses and stats[g] = {weighted d_importance, d_load, weighted
+// GShard term} [3, E] (see AuxGradTerms).
 __global__ void aux_group_kernel(RouterAuxArgs a, float* lse, float* thr, float* stats) {
   extern __shared__ float aux_shared[];  // importance, load, frac, prob: [4, E]
   __shared__ float z_loss;
@@ -170,12 +157,7 @@ __global__ void aux_group_kernel(RouterAuxArgs a, float* lse, float* thr, float*
     const int64_t first = g * S;
     for (int s = threadIdx.x; s < S; s += blockDim.x) {
       const int64_t r = first + s;
-      const float* z = a.logits + r * E;
-      float mx = z[0];
-      for (int e = 1; e < E; ++e) mx = mx < z[e] ? z[e] : mx;  // std::max
-      float sum = 0.0f;
-      for (int e = 0; e < E; ++e) sum += exp_fast(z[e] - mx);
-      lse[r] = mx + logf(sum);
+      lse[r] = logsumexp_row(a.logits + r * E, E);
       if (a.sigma > 0.0f) thr[r] = a.noisy_logits[r * E + a.top_index[r * k + k - 1]];
     }
     __syncthreads();
@@ -210,56 +192,36 @@ __global__ void aux_group_kernel(RouterAuxArgs a, float* lse, float* thr, float*
       for (int e = 0; e < E; ++e) gshard += frac[e] * prob[e];
       losses[2] = static_cast<float>(E) * gshard;
       losses[3] = z_loss;
-      for (int e = 0; e < E; ++e) st[2 * E + e] = frac[e];
+      // Weighted once per group, the vectors the gradient's softmax terms need.
+      const float wi = a.importance_weight * a.grad_scale, wg = a.gshard_weight * a.grad_scale;
+      for (int e = 0; e < E; ++e) {
+        st[e] = wi * st[e];
+        st[2 * E + e] = wg * static_cast<float>(E) * frac[e] * inv_s;
+      }
     }
     __syncthreads();  // shared arrays are reused by the next group
   }
 }
 
-// Thread per item row: the CPU's gradient loop, term by term, in its order.
+// Thread per item row: the CPU's gradient (add_aux_loss_grad).
 __global__ void aux_backward_kernel(RouterAuxArgs a, const float* lse, const float* thr,
                                     const float* stats) {
   const int E = a.experts, S = a.items;
-  const float inv_s = 1.0f / static_cast<float>(S);
-  const float wi = a.importance_weight * a.grad_scale, wl = a.load_weight * a.grad_scale;
-  const float wg = a.gshard_weight * a.grad_scale, wz = a.z_weight * a.grad_scale;
   for (int64_t r = blockIdx.x * int64_t{blockDim.x} + threadIdx.x; r < a.groups * S;
        r += int64_t{gridDim.x} * blockDim.x) {
     const float* st = stats + r / S * 3 * E;
-    const float *d_importance = st, *d_load = st + E, *gshard_frac = st + 2 * E;
-    float* d = a.d_logits + r * E;
-    const float* p = a.probs + r * E;
-    const float* pn = a.noisy_probs + r * E;
-    const float* z = a.logits + r * E;
-    if (wi != 0.0f) {  // add_softmax_backward(p, dp = wi * d_importance)
-      float dot = 0;
-      for (int e = 0; e < E; ++e) dot += p[e] * (wi * d_importance[e]);
-      for (int e = 0; e < E; ++e) d[e] += p[e] * ((wi * d_importance[e]) - dot);
-    }
-    if (wg != 0.0f) {  // add_softmax_backward(pn, dp = wg * E * frac * inv_s)
-      float dot = 0;
-      for (int e = 0; e < E; ++e)
-        dot += pn[e] * (wg * static_cast<float>(E) * gshard_frac[e] * inv_s);
-      for (int e = 0; e < E; ++e)
-        d[e] += pn[e] * ((wg * static_cast<float>(E) * gshard_frac[e] * inv_s) - dot);
-    }
-    if (wz != 0.0f) {
-      const float l = lse[r];
-      for (int e = 0; e < E; ++e) d[e] += wz * 2.0f * l * inv_s * p[e];
-    }
-    if (wl != 0.0f && a.sigma > 0.0f) {
-      const int kth = a.top_index[r * a.k + a.k - 1];
-      const float t = thr[r];
-      float to_thr = 0.0f;
-      for (int e = 0; e < E; ++e) {
-        const float u = (z[e] - t) / a.sigma;
-        const float pdf = 0.39894228040143268f * exp_fast(-0.5f * u * u);
-        const float g = wl * d_load[e] * inv_s * pdf / a.sigma;
-        d[e] += g;
-        to_thr -= g;
-      }
-      d[kth] += to_thr;
-    }
+    const AuxGradTerms terms{
+        .experts = E,
+        .inv_items = 1.0f / static_cast<float>(S),
+        .sigma = a.sigma,
+        .load = a.load_weight * a.grad_scale,
+        .z = a.z_weight * a.grad_scale,
+        .dp_importance = a.importance_weight * a.grad_scale != 0.0f ? st : nullptr,
+        .dp_gshard = a.gshard_weight * a.grad_scale != 0.0f ? st + 2 * E : nullptr,
+        .d_load = st + E};
+    add_aux_loss_grad(terms, a.probs + r * E, a.noisy_probs + r * E, a.logits + r * E, lse[r],
+                      a.sigma > 0.0f ? thr[r] : 0.0f, a.top_index[r * a.k + a.k - 1],
+                      a.d_logits + r * E);
   }
 }
 
