@@ -371,13 +371,7 @@ void CpuBackend::sigmoid_cross_entropy(int64_t rows, int classes, const float* l
 void CpuBackend::adam_update(int64_t n, float lr, float beta1, float beta2, float eps,
                              float weight_decay, int64_t step, const float* grad, float* param,
                              float* m, float* v) {
-  const AdamParams a{lr,
-                     beta1,
-                     beta2,
-                     eps,
-                     weight_decay,
-                     static_cast<float>(1.0 - std::pow(static_cast<double>(beta1), step)),
-                     static_cast<float>(1.0 - std::pow(static_cast<double>(beta2), step))};
+  const AdamParams a = adam_params(lr, beta1, beta2, eps, weight_decay, step);
 #pragma omp simd
   for (int64_t i = 0; i < n; ++i) vmoe::adam_update(a, grad[i], param[i], m[i], v[i]);
 }

@@ -135,13 +135,7 @@ void CudaBackend::adam_update(int64_t n, float lr, float beta1, float beta2, flo
                               float weight_decay, int64_t step, const float* grad, float* param,
                               float* m, float* v) {
   if (n <= 0) return;
-  const AdamParams a{lr,
-                     beta1,
-                     beta2,
-                     eps,
-                     weight_decay,
-                     static_cast<float>(1.0 - std::pow(static_cast<double>(beta1), step)),
-                     static_cast<float>(1.0 - std::pow(static_cast<double>(beta2), step))};
+  const AdamParams a = adam_params(lr, beta1, beta2, eps, weight_decay, step);
   adam_kernel<<<grid_for(n), kThreads, 0, stream_>>>(n, a, grad, param, m, v);
   VMOE_CUDA_LAUNCH_CHECK();
 }

@@ -105,6 +105,13 @@ VMOE_HD float softplus(float x) { return (x > 0.0f ? x : 0.0f) + log1pf(exp_fast
 struct AdamParams {
   float lr, beta1, beta2, eps, weight_decay, correction1, correction2;
 };
+// The step's parameters, bias corrections 1 - beta^step in double (host).
+inline AdamParams adam_params(float lr, float beta1, float beta2, float eps, float weight_decay,
+                              int64_t step) {
+  return {lr, beta1, beta2, eps, weight_decay,
+          static_cast<float>(1.0 - std::pow(static_cast<double>(beta1), step)),
+          static_cast<float>(1.0 - std::pow(static_cast<double>(beta2), step))};
+}
 VMOE_HD void adam_update(const AdamParams& a, float grad, float& param, float& m, float& v) {
   m = fmaf(a.beta1, m, (1.0f - a.beta1) * grad);
   v = fmaf(a.beta2, v, (1.0f - a.beta2) * grad * grad);
