@@ -12,6 +12,7 @@
 #include "comm/mpi_communicator.h"
 #include "core/cpu_backend.h"
 #include "parallel/moe_model.h"
+#include "tests/mpi_test_util.h"
 #include "tests/test_util.h"
 
 namespace vmoe {
@@ -19,34 +20,8 @@ namespace {
 
 using ::testing::HasSubstr;
 namespace fs = std::filesystem;
-
-MpiCommunicator& world() {
-  static MpiCommunicator comm;
-  return comm;
-}
-
-// A directory every rank shares (rank 0 names it), removed at the end.
-struct SharedDir {
-  std::string path;
-  SharedDir() {
-    char name[256] = {0};
-    if (world().rank() == 0) {
-      const std::string p = (fs::temp_directory_path() /
-                             ("vmoe_ckpt_" + std::to_string(::getpid()) + "_" +
-                              ::testing::UnitTest::GetInstance()->current_test_info()->name()))
-                                .string();
-      fs::remove_all(p);
-      fs::create_directories(p);
-      p.copy(name, sizeof name - 1);
-    }
-    world().broadcast(name, sizeof name, 0);
-    path = name;
-  }
-  ~SharedDir() {
-    world().barrier();
-    if (world().rank() == 0) fs::remove_all(path);
-  }
-};
+using testing::SharedDir;
+using testing::world;
 
 // A tiny V-MoE (4 experts in block 1) on this rank's expert placement.
 struct Model {

@@ -11,17 +11,14 @@
 #include "core/workspace.h"
 #include "parallel/grad_sync.h"
 #include "parallel/moe_layer.h"
+#include "tests/mpi_test_util.h"
 #include "tests/test_util.h"
 
 namespace vmoe {
 namespace {
 
 using ::testing::HasSubstr;
-
-MpiCommunicator& world() {
-  static MpiCommunicator comm;
-  return comm;
-}
+using testing::world;
 
 TEST(Communicator, AllToAllMovesEveryChunk) {
   const int n = world().size(), r = world().rank();

@@ -3,7 +3,6 @@
 #include <gtest/gtest.h>
 
 #include <cmath>
-#include <filesystem>
 
 #include "comm/mpi_communicator.h"
 #include "core/cpu_backend.h"
@@ -12,36 +11,24 @@
 #include "launch/routing_analysis.h"
 #include "launch/trainer.h"
 #include "tests/dataset_files.h"
+#include "tests/mpi_test_util.h"
 #include "tests/test_util.h"
 
 namespace vmoe {
 namespace {
 
-namespace fs = std::filesystem;
-
-MpiCommunicator& world() {
-  static MpiCommunicator comm;
-  return comm;
-}
+using testing::world;
 
 // A dataset every rank reads (rank 0 writes it), removed at the end.
 struct SharedDataset {
-  std::string path;
+  testing::SharedDir dir{"vmoe_eval"};
+  std::string path = dir.path + "/data.h5";
   explicit SharedDataset(int64_t size) {
-    char name[256] = {0};
     if (world().rank() == 0) {
-      const std::string p =
-          (fs::temp_directory_path() / ("vmoe_eval_" + std::to_string(::getpid()) + ".h5")).string();
-      testing::write_synthetic(p, {.size = size, .height = 8, .width = 8, .channels = 2,
-                                   .num_classes = 3});
-      p.copy(name, sizeof name - 1);
+      testing::write_synthetic(path, {.size = size, .height = 8, .width = 8, .channels = 2,
+                                      .num_classes = 3});
     }
-    world().broadcast(name, sizeof name, 0);
-    path = name;
-  }
-  ~SharedDataset() {
     world().barrier();
-    if (world().rank() == 0) fs::remove(path);
   }
 };
 

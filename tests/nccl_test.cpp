@@ -18,14 +18,12 @@
 #include "comm/device.h"
 #include "comm/mpi_communicator.h"
 #include "comm/nccl_communicator.h"
+#include "tests/mpi_test_util.h"
 
 namespace vmoe {
 namespace {
 
-MpiCommunicator& world() {
-  static MpiCommunicator comm;
-  return comm;
-}
+using testing::world;
 
 // Devices visible to this process (0 when there is no driver or device).
 int cuda_device_count() {
