@@ -9,6 +9,7 @@
 
 #include "checkpoints/checkpoint_dir.h"
 #include "core/check.h"
+#include "launch/flag_lists.h"
 
 DEFINE_string(checkpoint, "", "The checkpoint to evaluate: a ckpt-<step>.h5 file, a checkpoint "
               "directory, or a run directory (its newest complete checkpoint).");
@@ -53,14 +54,6 @@ std::map<std::string, std::string> parse_lines(const std::string& text, bool das
     const size_t eq = line.find('=');
     if (eq != std::string::npos) out[line.substr(0, eq)] = line.substr(eq + 1);
   }
-  return out;
-}
-
-std::vector<std::string> split_commas(const std::string& text) {
-  std::vector<std::string> out;
-  std::stringstream in(text);
-  for (std::string item; std::getline(in, item, ',');)
-    if (!item.empty()) out.push_back(item);
   return out;
 }
 
@@ -144,7 +137,7 @@ EvalConfig eval_config_from_flags(int world) {
     if (f.is_default && it != saved.end() && !kNotReplayed.count(f.name))
       gflags::SetCommandLineOption(f.name.c_str(), it->second.c_str());
   }
-  e.eval_data = split_commas(gflags::GetCommandLineFlagInfoOrDie("eval_data").current_value);
+  e.eval_data = split_commas(gflags::GetCommandLineFlagInfoOrDie("eval_data").current_value, true);
   gflags::SetCommandLineOption("eval_data", "");
   // The batch: evaluation batches; the model, optimiser and schedule flags are the run's.
   gflags::SetCommandLineOption(
@@ -157,7 +150,7 @@ EvalConfig eval_config_from_flags(int world) {
                     .string();
   }
   e.routing_analysis = FLAGS_routing_analysis;
-  for (const std::string& spec : split_commas(FLAGS_fewshot))
+  for (const std::string& spec : split_commas(FLAGS_fewshot, true))
     e.fewshot.push_back(parse_fewshot_target(spec));
   e.fewshot_settings.shots = parse_shots(FLAGS_fewshot_shots, "fewshot_shots");
   e.fewshot_settings.l2 = parse_l2(FLAGS_fewshot_l2, "fewshot_l2");

@@ -4,24 +4,17 @@
 
 #include <cmath>
 #include <cstdlib>
-#include <sstream>
 
 #include "core/check.h"
 #include "core/random.h"
 #include "core/ridge_regression.h"
+#include "launch/flag_lists.h"
 
 namespace vmoe {
 namespace {
 
 constexpr double kBiasFeature = 100.0;  // big_vision's BIAS_CONSTANT
 constexpr double kStdEpsilon = 1e-5;
-
-std::vector<std::string> split_commas(const std::string& text) {
-  std::vector<std::string> out;
-  std::stringstream in(text);
-  for (std::string item; std::getline(in, item, ',');) out.push_back(item);
-  return out;
-}
 
 // Standardised features with the bias column: [rows, dim + 1].
 std::vector<double> design_matrix(const std::vector<float>& x, int64_t rows, int64_t dim,

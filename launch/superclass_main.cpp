@@ -6,7 +6,6 @@
 
 #include <cstdio>
 #include <exception>
-#include <sstream>
 #include <string>
 #include <vector>
 
@@ -14,6 +13,7 @@
 #include "datasets/copy_examples.h"
 #include "datasets/dataset_info.h"
 #include "datasets/superclass.h"
+#include "launch/flag_lists.h"
 
 DECLARE_bool(help);
 
@@ -38,10 +38,7 @@ int main(int argc, char** argv) {
     VMOE_CHECK(!FLAGS_confusion.empty(), "--confusion is required (a confusion.csv)");
     VMOE_CHECK(FLAGS_num_superclasses > 0, "--num_superclasses must be positive, got ",
                FLAGS_num_superclasses);
-    std::vector<std::string> files;
-    std::stringstream list(FLAGS_datasets);
-    for (std::string f; std::getline(list, f, ',');)
-      if (!f.empty()) files.push_back(f);
+    const std::vector<std::string> files = vmoe::split_commas(FLAGS_datasets, true);
     VMOE_CHECK(!files.empty(), "--datasets is required (the files to label)");
     const vmoe::ConfusionMatrix m = vmoe::read_confusion_csv(FLAGS_confusion);
     // Check every file before changing any.

@@ -11,6 +11,7 @@
 
 #include "core/check.h"
 #include "datasets/dataset_info.h"
+#include "launch/flag_lists.h"
 
 // ---- data -------------------------------------------------------------------
 DEFINE_string(train_data, "", "Training set: an HDF5 file in the schema of datasets/README.md.");
@@ -128,9 +129,7 @@ bool is_default(const char* flag) { return gflags::GetCommandLineFlagInfoOrDie(f
 
 std::vector<double> parse_ratios(const std::string& text) {
   std::vector<double> out;
-  std::stringstream in(text);
-  std::string item;
-  while (std::getline(in, item, ',')) {
+  for (const std::string& item : split_commas(text)) {
     char* end = nullptr;
     const double v = std::strtod(item.c_str(), &end);
     VMOE_CHECK(!item.empty() && end == item.c_str() + item.size() && v > 0,
@@ -301,9 +300,7 @@ TrainConfig config_from_flags(const DatasetInfo& train_info, const DatasetInfo& 
   c.checkpoint_dir = FLAGS_checkpoint_dir;
   c.resume = FLAGS_resume;
   c.init_from = FLAGS_init_from;
-  std::stringstream skip(FLAGS_init_skip);
-  for (std::string pattern; std::getline(skip, pattern, ',');) {
-    if (pattern.empty()) continue;
+  for (const std::string& pattern : split_commas(FLAGS_init_skip, true)) {
     try {
       c.init_skip.emplace_back(pattern);
     } catch (const std::regex_error& e) {
