@@ -142,6 +142,7 @@ EvalConfig eval_config_from_flags(int world) {
   // The batch: evaluation batches; the model, optimiser and schedule flags are the run's.
   gflags::SetCommandLineOption(
       "batch_size", gflags::GetCommandLineFlagInfoOrDie("eval_batch_size").current_value.c_str());
+  validate_flags();
   e.run = config_from_flags(trained_shape(e.state, e.checkpoint), DatasetInfo{}, world);
   e.out_dir = FLAGS_out_dir;
   if (e.out_dir.empty()) {

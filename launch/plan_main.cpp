@@ -65,6 +65,7 @@ int main(int argc, char** argv) {
     info.num_classes = FLAGS_num_classes;
     info.multi_label = FLAGS_multi_label;
     VMOE_CHECK(FLAGS_ranks >= 1, "--ranks must be >= 1, got ", FLAGS_ranks);
+    vmoe::validate_flags();
     const vmoe::TrainConfig config = vmoe::config_from_flags(info, vmoe::DatasetInfo{}, FLAGS_ranks);
     vmoe::ClusterShape cluster;
     cluster.ranks = FLAGS_ranks;

@@ -182,7 +182,6 @@ TrainConfig train_config_from_flags(int world) {
 
 TrainConfig config_from_flags(const DatasetInfo& train_info, const DatasetInfo& eval_info,
                               int world) {
-  validate_flags();
   TrainConfig c;
   c.train_info = train_info;
   c.eval_info = eval_info;

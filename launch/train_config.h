@@ -42,7 +42,8 @@ void validate_flags();
 // the evaluation set must match it. `world` ranks share each global batch.
 TrainConfig train_config_from_flags(int world = 1);
 // The same from already inspected files (eval_info empty: no evaluation set);
-// vmoe_eval passes the shape a checkpoint was trained on.
+// vmoe_eval passes the shape a checkpoint was trained on. Call
+// validate_flags() first.
 TrainConfig config_from_flags(const DatasetInfo& train_info, const DatasetInfo& eval_info,
                               int world = 1);
 // The flags as a flagfile (for the run directory).

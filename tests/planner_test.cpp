@@ -33,6 +33,7 @@ TrainConfig from_flagfile(const std::string& name, int ranks) {
   const std::string path = std::string(VMOE_SOURCE_DIR) + "/launch/configs/" + name;
   EXPECT_TRUE(gflags::ReadFromFlagsFile(path, "planner_test", true)) << path;
   gflags::SetCommandLineOption("train_data", "(planner_test)");
+  validate_flags();
   return config_from_flags(jft(), DatasetInfo{}, ranks);
 }
 
