@@ -2,6 +2,7 @@
 
 #include <cmath>
 
+#include "core/activation_pool.h"
 #include "core/check.h"
 #include "core/phase_timer.h"
 #include "core/workspace.h"
@@ -21,6 +22,10 @@ SelfAttention::SelfAttention(Backend& be, ParamStore& store, const std::string& 
       probs_(be),
       context_(be) {
   VMOE_ASSERT(dim % heads == 0);
+}
+
+void SelfAttention::collect_activations(ActivationSet& set) {
+  set.add(qkv_act_, probs_, context_);
 }
 
 void SelfAttention::forward(const float* x, int64_t images, int tokens, float* y) {

@@ -12,6 +12,7 @@
 
 namespace vmoe {
 
+class ActivationSet;
 class Workspace;
 
 class SelfAttention {
@@ -22,6 +23,8 @@ class SelfAttention {
   void forward(const float* x, int64_t images, int tokens, float* y);
   // dx = dL/dx (overwrites); parameter gradients accumulate.
   void backward(const float* x, const float* dy, float* dx, Workspace& ws);
+  // What forward saves (see core/activation_pool.h).
+  void collect_activations(ActivationSet& set);
 
  private:
   Backend* be_;

@@ -11,6 +11,7 @@
 
 namespace vmoe {
 
+class ActivationSet;
 class ParamStore;
 class Workspace;
 
@@ -29,6 +30,9 @@ struct Pass {
   int64_t first_image = 0;    // global index of this rank's first image in the batch
   int64_t global_images = 0;  // images in the global batch (0: this rank's batch)
   const float* image_mask = nullptr;  // device [images] 1/0; 0 = padding, routed nowhere
+  // Activation recomputation (--remat): the training forward again, right
+  // before backward. It computes the same bits; metrics are not counted twice.
+  bool recompute = false;
 };
 
 class FeedForward {
@@ -43,6 +47,10 @@ class FeedForward {
   virtual double aux_loss() const { return 0.0; }
   // Appends metrics accumulated since the last call, and resets them.
   virtual void metrics(std::vector<Metric>& /*out*/) {}
+  // Lists the tensors forward keeps for backward (core/activation_pool.h), so
+  // that with remat they live only while the block runs. None listed: the
+  // sublayer keeps its own, which is correct but saves nothing.
+  virtual void collect_activations(ActivationSet& /*set*/) {}
 };
 
 // A side branch that reads the residual stream at the input of one block and

@@ -1,5 +1,6 @@
 #include "core/mlp.h"
 
+#include "core/activation_pool.h"
 #include "core/workspace.h"
 #include "core/phase_timer.h"
 
@@ -11,6 +12,8 @@ Mlp::Mlp(Backend& be, ParamStore& store, const std::string& name, int dim, int h
       fc2_(store, name + "/fc2", hidden, dim),
       pre_(be),
       act_(be) {}
+
+void Mlp::collect_activations(ActivationSet& set) { set.add(pre_, act_); }
 
 void Mlp::forward(const float* x, int64_t images, int tokens, float* y, const Pass& /*pass*/) {
   PhaseScope timed_("dense_mlp");

@@ -13,6 +13,7 @@ class Mlp final : public FeedForward {
 
   void forward(const float* x, int64_t images, int tokens, float* y, const Pass& pass) override;
   void backward(const float* x, const float* dy, float* dx, Workspace& ws) override;
+  void collect_activations(ActivationSet& set) override;
 
  private:
   Backend* be_;

@@ -1,5 +1,6 @@
 #include "core/transformer_block.h"
 
+#include "core/activation_pool.h"
 #include "core/workspace.h"
 
 namespace vmoe {
@@ -20,6 +21,12 @@ TransformerBlock::TransformerBlock(Backend& be, ParamStore& store, const std::st
       norm2_(be),
       mean2_(be),
       rstd2_(be) {}
+
+void TransformerBlock::collect_activations(ActivationSet& set) {
+  set.add(norm1_, mean1_, rstd1_, mid_, norm2_, mean2_, rstd2_);
+  attention_.collect_activations(set);
+  ff_->collect_activations(set);
+}
 
 void TransformerBlock::forward(const float* x, int64_t images, int tokens, float* y,
                                const Pass& pass) {

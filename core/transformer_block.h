@@ -21,6 +21,9 @@ class TransformerBlock {
   void forward(const float* x, int64_t images, int tokens, float* y, const Pass& pass);
   // dresid holds dL/dy on entry and dL/dx on exit.
   void backward(const float* x, float* dresid, Workspace& ws);
+  // Everything forward keeps for backward (but x), the sublayers' included, in
+  // the same order for every block (see core/activation_pool.h).
+  void collect_activations(ActivationSet& set);
 
   FeedForward& feed_forward() { return *ff_; }
   const FeedForward& feed_forward() const { return *ff_; }

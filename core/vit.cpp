@@ -1,5 +1,7 @@
 #include "core/vit.h"
 
+#include <optional>
+
 #include "core/check.h"
 #include "core/mlp.h"
 
@@ -42,6 +44,7 @@ ViT::ViT(Backend& be, ParamStore& store, const ViTConfig& config,
       embedding_(be, store, config.image, config.patch_size, config.hidden_size,
                  config.classifier == Pooling::kToken),
       workspace_(be),
+      pool_(be),
       dresid_(be),
       norm_in_(be),
       norm_out_(be),
@@ -78,17 +81,33 @@ ViT::ViT(Backend& be, ParamStore& store, const ViTConfig& config,
                   .bias_init = c.multi_label ? Init::kConstant : Init::kZeros,
                   .bias_value = c.multi_label ? -10.0f : 0.0f});
   for (int l = 0; l <= c.num_layers; ++l) resid_.emplace_back(be);
+  activations_.resize(blocks_.size());
+  for (size_t l = 0; l < blocks_.size(); ++l) blocks_[l]->collect_activations(activations_[l]);
+}
+
+void ViT::block_forward(int l, const Pass& pass) {
+  const int T = config_.tokens();
+  TransformerBlock& block = *blocks_[static_cast<size_t>(l)];
+  if (!config_.remat) {
+    block.forward(resid_[l].data(), batch_, T, resid_[l + 1].data(), pass);
+    return;
+  }
+  // The block's activations are dropped with the loan (its output, the next
+  // block's input, is the ViT's).
+  const ActivationPool::Loan loan(pool_, activations_[static_cast<size_t>(l)]);
+  block.forward(resid_[l].data(), batch_, T, resid_[l + 1].data(), pass);
 }
 
 void ViT::forward(const float* images, int64_t batch, const Pass& pass) {
   const ViTConfig& c = config_;
   const int T = c.tokens(), D = c.hidden_size;
   batch_ = batch;
+  pass_ = pass;
   for (Tensor& t : resid_) t.resize({batch * T, D});
   embedding_.forward(images, batch, resid_[0].data());
   for (int l = 0; l < c.num_layers; ++l) {
     if (l == observer_block_) observer_->forward(resid_[l].data(), batch, T, pass);
-    blocks_[l]->forward(resid_[l].data(), batch, T, resid_[l + 1].data(), pass);
+    block_forward(l, pass);
   }
 
   const float* encoded = resid_.back().data();
@@ -147,6 +166,18 @@ void ViT::backward(const float* dlogits) {
                    dnorm_.data(), rows, dresid_.data());
   }
   for (int l = c.num_layers - 1; l >= 0; --l) {
+    std::optional<ActivationPool::Loan> loan;
+    if (c.remat) {
+      // Re-run the block's forward into the pool first. It rewrites
+      // resid_[l + 1] with the same values (nothing reads it any more). Every
+      // rank recomputes its blocks in this same order, so the MoE layers'
+      // all-to-alls match up. The image router (observer) is not recomputed:
+      // its small state stays for the MoE layers to read.
+      Pass again = pass_;
+      again.recompute = true;
+      loan.emplace(pool_, activations_[static_cast<size_t>(l)]);
+      blocks_[l]->forward(resid_[l].data(), batch_, T, resid_[l + 1].data(), again);
+    }
     blocks_[l]->backward(resid_[l].data(), dresid_.data(), workspace_);
     if (l == observer_block_) observer_->backward(resid_[l].data(), dresid_.data(), workspace_);
   }

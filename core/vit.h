@@ -6,6 +6,7 @@
 #include <memory>
 #include <vector>
 
+#include "core/activation_pool.h"
 #include "core/feed_forward.h"
 #include "core/linear.h"
 #include "core/patch_embedding.h"
@@ -30,7 +31,9 @@ class ViT {
   ViT(Backend& be, ParamStore& store, const ViTConfig& config,
       const ViTExtensions& extensions = {});
 
-  // images [batch, H, W, C] on the device, in [-1, 1].
+  // images [batch, H, W, C] on the device, in [-1, 1]. With config().remat
+  // the blocks keep nothing afterwards (token routers' choices included;
+  // their counts and metrics remain).
   void forward(const float* images, int64_t batch, const Pass& pass);
   const float* logits() const { return logits_.data(); }       // [batch, classes]
   // The features the head reads: [batch, feature_size()] (pooled, or the
@@ -38,7 +41,8 @@ class ViT {
   const float* pre_logits() const {
     return config_.pre_logits_size > 0 ? pre_.data() : pooled_.data();
   }
-  // Parameter gradients accumulate from dL/dlogits [batch, classes].
+  // Parameter gradients accumulate from dL/dlogits [batch, classes]. With
+  // config().remat each block first recomputes its forward (same pass).
   void backward(const float* dlogits);
 
   const ViTConfig& config() const { return config_; }
@@ -63,6 +67,10 @@ class ViT {
   Linear pre_logits_;  // only with pre_logits_size > 0
   Linear head_;
   Workspace workspace_;
+  // remat: the blocks' activations live in pool_ only while a block runs.
+  ActivationPool pool_;
+  std::vector<ActivationSet> activations_;  // per block
+  Pass pass_;                               // of the last forward, for the recompute
   int64_t batch_ = 0;
   std::vector<Tensor> resid_;  // resid_[l]: input of block l; resid_[L]: encoder output
   Tensor dresid_;
@@ -70,6 +78,9 @@ class ViT {
   Tensor pooled_, dpooled_, dnorm_;
   Tensor pre_, dpre_;  // pre-logits layer output (after tanh) and its gradient
   Tensor logits_;
+
+  // Block l from resid_[l] into resid_[l + 1].
+  void block_forward(int l, const Pass& pass);
 };
 
 }  // namespace vmoe

@@ -23,6 +23,11 @@ struct ViTConfig {
   bool multi_label = false; // sigmoid cross-entropy and a -10 head bias
   int pre_logits_size = 0;  // > 0: a tanh dense layer of this width before the head (JFT models)
   float layernorm_eps = 1e-6f;
+  // Activation recomputation: blocks keep only their inputs between forward
+  // and backward and re-run their forward before their backward (the same
+  // gradients bit for bit; one block's activations instead of every block's).
+  // Not part of the model's shape: checkpoints do not depend on it.
+  bool remat = false;
 
   int grid_height() const { return image.height / patch_size; }
   int grid_width() const { return image.width / patch_size; }

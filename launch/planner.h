@@ -37,9 +37,9 @@
 //   all-reduce   one --allreduce_bucket_mb bucket (in place; counted once for
 //                the library's reduction buffer)
 //   bf16 staging the largest pair of GEMM operands converted to bf16 (CUDA)
-// With recomputation (remat, not implemented in vmoe_train: what it would
-// take) only the block inputs (L+1)nD are kept, plus one block's full
-// activations, one MoE layer's capacity and exchange buffers.
+// With recomputation (vmoe_train --remat) only the block inputs (L+1)nD are
+// kept, plus one block's full activations, one MoE layer's capacity and
+// exchange buffers (measured: 94-97% of the planned saving, remat_bench.sh).
 //
 // All-to-all: each MoE layer with P > 1 exchanges its R*D-element buffer four
 // times per step (dispatch and combine, forward and backward); the rank sends

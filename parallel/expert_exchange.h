@@ -13,6 +13,7 @@
 
 #include "comm/communicator.h"
 #include "comm/process_groups.h"
+#include "core/activation_pool.h"
 #include "core/tensor.h"
 #include "parallel/experts.h"
 
@@ -35,6 +36,11 @@ class ExpertExchange {
   void dispatch_backward(const float* dexpert_in, float* dsend);
 
   int64_t fixed_rows() const { return fixed_rows_; }  // rows of a fixed buffer
+  // The buffers and row maps dispatch keeps for the other three exchanges
+  // (core/activation_pool.h).
+  void collect_activations(ActivationSet& set) {
+    set.add(recv_, ret_, recv_filled_, fixed_row_, compact_row_, block_rows_, send16_, recv16_);
+  }
 
  private:
   Backend* be_;

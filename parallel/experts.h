@@ -11,6 +11,7 @@
 #include <string>
 #include <vector>
 
+#include "core/activation_pool.h"
 #include "core/param_store.h"
 #include "core/tensor.h"
 
@@ -34,6 +35,8 @@ class ExpertMlps {
                float* out);
   // din[segment rows] = dL/din (overwrites); parameter gradients accumulate.
   void backward(const float* in, const float* dout, float* din);
+  // The hidden activations and their gradient (core/activation_pool.h).
+  void collect_activations(ActivationSet& set) { set.add(pre_, act_, dact_); }
   double flops_per_row() const { return 4.0 * dim_ * hidden_; }
 
  private:

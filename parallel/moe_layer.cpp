@@ -150,6 +150,15 @@ void MoeLayer::backward(const float* x, const float* dy, float* dx, Workspace& w
   if (own_router_) own_router_->backward(x, dx);
 }
 
+void MoeLayer::collect_activations(ActivationSet& set) {
+  // The experts' hidden activations first: the largest, they then share pool
+  // storage with a dense MLP's (core/activation_pool.h).
+  experts_.collect_activations(set);
+  set.add(buf_in_, buf_out_, send_, back_, rows_, filled_, expert_begin_, expert_rows_);
+  if (own_router_) own_router_->collect_activations(set);
+  if (exchange_) exchange_->collect_activations(set);
+}
+
 void MoeLayer::metrics(std::vector<Metric>& out) {
   if (own_router_) own_router_->metrics("moe/block_" + std::to_string(block_), out);
 }

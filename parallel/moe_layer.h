@@ -43,6 +43,7 @@ class MoeLayer final : public FeedForward {
   void backward(const float* x, const float* dy, float* dx, Workspace& ws) override;
   double aux_loss() const override { return own_router_ ? own_router_->aux_loss() : 0.0; }
   void metrics(std::vector<Metric>& out) override;
+  void collect_activations(ActivationSet& set) override;
 
   Router& router();
   bool exchanges() const { return exchange_ != nullptr; }

@@ -1,5 +1,6 @@
 #include "parallel/router.h"
 
+#include "core/activation_pool.h"
 #include "core/check.h"
 
 namespace vmoe {
@@ -32,6 +33,12 @@ Router::Router(Backend& be, ParamStore& store, const std::string& name, int dim,
                        .weight_decay = true});
   counts_.resize({config.num_experts + 1});
   reset_counts();
+}
+
+void Router::collect_activations(ActivationSet& set) {
+  set.add(logits_, noisy_, probs_, noisy_probs_, d_logits_, aux_d_logits_, group_losses_, gate_,
+          d_gate_);
+  set.add(expert_, slot_);
 }
 
 void Router::reset_counts() {
@@ -74,11 +81,12 @@ void Router::forward(const float* x, int64_t groups, int items, int items_per_im
   be_->top_k(n, E, k, noisy_probs_.data(), expert_.data(), gate_.data());
   be_->assign_slots(groups, items, k, E, shape_.capacity, c.bpr(pass.training), expert_.data(),
                     gate_.data(), pass.image_mask, items_per_image, slot_.data());
-  be_->count_assignments(n, k, E, expert_.data(), slot_.data(), pass.image_mask, items_per_image,
-                         counts_.data());
+  if (!pass.recompute)  // a recompute routes the same choices again: count them once
+    be_->count_assignments(n, k, E, expert_.data(), slot_.data(), pass.image_mask,
+                           items_per_image, counts_.data());
   be_->fill(d_gate_.data(), n * k, 0.0f);
 
-  aux_loss_ = 0;
+  if (!pass.recompute) aux_loss_ = 0;
   if (!pass.training) return;
   probs_.resize({n, E});
   aux_d_logits_.resize({n, E});
@@ -107,6 +115,9 @@ void Router::forward(const float* x, int64_t groups, int items, int items_per_im
   a.group_losses = group_losses_.data();
   a.d_logits = aux_d_logits_.data();
   be_->router_aux_losses(a);
+  // A recompute needs only the losses' gradient: their values (the same) and
+  // metrics were taken by the first forward.
+  if (pass.recompute) return;
   // The objective averages per-group losses over the global groups (this
   // rank's share); the metrics average over this rank's groups.
   const std::vector<float> losses = group_losses_.to_host();

@@ -40,6 +40,9 @@ class Router {
   // dx += dL/dx through the gates (d_gate()), the auxiliary losses and
   // extra_d_logits (nullable, [items, E], e.g. a super-class loss).
   void backward(const float* x, float* dx, const float* extra_d_logits = nullptr);
+  // What forward keeps for backward (core/activation_pool.h); not the counts,
+  // which accumulate over steps.
+  void collect_activations(ActivationSet& set);
 
   const RoutingShape& shape() const { return shape_; }
   const int32_t* expert() const { return expert_.data(); }  // [groups * items, k]
