@@ -25,6 +25,8 @@ std::vector<hsize_t> to_hsize(const std::vector<int64_t>& v) {
   return std::vector<hsize_t>(v.begin(), v.end());
 }
 
+}  // namespace
+
 // Files get explicit little-endian types so they read the same everywhere.
 hid_t file_type_for(hid_t mem_type) {
   if (H5Tequal(mem_type, H5T_NATIVE_UINT8) > 0) return H5T_STD_U8LE;
@@ -54,8 +56,6 @@ Dtype describe_type(hid_t type) {
   }
   return d;
 }
-
-}  // namespace
 
 std::recursive_mutex& mutex() {
   static std::recursive_mutex m;

@@ -71,6 +71,13 @@ struct Dtype {
   bool operator==(const Dtype&) const = default;
 };
 
+// Describes an HDF5 datatype (class, size, sign).
+Dtype describe_type(hid_t type);
+
+// The explicit little-endian file type for a native element type, so files
+// read the same everywhere.
+hid_t file_type_for(hid_t mem_type);
+
 // Element types the helpers read and write (uint8_t, int32_t, int64_t, float).
 template <typename T>
 hid_t native_type();

@@ -21,6 +21,8 @@ enum class Stream : uint64_t {
   kAugment = 3,      // crops and flips
   kRouterNoise = 4,  // noisy gating in MoE routers
   kFewShot = 5,      // few-shot example selection
+  kMixup = 6,        // mixup's per-batch Beta draw
+  kSynthetic = 7,    // vmoe_synth: labels and pixels of synthetic examples
   kTest = 99,        // unit tests
 };
 

@@ -10,19 +10,6 @@
 namespace vmoe {
 namespace {
 
-// Frees libpng's state on every path (png_image_free is a no-op once freed).
-class PngImage {
- public:
-  PngImage() { image_.version = PNG_IMAGE_VERSION; }
-  ~PngImage() { png_image_free(&image_); }
-  PngImage(const PngImage&) = delete;
-  PngImage& operator=(const PngImage&) = delete;
-  png_image* get() { return &image_; }
-
- private:
-  png_image image_{};
-};
-
 // Checks the 8-byte signature ourselves: libpng would say only "Not a PNG
 // file", and this also separates missing and unreadable files.
 void check_signature(const std::string& path) {

@@ -9,11 +9,27 @@
 // files whose gAMA says otherwise (e.g. 1.0, linear) are gamma-corrected.
 #pragma once
 
+#include <png.h>
+
 #include <string>
 
 #include "datasets/image_resize.h"
 
 namespace vmoe {
+
+// libpng's simplified-API state, freed on every path (png_image_free is a no-op once freed).
+class PngImage {
+ public:
+  PngImage() { image_.version = PNG_IMAGE_VERSION; }
+  ~PngImage() { png_image_free(&image_); }
+  PngImage(const PngImage&) = delete;
+  PngImage& operator=(const PngImage&) = delete;
+  png_image* get() { return &image_; }
+
+ private:
+  png_image image_{};
+};
+
 
 struct PngHeader {
   int height = 0, width = 0;

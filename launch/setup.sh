@@ -15,7 +15,7 @@ PACKAGES=(
   libhdf5-openmpi-dev hdf5-tools
   libgflags-dev libgtest-dev
   libopenblas-dev liblapacke-dev
-  zlib1g-dev libpng-dev
+  zlib1g-dev libpng-dev libjpeg62-turbo-dev
   dataset-fashion-mnist
   python3-h5py python3-matplotlib
 )
