@@ -24,9 +24,11 @@ void ClassificationLoss::upload(const LossTargets& t) {
   weight_.copy_from_host(host_weight_);
   row_loss_.resize({t.rows});
   if (multi_label_) {
-    VMOE_ASSERT(t.multi_hot != nullptr);
+    VMOE_ASSERT(t.multi_hot != nullptr || t.soft_targets != nullptr);
     host_targets_.resize(static_cast<size_t>(t.rows * classes_));
-    for (size_t i = 0; i < host_targets_.size(); ++i) host_targets_[i] = t.multi_hot[i] ? 1.0f : 0.0f;
+    for (size_t i = 0; i < host_targets_.size(); ++i) {
+      host_targets_[i] = t.soft_targets != nullptr ? t.soft_targets[i] : t.multi_hot[i] ? 1.0f : 0.0f;
+    }
     targets_.resize({t.rows, classes_});
     targets_.copy_from_host(host_targets_);
   } else {

@@ -15,6 +15,8 @@ struct LossTargets {
   const int32_t* labels = nullptr;     // [rows] single-label, or
   const uint8_t* multi_hot = nullptr;  // [rows, classes] multi-label
   const uint8_t* mask = nullptr;       // [rows] 1 = real example; null = all real
+  const float* soft_targets = nullptr;  // multi-label: [rows, classes] targets in [0, 1]
+                                        // used instead of multi_hot (mixup)
 };
 
 class ClassificationLoss {

@@ -2,9 +2,12 @@
 
 #include <algorithm>
 
+#include "core/check.h"
+#include "core/h5_vlen.h"
 #include "core/random.h"
 #include "datasets/augment.h"
-#include "datasets/schema.h"
+#include "datasets/crop_resize.h"
+#include "datasets/image_codec.h"
 
 namespace vmoe {
 
@@ -19,11 +22,100 @@ BatchReader::BatchReader(const LoaderOptions& options, const DatasetInfo& info)
     : options_(options),
       info_(info),
       rows_(static_cast<int>(options.batch_size / options.world)),
-      image_bytes_(int64_t{info.height} * info.width * info.channels) {
-  file_ = h5::File::open_read(info.path);
-  images_ = file_.dataset(schema::kImages);
-  labels_ = file_.dataset(schema::kLabels);
-  if (info.has_superclass) superclass_ = file_.dataset(schema::kSuperclass);
+      out_h_(options.image_height > 0 ? options.image_height : info.height),
+      out_w_(options.image_width > 0 ? options.image_width : info.width),
+      raw_image_bytes_(int64_t{info.height} * info.width * info.channels),
+      out_image_floats_(int64_t{out_h_} * out_w_ * info.channels),
+      shards_(info_, options.max_open_shards),
+      pool_(options.threads) {}
+
+void BatchReader::read_shard_rows(int shard, size_t begin, size_t end) {
+  OpenShard& file = shards_.get(shard);
+  const int64_t base = info_.shard_offsets[static_cast<size_t>(shard)];
+  const int64_t k = info_.num_classes;
+  local_rows_.clear();
+  for (size_t i = begin; i < end; ++i) local_rows_.push_back(unique_rows_[i] - base);
+  if (info_.encoded) {
+    h5::read_vlen_rows(file.images, local_rows_, shard_bytes_, shard_offsets_);
+    const int64_t at = static_cast<int64_t>(encoded_.size());
+    encoded_.insert(encoded_.end(), shard_bytes_.begin(), shard_bytes_.end());
+    for (size_t i = 1; i < shard_offsets_.size(); ++i) {
+      encoded_offsets_.push_back(at + shard_offsets_[i]);
+    }
+    bytes_read_ += static_cast<int64_t>(shard_bytes_.size());
+  } else {
+    file.images.read_rows<uint8_t>(local_rows_, pixels_.data() + begin * raw_image_bytes_);
+    bytes_read_ += static_cast<int64_t>(end - begin) * raw_image_bytes_;
+  }
+  if (info_.sparse_labels) {
+    h5::read_vlen_rows(file.labels, local_rows_, ids_, shard_offsets_);
+    for (size_t i = begin; i < end; ++i) {
+      uint8_t* row = multi_hot_.data() + i * k;
+      std::fill(row, row + k, uint8_t{0});
+      for (int64_t e = shard_offsets_[i - begin]; e < shard_offsets_[i - begin + 1]; ++e) {
+        row[ids_[static_cast<size_t>(e)]] = 1;
+      }
+    }
+  } else if (info_.multi_label) {
+    file.labels.read_rows<uint8_t>(local_rows_, multi_hot_.data() + begin * k);
+  } else {
+    file.labels.read_rows<int32_t>(local_rows_, labels_buffer_.data() + begin);
+  }
+  if (info_.has_superclass) {
+    file.superclass.read_rows<int32_t>(local_rows_, superclass_buffer_.data() + begin);
+  }
+}
+
+void BatchReader::fill_image(int64_t position, int s, float* dst) const {
+  if (!info_.encoded) {
+    const uint8_t* image = pixels_.data() + s * raw_image_bytes_;
+    if (options_.training && (options_.crop_padding > 0 || options_.flip)) {
+      const Augmentation a = draw_augmentation(options_.seed, static_cast<uint64_t>(position),
+                                               options_.crop_padding, options_.flip);
+      augment_image(image, info_.height, info_.width, info_.channels, options_.crop_padding, a,
+                    dst);
+    } else {
+      scale_image(image, raw_image_bytes_, dst);
+    }
+    return;
+  }
+  const int64_t begin = encoded_offsets_[static_cast<size_t>(s)];
+  const int64_t example = unique_rows_[static_cast<size_t>(s)];
+  const int shard = info_.shard_of(example);
+  std::string what = "example ";
+  what += std::to_string(example - info_.shard_offsets[static_cast<size_t>(shard)]);
+  what += " of ";
+  what += info_.shards[static_cast<size_t>(shard)];
+  const Image image =
+      decode_image(encoded_.data() + begin,
+                   static_cast<size_t>(encoded_offsets_[static_cast<size_t>(s) + 1] - begin),
+                   info_.channels, what);
+  const CropRect rect =
+      options_.training
+          ? inception_crop(options_.seed, static_cast<uint64_t>(position), image.height,
+                           image.width, options_.min_area, options_.flip)
+          : central_crop(image.height, image.width, out_h_, out_w_, options_.eval_crop_fraction);
+  crop_resize_scale(image, rect, out_h_, out_w_, dst);
+}
+
+void BatchReader::mixup(int64_t step, Batch& out) const {
+  const float lambda = mixup_lambda(options_.seed, step, options_.mixup_alpha);
+  const int64_t k = info_.num_classes, n = out_image_floats_;
+  std::vector<float> a(static_cast<size_t>(n));
+  out.soft_targets.resize(static_cast<size_t>(out.rows * k));
+  for (int i = 0; i + 1 < out.rows; i += 2) {
+    float* x = out.images.data() + i * n;
+    float* y = x + n;
+    std::copy(x, x + n, a.begin());
+    mix_images(x, y, lambda, n, x);
+    mix_images(y, a.data(), lambda, n, y);
+    for (int r = 0; r < 2; ++r) {
+      const uint8_t* own = out.multi_hot.data() + (i + r) * k;
+      const uint8_t* other = out.multi_hot.data() + (i + 1 - r) * k;
+      float* t = out.soft_targets.data() + (i + r) * k;
+      for (int64_t c = 0; c < k; ++c) t[c] = lambda * own[c] + (1.0f - lambda) * other[c];
+    }
+  }
 }
 
 void BatchReader::read(int64_t step, Batch& out) {
@@ -32,12 +124,13 @@ void BatchReader::read(int64_t step, Batch& out) {
   const int64_t eval_count = options_.rows.empty() ? n : static_cast<int64_t>(options_.rows.size());
   out.step = step;
   out.rows = b;
-  out.images.assign(b * image_bytes_, 0.0f);
+  out.images.assign(b * out_image_floats_, 0.0f);
   out.labels.assign(info_.multi_label ? 0 : b, 0);
   out.multi_hot.assign(info_.multi_label ? b * k : 0, 0);
   out.mask.assign(b, 0);
   out.superclass.assign(info_.has_superclass ? b : 0, 0);
   out.index.assign(b, -1);
+  out.soft_targets.clear();
 
   // Which example each row holds; padding rows (eval past the end) hold none.
   const int64_t first = step * options_.batch_size + int64_t{options_.rank} * b;
@@ -50,9 +143,9 @@ void BatchReader::read(int64_t step, Batch& out) {
       order_.emplace_back(options_.rows.empty() ? p : options_.rows[static_cast<size_t>(p)], j);
     }
   }
-  // Read each distinct row once, in file order, so runs coalesce. A batch
-  // crossing an epoch boundary (or a row list with repeats) may hold one
-  // example twice.
+  // Read each distinct example once, in dataset order, so runs coalesce and
+  // each shard is visited once. A batch crossing an epoch boundary (or a row
+  // list with repeats) may hold one example twice.
   std::sort(order_.begin(), order_.end());
   unique_rows_.clear();
   slot_.assign(b, -1);
@@ -60,23 +153,22 @@ void BatchReader::read(int64_t step, Batch& out) {
     if (unique_rows_.empty() || unique_rows_.back() != example) unique_rows_.push_back(example);
     slot_[j] = static_cast<int>(unique_rows_.size()) - 1;
   }
-  const int64_t u = static_cast<int64_t>(unique_rows_.size());
-  pixels_.resize(u * image_bytes_);
-  images_.read_rows<uint8_t>(unique_rows_, pixels_.data());
-  bytes_read_ += u * image_bytes_;
-  if (info_.multi_label) {
-    multi_hot_.resize(u * k);
-    labels_.read_rows<uint8_t>(unique_rows_, multi_hot_.data());
-  } else {
-    labels_buffer_.resize(u);
-    labels_.read_rows<int32_t>(unique_rows_, labels_buffer_.data());
-  }
-  if (info_.has_superclass) {
-    superclass_buffer_.resize(u);
-    superclass_.read_rows<int32_t>(unique_rows_, superclass_buffer_.data());
+  const size_t u = unique_rows_.size();
+  if (!info_.encoded) pixels_.resize(u * raw_image_bytes_);
+  encoded_.clear();
+  encoded_offsets_.assign(1, 0);
+  multi_hot_.resize(info_.multi_label ? u * k : 0);
+  labels_buffer_.resize(info_.multi_label ? 0 : u);
+  superclass_buffer_.resize(info_.has_superclass ? u : 0);
+  for (size_t begin = 0; begin < u;) {
+    const int shard = info_.shard_of(unique_rows_[begin]);
+    const int64_t shard_end = info_.shard_offsets[static_cast<size_t>(shard) + 1];
+    size_t end = begin + 1;
+    while (end < u && unique_rows_[end] < shard_end) ++end;
+    read_shard_rows(shard, begin, end);
+    begin = end;
   }
 
-  const bool augment = options_.training && (options_.crop_padding > 0 || options_.flip);
   for (int j = 0; j < b; ++j) {
     const int s = slot_[j];
     if (s < 0) continue;
@@ -88,17 +180,12 @@ void BatchReader::read(int64_t step, Batch& out) {
       out.labels[j] = labels_buffer_[s];
     }
     if (info_.has_superclass) out.superclass[j] = superclass_buffer_[s];
-    const uint8_t* image = pixels_.data() + s * image_bytes_;
-    float* dst = out.images.data() + j * image_bytes_;
-    if (augment) {
-      const Augmentation a = draw_augmentation(options_.seed, static_cast<uint64_t>(first + j),
-                                               options_.crop_padding, options_.flip);
-      augment_image(image, info_.height, info_.width, info_.channels, options_.crop_padding, a,
-                    dst);
-    } else {
-      scale_image(image, image_bytes_, dst);
-    }
   }
+  pool_.parallel_for(b, [&](int64_t j) {
+    const int s = slot_[static_cast<size_t>(j)];
+    if (s >= 0) fill_image(first + j, s, out.images.data() + j * out_image_floats_);
+  });
+  if (options_.training && options_.mixup_alpha > 0) mixup(step, out);
 }
 
 }  // namespace vmoe

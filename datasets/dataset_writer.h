@@ -12,9 +12,11 @@
 namespace vmoe {
 
 struct DatasetSpec {
-  int height = 0, width = 0, channels = 0;
+  int height = 0, width = 0, channels = 0;  // encoded: the size the loader produces by default
+  bool encoded = false;                  // images are JPEG/PNG bytes (vlen uint8 [N])
   int64_t num_classes = 0;
-  bool multi_label = false;              // labels are uint8 multi-hot [N, num_classes]
+  bool multi_label = false;              // labels are uint8 multi-hot [N, num_classes], or
+  bool sparse_labels = false;            // (with multi_label) vlen int32 class ids [N]
   bool has_superclass = false;           // also write /superclass
   std::vector<std::string> class_names;  // num_classes entries
 };
@@ -22,9 +24,13 @@ struct DatasetSpec {
 // One block of examples to append; the pointers the spec needs must be set.
 struct ExampleBlock {
   int64_t count = 0;
-  const uint8_t* images = nullptr;      // [count, H, W, C]
+  const uint8_t* images = nullptr;      // [count, H, W, C], or encoded bytes back to back:
+  const int64_t* image_offsets = nullptr;  // encoded: [count + 1], image i is
+                                           // images[image_offsets[i], image_offsets[i + 1])
   const int32_t* labels = nullptr;      // [count], single-label datasets
-  const uint8_t* multi_hot = nullptr;   // [count, num_classes], multi-label datasets
+  const uint8_t* multi_hot = nullptr;   // [count, num_classes], dense multi-label datasets
+  const int32_t* label_ids = nullptr;   // sparse multi-label: class ids back to back,
+  const int64_t* label_offsets = nullptr;  // [count + 1] as image_offsets
   const int32_t* superclass = nullptr;  // [count], when spec.has_superclass
 };
 

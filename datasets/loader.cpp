@@ -77,8 +77,30 @@ Loader::Loader(const LoaderOptions& options) : state_(std::make_unique<State>())
              ": a row list is for evaluation only");
   VMOE_CHECK(o.start_step >= 0, "loader for ", o.path, ": start_step must be >= 0, got ",
              o.start_step);
+  VMOE_CHECK(o.threads >= 1, "loader for ", o.path, ": threads must be >= 1, got ", o.threads);
+  VMOE_CHECK(o.min_area > 0 && o.min_area <= 1, "loader for ", o.path,
+             ": min_area must be in (0, 1], got ", o.min_area);
+  VMOE_CHECK(o.eval_crop_fraction > 0 && o.eval_crop_fraction <= 1, "loader for ", o.path,
+             ": eval_crop_fraction must be in (0, 1], got ", o.eval_crop_fraction);
+  VMOE_CHECK(o.image_height >= 0 && o.image_width >= 0, "loader for ", o.path,
+             ": image size must be >= 0 (0 = the dataset's), got ", o.image_height, "x",
+             o.image_width);
+  VMOE_CHECK(o.mixup_alpha >= 0, "loader for ", o.path, ": mixup_alpha must be >= 0, got ",
+             o.mixup_alpha);
   s.info = inspect_dataset(o.path);
   const int64_t n = s.info.size;
+  const bool resized = (o.image_height > 0 && o.image_height != s.info.height) ||
+                       (o.image_width > 0 && o.image_width != s.info.width);
+  VMOE_CHECK(!resized || s.info.encoded, "loader for ", o.path, ": images are stored raw at ",
+             s.info.height, "x", s.info.width, "; only encoded (JPEG/PNG) datasets are resized to ",
+             o.image_height, "x", o.image_width, " on the fly");
+  if (o.training && o.mixup_alpha > 0) {
+    VMOE_CHECK(s.info.multi_label, "loader for ", o.path,
+               ": mixup needs multi-label data (soft targets for the sigmoid loss)");
+    VMOE_CHECK((o.batch_size / o.world) % 2 == 0, "loader for ", o.path,
+               ": mixup pairs rows 2i and 2i+1, so each rank needs an even number of rows; got ",
+               o.batch_size / o.world);
+  }
   if (o.training) {
     VMOE_CHECK(o.batch_size <= n, "loader for ", o.path, ": batch_size ", o.batch_size,
                " is larger than the dataset (", n, " examples)");

@@ -36,6 +36,20 @@ struct LoaderOptions {
   int64_t start_step = 0;   // resume: index of the first global batch to produce
   std::vector<int64_t> rows = {};  // evaluation: the file rows to read, in this order (repeats
                               // allowed); empty = every row in file order
+
+  // Encoded (JPEG/PNG) datasets. Training: inception crop (area fraction in
+  // [min_area, 1], aspect 3/4..4/3, drawn per stream position) resized to the
+  // output size, then flip if `flip`. Evaluation: resize so the crop of
+  // `eval_crop_fraction` of the shorter side fills the output, central crop.
+  int image_height = 0, image_width = 0;  // output size; 0 = the dataset's attributes
+  float min_area = 0.05f;
+  float eval_crop_fraction = 0.875f;
+  int threads = 1;           // threads decoding and augmenting each batch (>= 1)
+  int max_open_shards = 16;  // shard files kept open at once (least recently used closed)
+  // Training, multi-label data: mixup of rows 2i and 2i+1 of each global
+  // batch with lambda ~ Beta(alpha, alpha) per batch; fills Batch::soft_targets.
+  // 0 = off. Needs an even number of rows per rank.
+  float mixup_alpha = 0.0f;
 };
 
 struct Batch {
@@ -46,7 +60,8 @@ struct Batch {
   std::vector<uint8_t> multi_hot;   // [rows, num_classes] (multi-label datasets only, else empty)
   std::vector<uint8_t> mask;        // [rows] 1 = real example, 0 = padding
   std::vector<int32_t> superclass;  // [rows] when the file has /superclass, else empty
-  std::vector<int64_t> index;       // [rows] example index in the file, -1 for padding
+  std::vector<int64_t> index;       // [rows] example index in the dataset, -1 for padding
+  std::vector<float> soft_targets;  // [rows, num_classes] mixup targets (mixup only, else empty)
 };
 
 class Loader {
@@ -65,7 +80,7 @@ class Loader {
   // Eval: ceil(N / batch_size) (identical on every rank); training: batches
   // per epoch, N / batch_size.
   int64_t num_batches() const;
-  // Pixel bytes read from the file so far (by the prefetch thread too).
+  // Image bytes (pixels or encoded) read so far (by the prefetch thread too).
   int64_t bytes_read() const;
 
  private:

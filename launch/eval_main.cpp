@@ -11,9 +11,7 @@
 #include "comm/mpi_communicator.h"
 #include "comm/process_groups.h"
 #include "core/check.h"
-#include "core/h5.h"
 #include "datasets/dataset_info.h"
-#include "datasets/schema.h"
 #include "launch/compute.h"
 #include "launch/eval_config.h"
 #include "launch/evaluation.h"
@@ -36,7 +34,8 @@ void say(Communicator& world, const char* format, A... args) {
 }
 
 void check_matches_model(const DatasetInfo& d, const ViTConfig& m, bool same_classes) {
-  VMOE_CHECK(d.height == m.image.height && d.width == m.image.width &&
+  // Encoded images are cropped and resized to the model's size as they load.
+  VMOE_CHECK((d.encoded || (d.height == m.image.height && d.width == m.image.width)) &&
                  d.channels == m.image.channels,
              d.path, " has images of ", d.height, "x", d.width, "x", d.channels,
              " but the model takes ", m.image.height, "x", m.image.width, "x", m.image.channels,
@@ -54,9 +53,7 @@ std::string dropped_text(const EvalResult& r) {
 
 std::vector<int32_t> read_labels(const DatasetInfo& d) {
   VMOE_CHECK(!d.multi_label, d.path, ": few-shot evaluation needs single-label data");
-  std::vector<int32_t> labels(static_cast<size_t>(d.size));
-  h5::File::open_read(d.path).dataset(schema::kLabels).read_rows<int32_t>(0, d.size, labels.data());
-  return labels;
+  return read_all_labels(d);
 }
 
 struct ShotResult {
@@ -97,8 +94,8 @@ std::string fewshot_target(Trainer& trainer, const EvalConfig& c, const FewShotT
   }
   std::sort(rows.begin(), rows.end());
   rows.erase(std::unique(rows.begin(), rows.end()), rows.end());
-  const EvalSource train_source{t.train, c.run.eval_batch_size, c.run.prefetch};
-  const EvalSource test_source{t.test, c.run.eval_batch_size, c.run.prefetch};
+  const EvalSource train_source = eval_source_for(c.run, t.train);
+  const EvalSource test_source = eval_source_for(c.run, t.test);
   const FeatureSet pool = extract_features(trainer, train_source, rows);
   const FeatureSet test_features = extract_features(trainer, test_source);
   const int64_t dim = pool.dim;
@@ -186,7 +183,7 @@ int run(MpiCommunicator& world) {
     const DatasetInfo info = inspect_dataset(path);
     check_matches_model(info, trainer.options().model, true);
     const auto t = Clock::now();
-    const EvalSource source{path, c.run.eval_batch_size, c.run.prefetch};
+    const EvalSource source = eval_source_for(c.run, path);
     std::unique_ptr<RoutingAnalysis> routing;
     if (moe.enabled() && c.routing_analysis)
       routing = std::make_unique<RoutingAnalysis>(trainer.model(), moe.group_size, info.num_classes);
@@ -207,7 +204,7 @@ int run(MpiCommunicator& world) {
     }
   }
   if (!c.run.eval_capacity_sweep.empty() && !c.eval_data.empty()) {
-    const EvalSource source{c.eval_data.front(), c.run.eval_batch_size, c.run.prefetch};
+    const EvalSource source = eval_source_for(c.run, c.eval_data.front());
     const std::vector<SweepPoint> sweep = capacity_sweep(trainer, source, c.run.eval_capacity_sweep);
     say(world, "capacity sweep on %s (precision@1 / dropped choices):\n  ratio     BPR               vanilla\n",
         dataset_name(source.path).c_str());

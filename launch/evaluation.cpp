@@ -7,14 +7,37 @@
 
 namespace vmoe {
 
+EvalSource eval_source_for(const TrainConfig& c, const std::string& path) {
+  const ImageShape& image = c.trainer.model.image;
+  return {.path = path,
+          .batch_size = c.eval_batch_size,
+          .prefetch = c.prefetch,
+          .image_height = image.height,
+          .image_width = image.width,
+          .threads = c.loader_threads,
+          .crop_fraction = c.eval_crop_fraction,
+          .max_open_shards = c.max_open_shards};
+}
+
+LoaderOptions eval_loader_options(const EvalSource& source, int rank, int world,
+                                  std::vector<int64_t> rows) {
+  return {.path = source.path,
+          .batch_size = source.batch_size,
+          .rank = rank,
+          .world = world,
+          .training = false,
+          .prefetch = source.prefetch,
+          .rows = std::move(rows),
+          .image_height = source.image_height,
+          .image_width = source.image_width,
+          .eval_crop_fraction = source.crop_fraction,
+          .threads = source.threads,
+          .max_open_shards = source.max_open_shards};
+}
+
 EvalResult evaluate_dataset(Trainer& trainer, const EvalSource& source,
                             RoutingAnalysis* routing) {
-  Loader loader({.path = source.path,
-                 .batch_size = source.batch_size,
-                 .rank = trainer.rank(),
-                 .world = trainer.world(),
-                 .training = false,
-                 .prefetch = source.prefetch});
+  Loader loader(eval_loader_options(source, trainer.rank(), trainer.world()));
   EvalResult total;
   Batch batch;
   while (loader.next(batch)) {

@@ -7,6 +7,8 @@
 #include <string>
 #include <vector>
 
+#include "datasets/loader.h"
+#include "launch/train_config.h"
 #include "launch/trainer.h"
 
 namespace vmoe {
@@ -15,7 +17,20 @@ struct EvalSource {
   std::string path;
   int64_t batch_size = 0;  // global
   int prefetch = 2;
+  // Encoded datasets: resized and centrally cropped to the model's resolution.
+  int image_height = 0, image_width = 0;  // 0 = the dataset's
+  int threads = 1;
+  float crop_fraction = 0.875f;
+  int max_open_shards = 16;
 };
+
+// `path` read the way run configuration `c` says (batch, prefetch, decode
+// threads, crop), at the model's resolution.
+EvalSource eval_source_for(const TrainConfig& c, const std::string& path);
+
+// The loader options of one rank's share of `source`, in file order (or `rows`).
+LoaderOptions eval_loader_options(const EvalSource& source, int rank, int world,
+                                  std::vector<int64_t> rows = {});
 
 class RoutingAnalysis;
 

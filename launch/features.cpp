@@ -4,19 +4,14 @@
 
 #include "core/check.h"
 #include "datasets/loader.h"
+#include "launch/evaluation.h"
 
 namespace vmoe {
 
 FeatureSet extract_features(Trainer& trainer, const EvalSource& source,
                             const std::vector<int64_t>& rows) {
   const int world = trainer.world();
-  Loader loader({.path = source.path,
-                 .batch_size = source.batch_size,
-                 .rank = trainer.rank(),
-                 .world = world,
-                 .training = false,
-                 .prefetch = source.prefetch,
-                 .rows = rows});
+  Loader loader(eval_loader_options(source, trainer.rank(), world, rows));
   VMOE_CHECK(!loader.info().multi_label, source.path,
              ": few-shot evaluation needs single-label data (this file is multi-label)");
   const int64_t total = rows.empty() ? loader.info().size : static_cast<int64_t>(rows.size());

@@ -15,6 +15,7 @@
 #include "datasets/copy_examples.h"
 #include "datasets/dataset_info.h"
 #include "datasets/importer.h"
+#include "launch/flag_lists.h"
 
 DECLARE_bool(help);
 
@@ -38,32 +39,6 @@ DEFINE_double(test_fraction, 0,
               "png_folder without train/ and test/ folders (required there): "
               "the fraction of each class moved into test.h5, e.g. 0.2.");
 DEFINE_uint64(split_seed, 0, "Seed of the shuffle that picks the --test_fraction images.");
-
-namespace {
-
-// "HxW" -> {H, W}; "" -> {0, 0} (keep the source size).
-std::pair<int, int> parse_image_size(const std::string& text) {
-  if (text.empty()) return {0, 0};
-  const size_t x = text.find('x');
-  int height = 0, width = 0;
-  const char* end = text.data() + text.size();
-  bool ok = x != std::string::npos && x > 0;
-  if (ok) {
-    const auto h = std::from_chars(text.data(), text.data() + x, height);
-    const auto w = std::from_chars(text.data() + x + 1, end, width);
-    ok = h.ec == std::errc() && h.ptr == text.data() + x && w.ec == std::errc() && w.ptr == end &&
-         x + 1 < text.size() && height > 0 && width > 0;
-  }
-  if (!ok) {
-    std::string message = "--image_size must be HxW with positive integers (e.g. 28x28), got '";
-    message += text;
-    message += "'";
-    throw vmoe::Error(message);
-  }
-  return {height, width};
-}
-
-}  // namespace
 
 int main(int argc, char** argv) {
   gflags::SetUsageMessage(
@@ -91,7 +66,7 @@ int main(int argc, char** argv) {
       throw vmoe::Error("--validation_size must be >= 0, got " +
                         std::to_string(FLAGS_validation_size));
     vmoe::ImageImportOptions options;
-    std::tie(options.height, options.width) = parse_image_size(FLAGS_image_size);
+    std::tie(options.height, options.width) = vmoe::parse_image_size(FLAGS_image_size);
     options.channels = FLAGS_channels;
     options.test_fraction = FLAGS_test_fraction;
     options.split_seed = FLAGS_split_seed;

@@ -5,7 +5,7 @@
 //       --devices_per_node=8 --device_memory_gb=80 [--precision=bf16] [--json=plan.json]
 //
 // The model flags are vmoe_train's (train_config.cpp); the dataset's shape,
-// which vmoe_train reads from its training file, comes from --image_size,
+// which vmoe_train reads from its training file, comes from --image_size (224 if empty),
 // --image_channels, --num_classes and --multi_label (JFT-300M by default).
 #include <gflags/gflags.h>
 
@@ -15,10 +15,11 @@
 #include <string>
 
 #include "core/check.h"
+#include "launch/flag_lists.h"
 #include "launch/planner.h"
 #include "launch/train_config.h"
 
-DEFINE_string(image_size, "224", "Image size: HxW, or N for NxN.");
+DECLARE_string(image_size);  // vmoe_train's; empty here means 224
 DEFINE_int32(image_channels, 3, "Image channels.");
 DEFINE_int64(num_classes, 18291, "Classes of the head (JFT-300M: 18,291).");
 DEFINE_bool(multi_label, true, "Multi-label (sigmoid) head, as JFT.");
@@ -28,21 +29,6 @@ DEFINE_double(device_memory_gb, 80, "Memory of one device in GiB (an '80 GB' GPU
 DEFINE_double(headroom, 0.10, "Fraction of the device memory left to the framework, the "
               "allocator's fragmentation and the communication library.");
 DEFINE_string(json, "", "Also write the plan as JSON to this path.");
-
-namespace {
-
-std::pair<int, int> parse_image_size(const std::string& text) {
-  int h = 0, w = 0;
-  char x = 0, extra = 0;
-  const int got = std::sscanf(text.c_str(), "%d%c%d%c", &h, &x, &w, &extra);
-  if (got == 1) return {h, h};
-  VMOE_CHECK(got == 3 && (x == 'x' || x == 'X') && h > 0 && w > 0,
-             "--image_size must be HxW or N with positive integers (e.g. 224x224), got '", text,
-             "'");
-  return {h, w};
-}
-
-}  // namespace
 
 int main(int argc, char** argv) {
   gflags::SetUsageMessage(
@@ -55,7 +41,7 @@ int main(int argc, char** argv) {
     // vmoe_train requires a training file; the plan's dataset is described by flags.
     if (gflags::GetCommandLineFlagInfoOrDie("train_data").current_value.empty())
       gflags::SetCommandLineOption("train_data", "(vmoe_plan)");
-    const auto [height, width] = parse_image_size(FLAGS_image_size);
+    const auto [height, width] = vmoe::parse_image_size(FLAGS_image_size.empty() ? "224" : FLAGS_image_size);
     vmoe::DatasetInfo info;
     info.path = "(vmoe_plan)";
     info.size = int64_t{1} << 40;

@@ -24,6 +24,17 @@ DEFINE_int32(augment_crop_padding, 0,
              "Training augmentation: zero-pad by this many pixels, then random-crop back (0 = off).");
 DEFINE_bool(augment_flip, true, "Training augmentation: random horizontal flips.");
 DEFINE_int32(prefetch, 2, "Batches the loader prepares ahead on its background thread.");
+DEFINE_int32(loader_threads, 1, "Threads decoding and augmenting each batch's images (encoded "
+             "JPEG/PNG datasets; raw ones are augmented on them too).");
+DEFINE_string(image_size, "", "Encoded (JPEG/PNG) datasets: the resolution images are cropped "
+              "and resized to, HxW or N; empty = the dataset's image_height/width attributes.");
+DEFINE_double(augment_min_area, 0.05, "Encoded datasets, training: inception crop of an area "
+              "fraction in [this, 1] and aspect ratio in [3/4, 4/3], resized to --image_size.");
+DEFINE_double(eval_crop_fraction, 0.875, "Encoded datasets, evaluation: resize so the central "
+              "crop of this fraction of the shorter side fills --image_size (0.875: 256 -> 224).");
+DEFINE_double(mixup_alpha, 0, "Multi-label training: mixup of image pairs with lambda ~ "
+              "Beta(alpha, alpha) per batch, targets mixed alike; 0 = off.");
+DEFINE_int32(max_open_shards, 16, "Dataset shard files each loader keeps open at once.");
 
 // ---- model ------------------------------------------------------------------
 DEFINE_int32(patch_size, 7, "Patch size P: images are cut into non-overlapping PxP patches.");
@@ -35,6 +46,11 @@ DEFINE_int32(pre_logits_size, 0, "A tanh dense layer of this width between the p
              "and the head, as the V-MoE paper's JFT models (0 = none).");
 DEFINE_string(classifier, "token", "Pooling before the head: 'token' (class token) or 'gap' "
               "(mean of the patch tokens, no class token).");
+DEFINE_bool(remat, false, "Activation recomputation: each transformer block keeps only its input "
+            "between forward and backward and re-runs its forward (routing and all-to-alls "
+            "included) right before its backward. The same gradients bit for bit, one block's "
+            "activations in memory instead of every block's, about a third more compute. "
+            "vmoe_eval ignores it (forward only).");
 
 // ---- mixture of experts -----------------------------------------------------
 DEFINE_string(moe_layers, "", "Blocks whose MLP is a mixture of experts: 'every:N' (blocks N-1, "
@@ -152,6 +168,14 @@ void validate_flags() {
   check_positive("eval_batch_size", static_cast<double>(FLAGS_eval_batch_size));
   check_non_negative("augment_crop_padding", FLAGS_augment_crop_padding);
   check_positive("prefetch", FLAGS_prefetch);
+  check_positive("loader_threads", FLAGS_loader_threads);
+  check_positive("max_open_shards", FLAGS_max_open_shards);
+  VMOE_CHECK(FLAGS_augment_min_area > 0 && FLAGS_augment_min_area <= 1,
+             "--augment_min_area must be in (0, 1], got ", FLAGS_augment_min_area);
+  VMOE_CHECK(FLAGS_eval_crop_fraction > 0 && FLAGS_eval_crop_fraction <= 1,
+             "--eval_crop_fraction must be in (0, 1], got ", FLAGS_eval_crop_fraction);
+  check_non_negative("mixup_alpha", FLAGS_mixup_alpha);
+  parse_image_size(FLAGS_image_size);
   check_positive("learning_rate", FLAGS_learning_rate);
   check_non_negative("end_learning_rate", FLAGS_end_learning_rate);
   check_non_negative("warmup_steps", static_cast<double>(FLAGS_warmup_steps));
@@ -175,9 +199,27 @@ void validate_flags() {
 
 TrainConfig train_config_from_flags(int world) {
   validate_flags();
-  return config_from_flags(inspect_dataset(FLAGS_train_data),
-                           FLAGS_eval_data.empty() ? DatasetInfo{} : inspect_dataset(FLAGS_eval_data),
-                           world);
+  DatasetInfo train = inspect_dataset(FLAGS_train_data);
+  DatasetInfo eval = FLAGS_eval_data.empty() ? DatasetInfo{} : inspect_dataset(FLAGS_eval_data);
+  // Encoded images have no fixed size: the loader crops and resizes them to
+  // the model's resolution, --image_size or the training set's attributes.
+  const auto [height, width] = parse_image_size(FLAGS_image_size);
+  if (height > 0) {
+    VMOE_CHECK(train.encoded, "--image_size is for encoded (JPEG/PNG) datasets; --train_data ",
+               train.path, " holds raw ", train.height, "x", train.width, " images");
+    train.height = height;
+    train.width = width;
+  }
+  if (eval.encoded) {
+    eval.height = train.height;
+    eval.width = train.width;
+  }
+  TrainConfig c = config_from_flags(train, eval, world);
+  // Training only: vmoe_eval (config_from_flags with a checkpoint's replayed
+  // flags) runs forward passes, and reads the routers' choices after them.
+  // Not in model_flags(): a run may resume with or without it.
+  c.trainer.model.remat = FLAGS_remat;
+  return c;
 }
 
 TrainConfig config_from_flags(const DatasetInfo& train_info, const DatasetInfo& eval_info,
@@ -327,6 +369,11 @@ TrainConfig config_from_flags(const DatasetInfo& train_info, const DatasetInfo& 
   c.crop_padding = FLAGS_augment_crop_padding;
   c.flip = FLAGS_augment_flip;
   c.prefetch = FLAGS_prefetch;
+  c.loader_threads = FLAGS_loader_threads;
+  c.min_area = static_cast<float>(FLAGS_augment_min_area);
+  c.eval_crop_fraction = static_cast<float>(FLAGS_eval_crop_fraction);
+  c.mixup_alpha = static_cast<float>(FLAGS_mixup_alpha);
+  c.max_open_shards = FLAGS_max_open_shards;
   c.log_every = FLAGS_log_every;
   c.eval_every = FLAGS_eval_every;
   return c;

@@ -20,6 +20,11 @@ struct TrainConfig {
   int crop_padding = 0;
   bool flip = false;
   int prefetch = 2;
+  int loader_threads = 1;            // encoded data: decode threads per loader
+  float min_area = 0.05f;            // encoded data: inception crop's smallest area fraction
+  float eval_crop_fraction = 0.875f;  // encoded data: central crop at evaluation
+  float mixup_alpha = 0.0f;          // multi-label training: mixup, 0 = off
+  int max_open_shards = 16;
   int64_t total_steps = 0;
   double num_epochs = 0;
   int64_t log_every = 0;
@@ -40,10 +45,11 @@ struct TrainConfig {
 void validate_flags();
 // The full configuration. Model shapes come from the training set's header;
 // the evaluation set must match it. `world` ranks share each global batch.
+// Only this one applies --remat (trainer.model.remat).
 TrainConfig train_config_from_flags(int world = 1);
 // The same from already inspected files (eval_info empty: no evaluation set);
 // vmoe_eval passes the shape a checkpoint was trained on. Call
-// validate_flags() first.
+// validate_flags() first. Ignores --remat (evaluation is forward only).
 TrainConfig config_from_flags(const DatasetInfo& train_info, const DatasetInfo& eval_info,
                               int world = 1);
 // The flags as a flagfile (for the run directory).

@@ -38,7 +38,8 @@ std::string format_duration(double s) {
 
 LossTargets targets_of(const Batch& b) {
   return {b.rows, b.labels.empty() ? nullptr : b.labels.data(),
-          b.multi_hot.empty() ? nullptr : b.multi_hot.data(), b.mask.data()};
+          b.multi_hot.empty() ? nullptr : b.multi_hot.data(), b.mask.data(),
+          b.soft_targets.empty() ? nullptr : b.soft_targets.data()};
 }
 
 // "aux 0.0123  drop 1.2%" from the routing metrics (empty for a dense model).
@@ -164,14 +165,20 @@ int run(MpiCommunicator& world) {
                  .crop_padding = c.crop_padding,
                  .flip = c.flip,
                  .prefetch = c.prefetch,
-                 .start_step = start_step});
+                 .start_step = start_step,
+                 .image_height = m.image.height,
+                 .image_width = m.image.width,
+                 .min_area = c.min_area,
+                 .threads = c.loader_threads,
+                 .max_open_shards = c.max_open_shards,
+                 .mixup_alpha = c.mixup_alpha});
   const double steps_per_epoch = static_cast<double>(train_info.size) / c.trainer.global_batch;
   const auto start = Clock::now();
   auto window_start = start;
   double window_loss = 0, window_aux = 0;
   int64_t window_steps = 0;
   Batch batch;
-  const EvalSource eval_source{c.eval_data, c.eval_batch_size, c.prefetch};
+  const EvalSource eval_source = eval_source_for(c, c.eval_data);
   const bool superclass_eval = moe.routing == Routing::kImage && c.eval_info.has_superclass;
   auto run_eval = [&](int64_t step) {
     if (c.eval_data.empty()) return EvalResult{};

@@ -15,6 +15,8 @@
 #include "core/h5.h"
 #include "datasets/dataset_info.h"
 #include "datasets/dataset_writer.h"
+#include "datasets/image_codec.h"
+#include "datasets/synthetic_images.h"
 
 namespace vmoe::testing {
 
@@ -123,6 +125,37 @@ inline Split read_split(const std::string& path) {
   file.dataset("/images").read_rows(0, s.info.size, s.images.data());
   file.dataset("/labels").read_rows(0, s.info.size, s.labels.data());
   return s;
+}
+
+// Encoded shards `dir/prefix-<s>.h5` of vmoe_synth's synthetic examples
+// (PNG, so decoding is lossless), shard s holding sizes[s] consecutive
+// examples; returns the glob matching them.
+inline std::string write_encoded_shards(const std::string& dir, const std::vector<int64_t>& sizes,
+                                        const SyntheticSpec& synth,
+                                        const std::string& prefix = "train") {
+  DatasetSpec spec{.height = synth.height, .width = synth.width, .channels = synth.channels,
+                   .encoded = true, .num_classes = synth.num_classes, .multi_label = true,
+                   .sparse_labels = true, .class_names = {}};
+  for (int64_t c = 0; c < synth.num_classes; ++c) spec.class_names.push_back(std::to_string(c));
+  int64_t index = 0;
+  for (size_t s = 0; s < sizes.size(); ++s) {
+    DatasetWriter writer(dir + "/" + prefix + "-" + std::to_string(s) + ".h5", spec);
+    std::vector<uint8_t> bytes;
+    std::vector<int32_t> ids;
+    std::vector<int64_t> image_offsets{0}, label_offsets{0};
+    for (int64_t i = 0; i < sizes[s]; ++i, ++index) {
+      const std::vector<int32_t> labels = synthetic_labels(synth, index);
+      const std::vector<uint8_t> png = encode_png(synthetic_image(synth, index, labels));
+      bytes.insert(bytes.end(), png.begin(), png.end());
+      ids.insert(ids.end(), labels.begin(), labels.end());
+      image_offsets.push_back(static_cast<int64_t>(bytes.size()));
+      label_offsets.push_back(static_cast<int64_t>(ids.size()));
+    }
+    writer.append({.count = sizes[s], .images = bytes.data(), .image_offsets = image_offsets.data(),
+                   .label_ids = ids.data(), .label_offsets = label_offsets.data()});
+    writer.finish();
+  }
+  return dir + "/" + prefix + "-*.h5";
 }
 
 }  // namespace vmoe::testing

@@ -5,6 +5,7 @@
 #include <gtest/gtest.h>
 
 #include <cmath>
+#include <cstring>
 #include <functional>
 #include <string>
 #include <vector>
@@ -106,6 +107,15 @@ std::string error_of(F&& f) {
 }
 
 // Weighted sum of a host array: the projection used as a scalar objective.
+// Bit for bit: memcmp, so that -0.0f vs 0.0f or NaN payloads would count too.
+inline void expect_identical(const std::vector<float>& a, const std::vector<float>& b,
+                      const std::string& what) {
+  ASSERT_EQ(a.size(), b.size()) << what;
+  if (std::memcmp(a.data(), b.data(), a.size() * sizeof(float)) == 0) return;
+  for (size_t i = 0; i < a.size(); ++i) ASSERT_EQ(a[i], b[i]) << what << " [" << i << "]";
+  ADD_FAILURE() << what << ": equal values, different bits";
+}
+
 inline double dot(const std::vector<float>& a, const std::vector<float>& b) {
   double s = 0.0;
   for (size_t i = 0; i < a.size(); ++i) s += static_cast<double>(a[i]) * b[i];
