@@ -9,11 +9,6 @@
 namespace vmoe::h5 {
 namespace {
 
-// ": <innermost HDF5 message>" or "" when the stack is empty.
-std::string detail() {
-  const std::string message = last_error();
-  return message.empty() ? "" : ": " + message;
-}
 
 herr_t keep_innermost(unsigned n, const H5E_error2_t* error, void* client) {
   // Walking upward, n == 0 is the function that detected the error.
@@ -71,6 +66,11 @@ std::unique_lock<std::recursive_mutex> lock() {
     quiet = true;
   }
   return guard;
+}
+
+std::string detail() {
+  const std::string message = last_error();
+  return message.empty() ? "" : ": " + message;
 }
 
 std::string last_error() {

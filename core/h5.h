@@ -28,6 +28,8 @@ std::unique_lock<std::recursive_mutex> lock();
 // The innermost description on HDF5's error stack ("" if empty). Call right
 // after the failing HDF5 call, with the lock still held.
 std::string last_error();
+// ": <innermost HDF5 message>", or "" when the stack is empty (for messages).
+std::string detail();
 
 // What an hid_t is, which decides how it is closed.
 enum class Kind { kFile, kGroup, kDataset, kDataspace, kDatatype, kAttribute, kPropertyList };

@@ -8,11 +8,6 @@
 namespace vmoe::h5 {
 namespace {
 
-std::string detail() {
-  const std::string message = last_error();
-  return message.empty() ? "" : ": " + message;
-}
-
 // The file's and memory's vlen types of T.
 Handle vlen_type(hid_t base) {
   return Handle(H5Tvlen_create(base), Kind::kDatatype);

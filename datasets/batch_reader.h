@@ -27,8 +27,6 @@ class BatchReader {
   // Fills `out` (reusing its storage) with global batch `step`.
   void read(int64_t step, Batch& out);
   int64_t bytes_read() const { return bytes_read_.load(); }
-  int output_height() const { return out_h_; }
-  int output_width() const { return out_w_; }
 
  private:
   // Reads images, labels and superclasses of unique_rows_[begin, end), all in

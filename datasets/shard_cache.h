@@ -25,7 +25,6 @@ class ShardCache {
   // The open shard `index`, opening it (and closing the least recently used
   // one if full). The reference is valid until the next call.
   OpenShard& get(int index);
-  int open_count() const { return static_cast<int>(open_.size()); }
 
  private:
   const DatasetInfo* info_;

@@ -21,8 +21,6 @@ class WorkerPool {
   WorkerPool(const WorkerPool&) = delete;
   WorkerPool& operator=(const WorkerPool&) = delete;
 
-  int threads() const { return static_cast<int>(workers_.size()) + 1; }
-
   // Calls fn(i) for every i in [0, n), spread over the threads, and returns
   // when all are done. Rethrows the first exception any call threw (the
   // other items still run). Not reentrant: one loop at a time.
