@@ -96,7 +96,11 @@ TEST(MoeLayer, GroupsInSeparateCallsRouteIdentically) {
   g0.insert(g0.end(), g1.begin(), g1.end());
   EXPECT_EQ(e, e0);
   EXPECT_EQ(s, s0);
-  EXPECT_EQ(g, g0);
+  // Gates agree to float rounding: the router's logits are one GEMM over 4
+  // images here and over 2 there, and some OpenBLAS kernels (seen on an
+  // AVX-512 Intel Xeon) round row blocks of other heights differently.
+  ASSERT_EQ(g.size(), g0.size());
+  for (size_t i = 0; i < g.size(); ++i) EXPECT_NEAR(g[i], g0[i], 1e-6f) << i;
   // Outputs agree to float rounding, not bit for bit: in the compact expert
   // layout a group's rows sit at offsets that depend on the whole batch, and
   // BLAS rounds edge tiles differently (about 1 ulp).
