@@ -33,7 +33,7 @@ struct CheckpointState {
   int64_t world = 1, expert_parallel = 1;
 };
 
-// Writes `path` collectively: every rank of groups.world() calls it. No rank
+// Writes `path` collectively (MPI-IO over groups.host()): every rank calls it. No rank
 // holds more than its own shard. `abort_after` (tests): abort the process
 // after that many datasets, to simulate a crash mid-write (< 0: never).
 void write_checkpoint(const std::string& path, ParamStore& store, Optimizer* optimizer,

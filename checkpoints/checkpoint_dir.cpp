@@ -58,7 +58,7 @@ std::vector<std::string> CheckpointDir::list() const {
 std::string CheckpointDir::save(ParamStore& store, Optimizer* optimizer,
                                 const CheckpointState& state, ProcessGroups& groups,
                                 int abort_after) {
-  Communicator& world = groups.world();
+  Communicator& world = groups.host();
   const std::string path = path_for(state.step), tmp = path + ".tmp";
   if (world.rank() == 0) fs::create_directories(dir_);
   world.barrier();
@@ -77,15 +77,15 @@ std::string CheckpointDir::save(ParamStore& store, Optimizer* optimizer,
 }
 
 std::optional<CheckpointState> CheckpointDir::load_latest(
-    ParamStore& store, Optimizer* optimizer, Communicator& world,
+    ParamStore& store, Optimizer* optimizer, MpiCommunicator& host,
     const std::function<void(const CheckpointState&)>& check,
     const std::function<void(const std::string&)>& warn) {
   // Rank 0's listing decides, so every rank tries the same files.
   std::vector<std::string> candidates = list();
-  int64_t count = world.rank() == 0 ? static_cast<int64_t>(candidates.size()) : 0;
-  world.broadcast(&count, sizeof count, 0);
+  int64_t count = host.rank() == 0 ? static_cast<int64_t>(candidates.size()) : 0;
+  host.broadcast(&count, sizeof count, 0);
   VMOE_CHECK(static_cast<int64_t>(candidates.size()) == count,
-             "rank ", world.rank(), " sees ", candidates.size(), " checkpoints in ", dir_,
+             "rank ", host.rank(), " sees ", candidates.size(), " checkpoints in ", dir_,
              ", rank 0 sees ", count, ": the directory must be shared by every rank");
   for (const std::string& path : candidates) {
     CheckpointState state;
@@ -104,8 +104,8 @@ std::optional<CheckpointState> CheckpointDir::load_latest(
       }
     }
     // Every rank must have loaded its whole shard.
-    const int64_t ok = all_reduce_value(world, int64_t{error.empty() ? 1 : 0}, ReduceOp::kSum);
-    if (ok == world.size()) return state;
+    const int64_t ok = all_reduce_value(host, int64_t{error.empty() ? 1 : 0}, ReduceOp::kSum);
+    if (ok == host.size()) return state;
     warn("cannot resume from " + path + (error.empty() ? " (another rank failed)" : ": " + error) +
          "; trying the previous checkpoint");
   }

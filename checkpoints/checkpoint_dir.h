@@ -20,7 +20,7 @@ class CheckpointDir {
 
   const std::string& dir() const { return dir_; }
   std::string path_for(int64_t step) const;
-  // Collective over groups.world(): writes, publishes, prunes old checkpoints.
+  // Collective over groups.host(): writes, publishes, prunes old checkpoints.
   // Returns the published path.
   std::string save(ParamStore& store, Optimizer* optimizer, const CheckpointState& state,
                    ProcessGroups& groups, int abort_after = -1);
@@ -30,9 +30,9 @@ class CheckpointDir {
   // Resume: loads the newest checkpoint every rank can read completely, falling
   // back to older ones (calling `warn` with why). `check` may reject a
   // checkpoint by throwing (e.g. other model flags): that error is final.
-  // Collective; nullopt when there is no checkpoint at all.
+  // Collective over `host`; nullopt when there is no checkpoint at all.
   std::optional<CheckpointState> load_latest(
-      ParamStore& store, Optimizer* optimizer, Communicator& world,
+      ParamStore& store, Optimizer* optimizer, MpiCommunicator& host,
       const std::function<void(const CheckpointState&)>& check,
       const std::function<void(const std::string&)>& warn);
 

@@ -2,6 +2,7 @@
 
 #include <cuda_runtime_api.h>
 #include <mpi.h>
+#include <unistd.h>
 
 #include <cerrno>
 #include <climits>
@@ -66,6 +67,25 @@ int choose_device(int requested) {
     return requested;
   }
   return local_rank() % count;
+}
+
+RankDevice describe_device(int device) {
+  RankDevice d;
+  char node[256] = {0};
+  if (gethostname(node, sizeof node - 1) == 0) d.node = node;
+  d.index = device;
+  if (cudaGetDeviceCount(&d.visible) != cudaSuccess) (void)cudaGetLastError();
+  cudaDeviceProp prop{};
+  const cudaError_t error = cudaGetDeviceProperties(&prop, device);
+  if (error != cudaSuccess)
+    throw std::runtime_error("cannot read the properties of CUDA device " + std::to_string(device) +
+                             ": " + cudaGetErrorString(error));
+  static const char* hex = "0123456789abcdef";
+  for (unsigned char byte : prop.uuid.bytes) {
+    d.uuid += hex[byte >> 4];
+    d.uuid += hex[byte & 15];
+  }
+  return d;
 }
 
 }  // namespace vmoe

@@ -130,11 +130,25 @@ void MpiCommunicator::all_gather(const void* send, void* recv, int64_t bytes) {
 
 void MpiCommunicator::barrier() { check_mpi(MPI_Barrier(comm_), "MPI_Barrier"); }
 
-std::unique_ptr<Communicator> MpiCommunicator::split(int color, int key) {
+std::unique_ptr<MpiCommunicator> MpiCommunicator::duplicate() const {
+  MPI_Comm copy;
+  check_mpi(MPI_Comm_dup(comm_, &copy), "MPI_Comm_dup");
+  MPI_Comm_set_errhandler(copy, MPI_ERRORS_RETURN);
+  return std::make_unique<MpiCommunicator>(copy, /*owned=*/true);
+}
+
+std::unique_ptr<MpiCommunicator> MpiCommunicator::split_mpi(int color, int key) const {
   MPI_Comm sub;
   check_mpi(MPI_Comm_split(comm_, color, key, &sub), "MPI_Comm_split");
+  if (sub == MPI_COMM_NULL)
+    throw std::invalid_argument("split: color " + std::to_string(color) +
+                                " puts this rank in no group");
   MPI_Comm_set_errhandler(sub, MPI_ERRORS_RETURN);
   return std::make_unique<MpiCommunicator>(sub, /*owned=*/true);
+}
+
+std::unique_ptr<Communicator> MpiCommunicator::split(int color, int key) {
+  return split_mpi(color, key);
 }
 
 void MpiCommunicator::abort(int exit_code) {

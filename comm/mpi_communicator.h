@@ -29,6 +29,11 @@ class MpiCommunicator final : public Communicator {
   int rank() const override { return rank_; }
   int size() const override { return size_; }
   MPI_Comm handle() const { return comm_; }
+  // A communicator of the same ranks whose messages never match this one's
+  // (MPI_Comm_dup); owned by the result. Collective.
+  std::unique_ptr<MpiCommunicator> duplicate() const;
+  // split() with the concrete type. Collective.
+  std::unique_ptr<MpiCommunicator> split_mpi(int color, int key) const;
 
   void all_to_all_bytes(const void* send, void* recv, int64_t bytes_per_rank) override;
   void all_to_all(const float* send, float* recv, int64_t count_per_rank) override;

@@ -4,7 +4,6 @@
 #include <string>
 #include <utility>
 
-#include "comm/mpi_check.h"
 #include "comm/nccl_check.h"
 
 namespace vmoe {
@@ -61,10 +60,7 @@ int stream_device(cudaStream_t stream) {
 // A copy of `comm` for the twin: its messages never match the caller's.
 std::unique_ptr<MpiCommunicator> duplicate(MPI_Comm comm) {
   if (!MpiRuntime::initialized()) throw std::logic_error("NcclCommunicator before MpiRuntime");
-  MPI_Comm copy;
-  check_mpi(MPI_Comm_dup(comm, &copy), "MPI_Comm_dup");
-  MPI_Comm_set_errhandler(copy, MPI_ERRORS_RETURN);
-  return std::make_unique<MpiCommunicator>(copy, /*owned=*/true);
+  return MpiCommunicator(comm).duplicate();
 }
 
 // Throws for negative sizes; true when there is nothing to move.
@@ -293,14 +289,8 @@ void NcclCommunicator::barrier() {
 }
 
 std::unique_ptr<Communicator> NcclCommunicator::split(int color, int key) {
-  MPI_Comm sub;
-  check_mpi(MPI_Comm_split(twin_->handle(), color, key, &sub), "MPI_Comm_split");
-  if (sub == MPI_COMM_NULL)
-    throw std::invalid_argument("NcclCommunicator::split: color " + std::to_string(color) +
-                                " puts this rank in no group");
-  MPI_Comm_set_errhandler(sub, MPI_ERRORS_RETURN);
-  auto twin = std::make_unique<MpiCommunicator>(sub, /*owned=*/true);
-  return std::unique_ptr<Communicator>(new NcclCommunicator(std::move(twin), compute_, device_));
+  return std::unique_ptr<Communicator>(
+      new NcclCommunicator(twin_->split_mpi(color, key), compute_, device_));
 }
 
 void NcclCommunicator::abort(int exit_code) {

@@ -33,8 +33,14 @@ ExpertPlacement place_experts(int world, int rank, int experts, int ep_size) {
   return p;
 }
 
-ProcessGroups::ProcessGroups(Communicator& world, int experts, int ep_size) : world_(&world) {
+ProcessGroups::ProcessGroups(Communicator& world, MpiCommunicator& host, int experts, int ep_size)
+    : world_(&world), host_(&host) {
   const int w = world.size(), r = world.rank();
+  if (host.size() != w || host.rank() != r)
+    throw std::invalid_argument("ProcessGroups: the host communicator (rank " +
+                                std::to_string(host.rank()) + " of " + std::to_string(host.size()) +
+                                ") is not the world (rank " + std::to_string(r) + " of " +
+                                std::to_string(w) + ")");
   // 0: the largest valid size (all ranks when E allows); a size beyond the
   // world is capped to it, so a configuration also runs on fewer ranks.
   int p = std::min(ep_size, w);

@@ -11,11 +11,18 @@
 // (across EP groups, and the R replicas within one) form a replica group,
 // over which expert gradients are summed; dense gradients are summed over
 // the world.
+//
+// Two communicators of the same ranks are handed out: world() moves the
+// tensors, in the backend's memory (MPI on CPUs, NCCL on GPUs), and host()
+// is always MPI, for what happens on the host: checkpoint files (MPI-IO),
+// reductions of host values (losses, counts, metrics). Nothing may assume
+// world() is host() or an MpiCommunicator.
 #pragma once
 
 #include <memory>
 
 #include "comm/communicator.h"
+#include "comm/mpi_communicator.h"
 
 namespace vmoe {
 
@@ -39,15 +46,21 @@ class ProcessGroups {
  public:
   // ep_size 0 picks the largest valid size (the whole world when E allows);
   // sizes above the world are capped to it. experts 0 (dense): no EP groups.
-  ProcessGroups(Communicator& world, int experts, int ep_size);
+  // `world` and `host` must hold the same ranks in the same order.
+  ProcessGroups(Communicator& world, MpiCommunicator& host, int experts, int ep_size);
+  // The CPU path: one MPI communicator is both.
+  ProcessGroups(MpiCommunicator& world, int experts, int ep_size)
+      : ProcessGroups(world, world, experts, ep_size) {}
 
   Communicator& world() { return *world_; }
+  MpiCommunicator& host() { return *host_; }
   Communicator& expert_parallel() { return *ep_; }
   Communicator& expert_replicas() { return *replicas_; }
   const ExpertPlacement& placement() const { return placement_; }
 
  private:
   Communicator* world_;
+  MpiCommunicator* host_;
   std::unique_ptr<Communicator> ep_, replicas_;
   ExpertPlacement placement_;
 };

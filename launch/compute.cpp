@@ -1,5 +1,9 @@
 #include "launch/compute.h"
 
+#include <cstdlib>
+#include <cstring>
+
+#include "comm/stand_in_communicator.h"
 #include "core/check.h"
 #include "core/cpu_backend.h"
 #ifdef VMOE_HAVE_CUDA
@@ -14,6 +18,9 @@ Compute::Compute(const std::string& backend, int device, MpiCommunicator& mpi_wo
     : mpi_world_(&mpi_world) {
   if (backend == "cpu") {
     backend_ = std::make_unique<CpuBackend>();
+    const char* stand_in = std::getenv("VMOE_TEST_STAND_IN_WORLD");
+    if (stand_in != nullptr && std::strcmp(stand_in, "1") == 0)
+      device_world_ = std::make_unique<StandInCommunicator>(mpi_world);
     return;
   }
   VMOE_CHECK(backend == "cuda", "--backend must be 'cpu' or 'cuda', got '", backend, "'");
@@ -21,7 +28,12 @@ Compute::Compute(const std::string& backend, int device, MpiCommunicator& mpi_wo
   VMOE_CHECK(cuda_device_count() > 0,
              "--backend=cuda: this process sees no GPU (check CUDA_VISIBLE_DEVICES and the "
              "driver), rank ", mpi_world.rank());
-  auto gpu = std::make_unique<CudaBackend>(choose_device(device));
+  const int chosen = choose_device(device);
+  // Before NCCL, whose own message for this is "Duplicate GPU detected".
+  const std::string shared =
+      shared_device_error(gather_rank_devices(mpi_world, describe_device(chosen)), device >= 0);
+  VMOE_CHECK(shared.empty(), shared);
+  auto gpu = std::make_unique<CudaBackend>(chosen);
   device_world_ = std::make_unique<NcclCommunicator>(mpi_world, gpu->stream());
   backend_ = std::move(gpu);
 #else

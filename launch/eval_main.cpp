@@ -166,8 +166,8 @@ int run(MpiCommunicator& world) {
   const MoeConfig& moe = c.run.trainer.moe;
   Compute compute(c.run.backend, c.run.device, world);
   Backend& backend = compute.backend();
-  ProcessGroups groups(compute.world(), moe.enabled() ? moe.num_experts : 0,
-                       c.run.expert_parallel);
+  ProcessGroups groups =
+      compute.make_groups(moe.enabled() ? moe.num_experts : 0, c.run.expert_parallel);
   Trainer trainer(backend, c.run.trainer, &groups);
   load_checkpoint(c.checkpoint, trainer.params(), nullptr, {.optimizer = false});
   if (world.rank() == 0) std::filesystem::create_directories(c.out_dir);

@@ -51,7 +51,7 @@ EvalResult evaluate_dataset(Trainer& trainer, const EvalSource& source,
     }
   }
   trainer.reduce_over_ranks(total);
-  if (routing != nullptr && trainer.groups() != nullptr) routing->reduce(trainer.groups()->world());
+  if (routing != nullptr && trainer.groups() != nullptr) routing->reduce(trainer.groups()->host());
   return total;
 }
 

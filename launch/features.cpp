@@ -27,7 +27,7 @@ FeatureSet extract_features(Trainer& trainer, const EvalSource& source,
   while (loader.next(batch)) {
     trainer.features(batch.images.data(), batch.rows, batch.mask.data(), mine.data());
     if (world > 1) {
-      Communicator& comm = trainer.groups()->world();
+      Communicator& comm = trainer.groups()->host();
       comm.all_gather(mine.data(), all.data(), static_cast<int64_t>(mine.size() * sizeof(float)));
       comm.all_gather(batch.labels.data(), all_labels.data(), b * static_cast<int64_t>(sizeof(int32_t)));
     } else {

@@ -41,7 +41,7 @@ int64_t resume(CheckpointDir& dir, const TrainConfig& c, Trainer& trainer, Proce
                "from the checkpoint's: ", join(diff, "; "));
   };
   const std::optional<CheckpointState> state =
-      dir.load_latest(trainer.params(), &trainer.optimizer(), groups.world(), check,
+      dir.load_latest(trainer.params(), &trainer.optimizer(), groups.host(), check,
                       [&](const std::string& why) { say("warning: " + why + "\n"); });
   if (!state) {
     say("resume: no checkpoint in " + dir.dir() + ", starting from scratch\n");

@@ -96,8 +96,8 @@ int run(MpiCommunicator& world) {
 
   Compute compute(c.backend, c.device, world);
   Backend& backend = compute.backend();
-  ProcessGroups groups(compute.world(), c.trainer.moe.enabled() ? c.trainer.moe.num_experts : 0,
-                       c.expert_parallel);
+  ProcessGroups groups = compute.make_groups(
+      c.trainer.moe.enabled() ? c.trainer.moe.num_experts : 0, c.expert_parallel);
   Trainer trainer(backend, c.trainer, &groups);
   CheckpointDir checkpoints(c.checkpoint_dir.empty() ? c.run_dir + "/checkpoints" : c.checkpoint_dir,
                             c.keep_checkpoints);

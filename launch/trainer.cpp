@@ -92,7 +92,7 @@ StepResult Trainer::train_step(const float* images, const LossTargets& targets,
   if (sync_) {
     sync_->all_reduce();
     r.grad_norm = sync_->global_norm();
-    groups_->world().all_reduce(losses, 2, ReduceOp::kSum);
+    groups_->host().all_reduce(losses, 2, ReduceOp::kSum);
   } else {
     r.grad_norm = std::sqrt(be_->sum_squares(params_.size(), params_.grads().data()));
   }
@@ -159,8 +159,8 @@ std::vector<Metric> Trainer::routing_metrics() {
   if (groups_ != nullptr && world_ > 1) {
     std::vector<double> values;
     for (const Metric& m : out) values.push_back(m.value);
-    groups_->world().all_reduce(values.data(), static_cast<int64_t>(values.size()),
-                                ReduceOp::kSum);
+    groups_->host().all_reduce(values.data(), static_cast<int64_t>(values.size()),
+                               ReduceOp::kSum);
     for (size_t i = 0; i < out.size(); ++i) out[i].value = values[i] / world_;
   }
   return out;
@@ -168,7 +168,7 @@ std::vector<Metric> Trainer::routing_metrics() {
 
 void Trainer::reduce_over_ranks(EvalResult& r) {
   if (groups_ == nullptr || world_ == 1) return;
-  Communicator& world = groups_->world();
+  Communicator& world = groups_->host();  // host values
   int64_t counts[5] = {r.count, r.correct, r.choices, r.dropped, r.superclass_hits};
   world.all_reduce(counts, 5, ReduceOp::kSum);
   r.count = counts[0];

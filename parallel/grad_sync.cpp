@@ -29,7 +29,7 @@ double GradientSync::global_norm() {
   const int64_t dense_end = store_->region_end(Region::kDense);
   const double dense = be.sum_squares(dense_end, grads);  // identical on every rank
   double expert = be.sum_squares(store_->size() - dense_end, grads + dense_end);
-  expert = all_reduce_value(groups_->world(), expert) / groups_->placement().world_replicas;
+  expert = all_reduce_value(groups_->host(), expert) / groups_->placement().world_replicas;
   return std::sqrt(dense + expert);
 }
 

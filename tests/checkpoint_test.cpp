@@ -10,6 +10,11 @@
 #include "checkpoints/checkpoint_dir.h"
 #include "checkpoints/position_embedding.h"
 #include "comm/mpi_communicator.h"
+#include "comm/stand_in_communicator.h"
+#ifdef VMOE_HAVE_CUDA
+#include "comm/device.h"
+#include "core/cuda_backend.h"
+#endif
 #include "core/cpu_backend.h"
 #include "parallel/moe_model.h"
 #include "tests/mpi_test_util.h"
@@ -23,19 +28,27 @@ namespace fs = std::filesystem;
 using testing::SharedDir;
 using testing::world;
 
-// A tiny V-MoE (4 experts in block 1) on this rank's expert placement.
+// A tiny V-MoE (4 experts in block 1) on this rank's expert placement, on
+// the CPU backend or the one given.
 struct Model {
-  CpuBackend be;
+  std::unique_ptr<Backend> backend;  // outlives the store
+  Backend& be;
   MoeConfig moe;
   ParamStore store;
   std::unique_ptr<ViT> vit;
   std::unique_ptr<Optimizer> opt;
   std::unique_ptr<ProcessGroups> groups;
-  Model(int ep_size, ViTConfig c = testing::tiny_vit()) {
+  // `device_world`: the world that moves tensors, when it is not the MPI
+  // world (the GPU path's shape); the MPI world is then only the host's.
+  Model(int ep_size, ViTConfig c = testing::tiny_vit(), Communicator* device_world = nullptr,
+        std::unique_ptr<Backend> on = std::make_unique<CpuBackend>())
+      : backend(std::move(on)), be(*backend) {
     moe.layers = {1};
     moe.num_experts = 4;
     moe.group_size = 2;
-    groups = std::make_unique<ProcessGroups>(world(), 4, ep_size);
+    groups = device_world != nullptr
+                 ? std::make_unique<ProcessGroups>(*device_world, world(), 4, ep_size)
+                 : std::make_unique<ProcessGroups>(world(), 4, ep_size);
     vit = std::make_unique<ViT>(
         be, store, c,
         moe_extensions(be, moe, c, 1, {groups->placement(), &groups->expert_parallel()}));
@@ -170,6 +183,67 @@ TEST(Checkpoint, DirectoryKeepsTheNewestAndFallsBack) {
   ASSERT_EQ(warnings.size(), 1u);
   EXPECT_THAT(warnings[0], HasSubstr("cannot resume from " + kept[0]));
 }
+
+// On GPUs the world is NCCL: checkpoints go through groups.host() (MPI-IO),
+// never through the world. The stand-in world is not MPI either.
+TEST(Checkpoint, SavedAndResumedUnderAWorldThatIsNotMpi) {
+  SharedDir dir;
+  StandInCommunicator stand_in(world());
+  Model writer(world().size(), testing::tiny_vit(), &stand_in);
+  fill_known(writer, 0.75f);
+  CheckpointDir ckpts(dir.path, 1);
+  CheckpointState s;
+  s.step = 7;
+  ckpts.save(writer.store, writer.opt.get(), s, *writer.groups);
+  Model reader(world().size(), testing::tiny_vit(), &stand_in);
+  const auto state = ckpts.load_latest(reader.store, reader.opt.get(), reader.groups->host(),
+                                       [](const CheckpointState&) {}, [](const std::string&) {});
+  ASSERT_TRUE(state.has_value());
+  EXPECT_EQ(state->step, 7);
+  EXPECT_EQ(reader.store.values().to_host(), writer.store.values().to_host());
+  EXPECT_EQ(reader.opt->state()[0].to_host(), writer.opt->state()[0].to_host());
+  EXPECT_EQ(reader.opt->state()[1].to_host(), writer.opt->state()[1].to_host());
+}
+
+#ifdef VMOE_HAVE_CUDA
+// A checkpoint written from GPU memory is the file the CPU writes, and each
+// backend reloads the other's bit for bit. Runs where a GPU is visible (any
+// number of ranks may share it: no NCCL here); skipped elsewhere.
+TEST(Checkpoint, GpuAndCpuWriteTheSameFileAndReadEachOthers) {
+  if (cuda_device_count() == 0)
+    GTEST_SKIP() << "no CUDA device visible to this process: the GPU checkpoint test runs only "
+                    "where one exists";
+  SharedDir dir;
+  const int n = world().size();
+  StandInCommunicator stand_in(world());  // the GPU path's shape, without NCCL
+  Model cpu(n);
+  Model gpu(n, testing::tiny_vit(), &stand_in, std::make_unique<CudaBackend>(choose_device()));
+  fill_known(cpu, 0.5f);
+  fill_known(gpu, 0.5f);
+  CheckpointState s;
+  s.step = 3;
+  write_checkpoint(dir.path + "/cpu.h5", cpu.store, cpu.opt.get(), s, *cpu.groups);
+  write_checkpoint(dir.path + "/gpu.h5", gpu.store, gpu.opt.get(), s, *gpu.groups);
+  // The same tensors: both files read whole (every expert) on the CPU.
+  Model from_cpu(1), from_gpu(1);
+  load_checkpoint(dir.path + "/cpu.h5", from_cpu.store, from_cpu.opt.get(), {});
+  load_checkpoint(dir.path + "/gpu.h5", from_gpu.store, from_gpu.opt.get(), {});
+  EXPECT_EQ(from_gpu.store.values().to_host(), from_cpu.store.values().to_host());
+  for (int b = 0; b < 2; ++b)
+    EXPECT_EQ(from_gpu.opt->state()[b].to_host(), from_cpu.opt->state()[b].to_host()) << b;
+  // Each resumes on the other, under this rank's placement.
+  Model cpu_reader(n);
+  Model gpu_reader(n, testing::tiny_vit(), &stand_in, std::make_unique<CudaBackend>(choose_device()));
+  load_checkpoint(dir.path + "/gpu.h5", cpu_reader.store, cpu_reader.opt.get(), {});
+  load_checkpoint(dir.path + "/cpu.h5", gpu_reader.store, gpu_reader.opt.get(), {});
+  EXPECT_EQ(cpu_reader.store.values().to_host(), gpu.store.values().to_host());
+  EXPECT_EQ(gpu_reader.store.values().to_host(), cpu.store.values().to_host());
+  for (int b = 0; b < 2; ++b) {
+    EXPECT_EQ(cpu_reader.opt->state()[b].to_host(), gpu.opt->state()[b].to_host()) << b;
+    EXPECT_EQ(gpu_reader.opt->state()[b].to_host(), cpu.opt->state()[b].to_host()) << b;
+  }
+}
+#endif
 
 TEST(Checkpoint, PositionEmbeddingResize) {
   // A linear ramp over a 2x2 grid stays a ramp on 4x4 (bilinear, clamped edges).

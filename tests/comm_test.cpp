@@ -1,12 +1,15 @@
-// The MPI communicator, expert placement, and the expert-parallel MoE layer
-// against the single-process one. Runs under mpirun with 1, 2 and 4 ranks.
+// The MPI communicator and the CPU stand-in for the GPU path's world, process
+// groups, the one-GPU-per-rank check, expert placement, and the
+// expert-parallel MoE layer against the single-process one. Runs under mpirun with 1, 2 and 4 ranks.
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 
 #include <numeric>
 
+#include "comm/device_assignment.h"
 #include "comm/mpi_communicator.h"
 #include "comm/process_groups.h"
+#include "comm/stand_in_communicator.h"
 #include "core/cpu_backend.h"
 #include "core/workspace.h"
 #include "parallel/grad_sync.h"
@@ -20,38 +23,113 @@ namespace {
 using ::testing::HasSubstr;
 using testing::world;
 
-TEST(Communicator, AllToAllMovesEveryChunk) {
-  const int n = world().size(), r = world().rank();
+// Every collective on `comm` (the MPI world, or the stand-in for the GPU
+// path's world) moves and reduces what it should.
+void check_all_to_all(Communicator& comm) {
+  const int n = comm.size(), r = comm.rank();
   const int64_t chunk = 1000;
   std::vector<float> send(static_cast<size_t>(n * chunk)), recv(send.size());
   for (int p = 0; p < n; ++p)
     for (int64_t i = 0; i < chunk; ++i) send[p * chunk + i] = 1e4f * r + 10.0f * p + i % 7;
-  world().all_to_all(send.data(), recv.data(), chunk);
+  comm.all_to_all(send.data(), recv.data(), chunk);
   for (int p = 0; p < n; ++p)
     for (int64_t i = 0; i < chunk; ++i)
       ASSERT_EQ(recv[p * chunk + i], 1e4f * p + 10.0f * r + i % 7) << p << " " << i;
   std::vector<int32_t> isend(static_cast<size_t>(n)), irecv(static_cast<size_t>(n));
   for (int p = 0; p < n; ++p) isend[p] = 100 * r + p;
-  world().all_to_all(isend.data(), irecv.data(), 1);
+  comm.all_to_all(isend.data(), irecv.data(), 1);
   for (int p = 0; p < n; ++p) EXPECT_EQ(irecv[p], 100 * p + r);
+  std::vector<uint16_t> hsend(static_cast<size_t>(n)), hrecv(static_cast<size_t>(n));
+  for (int p = 0; p < n; ++p) hsend[p] = static_cast<uint16_t>(1000 * r + p);
+  comm.all_to_all(hsend.data(), hrecv.data(), 1);
+  for (int p = 0; p < n; ++p) EXPECT_EQ(hrecv[p], 1000 * p + r);
 }
 
-TEST(Communicator, ReductionsBroadcastGather) {
-  const int n = world().size(), r = world().rank();
+void check_reductions(Communicator& comm) {
+  const int n = comm.size(), r = comm.rank();
   float f[2] = {1.0f, static_cast<float>(r)};
-  world().all_reduce(f, 2, ReduceOp::kSum);
+  comm.all_reduce(f, 2, ReduceOp::kSum);
   EXPECT_EQ(f[0], n);
   EXPECT_EQ(f[1], n * (n - 1) / 2);
-  EXPECT_EQ(all_reduce_value(world(), static_cast<double>(r), ReduceOp::kMax), n - 1);
-  EXPECT_EQ(all_reduce_value(world(), int64_t{1} << 40), int64_t{n} << 40);
+  EXPECT_EQ(all_reduce_value(comm, static_cast<double>(r), ReduceOp::kMax), n - 1);
+  EXPECT_EQ(all_reduce_value(comm, int64_t{1} << 40), int64_t{n} << 40);
   int64_t value = r == 0 ? 42 : -1;
-  world().broadcast(&value, sizeof value, 0);
+  comm.broadcast(&value, sizeof value, 0);
   EXPECT_EQ(value, 42);
   std::vector<int32_t> all(static_cast<size_t>(n));
   const int32_t mine = r * r;
-  world().all_gather(&mine, all.data(), sizeof mine);
+  comm.all_gather(&mine, all.data(), sizeof mine);
   for (int p = 0; p < n; ++p) EXPECT_EQ(all[p], p * p);
-  world().barrier();
+  comm.barrier();
+}
+
+TEST(Communicator, AllToAllMovesEveryChunk) { check_all_to_all(world()); }
+TEST(Communicator, ReductionsBroadcastGather) { check_reductions(world()); }
+
+TEST(StandInCommunicator, CollectivesAndSplitsWithoutBeingMpi) {
+  StandInCommunicator stand_in(world());
+  EXPECT_EQ(dynamic_cast<MpiCommunicator*>(static_cast<Communicator*>(&stand_in)), nullptr);
+  EXPECT_EQ(stand_in.rank(), world().rank());
+  EXPECT_EQ(stand_in.size(), world().size());
+  check_all_to_all(stand_in);
+  check_reductions(stand_in);
+  // Halves (or the whole world on 1 rank), still stand-ins, as NCCL's splits are NCCL.
+  const int half = world().size() > 1 ? world().rank() % 2 : 0;
+  std::unique_ptr<Communicator> sub = stand_in.split(half, world().rank());
+  EXPECT_NE(dynamic_cast<StandInCommunicator*>(sub.get()), nullptr);
+  EXPECT_EQ(sub->size(), world().size() > 1 ? world().size() / 2 : 1);
+  check_reductions(*sub);
+}
+
+TEST(ProcessGroups, HostBesideAWorldThatIsNotMpi) {
+  StandInCommunicator stand_in(world());
+  ProcessGroups groups(stand_in, world(), 4, 0);
+  EXPECT_EQ(&groups.world(), &stand_in);
+  EXPECT_EQ(&groups.host(), &world());
+  EXPECT_NE(dynamic_cast<StandInCommunicator*>(&groups.expert_parallel()), nullptr);
+  EXPECT_NE(dynamic_cast<StandInCommunicator*>(&groups.expert_replicas()), nullptr);
+  EXPECT_EQ(groups.placement().ep_size, std::min(world().size(), 4));
+  // The CPU path: one MPI communicator is both.
+  ProcessGroups cpu(world(), 4, 0);
+  EXPECT_EQ(&cpu.world(), &cpu.host());
+  if (world().size() == 1) return;
+  // A host communicator of other ranks is refused.
+  std::unique_ptr<MpiCommunicator> alone = world().split_mpi(world().rank(), 0);
+  try {
+    ProcessGroups bad(stand_in, *alone, 4, 0);
+    FAIL() << "expected an error";
+  } catch (const std::invalid_argument& e) {
+    EXPECT_THAT(e.what(), HasSubstr("the host communicator (rank 0 of 1) is not the world"));
+  }
+}
+
+TEST(DeviceAssignment, TwoRanksOnOneGpuAreNamed) {
+  const RankDevice a{"node1", "uuid-a", 0, 1}, b{"node1", "uuid-b", 1, 2};
+  EXPECT_EQ(shared_device_error({a, RankDevice{"node2", "uuid-c", 0, 1}}, false), "");
+  EXPECT_EQ(shared_device_error({b, RankDevice{"node1", "uuid-c", 0, 2}}, false), "");
+  EXPECT_EQ(shared_device_error({a, a}, false),
+            "--backend=cuda needs one GPU per rank: ranks 0 and 1 both use GPU 0 on node1 (1 "
+            "visible); start at most 1 rank per node or set --device");
+  EXPECT_THAT(shared_device_error({b, a, b}, true),
+              HasSubstr("ranks 0 and 2 both use GPU 1 on node1 (2 visible); --device gives every "
+                        "rank the same GPU index"));
+  // One GPU under two indices (CUDA_VISIBLE_DEVICES differs between the ranks).
+  EXPECT_THAT(shared_device_error({a, RankDevice{"node1", "uuid-a", 3, 4}}, false),
+              HasSubstr("both use GPU 0 (index 3 on rank 1) on node1"));
+}
+
+TEST(DeviceAssignment, GatheredInRankOrder) {
+  const int r = world().rank();
+  const RankDevice mine{"host-" + std::to_string(r % 2), "gpu-" + std::to_string(r), r, 2};
+  const std::vector<RankDevice> all = gather_rank_devices(world(), mine);
+  ASSERT_EQ(static_cast<int>(all.size()), world().size());
+  for (int p = 0; p < world().size(); ++p) {
+    EXPECT_EQ(all[p].node, "host-" + std::to_string(p % 2));
+    EXPECT_EQ(all[p].uuid, "gpu-" + std::to_string(p));
+    EXPECT_EQ(all[p].index, p);
+    EXPECT_EQ(all[p].visible, 2);
+  }
+  EXPECT_EQ(shared_device_error(all, false), "");
 }
 
 TEST(Placement, AutomaticSizeFitsTheExperts) {
