@@ -1,8 +1,11 @@
 // Times the training step (forward, loss, backward, clipping, Adam) of a
 // V-MoE (or, with --experts=0, a dense ViT) on synthetic data and prints
 // images/s, achieved GFLOP/s and the MoE phases' share of the step.
-// Its flags and defaults mirror the PyTorch peer (shared/bench/vmoe_torch.py
-// and defaults), so the two can run side by side on the same model and batch.
+// Its flags and defaults mirror the PyTorch peer (vmoe_torch.py in the bench
+// scripts), so the two can run side by side on the same model and batch.
+// --backend=cuda times the GPU step (one GPU per rank, NCCL), --precision=bf16
+// mixed precision; host images are copied to the device every step, as in
+// training.
 #include <gflags/gflags.h>
 
 #include <chrono>
@@ -11,9 +14,9 @@
 
 #include "comm/mpi_communicator.h"
 #include "comm/process_groups.h"
-#include "core/cpu_backend.h"
 #include "core/phase_timer.h"
 #include "core/random.h"
+#include "launch/compute.h"
 #include "launch/trainer.h"
 #include "parallel/moe_config.h"
 
@@ -35,6 +38,9 @@ DEFINE_int32(group, 8, "images per routing group");
 DEFINE_double(capacity, 1.05, "capacity ratio");
 DEFINE_bool(phases, true, "print the time split into routing, dispatch, experts, combine, rest");
 DEFINE_int32(expert_parallel, 0, "ranks per expert-parallel group (0 = all)");
+DEFINE_string(backend, "cpu", "cpu or cuda");
+DEFINE_int32(device, -1, "--backend=cuda: this rank's GPU (-1 = local rank modulo the visible)");
+DEFINE_string(precision, "fp32", "fp32 or bf16 (matrix-product inputs and exchanges)");
 
 int main(int argc, char** argv) {
   using namespace vmoe;
@@ -44,8 +50,14 @@ int main(int argc, char** argv) {
       "Times the V-MoE (or dense ViT) training step on synthetic data; prints images/s, GFLOP/s "
       "and the phases of the step. Run it under mpirun for data and expert parallelism.");
   gflags::ParseCommandLineFlags(&argc, &argv, true);
-  CpuBackend be;
+  if (FLAGS_precision != "fp32" && FLAGS_precision != "bf16") {
+    std::fprintf(stderr, "train_step_bench: --precision must be fp32 or bf16\n");
+    return 1;
+  }
+  Compute compute(FLAGS_backend, FLAGS_device, world);
+  Backend& be = compute.backend();
   TrainerOptions o;
+  o.precision = FLAGS_precision == "bf16" ? Precision::kBf16 : Precision::kFp32;
   o.model.image = {FLAGS_image, FLAGS_image, FLAGS_channels};
   o.model.patch_size = FLAGS_patch;
   o.model.hidden_size = FLAGS_dim;
@@ -63,7 +75,7 @@ int main(int argc, char** argv) {
     o.moe.group_size = FLAGS_group;
     o.moe.capacity_ratio = o.moe.eval_capacity_ratio = FLAGS_capacity;
   }
-  ProcessGroups groups(world, FLAGS_experts, FLAGS_expert_parallel);
+  ProcessGroups groups = compute.make_groups(FLAGS_experts, FLAGS_expert_parallel);
   Trainer trainer(be, o, &groups);
 
   const int64_t rows = FLAGS_batch / world.size();  // this rank's share of the batch
@@ -81,6 +93,7 @@ int main(int argc, char** argv) {
   world.barrier();
   const auto start = std::chrono::steady_clock::now();
   for (int i = 0; i < FLAGS_steps; ++i) trainer.train_step(images.data(), targets);
+  be.synchronize();
   world.barrier();
   const double seconds =
       std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
@@ -92,8 +105,10 @@ int main(int argc, char** argv) {
       (FLAGS_experts > 0 ? trainer.params().num_parameters(Region::kExpert) * FLAGS_experts /
                                groups.placement().local_experts
                          : 0);
-  std::printf("vmoe ranks=%d params=%lld batch=%d images/s=%.1f GFLOP/s=%.1f step_ms=%.1f",
-              world.size(), params, FLAGS_batch, images_per_s, gflops,
+  std::printf("vmoe backend=%s precision=%s ranks=%d params=%lld batch=%d images/s=%.1f "
+              "GFLOP/s=%.1f step_ms=%.1f",
+              be.name().c_str(), FLAGS_precision.c_str(), world.size(), params, FLAGS_batch,
+              images_per_s, gflops,
               1e3 * seconds / FLAGS_steps);
   if (FLAGS_phases && FLAGS_experts > 0) {
     // Nested phases (the all-to-alls run inside dispatch and combine) count once.
