@@ -1,5 +1,6 @@
 // Mixture-of-experts settings of a model, validated, plus the placement and
-// capacity rules (DESIGN.md, google-research/vmoe):
+// capacity rules (the V-MoE paper, Riquelme et al. 2021, arXiv 2106.05974,
+// and google-research/vmoe, vmoe/moe.py):
 //   placement "every:N" = blocks N-1, 2N-1, ... (0-based); "last:N" = the last
 //   N of the every-2 blocks; or an explicit list "1,3,5";
 //   capacity per expert per group C = ceil(k * S * ratio / E), an error when

@@ -15,7 +15,8 @@ namespace {
 
 using testing::error_of;
 
-// DESIGN.md / google-research/vmoe: gates [[.4,0,.2],[.5,.1,.4],[.3,.2,.6]], k=2, C=2.
+// google-research/vmoe, vmoe/moe_test.py (test_top_experts_per_item_expert_indices):
+// gates [[.4,0,.2],[.5,.1,.4],[.3,.2,.6]], k=2, C=2.
 struct TestVector {
   CpuBackend be;
   std::vector<float> gates = {.4f, 0.f, .2f, .5f, .1f, .4f, .3f, .2f, .6f};
