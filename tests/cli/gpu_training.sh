@@ -2,7 +2,7 @@
 # A small V-MoE trained on 2 ranks with --backend=cuda (one GPU per rank,
 # NCCL) against the same run on the CPU backend: the training losses and the
 # final test precision@1 must agree. Exits 77 (skipped) where there is no
-# GPU or no CUDA build, saying which.
+# GPU, fewer than 2, or no CUDA build, saying which.
 #   gpu_training.sh MPIEXEC VMOE_TRAIN DATA_DIR SCRATCH
 set -uo pipefail
 mpiexec=$1
@@ -16,8 +16,8 @@ common=(--train_data="$data/test.h5" --eval_data="$data/test.h5" --total_steps=4
   --log_every=10 --moe_layers=every:2 --num_experts=4 --num_selected=2 --eval_batch_size=256)
 if ! "$mpiexec" -np 2 --oversubscribe "$train" "${common[@]}" --backend=cuda --run_dir="$out/gpu" \
   > "$out/gpu.log" 2>&1; then
-  if grep -q "sees no GPU\|has no CUDA backend" "$out/gpu.log"; then
-    echo "skipped: $(grep -m1 -o 'backend=cuda: .*' "$out/gpu.log")"
+  if grep -q "sees no GPU\|has no CUDA backend\|needs one GPU per rank" "$out/gpu.log"; then
+    echo "skipped: $(grep -m1 -o 'backend=cuda.*' "$out/gpu.log")"
     exit 77
   fi
   cat "$out/gpu.log"
