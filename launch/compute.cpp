@@ -5,11 +5,11 @@
 
 #include "comm/stand_in_communicator.h"
 #include "core/check.h"
-#include "core/cpu_backend.h"
+#include "core/cpu/cpu_backend.h"
 #ifdef VMOE_HAVE_CUDA
 #include "comm/device.h"
 #include "comm/nccl_communicator.h"
-#include "core/cuda_backend.h"
+#include "core/cuda/cuda_backend.h"
 #endif
 
 namespace vmoe {

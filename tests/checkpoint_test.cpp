@@ -13,9 +13,9 @@
 #include "comm/stand_in_communicator.h"
 #ifdef VMOE_HAVE_CUDA
 #include "comm/device.h"
-#include "core/cuda_backend.h"
+#include "core/cuda/cuda_backend.h"
 #endif
-#include "core/cpu_backend.h"
+#include "core/cpu/cpu_backend.h"
 #include "parallel/moe_model.h"
 #include "tests/mpi_test_util.h"
 #include "tests/test_util.h"

@@ -10,7 +10,7 @@
 #include "comm/mpi_communicator.h"
 #include "comm/process_groups.h"
 #include "comm/stand_in_communicator.h"
-#include "core/cpu_backend.h"
+#include "core/cpu/cpu_backend.h"
 #include "core/workspace.h"
 #include "parallel/grad_sync.h"
 #include "parallel/moe_layer.h"

@@ -9,8 +9,8 @@
 #include <numeric>
 #include <vector>
 
-#include "core/cpu_backend.h"
-#include "core/cuda_backend.h"
+#include "core/cpu/cpu_backend.h"
+#include "core/cuda/cuda_backend.h"
 #include "tests/test_util.h"
 
 namespace vmoe {

@@ -5,7 +5,7 @@
 #include <cmath>
 
 #include "comm/mpi_communicator.h"
-#include "core/cpu_backend.h"
+#include "core/cpu/cpu_backend.h"
 #include "launch/evaluation.h"
 #include "launch/features.h"
 #include "launch/routing_analysis.h"

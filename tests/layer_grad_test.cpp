@@ -5,7 +5,7 @@
 #include <functional>
 
 #include "core/attention.h"
-#include "core/cpu_backend.h"
+#include "core/cpu/cpu_backend.h"
 #include "core/linear.h"
 #include "core/loss.h"
 #include "core/mlp.h"

@@ -4,7 +4,7 @@
 
 #include <cmath>
 
-#include "core/cpu_backend.h"
+#include "core/cpu/cpu_backend.h"
 #include "core/math.h"
 #include "tests/test_util.h"
 

@@ -6,7 +6,7 @@
 #include <functional>
 #include <vector>
 
-#include "core/cpu_backend.h"
+#include "core/cpu/cpu_backend.h"
 #include "core/loss.h"
 #include "core/vit.h"
 #include "tests/test_util.h"

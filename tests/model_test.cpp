@@ -4,7 +4,7 @@
 
 #include <cmath>
 
-#include "core/cpu_backend.h"
+#include "core/cpu/cpu_backend.h"
 #include "core/loss.h"
 #include "core/optimizer.h"
 #include "core/vit.h"

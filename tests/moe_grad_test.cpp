@@ -4,7 +4,7 @@
 // exactly what one call gives.
 #include <gtest/gtest.h>
 
-#include "core/cpu_backend.h"
+#include "core/cpu/cpu_backend.h"
 #include "parallel/image_router.h"
 #include "parallel/moe_layer.h"
 #include "parallel/moe_model.h"

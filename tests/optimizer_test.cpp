@@ -3,7 +3,7 @@
 
 #include <cmath>
 
-#include "core/cpu_backend.h"
+#include "core/cpu/cpu_backend.h"
 #include "core/optimizer.h"
 #include "core/schedule.h"
 

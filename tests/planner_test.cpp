@@ -10,7 +10,7 @@
 #include <stdexcept>
 #include <string>
 
-#include "core/cpu_backend.h"
+#include "core/cpu/cpu_backend.h"
 #include "launch/train_config.h"
 #include "parallel/moe_model.h"
 

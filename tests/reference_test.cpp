@@ -8,7 +8,7 @@
 #include <fstream>
 #include <map>
 
-#include "core/cpu_backend.h"
+#include "core/cpu/cpu_backend.h"
 #include "core/loss.h"
 #include "core/vit.h"
 

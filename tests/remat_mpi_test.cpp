@@ -7,7 +7,7 @@
 #include <cstring>
 
 #include "comm/process_groups.h"
-#include "core/cpu_backend.h"
+#include "core/cpu/cpu_backend.h"
 #include "launch/trainer.h"
 #include "tests/mpi_test_util.h"
 #include "tests/test_util.h"

@@ -11,7 +11,7 @@
 #include <malloc.h>  // mallinfo2
 #endif
 
-#include "core/cpu_backend.h"
+#include "core/cpu/cpu_backend.h"
 #include "core/loss.h"
 #include "core/optimizer.h"
 #include "core/vit.h"

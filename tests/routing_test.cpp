@@ -5,7 +5,7 @@
 
 #include <cmath>
 
-#include "core/cpu_backend.h"
+#include "core/cpu/cpu_backend.h"
 #include "core/vit_config.h"
 #include "parallel/moe_config.h"
 #include "tests/test_util.h"

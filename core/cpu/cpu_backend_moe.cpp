@@ -6,7 +6,7 @@
 #include <numeric>
 #include <vector>
 
-#include "core/cpu_backend.h"
+#include "core/cpu/cpu_backend.h"
 #include "core/math.h"
 #include "core/routing_math.h"
 #include "core/random.h"

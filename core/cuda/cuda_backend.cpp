@@ -1,6 +1,6 @@
-#include "core/cuda_backend.h"
+#include "core/cuda/cuda_backend.h"
 
-#include "core/cuda_check.h"
+#include "core/cuda/cuda_check.h"
 
 namespace vmoe {
 

@@ -1,4 +1,4 @@
-#include "core/cpu_backend.h"
+#include "core/cpu/cpu_backend.h"
 
 #include <cblas.h>
 

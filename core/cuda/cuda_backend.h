@@ -15,7 +15,7 @@
 #include <cuda_runtime_api.h>
 
 #include "core/backend.h"
-#include "core/cuda_allocator.h"
+#include "core/cuda/cuda_allocator.h"
 
 namespace vmoe {
 

@@ -7,9 +7,9 @@
 #include <algorithm>
 #include <cstdint>
 
-#include "core/cuda_backend.h"
-#include "core/cuda_check.h"
-#include "core/cuda_launch.cuh"
+#include "core/cuda/cuda_backend.h"
+#include "core/cuda/cuda_check.h"
+#include "core/cuda/cuda_launch.cuh"
 #include "core/math.h"
 #include "core/routing_math.h"
 #include "core/random.h"

@@ -8,9 +8,9 @@
 #include <cmath>
 #include <cstdint>
 
-#include "core/cuda_backend.h"
-#include "core/cuda_check.h"
-#include "core/cuda_launch.cuh"
+#include "core/cuda/cuda_backend.h"
+#include "core/cuda/cuda_check.h"
+#include "core/cuda/cuda_launch.cuh"
 #include "core/math.h"
 
 namespace vmoe {
