@@ -48,6 +48,15 @@ struct BatchLevel {
 // softmax, LayerNorm statistics and losses stay fp32.
 enum class Precision { kFp32, kBf16 };
 
+// Host<->device copies and host waits a backend has made: a training step
+// makes none of them (the inputs are staged before it, metrics are read on
+// the steps that log), and tests assert it on the CPU, where they are cheap
+// but counted the same. Every copy to the host waits for the device.
+struct HostTraffic {
+  int64_t to_device = 0, to_host = 0, syncs = 0;
+  int64_t total() const { return to_device + to_host + syncs; }
+};
+
 class Backend {
  public:
   virtual ~Backend() = default;
@@ -56,10 +65,24 @@ class Backend {
   // ---- memory --------------------------------------------------------------
   virtual void* allocate(size_t bytes) = 0;
   virtual void deallocate(void* ptr) = 0;
-  virtual void copy_to_device(void* dst, const void* host_src, size_t bytes) = 0;
-  virtual void copy_to_host(void* host_dst, const void* src, size_t bytes) = 0;
+  // Counted copies between host and device memory, and waits (HostTraffic).
+  void copy_to_device(void* dst, const void* host_src, size_t bytes) {
+    ++traffic_.to_device;
+    copy_to_device_impl(dst, host_src, bytes);
+  }
+  void copy_to_host(void* host_dst, const void* src, size_t bytes) {
+    ++traffic_.to_host;
+    copy_to_host_impl(host_dst, src, bytes);
+  }
+  void synchronize() {
+    ++traffic_.syncs;
+    synchronize_impl();
+  }
+  const HostTraffic& traffic() const { return traffic_; }
+  // Device to device.
   virtual void copy(void* dst, const void* src, size_t bytes) = 0;
-  virtual void synchronize() {}
+  // bytes of x = 0.
+  virtual void zero(void* x, size_t bytes) = 0;
 
   // The precision of gemm/gemm_batched inputs and of exchange buffers.
   Precision precision() const { return precision_; }
@@ -147,8 +170,23 @@ class Backend {
                            float* m, float* v) = 0;
   virtual void sgd_update(int64_t n, float lr, float momentum, float weight_decay,
                           const float* grad, float* param, float* buf) = 0;
-  // sum x^2 in double precision, returned to the host.
-  virtual double sum_squares(int64_t n, const float* x) = 0;
+  // *out = sum x^2, in double precision (device memory; overwrites).
+  virtual void sum_squares(int64_t n, const float* x, double* out) = 0;
+  // Gradient clipping by the global norm, on the device (core/math.h
+  // clip_factor): *norm = sqrt(sq[0] + sq[1] / expert_divisor) from the dense
+  // and expert sums of squares; *scale = max_norm / *norm when max_norm > 0
+  // and *norm > max_norm, else 1.
+  virtual void clip_scale(const double* sq, double expert_divisor, float max_norm, double* norm,
+                          float* scale) = 0;
+  // x *= *factor (a device scalar).
+  virtual void scale_by(int64_t n, const float* factor, float* x) = 0;
+  // acc[c] += scale * sum over rows of x[r, c], in double (metrics on the device).
+  virtual void accumulate_columns(int64_t rows, int cols, const float* x, double scale,
+                                  double* acc) = 0;
+  // *hits += rows r with mask[r] != 0 (mask nullable: all) whose largest
+  // x[r, :] (ties: the lower index) is at label[r].
+  virtual void count_top1_hits(int64_t rows, int cols, const float* x, const int32_t* label,
+                               const float* mask, int64_t* hits) = 0;
 
   // ---- mixture of experts (semantics in parallel/README.md) ----------------------
   // x[i] += scale * normal_at(key, stream, first + i): the same numbers on any device.
@@ -167,16 +205,12 @@ class Backend {
                             const float* item_mask, int mask_every, int32_t* slot) = 0;
   // The expert-buffer row of every (item, choice): row[i * k + c] is the first
   // of the item's item_rows rows (1 for a token, T for a whole image), or -1
-  // when the choice is dropped. Fixed layout (compact = false): expert e owns
-  // rows [e, groups, capacity, item_rows], empty slots included, the shape the
-  // all-to-all exchanges. Compact layout: each expert's kept items back to back,
-  // by (group, slot), so experts compute no empty slot. expert_begin[e] and
-  // expert_rows[e] (int64, [E]) give each expert's rows; filled (nullable,
-  // int32 [E, groups]) the kept items of each (expert, group).
+  // when the choice is dropped. Expert e owns rows [e, groups, capacity,
+  // item_rows], empty slots included: a fixed shape, known before the step,
+  // that the all-to-all exchanges and the experts compute whole.
   virtual void moe_buffer_rows(int64_t groups, int items, int k, int experts, int capacity,
-                               int item_rows, bool compact, const int32_t* expert,
-                               const int32_t* slot, int32_t* row, int64_t* expert_begin,
-                               int64_t* expert_rows, int32_t* filled) = 0;
+                               int item_rows, const int32_t* expert, const int32_t* slot,
+                               int32_t* row) = 0;
   // buf[row[i, c] + r] = x[i * item_rows + r] for kept choices (other rows untouched).
   virtual void moe_dispatch(int64_t items, int k, int item_rows, int dim, const float* x,
                             const int32_t* row, float* buf) = 0;
@@ -190,10 +224,10 @@ class Backend {
   // dx[i] = sum over kept choices of dbuf[row[i, c]] (0 if none kept).
   virtual void moe_dispatch_backward(int64_t items, int k, int item_rows, int dim,
                                      const float* dbuf, const int32_t* row, float* dx) = 0;
-  // dst[dst_row[b] + r] = src[src_row[b] + r] for r < rows[b], every block b
-  // (device arrays of n int64): gathers filled slots after an exchange.
-  virtual void copy_row_blocks(int64_t n, const int64_t* src_row, const int64_t* dst_row,
-                               const int64_t* rows, int dim, const float* src, float* dst) = 0;
+  // dst[i, o, :] = src[o, i, :]: src is [outer, inner, block] floats (e.g.
+  // (source rank, expert) after an all-to-all, into expert-major order).
+  virtual void transpose_blocks(int64_t outer, int64_t inner, int64_t block, const float* src,
+                                float* dst) = 0;
   // d[r, index[r, c]] += dvalue[r, c]: the gradient of top_k's values.
   virtual void top_k_backward(int64_t rows, int cols, int k, const int32_t* index,
                               const float* dvalue, float* d) = 0;
@@ -205,7 +239,14 @@ class Backend {
                                  int mask_every, int64_t* counts) = 0;
 
  protected:
+  virtual void copy_to_device_impl(void* dst, const void* host_src, size_t bytes) = 0;
+  virtual void copy_to_host_impl(void* host_dst, const void* src, size_t bytes) = 0;
+  virtual void synchronize_impl() {}
+
   Precision precision_ = Precision::kFp32;
+
+ private:
+  HostTraffic traffic_;
 };
 
 // Computes a scope in fp32 whatever the backend's precision (the router).

@@ -43,9 +43,15 @@ class FeedForward {
   // dx = (df/dx)^T dy (overwrites dx); parameter gradients accumulate. Includes
   // the gradients of any auxiliary loss the sublayer adds to the objective.
   virtual void backward(const float* x, const float* dy, float* dx, Workspace& ws) = 0;
-  // Auxiliary loss of the last training forward (already weighted); 0 for dense.
+  // Auxiliary loss of the last training forward (already weighted); 0 for
+  // dense. May read the device: not for the step loop.
   virtual double aux_loss() const { return 0.0; }
-  // Appends metrics accumulated since the last call, and resets them.
+  // Training metrics live on the device (core/metric_store.h). After the
+  // store's read(): the mean weighted auxiliary loss per training forward
+  // since the last metrics() (this rank's share of the objective) ...
+  virtual double aux_loss_mean() const { return 0.0; }
+  // ... and the metrics accumulated since the last call, appended; then they
+  // count from zero again.
   virtual void metrics(std::vector<Metric>& /*out*/) {}
   // Lists the tensors forward keeps for backward (core/activation_pool.h), so
   // that with remat they live only while the block runs. None listed: the
@@ -61,7 +67,9 @@ class StreamObserver {
   virtual void forward(const float* x, int64_t images, int tokens, const Pass& pass) = 0;
   // dx += the gradient of everything the observer fed (its consumers' and its own losses).
   virtual void backward(const float* x, float* dx, Workspace& ws) = 0;
+  // As FeedForward's.
   virtual double aux_loss() const { return 0.0; }
+  virtual double aux_loss_mean() const { return 0.0; }
   virtual void metrics(std::vector<Metric>& /*out*/) {}
 };
 

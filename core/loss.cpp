@@ -1,7 +1,5 @@
 #include "core/loss.h"
 
-#include <numeric>
-
 #include "core/check.h"
 
 namespace vmoe {
@@ -14,9 +12,11 @@ ClassificationLoss::ClassificationLoss(Backend& be, int classes, bool multi_labe
       weight_(be),
       targets_(be),
       row_loss_(be),
-      scratch_(be) {}
+      scratch_(be),
+      sum_(be, {1}) {}
 
-void ClassificationLoss::upload(const LossTargets& t) {
+void ClassificationLoss::stage(const LossTargets& t) {
+  rows_ = t.rows;
   host_weight_.assign(static_cast<size_t>(t.rows), 1.0f);
   if (t.mask != nullptr)
     for (int64_t r = 0; r < t.rows; ++r) host_weight_[r] = t.mask[r] ? 1.0f : 0.0f;
@@ -38,18 +38,24 @@ void ClassificationLoss::upload(const LossTargets& t) {
   }
 }
 
-double ClassificationLoss::forward_backward(const float* logits, const LossTargets& t,
-                                            float grad_scale, float* dlogits) {
-  upload(t);
+void ClassificationLoss::forward_backward(const float* logits, float grad_scale, float* dlogits,
+                                          double* loss_sum) {
   if (multi_label_) {
-    be_->sigmoid_cross_entropy(t.rows, classes_, logits, targets_.data(), weight_.data(),
+    be_->sigmoid_cross_entropy(rows_, classes_, logits, targets_.data(), weight_.data(),
                                grad_scale, row_loss_.data(), dlogits);
   } else {
-    be_->softmax_cross_entropy(t.rows, classes_, logits, labels_.data(), weight_.data(),
+    be_->softmax_cross_entropy(rows_, classes_, logits, labels_.data(), weight_.data(),
                                grad_scale, row_loss_.data(), dlogits);
   }
-  const std::vector<float> losses = row_loss_.to_host();
-  return std::accumulate(losses.begin(), losses.end(), 0.0);
+  be_->accumulate_columns(rows_, 1, row_loss_.data(), 1.0, loss_sum);
+}
+
+double ClassificationLoss::forward_backward(const float* logits, const LossTargets& t,
+                                            float grad_scale, float* dlogits) {
+  stage(t);
+  be_->zero(sum_.data(), sizeof(double));
+  forward_backward(logits, grad_scale, dlogits, sum_.data());
+  return sum_.to_host()[0];
 }
 
 double ClassificationLoss::forward(const float* logits, const LossTargets& t) {

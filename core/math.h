@@ -119,6 +119,15 @@ VMOE_HD void adam_update(const AdamParams& a, float grad, float& param, float& m
   param -= a.lr * fmaf(a.weight_decay, param, step);
 }
 
+// Gradient clipping by the global norm: norm = sqrt(dense + expert / divisor)
+// (expert sums of squares count each replicated expert once); the factor
+// that brings it down to max_norm, or 1 (max_norm <= 0: no clipping).
+VMOE_HD float clip_factor(double dense_sq, double expert_sq, double expert_divisor,
+                          float max_norm, double& norm) {
+  norm = sqrt(dense_sq + expert_sq / expert_divisor);
+  return (max_norm > 0.0f && norm > max_norm) ? static_cast<float>(max_norm / norm) : 1.0f;
+}
+
 // One element of SGD with momentum (heavy ball) and decoupled weight decay:
 //   buf = momentum * buf + g;  p -= lr * (buf + wd * p)
 struct SgdParams {

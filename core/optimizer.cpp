@@ -34,11 +34,4 @@ void Optimizer::step(float lr) {
   }
 }
 
-float clip_gradients(ParamStore& store, double norm, float max_norm) {
-  if (max_norm <= 0.0f || norm <= max_norm) return 1.0f;
-  const float s = static_cast<float>(max_norm / norm);
-  store.grads().backend().scale(store.grads().data(), store.size(), s);
-  return s;
-}
-
 }  // namespace vmoe

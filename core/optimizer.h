@@ -43,8 +43,4 @@ class Optimizer {
   std::vector<Tensor> state_;
 };
 
-// Scales the gradients so that their global norm is at most max_norm, given the
-// norm already computed; returns the scale applied (1 when not clipped).
-float clip_gradients(ParamStore& store, double norm, float max_norm);
-
 }  // namespace vmoe

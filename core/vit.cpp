@@ -190,6 +190,12 @@ double ViT::aux_loss() const {
   return total;
 }
 
+double ViT::aux_loss_mean() const {
+  double total = observer_ ? observer_->aux_loss_mean() : 0.0;
+  for (const auto& b : blocks_) total += b->feed_forward().aux_loss_mean();
+  return total;
+}
+
 void ViT::metrics(std::vector<Metric>& out) {
   if (observer_) observer_->metrics(out);
   for (auto& b : blocks_) b->feed_forward().metrics(out);

@@ -49,8 +49,11 @@ class ViT {
   int num_blocks() const { return static_cast<int>(blocks_.size()); }
   TransformerBlock& block(int i) { return *blocks_[static_cast<size_t>(i)]; }
   StreamObserver* observer() { return observer_.get(); }
-  // Sum of the sublayers' auxiliary losses of the last training forward.
+  // Sum of the sublayers' auxiliary losses of the last training forward
+  // (reads the device), and of their means since the metrics were reset
+  // (core/feed_forward.h).
   double aux_loss() const;
+  double aux_loss_mean() const;
   // Metrics of every sublayer and the observer since the last call.
   void metrics(std::vector<Metric>& out);
   // Matrix-product FLOPs of one forward pass per image (backward is twice that).

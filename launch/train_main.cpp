@@ -175,8 +175,6 @@ int run(MpiCommunicator& world) {
   const double steps_per_epoch = static_cast<double>(train_info.size) / c.trainer.global_batch;
   const auto start = Clock::now();
   auto window_start = start;
-  double window_loss = 0, window_aux = 0;
-  int64_t window_steps = 0;
   Batch batch;
   const EvalSource eval_source = eval_source_for(c, c.eval_data);
   const bool superclass_eval = moe.routing == Routing::kImage && c.eval_info.has_superclass;
@@ -208,38 +206,33 @@ int run(MpiCommunicator& world) {
     const StepResult r = trainer.train_step(
         batch.images.data(), targets_of(batch),
         batch.superclass.empty() ? nullptr : batch.superclass.data());
-    VMOE_CHECK(std::isfinite(r.loss) && std::isfinite(r.grad_norm), "training diverged at step ",
-               step, ": loss ", r.loss, ", gradient norm ", r.grad_norm,
-               " (try a lower --learning_rate or --grad_clip_norm)");
-    window_loss += r.loss;
-    window_aux += r.aux_loss;
-    ++window_steps;
+    // Metrics stay on the device between the steps that log (launch/trainer.h).
     if (step % c.log_every == 0 || step == c.total_steps) {
+      const TrainMetrics m = trainer.read_metrics();
+      VMOE_CHECK(std::isfinite(m.loss) && std::isfinite(m.grad_norm), "training diverged by step ",
+                 step, ": loss ", m.loss, ", gradient norm ", m.grad_norm,
+                 " (try a lower --learning_rate or --grad_clip_norm)");
       const double dt = seconds_since(window_start);
-      const double ips = static_cast<double>(window_steps * c.trainer.global_batch) / dt;
+      const double ips = static_cast<double>(m.steps * c.trainer.global_batch) / dt;
       const double elapsed = seconds_since(start);
       const double eta = elapsed / (step - start_step) * (c.total_steps - step);
       const double epoch = step / steps_per_epoch;
-      const std::vector<Metric> routing = trainer.routing_metrics();
       out.print("step %6lld/%lld  epoch %6.2f  loss %.4f%s  lr %.2e  %7.1f img/s  ETA %s\n",
-                static_cast<long long>(step), static_cast<long long>(c.total_steps), epoch,
-                window_loss / window_steps,
-                routing_summary(routing, window_aux / window_steps).c_str(), r.lr, ips,
+                static_cast<long long>(step), static_cast<long long>(c.total_steps), epoch, m.loss,
+                routing_summary(m.routing, m.aux_loss).c_str(), r.lr, ips,
                 format_duration(eta).c_str());
       JsonRecord record;
       record.add("type", std::string("train"))
           .add("step", step)
           .add("epoch", epoch)
-          .add("loss", window_loss / window_steps)
-          .add("aux_loss", window_aux / window_steps)
-          .add("grad_norm", r.grad_norm)
+          .add("loss", m.loss)
+          .add("aux_loss", m.aux_loss)
+          .add("grad_norm", m.grad_norm)
           .add("learning_rate", r.lr)
           .add("images_per_s", ips)
           .add("elapsed_s", elapsed);
-      for (const Metric& metric : routing) record.add(metric.name, metric.value);
+      for (const Metric& metric : m.routing) record.add(metric.name, metric.value);
       out.write(record);
-      window_loss = window_aux = 0;
-      window_steps = 0;
       window_start = Clock::now();
     }
     if (c.eval_every > 0 && step % c.eval_every == 0 && step != c.total_steps) run_eval(step);

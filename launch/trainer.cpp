@@ -29,7 +29,9 @@ Trainer::Trainer(Backend& be, const TrainerOptions& options, ProcessGroups* grou
       loss_(be, options.model.num_classes, options.model.multi_label),
       images_(be),
       dlogits_(be),
-      mask_(be) {
+      mask_(be),
+      grad_sq_(be, {2}),
+      clip_factor_(be, {1}) {
   VMOE_CHECK(options.global_batch > 0, "--batch_size must be positive, got ",
              options.global_batch);
   if (groups != nullptr) {
@@ -46,10 +48,13 @@ Trainer::Trainer(Backend& be, const TrainerOptions& options, ProcessGroups* grou
     sharding = {groups->placement(), &groups->expert_parallel()};
   // The layers keep a pointer to options_.moe: evaluation knobs set through
   // moe() take effect at the next evaluation.
+  loss_sum_ = metrics_.add(1);
+  grad_norm_ = metrics_.add(1);
   model_ = std::make_unique<ViT>(
       be, params_, options_.model,
-      moe_extensions(be, options_.moe, options_.model, options.seed, sharding));
+      moe_extensions(be, options_.moe, options_.model, options.seed, sharding, &metrics_));
   params_.allocate(be);
+  metrics_.allocate(be);
   if (groups != nullptr)
     sync_ = std::make_unique<GradientSync>(params_, *groups, options.allreduce_bucket_floats);
   params_.initialize(options.seed);
@@ -70,11 +75,15 @@ void Trainer::set_superclass(const int32_t* superclass, const LossTargets& targe
 
 StepResult Trainer::train_step(const float* images, const LossTargets& targets,
                                const int32_t* superclass) {
+  VMOE_ASSERT(targets.rows == rank_batch_);
   StepResult r;
   r.lr = options_.schedule.at(step());
+  // The inputs, staged before the step.
   upload_images(images, targets.rows);
   set_superclass(superclass, targets);
-  VMOE_ASSERT(targets.rows == rank_batch_);
+  loss_.stage(targets);
+  const HostTraffic before = be_->traffic();
+
   model_->forward(images_.data(), targets.rows,
                   Pass{.training = true,
                        .step = step(),
@@ -83,24 +92,50 @@ StepResult Trainer::train_step(const float* images, const LossTargets& targets,
   dlogits_.resize({targets.rows, options_.model.num_classes});
   const float scale = 1.0f / static_cast<float>(options_.global_batch);
   params_.zero_grads();
-  double losses[2] = {
-      loss_.forward_backward(model_->logits(), targets, scale, dlogits_.data()) /
-          static_cast<double>(options_.global_batch),
-      0.0};
+  loss_.forward_backward(model_->logits(), scale, dlogits_.data(), metrics_.sums(loss_sum_));
   model_->backward(dlogits_.data());
-  losses[1] = model_->aux_loss();
   if (sync_) {
     sync_->all_reduce();
-    r.grad_norm = sync_->global_norm();
-    groups_->host().all_reduce(losses, 2, ReduceOp::kSum);
+    sync_->squared_norms(grad_sq_.data());
   } else {
-    r.grad_norm = std::sqrt(be_->sum_squares(params_.size(), params_.grads().data()));
+    be_->sum_squares(params_.size(), params_.grads().data(), grad_sq_.data());
+    be_->zero(grad_sq_.data() + 1, sizeof(double));
   }
-  r.loss = losses[0];
-  r.aux_loss = losses[1];
-  clip_gradients(params_, r.grad_norm, options_.optimizer.grad_clip_norm);
+  const float max_norm = options_.optimizer.grad_clip_norm;
+  be_->clip_scale(grad_sq_.data(), sync_ ? sync_->expert_divisor() : 1.0, max_norm,
+                  metrics_.sums(grad_norm_), clip_factor_.data());
+  if (max_norm > 0.0f) be_->scale_by(params_.size(), clip_factor_.data(), params_.grads().data());
   optimizer_->step(static_cast<float>(r.lr));
+  ++steps_since_read_;
+
+  const HostTraffic after = be_->traffic();
+  r.traffic = {after.to_device - before.to_device, after.to_host - before.to_host,
+               after.syncs - before.syncs};
   return r;
+}
+
+TrainMetrics Trainer::read_metrics() {
+  TrainMetrics m;
+  m.steps = steps_since_read_;
+  metrics_.read();  // the one copy
+  // Host values from here on: sum this rank's shares over the ranks.
+  double sums[2] = {metrics_.host_sum(loss_sum_), model_->aux_loss_mean()};
+  model_->metrics(m.routing);
+  if (groups_ != nullptr && world_ > 1) {
+    groups_->host().all_reduce(sums, 2, ReduceOp::kSum);
+    std::vector<double> values;
+    for (const Metric& metric : m.routing) values.push_back(metric.value);
+    groups_->host().all_reduce(values.data(), static_cast<int64_t>(values.size()),
+                               ReduceOp::kSum);
+    for (size_t i = 0; i < m.routing.size(); ++i) m.routing[i].value = values[i] / world_;
+  }
+  const double steps = static_cast<double>(std::max<int64_t>(m.steps, 1));
+  m.loss = sums[0] / static_cast<double>(options_.global_batch) / steps;
+  m.aux_loss = sums[1];
+  m.grad_norm = metrics_.host_sum(grad_norm_);  // the same on every rank
+  metrics_.zero();
+  steps_since_read_ = 0;
+  return m;
 }
 
 void Trainer::forward_eval(const float* images, int64_t rows, const uint8_t* mask) {
@@ -151,19 +186,6 @@ EvalResult Trainer::evaluate(const float* images, const LossTargets& targets,
   }
   for (int64_t i = 0; i < targets.rows; ++i) r.count += (targets.mask == nullptr || targets.mask[i]);
   return r;
-}
-
-std::vector<Metric> Trainer::routing_metrics() {
-  std::vector<Metric> out;
-  model_->metrics(out);
-  if (groups_ != nullptr && world_ > 1) {
-    std::vector<double> values;
-    for (const Metric& m : out) values.push_back(m.value);
-    groups_->host().all_reduce(values.data(), static_cast<int64_t>(values.size()),
-                               ReduceOp::kSum);
-    for (size_t i = 0; i < out.size(); ++i) out[i].value = values[i] / world_;
-  }
-  return out;
 }
 
 void Trainer::reduce_over_ranks(EvalResult& r) {

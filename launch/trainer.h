@@ -8,6 +8,7 @@
 
 #include "core/backend.h"
 #include "core/loss.h"
+#include "core/metric_store.h"
 #include "core/optimizer.h"
 #include "core/param_store.h"
 #include "core/schedule.h"
@@ -30,10 +31,19 @@ struct TrainerOptions {
 };
 
 struct StepResult {
-  double loss = 0;       // classification loss, mean over the batch
-  double aux_loss = 0;   // weighted auxiliary losses (MoE)
-  double grad_norm = 0;  // before clipping
-  double lr = 0;
+  double lr = 0;  // the step's learning rate
+  // Host<->device copies and waits inside the step, inputs excluded: none
+  // (tests assert it; core/backend.h HostTraffic).
+  HostTraffic traffic;
+};
+
+// What the steps since the last read_metrics() measured, global over ranks.
+struct TrainMetrics {
+  int64_t steps = 0;
+  double loss = 0;       // classification loss, mean over the examples of those steps
+  double aux_loss = 0;   // weighted auxiliary losses (MoE), mean per step
+  double grad_norm = 0;  // of the last step, before clipping
+  std::vector<Metric> routing;  // per MoE layer (parallel/router.h), averaged over ranks
 };
 
 struct EvalResult {
@@ -60,9 +70,14 @@ class Trainer {
 
   // One optimiser step on this rank's rows of a global batch: host images
   // [rows, H, W, C] in [-1, 1]. superclass [rows] feeds the image router's
-  // loss (null if none). The result is global (reduced over ranks).
+  // loss (null if none). The inputs are copied to the device first; the step
+  // itself makes no host copy and no host wait: its loss, gradient norm and
+  // routing metrics accumulate on the device until read_metrics().
   StepResult train_step(const float* images, const LossTargets& targets,
                         const int32_t* superclass = nullptr);
+  // The metrics of the steps since the last call: one copy from the device,
+  // then host reductions over ranks (collective: every rank calls it).
+  TrainMetrics read_metrics();
   // Loss and precision@1 of this rank's rows (masked rows ignored, and
   // routed nowhere); reduce_over_ranks() sums results over the world.
   EvalResult evaluate(const float* images, const LossTargets& targets,
@@ -72,9 +87,6 @@ class Trainer {
   // evaluation mode (masked rows are routed nowhere; their features are junk).
   // The routers keep this forward's choices until the next one.
   void features(const float* images, int64_t rows, const uint8_t* mask, float* out);
-  // Routing metrics since the last call (per MoE layer; see parallel/router.h),
-  // averaged over ranks.
-  std::vector<Metric> routing_metrics();
   int rank() const { return rank_; }
   int world() const { return world_; }
   // Evaluation routing knobs, changeable between evaluations without retraining.
@@ -101,11 +113,16 @@ class Trainer {
   int rank_ = 0, world_ = 1;
   int64_t rank_batch_ = 0;
   ParamStore params_;
+  MetricStore metrics_;
+  MetricId loss_sum_ = 0, grad_norm_ = 0;
+  int64_t steps_since_read_ = 0;
   std::unique_ptr<GradientSync> sync_;
   std::unique_ptr<ViT> model_;
   std::unique_ptr<Optimizer> optimizer_;
   ClassificationLoss loss_;
   Tensor images_, dlogits_, mask_;
+  DeviceTensor<double> grad_sq_;  // dense and expert sums of squares
+  Tensor clip_factor_;
   std::vector<float> host_mask_;
   std::vector<float> host_logits_;
 };

@@ -2,14 +2,15 @@
 // [local experts, ...] in the expert region of the parameter store as a slice
 // of the global [E, ...] tensors.
 //
-// They run on row segments of an expert buffer [rows, D]: each segment is a
-// run of consecutive rows for one local expert (one per expert in the compact
-// layout; one per (source rank, expert) after an all-to-all). Each segment is
-// two GEMMs, so experts compute exactly the rows they were given.
+// They run on an expert-major buffer [local experts, rows, D]: every expert
+// gets the same number of rows (its capacity slots, empty ones included, so
+// the shapes are known before the step and no count is read on the host), and
+// each weight matrix is one batched GEMM over the experts. Empty slots hold
+// zeros: their outputs are never combined, and their zero gradients add
+// nothing to the weights' gradients.
 #pragma once
 
 #include <string>
-#include <vector>
 
 #include "core/activation_pool.h"
 #include "core/param_store.h"
@@ -17,23 +18,16 @@
 
 namespace vmoe {
 
-struct ExpertSegment {
-  int expert = 0;      // local expert index
-  int64_t begin = 0;   // first buffer row
-  int64_t rows = 0;
-};
-
 class ExpertMlps {
  public:
   ExpertMlps(Backend& be, ParamStore& store, const std::string& name, int total_experts,
              int first_expert, int local_experts, int dim, int hidden);
 
   int local_experts() const { return local_; }
-  // out[segment rows] = expert(in[segment rows]) for every segment; buffers
-  // hold `buffer_rows` rows. Saves what backward needs.
-  void forward(const float* in, const std::vector<ExpertSegment>& segments, int64_t buffer_rows,
-               float* out);
-  // din[segment rows] = dL/din (overwrites); parameter gradients accumulate.
+  // out[l] = expert l (in[l]) for in, out [local experts, rows, D]. Saves what
+  // backward needs.
+  void forward(const float* in, int64_t rows, float* out);
+  // din = dL/din (overwrites); parameter gradients accumulate.
   void backward(const float* in, const float* dout, float* din);
   // The hidden activations and their gradient (core/activation_pool.h).
   void collect_activations(ActivationSet& set) { set.add(pre_, act_, dact_); }
@@ -44,7 +38,7 @@ class ExpertMlps {
   ParamStore* store_;
   int local_, dim_, hidden_;
   ParamId w1_, b1_, w2_, b2_;
-  std::vector<ExpertSegment> segments_;
+  int64_t rows_ = 0;  // per expert, of the last forward
   Tensor pre_, act_, dact_;
 };
 

@@ -23,14 +23,13 @@ void GradientSync::all_reduce() {
   reduce(groups_->expert_replicas(), Region::kExpert);
 }
 
-double GradientSync::global_norm() {
+void GradientSync::squared_norms(double* sq) {
   Backend& be = store_->grads().backend();
   const float* grads = store_->grads().data();
   const int64_t dense_end = store_->region_end(Region::kDense);
-  const double dense = be.sum_squares(dense_end, grads);  // identical on every rank
-  double expert = be.sum_squares(store_->size() - dense_end, grads + dense_end);
-  expert = all_reduce_value(groups_->host(), expert) / groups_->placement().world_replicas;
-  return std::sqrt(dense + expert);
+  be.sum_squares(dense_end, grads, sq);  // identical on every rank
+  be.sum_squares(store_->size() - dense_end, grads + dense_end, sq + 1);
+  groups_->world().all_reduce(sq + 1, 1, ReduceOp::kSum);  // device memory: the world
 }
 
 }  // namespace vmoe

@@ -21,8 +21,12 @@ class GradientSync {
   GradientSync(ParamStore& store, ProcessGroups& groups, int64_t bucket_floats);
 
   void all_reduce();
-  // L2 norm of the (already summed) gradients of the whole model.
-  double global_norm();
+  // The squared L2 norm of the (already summed) gradients of the whole model,
+  // on the device: sq[0] = the dense region's (the same on every rank), sq[1]
+  // = the expert regions' summed over the world, which counts each expert
+  // expert_divisor() times.
+  void squared_norms(double* sq);
+  double expert_divisor() const { return groups_->placement().world_replicas; }
   int64_t bucket_floats() const { return bucket_; }
 
  private:

@@ -6,73 +6,70 @@
 namespace vmoe {
 
 ImageRouter::ImageRouter(Backend& be, ParamStore& store, const MoeConfig& config, int dim,
-                         uint64_t seed)
+                         uint64_t seed, MetricStore* metrics)
     : be_(&be),
       config_(&config),
       dim_(dim),
+      metrics_(metrics),
       router_(be, store, "encoder/image_router", dim, config, seed,
-              (static_cast<uint64_t>(Stream::kRouterNoise) << 32) | 0xFFFFu),
+              (static_cast<uint64_t>(Stream::kRouterNoise) << 32) | 0xFFFFu, metrics_.get()),
       rep_(be),
       drep_(be),
       ones_(be),
       row_loss_(be),
       d_logits_(be),
-      labels_(be) {}
+      mask_(be),
+      labels_(be),
+      eval_hits_(be, {1}) {
+  loss_sum_ = metrics_->add(1);
+  hits_ = metrics_->add(1);
+  metrics_.ready(be);
+}
 
 void ImageRouter::set_superclass(const int32_t* labels, int64_t images, const uint8_t* mask) {
-  host_labels_.assign(labels, labels + images);
-  if (mask != nullptr) {
-    host_mask_.assign(mask, mask + images);
-  } else {
-    host_mask_.assign(static_cast<size_t>(images), 1);
-  }
+  std::vector<float> host_mask(static_cast<size_t>(images), 1.0f);
   for (int64_t i = 0; i < images; ++i) {
-    if (!host_mask_[static_cast<size_t>(i)]) continue;
+    if (mask != nullptr && !mask[i]) {
+      host_mask[static_cast<size_t>(i)] = 0.0f;
+      continue;
+    }
     VMOE_CHECK(labels[i] >= 0 && labels[i] < config_->num_experts, "super-class ", labels[i],
                " of a training image is outside [0, --num_experts=", config_->num_experts,
                "): the image router needs one super-class per expert");
   }
+  labels_.resize({images});
+  labels_.copy_from_host(labels, images);
+  masked_ = mask != nullptr;
+  if (masked_) {
+    mask_.resize({images});
+    mask_.copy_from_host(host_mask);
+  }
+  labels_ready_ = true;
 }
 
 void ImageRouter::forward(const float* x, int64_t images, int tokens, const Pass& pass) {
   images_ = images;
   tokens_ = tokens;
-  training_ = pass.training;
   rep_.resize({images, dim_});
-  be_->pool_rows(images, tokens, dim_, config_->router_input == RouterInput::kMean, x,
-                 rep_.data());
+  be_->pool_rows(images, tokens, dim_, config_->router_input == RouterInput::kMean, x, rep_.data());
   router_.forward(rep_.data(), images / config_->group_size, config_->group_size, 1, pass);
-
-  superclass_loss_ = 0;
+  if (pass.recompute) return;  // the image router is not recomputed (core/vit.cpp)
   superclass_active_ = false;
-  hits_ = 0;
   const int E = config_->num_experts;
-  const bool have_labels = host_labels_.size() == static_cast<size_t>(images);
+  const bool have_labels = labels_ready_ && labels_.size() == images;
   VMOE_CHECK(have_labels || !(pass.training && config_->superclass_loss_weight > 0),
              "the super-class loss needs /superclass labels for every training image");
+  if (!pass.training) be_->zero(eval_hits_.data(), sizeof(int64_t));
   if (!have_labels) return;
+  labels_ready_ = false;  // labels serve one forward
   // Accuracy of the router's top choice (clean logits) against the super-class.
-  host_logits_.resize(static_cast<size_t>(images * E));
-  be_->copy_to_host(host_logits_.data(), router_.logits(), host_logits_.size() * sizeof(float));
-  hits_ = 0;
-  for (int64_t i = 0; i < images; ++i) {
-    if (!host_mask_[static_cast<size_t>(i)]) continue;
-    int best = 0;
-    for (int e = 1; e < E; ++e)
-      if (host_logits_[i * E + e] > host_logits_[i * E + best]) best = e;
-    hits_ += best == host_labels_[static_cast<size_t>(i)];
-  }
-  if (pass.training) {
-    sum_hits_ += static_cast<double>(hits_);
-    sum_images_ += static_cast<double>(images);
-  }
-  if (!pass.training || config_->superclass_loss_weight <= 0) {
-    host_labels_.clear();  // labels serve one forward
-    return;
-  }
+  be_->count_top1_hits(images, E, router_.logits(), labels_.data(),
+                       masked_ ? mask_.data() : nullptr,
+                       pass.training ? metrics_->counts(hits_) : eval_hits_.data());
+  if (!pass.training) return;
+  train_images_ += images;
+  if (config_->superclass_loss_weight <= 0) return;
   const int64_t global = pass.global_images > 0 ? pass.global_images : images;
-  labels_.resize({images});
-  labels_.copy_from_host(host_labels_);
   ones_.resize({images});
   be_->fill(ones_.data(), images, 1.0f);
   row_loss_.resize({images});
@@ -80,13 +77,11 @@ void ImageRouter::forward(const float* x, int64_t images, int tokens, const Pass
   const float w = config_->superclass_loss_weight;
   be_->softmax_cross_entropy(images, E, router_.logits(), labels_.data(), ones_.data(),
                              w / static_cast<float>(global), row_loss_.data(), d_logits_.data());
-  double sum = 0;
-  for (float v : row_loss_.to_host()) sum += v;
-  superclass_loss_ = w * sum / static_cast<double>(global);
-  sum_loss_ += sum / static_cast<double>(images);
-  ++loss_steps_;
+  be_->accumulate_columns(images, 1, row_loss_.data(), 1.0, metrics_->sums(loss_sum_));
+  loss_scale_ = w / static_cast<double>(global);
+  global_images_ = static_cast<double>(global);
+  ++loss_forwards_;
   superclass_active_ = true;
-  host_labels_.clear();
 }
 
 void ImageRouter::backward(const float* x, float* dx, Workspace& /*ws*/) {
@@ -98,14 +93,42 @@ void ImageRouter::backward(const float* x, float* dx, Workspace& /*ws*/) {
                           drep_.data(), dx);
 }
 
+double ImageRouter::aux_loss() const {
+  double superclass = 0.0;
+  if (superclass_active_)
+    for (float v : row_loss_.to_host()) superclass += v;
+  return router_.aux_loss() + loss_scale_ * superclass;
+}
+
+double ImageRouter::aux_loss_mean() const {
+  double mean = router_.aux_loss_mean();
+  if (loss_forwards_ > 0)
+    mean += config_->superclass_loss_weight * metrics_->host_sum(loss_sum_) / global_images_ /
+            static_cast<double>(loss_forwards_);
+  return mean;
+}
+
+int64_t ImageRouter::superclass_hits() const {
+  return eval_hits_.to_host()[0];
+}
+
 void ImageRouter::metrics(std::vector<Metric>& out) {
+  const int64_t images = train_images_;
+  const int64_t forwards = loss_forwards_;
+  metrics_.begin_read();  // router_ reports to the same store
   router_.metrics("moe/image_router", out);
-  if (sum_images_ > 0)
-    out.push_back({"moe/image_router/superclass_accuracy", sum_hits_ / sum_images_});
-  if (loss_steps_ > 0)
-    out.push_back({"moe/image_router/superclass_loss", sum_loss_ / loss_steps_});
-  sum_loss_ = sum_hits_ = sum_images_ = 0;
-  loss_steps_ = 0;
+  if (images > 0) {
+    out.push_back({"moe/image_router/superclass_accuracy",
+                   static_cast<double>(metrics_->host_count(hits_)) / static_cast<double>(images)});
+  }
+  if (forwards > 0) {
+    // Mean over images of each forward, then over forwards (every forward has the same images).
+    out.push_back({"moe/image_router/superclass_loss", metrics_->host_sum(loss_sum_) /
+                                                           static_cast<double>(images / forwards) /
+                                                           static_cast<double>(forwards)});
+  }
+  metrics_.end_read();
+  train_images_ = loss_forwards_ = 0;
 }
 
 }  // namespace vmoe

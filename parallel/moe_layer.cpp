@@ -20,12 +20,12 @@ ExpertPlacement local_placement(const MoeConfig& c, const ExpertSharding& s) {
 
 MoeLayer::MoeLayer(Backend& be, ParamStore& store, const std::string& name,
                    const MoeConfig& config, int dim, int hidden, uint64_t seed, int block,
-                   const ExpertSharding& sharding)
+                   const ExpertSharding& sharding, MetricStore* metrics)
     : MoeLayer(be, store, name, config, dim, hidden, block, sharding, nullptr) {
   // Router parameters come after the experts' in registration order; names, not order, matter.
   own_router_ = std::make_unique<Router>(
       be, store, name, dim, config, seed,
-      (static_cast<uint64_t>(Stream::kRouterNoise) << 32) | static_cast<uint64_t>(block));
+      (static_cast<uint64_t>(Stream::kRouterNoise) << 32) | static_cast<uint64_t>(block), metrics);
 }
 
 MoeLayer::MoeLayer(Backend& be, ParamStore& store, const std::string& name,
@@ -45,13 +45,10 @@ MoeLayer::MoeLayer(Backend& be, ParamStore& store, const std::string& name,
                local_placement(config, sharding).first_expert,
                local_placement(config, sharding).local_experts, dim, hidden),
       rows_(be),
-      expert_begin_(be),
-      expert_rows_(be),
       buf_in_(be),
       buf_out_(be),
       send_(be),
-      back_(be),
-      filled_(be) {
+      back_(be) {
   if (sharding.ep != nullptr && sharding.placement.ep_size > 1)
     exchange_ = std::make_unique<ExpertExchange>(be, *sharding.ep, sharding.placement);
 }
@@ -70,53 +67,37 @@ void MoeLayer::forward(const float* x, int64_t images, int tokens, float* y, con
   const Router& r = router();
   const RoutingShape& s = r.shape();
   const int64_t items = s.groups * s.items;
-  // Sized for the most any step can keep, so the buffers never reallocate.
+  // Every slot of every expert: the shape never depends on the routing.
   const int64_t capacity_rows = int64_t{s.experts} * s.groups * s.capacity * item_rows_;
+  const size_t buffer_bytes = static_cast<size_t>(capacity_rows * dim_) * sizeof(float);
   buf_in_.resize({capacity_rows, dim_});
   buf_out_.resize({capacity_rows, dim_});
   rows_.resize({items, s.k});
-  if (exchange_) {
-    {
-      PhaseScope timed("dispatch");
-      expert_begin_.resize({s.experts});
-      expert_rows_.resize({s.experts});
-      filled_.resize({s.experts, s.groups});
-      be_->moe_buffer_rows(s.groups, s.items, s.k, s.experts, s.capacity, item_rows_,
-                           /*compact=*/false, r.expert(), r.slot(), rows_.data(),
-                           expert_begin_.data(), expert_rows_.data(), filled_.data());
-      send_.resize({capacity_rows, dim_});
-      back_.resize({capacity_rows, dim_});
-      be_->moe_dispatch(items, s.k, item_rows_, dim_, x, rows_.data(), send_.data());
-      segments_ = exchange_->dispatch(send_.data(), filled_.data(), s.groups, s.capacity,
-                                      item_rows_, dim_, buf_in_.data());
-    }
-    {
-      PhaseScope timed("experts");
-      experts_.forward(buf_in_.data(), segments_, capacity_rows, buf_out_.data());
-    }
-    PhaseScope timed("combine");
-    exchange_->combine(buf_out_.data(), back_.data());
-    be_->moe_combine(items, s.k, item_rows_, dim_, back_.data(), rows_.data(), r.gate(), y);
-    return;
-  }
   {
     PhaseScope timed("dispatch");
-    expert_begin_.resize({s.experts});
-    expert_rows_.resize({s.experts});
-    be_->moe_buffer_rows(s.groups, s.items, s.k, s.experts, s.capacity, item_rows_,
-                         /*compact=*/true, r.expert(), r.slot(), rows_.data(),
-                         expert_begin_.data(), expert_rows_.data(), nullptr);
-    const std::vector<int64_t> begin = expert_begin_.to_host(), count = expert_rows_.to_host();
-    segments_.clear();
-    for (int e = 0; e < s.experts; ++e) segments_.push_back({e, begin[e], count[e]});
-    be_->moe_dispatch(items, s.k, item_rows_, dim_, x, rows_.data(), buf_in_.data());
+    be_->moe_buffer_rows(s.groups, s.items, s.k, s.experts, s.capacity, item_rows_, r.expert(),
+                         r.slot(), rows_.data());
+    float* fixed = buf_in_.data();
+    if (exchange_) {
+      send_.resize({capacity_rows, dim_});
+      back_.resize({capacity_rows, dim_});
+      fixed = send_.data();
+    }
+    be_->zero(fixed, buffer_bytes);  // empty slots: zeros (parallel/experts.h)
+    be_->moe_dispatch(items, s.k, item_rows_, dim_, x, rows_.data(), fixed);
+    if (exchange_)
+      exchange_->dispatch(send_.data(), s.groups, s.capacity, item_rows_, dim_, buf_in_.data());
   }
   {
     PhaseScope timed("experts");
-    experts_.forward(buf_in_.data(), segments_, capacity_rows, buf_out_.data());
+    const int64_t rows = exchange_ ? exchange_->expert_rows()
+                                   : s.groups * int64_t{s.capacity} * item_rows_;
+    experts_.forward(buf_in_.data(), rows, buf_out_.data());
   }
   PhaseScope timed("combine");
-  be_->moe_combine(items, s.k, item_rows_, dim_, buf_out_.data(), rows_.data(), r.gate(), y);
+  if (exchange_) exchange_->combine(buf_out_.data(), back_.data());
+  be_->moe_combine(items, s.k, item_rows_, dim_, exchange_ ? back_.data() : buf_out_.data(),
+                   rows_.data(), r.gate(), y);
 }
 
 void MoeLayer::backward(const float* x, const float* dy, float* dx, Workspace& ws) {
@@ -130,12 +111,14 @@ void MoeLayer::backward(const float* x, const float* dy, float* dx, Workspace& w
   const float* combined = exchange_ ? back_.data() : buf_out_.data();
   {
     PhaseScope timed("combine");
+    // Empty slots get a zero gradient, so they add nothing to the experts'.
+    be_->zero(a, static_cast<size_t>(capacity_rows * dim_) * sizeof(float));
     be_->moe_combine_backward(items, s.k, item_rows_, dim_, dy, combined, rows_.data(), r.gate(),
                               a, r.d_gate());
     if (exchange_) exchange_->combine_backward(a, b);
   }
-  float* dout = exchange_ ? b : a;  // compact dL/d expert output
-  float* din = exchange_ ? a : b;   // compact dL/d expert input
+  float* dout = exchange_ ? b : a;  // dL/d expert output, expert-major
+  float* din = exchange_ ? a : b;   // dL/d expert input, expert-major
   {
     PhaseScope timed("experts");
     experts_.backward(buf_in_.data(), dout, din);
@@ -154,7 +137,7 @@ void MoeLayer::collect_activations(ActivationSet& set) {
   // The experts' hidden activations first: the largest, they then share pool
   // storage with a dense MLP's (core/activation_pool.h).
   experts_.collect_activations(set);
-  set.add(buf_in_, buf_out_, send_, back_, rows_, filled_, expert_begin_, expert_rows_);
+  set.add(buf_in_, buf_out_, send_, back_, rows_);
   if (own_router_) own_router_->collect_activations(set);
   if (exchange_) exchange_->collect_activations(set);
 }

@@ -1,8 +1,10 @@
 // A sparse mixture-of-experts sublayer: route (fixed capacity per expert per
 // group), dispatch the kept items into expert buffers, run the experts,
 // combine y = sum over kept choices of gate * expert output. Dropped choices
-// add nothing (the block's residual carries the token). With all experts on
-// this rank the buffers use the compact layout (no empty slots are computed).
+// add nothing (the block's residual carries the token). Buffers have the fixed
+// layout [E, groups, capacity, item rows, D], empty slots zero, so every shape
+// is known before the step and nothing is read on the host: the experts
+// compute their capacity, empty slots included (parallel/experts.h).
 //
 // Token routing (V-MoE): the layer's own router routes each token within
 // groups of group_size images. Image routing (Mobile V-MoE): the model's
@@ -14,6 +16,7 @@
 
 #include "comm/process_groups.h"
 #include "core/feed_forward.h"
+#include "core/metric_store.h"
 #include "parallel/expert_exchange.h"
 #include "parallel/experts.h"
 #include "parallel/router.h"
@@ -31,9 +34,11 @@ struct ExpertSharding {
 
 class MoeLayer final : public FeedForward {
  public:
-  // Token routing; `block` names the layer in metrics and keys its router noise.
+  // Token routing; `block` names the layer in metrics and keys its router
+  // noise; the router's training metrics go to `metrics` (null: its own).
   MoeLayer(Backend& be, ParamStore& store, const std::string& name, const MoeConfig& config,
-           int dim, int hidden, uint64_t seed, int block, const ExpertSharding& sharding = {});
+           int dim, int hidden, uint64_t seed, int block, const ExpertSharding& sharding = {},
+           MetricStore* metrics = nullptr);
   // Image routing: follows `router`, which runs before this layer.
   MoeLayer(Backend& be, ParamStore& store, const std::string& name, const MoeConfig& config,
            int dim, int hidden, int block, ImageRouter& router,
@@ -42,6 +47,9 @@ class MoeLayer final : public FeedForward {
   void forward(const float* x, int64_t images, int tokens, float* y, const Pass& pass) override;
   void backward(const float* x, const float* dy, float* dx, Workspace& ws) override;
   double aux_loss() const override { return own_router_ ? own_router_->aux_loss() : 0.0; }
+  double aux_loss_mean() const override {
+    return own_router_ ? own_router_->aux_loss_mean() : 0.0;
+  }
   void metrics(std::vector<Metric>& out) override;
   void collect_activations(ActivationSet& set) override;
 
@@ -63,13 +71,9 @@ class MoeLayer final : public FeedForward {
   ExpertMlps experts_;
   std::unique_ptr<ExpertExchange> exchange_;  // null: every expert is local
   int item_rows_ = 1;
-  IntTensor rows_;                              // buffer row of each (item, choice)
-  DeviceTensor<int64_t> expert_begin_, expert_rows_;
-  std::vector<ExpertSegment> segments_;
-  int64_t buffer_rows_ = 0;
-  Tensor buf_in_, buf_out_;       // compact expert input and output
-  Tensor send_, back_;             // exchange only: fixed-layout buffers
-  IntTensor filled_;               // exchange only: kept slots [E, groups]
+  IntTensor rows_;           // buffer row of each (item, choice)
+  Tensor buf_in_, buf_out_;  // the experts' input and output, expert-major
+  Tensor send_, back_;       // exchange only: the fixed layout, sent and returned
 };
 
 }  // namespace vmoe

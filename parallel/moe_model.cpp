@@ -9,7 +9,8 @@
 namespace vmoe {
 
 ViTExtensions moe_extensions(Backend& be, const MoeConfig& moe, const ViTConfig& vit,
-                             uint64_t seed, const ExpertSharding& sharding) {
+                             uint64_t seed, const ExpertSharding& sharding,
+                             MetricStore* metrics) {
   ViTExtensions ext;
   if (!moe.enabled()) return ext;
   const MoeConfig* m = &moe;
@@ -20,7 +21,7 @@ ViTExtensions moe_extensions(Backend& be, const MoeConfig& moe, const ViTConfig&
   if (moe.routing == Routing::kImage) {
     ext.observer_block = moe.layers.front();
     ext.observer = [=](ParamStore& store) -> std::unique_ptr<StreamObserver> {
-      auto router = std::make_unique<ImageRouter>(*b, store, *m, dim, seed);
+      auto router = std::make_unique<ImageRouter>(*b, store, *m, dim, seed, metrics);
       *image_router = router.get();
       return router;
     };
@@ -31,7 +32,8 @@ ViTExtensions moe_extensions(Backend& be, const MoeConfig& moe, const ViTConfig&
     if (m->routing == Routing::kImage)
       return std::make_unique<MoeLayer>(*b, store, name, *m, dim, hidden, block, **image_router,
                                         sharding);
-    return std::make_unique<MoeLayer>(*b, store, name, *m, dim, hidden, seed, block, sharding);
+    return std::make_unique<MoeLayer>(*b, store, name, *m, dim, hidden, seed, block, sharding,
+                                      metrics);
   };
   return ext;
 }

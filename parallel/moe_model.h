@@ -13,9 +13,11 @@
 namespace vmoe {
 
 // `moe` must outlive the model. Empty extensions for a dense model. The
-// default sharding keeps every expert on this rank.
+// default sharding keeps every expert on this rank. The routers' training
+// metrics go to `metrics` (null: each router keeps its own).
 ViTExtensions moe_extensions(Backend& be, const MoeConfig& moe, const ViTConfig& vit,
-                             uint64_t seed, const ExpertSharding& sharding = {});
+                             uint64_t seed, const ExpertSharding& sharding = {},
+                             MetricStore* metrics = nullptr);
 
 class Router;
 class ImageRouter;

@@ -6,7 +6,7 @@
 namespace vmoe {
 
 Router::Router(Backend& be, ParamStore& store, const std::string& name, int dim,
-               const MoeConfig& config, uint64_t seed, uint64_t stream)
+               const MoeConfig& config, uint64_t seed, uint64_t stream, MetricStore* metrics)
     : be_(&be),
       store_(&store),
       config_(&config),
@@ -24,7 +24,8 @@ Router::Router(Backend& be, ParamStore& store, const std::string& name, int dim,
       slot_(be),
       gate_(be),
       d_gate_(be),
-      counts_(be) {
+      counts_(be),
+      metrics_(metrics) {
   kernel_ = store.add({.name = name + "/router/kernel",
                        .shape = {dim, config.num_experts},
                        .init = Init::kXavierUniform,
@@ -33,17 +34,19 @@ Router::Router(Backend& be, ParamStore& store, const std::string& name, int dim,
                        .weight_decay = true});
   counts_.resize({config.num_experts + 1});
   reset_counts();
+  loss_sums_ = metrics_->add(4);
+  choices_ = metrics_->add(config.num_experts + 1);
+  metrics_.ready(be);
 }
 
 void Router::collect_activations(ActivationSet& set) {
-  set.add(logits_, noisy_, probs_, noisy_probs_, d_logits_, aux_d_logits_, group_losses_, gate_,
-          d_gate_);
+  // Not group_losses_: aux_loss() reads it after backward, and it is tiny.
+  set.add(logits_, noisy_, probs_, noisy_probs_, d_logits_, aux_d_logits_, gate_, d_gate_);
   set.add(expert_, slot_);
 }
 
 void Router::reset_counts() {
-  const std::vector<int64_t> zeros(static_cast<size_t>(counts_.size()), 0);
-  counts_.copy_from_host(zeros);
+  be_->zero(counts_.data(), static_cast<size_t>(counts_.size()) * sizeof(int64_t));
 }
 
 void Router::forward(const float* x, int64_t groups, int items, int items_per_image,
@@ -83,10 +86,11 @@ void Router::forward(const float* x, int64_t groups, int items, int items_per_im
                     gate_.data(), pass.image_mask, items_per_image, slot_.data());
   if (!pass.recompute)  // a recompute routes the same choices again: count them once
     be_->count_assignments(n, k, E, expert_.data(), slot_.data(), pass.image_mask,
-                           items_per_image, counts_.data());
+                           items_per_image,
+                           pass.training ? metrics_->counts(choices_) : counts_.data());
   be_->fill(d_gate_.data(), n * k, 0.0f);
 
-  if (!pass.recompute) aux_loss_ = 0;
+  if (!pass.recompute) aux_valid_ = false;
   if (!pass.training) return;
   probs_.resize({n, E});
   aux_d_logits_.resize({n, E});
@@ -118,19 +122,42 @@ void Router::forward(const float* x, int64_t groups, int items, int items_per_im
   // A recompute needs only the losses' gradient: their values (the same) and
   // metrics were taken by the first forward.
   if (pass.recompute) return;
-  // The objective averages per-group losses over the global groups (this
-  // rank's share); the metrics average over this rank's groups.
+  be_->accumulate_columns(groups, 4, group_losses_.data(), 1.0, metrics_->sums(loss_sums_));
+  aux_valid_ = true;
+  groups_ = groups;
+  global_groups_ = global_groups;
+  ++train_forwards_;
+}
+
+namespace {
+
+// The objective's weights of the importance, load, GShard and z losses.
+std::vector<double> loss_weights(const MoeConfig& c) {
+  return {c.importance_loss_weight, c.load_loss_weight, c.gshard_loss_weight, c.z_loss_weight};
+}
+
+}  // namespace
+
+double Router::aux_loss() const {
+  if (!aux_valid_) return 0.0;
+  // The objective averages per-group losses over the global groups (this rank's share).
   const std::vector<float> losses = group_losses_.to_host();
-  const float weights[4] = {c.importance_loss_weight, c.load_loss_weight, c.gshard_loss_weight,
-                            c.z_loss_weight};
-  for (int64_t g = 0; g < groups; ++g) {
-    for (int j = 0; j < 4; ++j) {
-      const double v = losses[static_cast<size_t>(g * 4 + j)];
-      aux_loss_ += weights[j] * v / static_cast<double>(global_groups);
-      loss_sums_[static_cast<size_t>(j)] += v / static_cast<double>(groups);
-    }
-  }
-  ++loss_steps_;
+  const std::vector<double> w = loss_weights(*config_);
+  double total = 0.0;
+  for (int64_t g = 0; g < groups_; ++g)
+    for (int j = 0; j < 4; ++j)
+      total += w[static_cast<size_t>(j)] * losses[static_cast<size_t>(g * 4 + j)] /
+               static_cast<double>(global_groups_);
+  return total;
+}
+
+double Router::aux_loss_mean() const {
+  if (train_forwards_ == 0) return 0.0;
+  const std::vector<double> w = loss_weights(*config_);
+  double total = 0.0;
+  for (int j = 0; j < 4; ++j)
+    total += w[static_cast<size_t>(j)] * metrics_->host_sum(loss_sums_, j);
+  return total / static_cast<double>(global_groups_) / static_cast<double>(train_forwards_);
 }
 
 void Router::backward(const float* x, float* dx, const float* extra_d_logits) {
@@ -151,26 +178,28 @@ void Router::backward(const float* x, float* dx, const float* extra_d_logits) {
 
 void Router::metrics(const std::string& prefix, std::vector<Metric>& out) {
   const MoeConfig& c = *config_;
-  if (loss_steps_ > 0) {
+  metrics_.begin_read();
+  if (train_forwards_ > 0) {
+    // Means over this rank's groups, then over the training forwards.
+    const double per = static_cast<double>(groups_) * static_cast<double>(train_forwards_);
     const char* names[4] = {"importance_loss", "load_loss", "gshard_loss", "z_loss"};
     for (int j = 0; j < 4; ++j) {
       if (j == 1 && c.noise_std <= 0.0f) continue;
-      out.push_back({prefix + "/" + names[j], loss_sums_[static_cast<size_t>(j)] / loss_steps_});
+      out.push_back({prefix + "/" + names[j], metrics_->host_sum(loss_sums_, j) / per});
     }
   }
-  const std::vector<int64_t> n = counts();
   int64_t total = 0;
-  for (int e = 0; e < c.num_experts; ++e) total += n[static_cast<size_t>(e)];
+  for (int e = 0; e < c.num_experts; ++e) total += metrics_->host_count(choices_, e);
   if (total > 0) {
-    out.push_back({prefix + "/dropped", static_cast<double>(n.back()) / total});
+    const double dropped = static_cast<double>(metrics_->host_count(choices_, c.num_experts));
+    out.push_back({prefix + "/dropped", dropped / total});
     for (int e = 0; e < c.num_experts; ++e) {
       out.push_back({prefix + "/load_e" + std::to_string(e),
-                     static_cast<double>(n[static_cast<size_t>(e)]) / total});
+                     static_cast<double>(metrics_->host_count(choices_, e)) / total});
     }
   }
-  loss_sums_.assign(4, 0.0);
-  loss_steps_ = 0;
-  reset_counts();
+  metrics_.end_read();
+  train_forwards_ = 0;
 }
 
 }  // namespace vmoe

@@ -14,6 +14,7 @@
 #include <vector>
 
 #include "core/feed_forward.h"
+#include "core/metric_store.h"
 #include "core/param_store.h"
 #include "core/tensor.h"
 #include "parallel/moe_config.h"
@@ -31,8 +32,9 @@ struct RoutingShape {
 class Router {
  public:
   // `name` scopes the parameter (name/router/kernel); `stream` keys the noise.
+  // Training metrics accumulate in `metrics` (null: a private store).
   Router(Backend& be, ParamStore& store, const std::string& name, int dim, const MoeConfig& config,
-         uint64_t seed, uint64_t stream);
+         uint64_t seed, uint64_t stream, MetricStore* metrics = nullptr);
 
   // x: [groups * items, dim]. items_per_image is T for tokens, 1 for images
   // (it maps items to images for the padding mask and the noise keys).
@@ -51,13 +53,19 @@ class Router {
   float* d_gate() { return d_gate_.data(); }                // consumers add here
   const float* logits() const { return logits_.data(); }    // clean, [groups * items, E]
 
-  // Weighted auxiliary loss of the last training forward (this rank's share).
-  double aux_loss() const { return aux_loss_; }
-  // Training: per-loss means, dropped fraction and each expert's share of the
-  // choices since the last call, as <prefix>/<metric>; then resets them. All
-  // are means over this rank's groups (average them over ranks).
+  // Weighted auxiliary loss of the last forward if it trained (this rank's
+  // share of the objective), else 0. Reads the device: not for the step loop.
+  double aux_loss() const;
+  // Training, from the metric store's last read (see core/metric_store.h):
+  // the mean weighted auxiliary loss per training forward since the metrics
+  // were last reset (this rank's share; sum it over ranks) ...
+  double aux_loss_mean() const;
+  // ... and the per-loss means, dropped fraction and each expert's share of
+  // the choices, as <prefix>/<metric>, means over this rank's groups (average
+  // them over ranks). Then counts from zero again.
   void metrics(const std::string& prefix, std::vector<Metric>& out);
-  // Choices per expert and dropped (last entry) since reset_counts(), unmasked items only.
+  // Evaluation: choices per expert and dropped (last entry) since
+  // reset_counts(), unmasked items only (evaluation forwards only).
   std::vector<int64_t> counts() const { return counts_.to_host(); }
   void reset_counts();
 
@@ -73,10 +81,13 @@ class Router {
   Tensor logits_, noisy_, probs_, noisy_probs_, d_logits_, aux_d_logits_, group_losses_;
   IntTensor expert_, slot_;
   Tensor gate_, d_gate_;
-  DeviceTensor<int64_t> counts_;
-  double aux_loss_ = 0;
-  std::vector<double> loss_sums_ = std::vector<double>(4, 0.0);  // importance, load, gshard, z
-  int64_t loss_steps_ = 0;
+  DeviceTensor<int64_t> counts_;  // evaluation
+  MetricStoreRef metrics_;
+  MetricId loss_sums_ = 0;  // training: sums over groups and steps of the 4 losses
+  MetricId choices_ = 0;    // training: counts_'s twin
+  bool aux_valid_ = false;  // the last forward trained: group_losses_ holds its losses
+  int64_t groups_ = 0, global_groups_ = 0;  // of the last training forward
+  int64_t train_forwards_ = 0;              // since metrics() (recomputes not counted)
 };
 
 }  // namespace vmoe

@@ -56,8 +56,9 @@ class CudaOps : public ::testing::Test {
     gpu_->copy_to_host(out.data(), b.gpu, out.size() * sizeof(T));
     return out;
   }
-  void expect_close(const char* what, const Both<float>& b, double max_nmse = kMaxNmse) {
-    const std::vector<float> g = from_gpu(b);
+  template <typename T>
+  void expect_close(const char* what, const Both<T>& b, double max_nmse = kMaxNmse) {
+    const std::vector<T> g = from_gpu(b);
     double err = 0, norm = 0;
     for (size_t i = 0; i < g.size(); ++i) {
       err += std::pow(double{g[i]} - b.cpu[i], 2);
@@ -282,8 +283,62 @@ TEST_F(CudaOps, LossesOptimisersNorm) {
   gpu_->sgd_update(n, 1e-2f, 0.9f, 1e-4f, grad.gpu, param.gpu, m.gpu);
   expect_close("sgd param", param);
   expect_close("sgd momentum", m);
-  const double want = cpu_.sum_squares(n, grad.cpu.data());
-  EXPECT_NEAR(gpu_->sum_squares(n, grad.gpu), want, 1e-6 * want);
+  const double want = testing::sum_squares(cpu_, n, grad.cpu.data());
+  EXPECT_NEAR(testing::sum_squares(*gpu_, n, grad.gpu), want, 1e-6 * want);
+}
+
+// What a training step keeps on the device: clipping, metric accumulators,
+// top-1 hits, zeroing.
+TEST_F(CudaOps, StepReductionsStayOnTheDevice) {
+  const int64_t n = 70001;
+  Both<float> grad = random(n, 80);
+  Both<double> sq = both(std::vector<double>{0.0, 0.0}), norm = both(std::vector<double>{0.0});
+  Both<float> factor = both(std::vector<float>{0.0f});
+  for (Backend* be : {static_cast<Backend*>(&cpu_), static_cast<Backend*>(gpu_.get())}) {
+    const bool gpu = be != &cpu_;
+    be->sum_squares(n / 2, gpu ? grad.gpu : grad.cpu.data(), gpu ? sq.gpu : sq.cpu.data());
+    be->sum_squares(n - n / 2, (gpu ? grad.gpu : grad.cpu.data()) + n / 2,
+                    (gpu ? sq.gpu : sq.cpu.data()) + 1);
+    be->clip_scale(gpu ? sq.gpu : sq.cpu.data(), 3.0, 10.0f, gpu ? norm.gpu : norm.cpu.data(),
+                   gpu ? factor.gpu : factor.cpu.data());
+    be->scale_by(n, gpu ? factor.gpu : factor.cpu.data(), gpu ? grad.gpu : grad.cpu.data());
+  }
+  expect_close("sum_squares (device)", sq, 1e-12);
+  expect_close("clip_scale norm", norm, 1e-12);
+  expect_close("clip_scale factor", factor, 1e-12);
+  EXPECT_LT(factor.cpu[0], 1.0f);  // sqrt(n) ~ 265 > 10: clipped
+  expect_close("scale_by", grad, 1e-12);
+  // Column sums into double accumulators (which already hold values).
+  const int64_t rows = 1037;
+  const int cols = 4;
+  Both<float> x = random(rows * cols, 81);
+  Both<double> acc = both(std::vector<double>{1.0, -2.0, 0.5, 0.0});
+  cpu_.accumulate_columns(rows, cols, x.cpu.data(), 0.25, acc.cpu.data());
+  gpu_->accumulate_columns(rows, cols, x.gpu, 0.25, acc.gpu);
+  expect_close("accumulate_columns", acc, 1e-12);
+  // Top-1 hits against labels, with a mask and a tie (the lower index wins).
+  const int classes = 5;
+  Both<float> z = random(rows * classes, 82);
+  std::vector<int32_t> host_label(rows);
+  std::vector<float> host_mask(rows, 1.0f);
+  for (int64_t r = 0; r < rows; ++r) {
+    host_label[r] = static_cast<int32_t>(r % classes);
+    if (r % 11 == 0) host_mask[r] = 0.0f;
+  }
+  z.cpu[3 * classes + 1] = z.cpu[3 * classes + 3] = 9.0f;  // row 3: a tie of 1 and 3
+  gpu_->copy_to_device(z.gpu, z.cpu.data(), z.cpu.size() * sizeof(float));
+  Both<int32_t> label = both(host_label);
+  Both<float> mask = both(host_mask);
+  Both<int64_t> hits = both(std::vector<int64_t>{7, 7});
+  cpu_.count_top1_hits(rows, classes, z.cpu.data(), label.cpu.data(), mask.cpu.data(),
+                       hits.cpu.data());
+  gpu_->count_top1_hits(rows, classes, z.gpu, label.gpu, mask.gpu, hits.gpu);
+  cpu_.count_top1_hits(rows, classes, z.cpu.data(), label.cpu.data(), nullptr, hits.cpu.data() + 1);
+  gpu_->count_top1_hits(rows, classes, z.gpu, label.gpu, nullptr, hits.gpu + 1);
+  expect_equal("count_top1_hits", hits);
+  EXPECT_GT(hits.cpu[1], hits.cpu[0]);
+  gpu_->zero(hits.gpu, 2 * sizeof(int64_t));
+  EXPECT_EQ(from_gpu(hits), (std::vector<int64_t>{0, 0}));
 }
 
 // Routing on realistic shapes: 4 groups of 8 images x 17 tokens, E = 8, k = 2.
@@ -319,20 +374,13 @@ TEST_F(CudaOps, RoutingDecisionsAreIdentical) {
                            counts.cpu.data());
     gpu_->count_assignments(n, k, experts, index.gpu, slot.gpu, mask.gpu, 17, counts.gpu);
     expect_equal("count_assignments", counts);
-    for (bool compact : {false, true}) {
+    for (int item_rows : {1, 17}) {
       Both<int32_t> row = both(std::vector<int32_t>(n * k));
-      Both<int64_t> begin = both(std::vector<int64_t>(experts));
-      Both<int64_t> rows = both(std::vector<int64_t>(experts));
-      Both<int32_t> filled = both(std::vector<int32_t>(experts * groups));
-      cpu_.moe_buffer_rows(groups, items, k, experts, capacity, 1, compact, index.cpu.data(),
-                           slot.cpu.data(), row.cpu.data(), begin.cpu.data(), rows.cpu.data(),
-                           filled.cpu.data());
-      gpu_->moe_buffer_rows(groups, items, k, experts, capacity, 1, compact, index.gpu, slot.gpu,
-                            row.gpu, begin.gpu, rows.gpu, filled.gpu);
-      expect_equal("moe_buffer_rows row", row);
-      expect_equal("moe_buffer_rows begin", begin);
-      expect_equal("moe_buffer_rows rows", rows);
-      expect_equal("moe_buffer_rows filled", filled);
+      cpu_.moe_buffer_rows(groups, items, k, experts, capacity, item_rows, index.cpu.data(),
+                           slot.cpu.data(), row.cpu.data());
+      gpu_->moe_buffer_rows(groups, items, k, experts, capacity, item_rows, index.gpu, slot.gpu,
+                            row.gpu);
+      expect_equal("moe_buffer_rows", row);
     }
   }
 }
@@ -374,14 +422,15 @@ TEST_F(CudaOps, DispatchCombineAndBackward) {
                              dx.cpu.data());
   gpu_->moe_dispatch_backward(items, k, item_rows, dim, dbuf.gpu, row.gpu, dx.gpu);
   expect_close("moe_dispatch_backward", dx);
-  // Gather 3 blocks of rows.
-  Both<int64_t> src = both(std::vector<int64_t>{0, 10, 50}), dst = both(std::vector<int64_t>{5, 0, 20});
-  Both<int64_t> nrows = both(std::vector<int64_t>{4, 5, 30});
-  Both<float> out = random(60 * dim, 56);
-  cpu_.copy_row_blocks(3, src.cpu.data(), dst.cpu.data(), nrows.cpu.data(), dim, buf.cpu.data(),
-                       out.cpu.data());
-  gpu_->copy_row_blocks(3, src.gpu, dst.gpu, nrows.gpu, dim, buf.gpu, out.gpu);
-  expect_close("copy_row_blocks", out, 0.0);
+  // [sources 3, experts 4, 25 rows] -> expert-major, and back.
+  Both<float> out = random(300 * dim, 56), back = random(300 * dim, 57);
+  cpu_.transpose_blocks(3, 4, 25 * dim, buf.cpu.data(), out.cpu.data());
+  gpu_->transpose_blocks(3, 4, 25 * dim, buf.gpu, out.gpu);
+  expect_close("transpose_blocks", out, 0.0);
+  cpu_.transpose_blocks(4, 3, 25 * dim, out.cpu.data(), back.cpu.data());
+  gpu_->transpose_blocks(4, 3, 25 * dim, out.gpu, back.gpu);
+  expect_close("transpose_blocks back", back, 0.0);
+  EXPECT_EQ(back.cpu, buf.cpu);
 }
 
 TEST_F(CudaOps, TopKBackwardAndAuxLosses) {

@@ -4,6 +4,8 @@
 // exactly what one call gives.
 #include <gtest/gtest.h>
 
+#include <algorithm>
+
 #include "core/cpu/cpu_backend.h"
 #include "parallel/image_router.h"
 #include "parallel/moe_layer.h"
@@ -40,8 +42,12 @@ TEST(MoeGrad, TokenRoutedLayerWithDropsAndAuxLosses) {
   h.extra_objective = [&] { return layer.aux_loss(); };
   h.check.step = 5e-3f;
   h.run(4 * 5 * 8, 4 * 5 * 8);
-  const std::vector<int64_t> counts = layer.router().counts();
-  EXPECT_GT(counts.back(), 0) << "the case must drop some choices";
+  std::vector<Metric> metrics;
+  layer.metrics(metrics);  // training counts (the layer's own metric store)
+  const auto dropped = std::find_if(metrics.begin(), metrics.end(),
+                                    [](const Metric& m) { return m.name == "moe/block_1/dropped"; });
+  ASSERT_NE(dropped, metrics.end());
+  EXPECT_GT(dropped->value, 0.0) << "the case must drop some choices";
 }
 
 TEST(MoeLayer, DroppedTokensGetNoOutput) {

@@ -6,6 +6,7 @@
 #include "core/cpu/cpu_backend.h"
 #include "core/optimizer.h"
 #include "core/schedule.h"
+#include "tests/test_util.h"
 
 namespace vmoe {
 namespace {
@@ -73,11 +74,22 @@ TEST(Optimizer, ClipByGlobalNorm) {
   p.be.copy_to_device(p.store.grad(p.kernel), g.data(), 12);
   std::vector<float> gb = {4, 0};
   p.be.copy_to_device(p.store.grad(p.bias), gb.data(), 8);
-  const double norm = std::sqrt(p.be.sum_squares(p.store.size(), p.store.grads().data()));
-  EXPECT_DOUBLE_EQ(norm, 5.0);
-  EXPECT_FLOAT_EQ(clip_gradients(p.store, norm, 1.0f), 0.2f);
-  EXPECT_NEAR(p.be.sum_squares(p.store.size(), p.store.grads().data()), 1.0, 1e-6);
-  EXPECT_FLOAT_EQ(clip_gradients(p.store, 1.0, 2.0f), 1.0f);
+  EXPECT_DOUBLE_EQ(testing::sum_squares(p.be, p.store.size(), p.store.grads().data()), 25.0);
+  EXPECT_DOUBLE_EQ(testing::clip_gradients(p.store, 1.0f), 5.0);
+  EXPECT_NEAR(testing::sum_squares(p.be, p.store.size(), p.store.grads().data()), 1.0, 1e-6);
+  const std::vector<float> clipped = p.store.grads().to_host();
+  EXPECT_NEAR(testing::clip_gradients(p.store, 2.0f), 1.0, 1e-6);  // below: unchanged
+  EXPECT_EQ(p.store.grads().to_host(), clipped);
+  // The expert part counts each copy of a replicated expert once; 0 = no clipping.
+  DeviceTensor<double> sq(p.be, {2}), norm(p.be, {1});
+  Tensor factor(p.be, {1});
+  const double squares[2] = {9.0, 32.0};  // dense 9; experts 16, held by 2 ranks each
+  p.be.copy_to_device(sq.data(), squares, sizeof squares);
+  p.be.clip_scale(sq.data(), 2.0, 1.0f, norm.data(), factor.data());
+  EXPECT_DOUBLE_EQ(norm.to_host()[0], 5.0);
+  EXPECT_FLOAT_EQ(factor.to_host()[0], 0.2f);
+  p.be.clip_scale(sq.data(), 2.0, 0.0f, norm.data(), factor.data());
+  EXPECT_FLOAT_EQ(factor.to_host()[0], 1.0f);
 }
 
 TEST(ParamStore, RegionsAndSlicedInitialisation) {

@@ -135,31 +135,27 @@ TEST(MoeConfig, ValidationNamesTheFlag) {
             std::string::npos);
 }
 
-TEST(Dispatch, BufferRowsFixedAndCompact) {
+TEST(Dispatch, BufferRowsFixedLayout) {
   CpuBackend be;
   // 2 groups of 2 items, k = 1, E = 2, capacity 2: group 0 sends both items to
   // expert 1, group 1 one item to each expert.
   const std::vector<int32_t> expert = {1, 1, 0, 1}, slot = {0, 1, 0, 0};
   std::vector<int32_t> row(4);
-  std::vector<int64_t> begin(2), rows(2);
-  std::vector<int32_t> filled(4);
-  be.moe_buffer_rows(2, 2, 1, 2, 2, 1, false, expert.data(), slot.data(), row.data(),
-                     begin.data(), rows.data(), filled.data());
+  be.moe_buffer_rows(2, 2, 1, 2, 2, 1, expert.data(), slot.data(), row.data());
   EXPECT_EQ(row, (std::vector<int32_t>{4, 5, 2, 6}));  // ((e * G + g) * C + slot)
-  EXPECT_EQ(filled, (std::vector<int32_t>{0, 1, 2, 1}));  // [expert][group]
-  EXPECT_EQ(begin, (std::vector<int64_t>{0, 4}));
-  EXPECT_EQ(rows, (std::vector<int64_t>{4, 4}));
-  be.moe_buffer_rows(2, 2, 1, 2, 2, 1, true, expert.data(), slot.data(), row.data(),
-                     begin.data(), rows.data(), nullptr);
-  EXPECT_EQ(row, (std::vector<int32_t>{1, 2, 0, 3}));  // expert 0: 1 row; expert 1: 3 rows
-  EXPECT_EQ(begin, (std::vector<int64_t>{0, 1}));
-  EXPECT_EQ(rows, (std::vector<int64_t>{1, 3}));
   // Whole images (2 rows each) scale the rows; a dropped choice has row -1.
   const std::vector<int32_t> dropped = {0, -1, 0, 0};
-  be.moe_buffer_rows(2, 2, 1, 2, 2, 2, true, expert.data(), dropped.data(), row.data(),
-                     begin.data(), rows.data(), nullptr);
-  EXPECT_EQ(row, (std::vector<int32_t>{2, -1, 0, 4}));
-  EXPECT_EQ(rows, (std::vector<int64_t>{2, 4}));
+  be.moe_buffer_rows(2, 2, 1, 2, 2, 2, expert.data(), dropped.data(), row.data());
+  EXPECT_EQ(row, (std::vector<int32_t>{8, -1, 4, 12}));
+}
+
+TEST(Dispatch, TransposeBlocks) {
+  CpuBackend be;
+  // [outer 2, inner 3, block 2] -> [3, 2, 2]
+  const std::vector<float> src = {0, 1, 2, 3, 4, 5, 10, 11, 12, 13, 14, 15};
+  std::vector<float> dst(12);
+  be.transpose_blocks(2, 3, 2, src.data(), dst.data());
+  EXPECT_EQ(dst, (std::vector<float>{0, 1, 10, 11, 2, 3, 12, 13, 4, 5, 14, 15}));
 }
 
 TEST(Dispatch, RoundTripAndDrops) {

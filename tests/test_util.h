@@ -116,6 +116,26 @@ inline void expect_identical(const std::vector<float>& a, const std::vector<floa
   ADD_FAILURE() << what << ": equal values, different bits";
 }
 
+// sum x^2 of n device floats, read back to the host.
+inline double sum_squares(Backend& be, int64_t n, const float* x) {
+  DeviceTensor<double> out(be, {1});
+  be.sum_squares(n, x, out.data());
+  return out.to_host()[0];
+}
+
+// Clips the store's gradients to global norm max_norm with the device ops
+// the trainer uses (one rank); returns the norm before clipping.
+inline double clip_gradients(ParamStore& store, float max_norm) {
+  Backend& be = store.grads().backend();
+  DeviceTensor<double> sq(be, {2}), norm(be, {1});
+  Tensor factor(be, {1});
+  be.sum_squares(store.size(), store.grads().data(), sq.data());
+  be.zero(sq.data() + 1, sizeof(double));
+  be.clip_scale(sq.data(), 1.0, max_norm, norm.data(), factor.data());
+  be.scale_by(store.size(), factor.data(), store.grads().data());
+  return norm.to_host()[0];
+}
+
 inline double dot(const std::vector<float>& a, const std::vector<float>& b) {
   double s = 0.0;
   for (size_t i = 0; i < a.size(); ++i) s += static_cast<double>(a[i]) * b[i];

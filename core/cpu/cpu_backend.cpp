@@ -29,14 +29,17 @@ void* CpuBackend::allocate(size_t bytes) {
   return ptr;
 }
 void CpuBackend::deallocate(void* ptr) { std::free(ptr); }
-void CpuBackend::copy_to_device(void* dst, const void* src, size_t bytes) {
+void CpuBackend::copy_to_device_impl(void* dst, const void* src, size_t bytes) {
   if (bytes) std::memcpy(dst, src, bytes);
 }
-void CpuBackend::copy_to_host(void* dst, const void* src, size_t bytes) {
+void CpuBackend::copy_to_host_impl(void* dst, const void* src, size_t bytes) {
   if (bytes) std::memcpy(dst, src, bytes);
 }
 void CpuBackend::copy(void* dst, const void* src, size_t bytes) {
   if (bytes) std::memmove(dst, src, bytes);
+}
+void CpuBackend::zero(void* x, size_t bytes) {
+  if (bytes) std::memset(x, 0, bytes);
 }
 
 // ---- matrix products ---------------------------------------------------------
@@ -383,11 +386,44 @@ void CpuBackend::sgd_update(int64_t n, float lr, float momentum, float weight_de
   for (int64_t i = 0; i < n; ++i) vmoe::sgd_update(s, grad[i], param[i], buf[i]);
 }
 
-double CpuBackend::sum_squares(int64_t n, const float* x) {
+void CpuBackend::sum_squares(int64_t n, const float* x, double* out) {
   double total = 0.0;
 #pragma omp simd reduction(+ : total)
   for (int64_t i = 0; i < n; ++i) total += static_cast<double>(x[i]) * x[i];
-  return total;
+  *out = total;
+}
+
+void CpuBackend::clip_scale(const double* sq, double expert_divisor, float max_norm, double* norm,
+                            float* scale) {
+  *scale = clip_factor(sq[0], sq[1], expert_divisor, max_norm, *norm);
+}
+
+void CpuBackend::scale_by(int64_t n, const float* factor, float* x) {
+  const float f = *factor;
+#pragma omp simd
+  for (int64_t i = 0; i < n; ++i) x[i] *= f;
+}
+
+void CpuBackend::accumulate_columns(int64_t rows, int cols, const float* x, double scale,
+                                    double* acc) {
+  for (int c = 0; c < cols; ++c) {
+    double sum = 0.0;
+    for (int64_t r = 0; r < rows; ++r) sum += x[r * cols + c];
+    acc[c] += scale * sum;
+  }
+}
+
+void CpuBackend::count_top1_hits(int64_t rows, int cols, const float* x, const int32_t* label,
+                                 const float* mask, int64_t* hits) {
+  int64_t n = 0;
+  for (int64_t r = 0; r < rows; ++r) {
+    if (mask != nullptr && mask[r] == 0.0f) continue;
+    const float* z = x + r * cols;
+    int best = 0;
+    for (int c = 1; c < cols; ++c) best = z[c] > z[best] ? c : best;
+    n += best == label[r];
+  }
+  *hits += n;
 }
 
 }  // namespace vmoe

@@ -51,36 +51,15 @@ void CpuBackend::assign_slots(int64_t groups, int items, int k, int experts, int
   }
 }
 
-void CpuBackend::moe_buffer_rows(int64_t groups, int items, int k, int experts, int capacity,
-                                 int item_rows, bool compact, const int32_t* expert,
-                                 const int32_t* slot, int32_t* row, int64_t* expert_begin,
-                                 int64_t* expert_rows, int32_t* filled_out) {
-  // filled[g * E + e]: kept choices of expert e in group g; slots 0..filled-1.
-  std::vector<int64_t> filled(static_cast<size_t>(groups * experts), 0);
-  for (int64_t i = 0; i < groups * items; ++i)
-    for (int c = 0; c < k; ++c)
-      if (slot[i * k + c] >= 0) ++filled[static_cast<size_t>(i / items * experts + expert[i * k + c])];
-  // base[g * E + e]: first slot-row of (g, e) in units of items.
-  std::vector<int64_t> base(filled.size());
-  int64_t next = 0;
-  for (int e = 0; e < experts; ++e) {
-    expert_begin[e] = next * item_rows;
-    for (int64_t g = 0; g < groups; ++g) {
-      const size_t at = static_cast<size_t>(g * experts + e);
-      base[at] = compact ? next : (int64_t{e} * groups + g) * capacity;
-      next += compact ? filled[at] : capacity;
-    }
-    expert_rows[e] = next * item_rows - expert_begin[e];
-  }
-  if (filled_out != nullptr)
-    for (int e = 0; e < experts; ++e)
-      for (int64_t g = 0; g < groups; ++g)
-        filled_out[e * groups + g] = static_cast<int32_t>(filled[static_cast<size_t>(g * experts + e)]);
+void CpuBackend::moe_buffer_rows(int64_t groups, int items, int k, int /*experts*/, int capacity,
+                                 int item_rows, const int32_t* expert, const int32_t* slot,
+                                 int32_t* row) {
+  // Expert e owns slot-rows [e, groups, capacity] (in items).
   for (int64_t i = 0; i < groups * items; ++i) {
     for (int c = 0; c < k; ++c) {
       const int s = slot[i * k + c];
-      const size_t at = static_cast<size_t>(i / items * experts + expert[i * k + c]);
-      row[i * k + c] = s < 0 ? -1 : static_cast<int32_t>((base[at] + s) * item_rows);
+      const int64_t base = (int64_t{expert[i * k + c]} * groups + i / items) * capacity;
+      row[i * k + c] = s < 0 ? -1 : static_cast<int32_t>((base + s) * item_rows);
     }
   }
 }
@@ -147,13 +126,12 @@ void CpuBackend::moe_dispatch_backward(int64_t items, int k, int item_rows, int 
   }
 }
 
-void CpuBackend::copy_row_blocks(int64_t n, const int64_t* src_row, const int64_t* dst_row,
-                                 const int64_t* rows, int dim, const float* src, float* dst) {
-  for (int64_t b = 0; b < n; ++b) {
-    if (rows[b] == 0) continue;
-    std::memcpy(dst + dst_row[b] * dim, src + src_row[b] * dim,
-                static_cast<size_t>(rows[b] * dim) * sizeof(float));
-  }
+void CpuBackend::transpose_blocks(int64_t outer, int64_t inner, int64_t block, const float* src,
+                                  float* dst) {
+  const size_t bytes = static_cast<size_t>(block) * sizeof(float);
+  for (int64_t i = 0; i < inner; ++i)
+    for (int64_t o = 0; o < outer; ++o)
+      std::memcpy(dst + (i * outer + o) * block, src + (o * inner + i) * block, bytes);
 }
 
 void CpuBackend::top_k_backward(int64_t rows, int cols, int k, const int32_t* index,

@@ -40,14 +40,14 @@ void* CudaBackend::allocate(size_t bytes) { return allocator_.allocate(bytes); }
 // the caching safe without events.
 void CudaBackend::deallocate(void* ptr) { allocator_.deallocate(ptr); }
 
-void CudaBackend::copy_to_device(void* dst, const void* src, size_t bytes) {
+void CudaBackend::copy_to_device_impl(void* dst, const void* src, size_t bytes) {
   if (bytes == 0) return;
   VMOE_CUDA_CHECK(cudaMemcpyAsync(dst, src, bytes, cudaMemcpyHostToDevice, stream_));
   // The host buffer may be reused as soon as we return.
   VMOE_CUDA_CHECK(cudaStreamSynchronize(stream_));
 }
 
-void CudaBackend::copy_to_host(void* dst, const void* src, size_t bytes) {
+void CudaBackend::copy_to_host_impl(void* dst, const void* src, size_t bytes) {
   if (bytes == 0) return;
   VMOE_CUDA_CHECK(cudaMemcpyAsync(dst, src, bytes, cudaMemcpyDeviceToHost, stream_));
   VMOE_CUDA_CHECK(cudaStreamSynchronize(stream_));
@@ -58,7 +58,12 @@ void CudaBackend::copy(void* dst, const void* src, size_t bytes) {
   VMOE_CUDA_CHECK(cudaMemcpyAsync(dst, src, bytes, cudaMemcpyDeviceToDevice, stream_));
 }
 
-void CudaBackend::synchronize() { VMOE_CUDA_CHECK(cudaStreamSynchronize(stream_)); }
+void CudaBackend::zero(void* x, size_t bytes) {
+  if (bytes == 0) return;
+  VMOE_CUDA_CHECK(cudaMemsetAsync(x, 0, bytes, stream_));
+}
+
+void CudaBackend::synchronize_impl() { VMOE_CUDA_CHECK(cudaStreamSynchronize(stream_)); }
 
 void* CudaBackend::scratch(size_t bytes) {
   if (bytes > scratch_bytes_) {

@@ -37,12 +37,10 @@ class CudaBackend final : public Backend {
 
   void* allocate(size_t bytes) override;
   void deallocate(void* ptr) override;
-  void copy_to_device(void* dst, const void* src, size_t bytes) override;
-  void copy_to_host(void* dst, const void* src, size_t bytes) override;
   void copy(void* dst, const void* src, size_t bytes) override;
+  void zero(void* x, size_t bytes) override;
   void to_bf16(int64_t n, const float* x, uint16_t* y) override;
   void from_bf16(int64_t n, const uint16_t* x, float* y) override;
-  void synchronize() override;
 
   void gemm(Trans ta, Trans tb, int m, int n, int k, float alpha, const float* a, int lda,
             const float* b, int ldb, float beta, float* c, int ldc) override;
@@ -90,7 +88,14 @@ class CudaBackend final : public Backend {
                    int64_t step, const float* grad, float* param, float* m, float* v) override;
   void sgd_update(int64_t n, float lr, float momentum, float weight_decay, const float* grad,
                   float* param, float* buf) override;
-  double sum_squares(int64_t n, const float* x) override;
+  void sum_squares(int64_t n, const float* x, double* out) override;
+  void clip_scale(const double* sq, double expert_divisor, float max_norm, double* norm,
+                  float* scale) override;
+  void scale_by(int64_t n, const float* factor, float* x) override;
+  void accumulate_columns(int64_t rows, int cols, const float* x, double scale,
+                          double* acc) override;
+  void count_top1_hits(int64_t rows, int cols, const float* x, const int32_t* label,
+                       const float* mask, int64_t* hits) override;
 
   // Mixture of experts (cuda_router.cu, cuda_moe.cu).
   void add_normal_noise(int64_t n, float scale, uint64_t key, uint64_t stream, uint64_t first,
@@ -101,9 +106,8 @@ class CudaBackend final : public Backend {
                     bool batch_priority, const int32_t* expert, const float* gate,
                     const float* item_mask, int mask_every, int32_t* slot) override;
   void moe_buffer_rows(int64_t groups, int items, int k, int experts, int capacity,
-                       int item_rows, bool compact, const int32_t* expert, const int32_t* slot,
-                       int32_t* row, int64_t* expert_begin, int64_t* expert_rows,
-                       int32_t* filled) override;
+                       int item_rows, const int32_t* expert, const int32_t* slot,
+                       int32_t* row) override;
   void moe_dispatch(int64_t items, int k, int item_rows, int dim, const float* x,
                     const int32_t* row, float* buf) override;
   void moe_combine(int64_t items, int k, int item_rows, int dim, const float* buf,
@@ -113,14 +117,19 @@ class CudaBackend final : public Backend {
                             float* dgate) override;
   void moe_dispatch_backward(int64_t items, int k, int item_rows, int dim, const float* dbuf,
                              const int32_t* row, float* dx) override;
-  void copy_row_blocks(int64_t n, const int64_t* src_row, const int64_t* dst_row,
-                       const int64_t* rows, int dim, const float* src, float* dst) override;
+  void transpose_blocks(int64_t outer, int64_t inner, int64_t block, const float* src,
+                        float* dst) override;
   void top_k_backward(int64_t rows, int cols, int k, const int32_t* index, const float* dvalue,
                       float* d) override;
   void router_aux_losses(const RouterAuxArgs& args) override;
   void count_assignments(int64_t items, int k, int experts, const int32_t* expert,
                          const int32_t* slot, const float* item_mask, int mask_every,
                          int64_t* counts) override;
+
+ protected:
+  void copy_to_device_impl(void* dst, const void* src, size_t bytes) override;
+  void copy_to_host_impl(void* dst, const void* src, size_t bytes) override;
+  void synchronize_impl() override;
 
  private:
   // gemm/gemm_batched with bfloat16 inputs (cuda_bf16.cu).

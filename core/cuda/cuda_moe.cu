@@ -1,8 +1,8 @@
 // CudaBackend: expert buffers and the data movement of mixture-of-experts
-// layers (buffer rows, dispatch, combine, their backwards, row-block copies).
+// layers (buffer rows, dispatch, combine, their backwards, block transposes).
 // Semantics: core/backend.h, parallel/README.md; the same decisions and
-// layouts as core/cpu_backend_moe.cpp. Deterministic: integer atomics only,
-// each output row written by one thread block, fixed-shape reductions. The
+// layouts as core/cpu/cpu_backend_moe.cpp. Deterministic: each output row
+// written by one thread block, fixed-shape reductions. The
 // routing ops (noise, top-k, slots, auxiliary losses, counts) are in
 // cuda_router.cu.
 #include <algorithm>
@@ -31,61 +31,14 @@ __device__ float block_sum(float v, float* red /* shared [32] */) {
   return v;
 }
 
-// filled[g * E + e] += kept choices (integer atomics: order-independent).
-__global__ void count_filled_kernel(int64_t n, int items, int k, int experts,
-                                    const int32_t* expert, const int32_t* slot, int* filled) {
-  for (int64_t t = blockIdx.x * int64_t{blockDim.x} + threadIdx.x; t < n;
-       t += int64_t{gridDim.x} * blockDim.x)
-    if (slot[t] >= 0) atomicAdd(&filled[t / k / items * experts + expert[t]], 1);
-}
-
-// One block: base[t] (t = e * groups + g, t <= N) = exclusive prefix sum of
-// the slot-rows (in items) of (e, g): filled (compact) or capacity (fixed);
-// then expert_begin, expert_rows and filled_out. Integer sums: exact.
-__global__ void buffer_scan_kernel(int64_t groups, int experts, int capacity, int item_rows,
-                                   bool compact, const int* filled, int64_t* base,
-                                   int64_t* expert_begin, int64_t* expert_rows,
-                                   int32_t* filled_out) {
-  __shared__ int64_t part[1024];
-  const int64_t N = groups * experts, chunk = (N + blockDim.x - 1) / blockDim.x;
-  const int64_t lo = min64(N, threadIdx.x * chunk), hi = min64(N, lo + chunk);
-  auto value = [&](int64_t t) -> int64_t {
-    return compact ? filled[(t % groups) * experts + t / groups] : capacity;
-  };
-  int64_t sum = 0;
-  for (int64_t t = lo; t < hi; ++t) sum += value(t);
-  part[threadIdx.x] = sum;
-  __syncthreads();
-  for (unsigned off = 1; off < blockDim.x; off <<= 1) {  // inclusive Hillis-Steele scan
-    const int64_t v = part[threadIdx.x] + (threadIdx.x >= off ? part[threadIdx.x - off] : 0);
-    __syncthreads();
-    part[threadIdx.x] = v;
-    __syncthreads();
-  }
-  int64_t run = part[threadIdx.x] - sum;
-  for (int64_t t = lo; t < hi; ++t) {
-    base[t] = run;
-    run += value(t);
-    if (filled_out != nullptr) filled_out[t] = filled[(t % groups) * experts + t / groups];
-  }
-  if (threadIdx.x == blockDim.x - 1) base[N] = run;  // the total
-  __syncthreads();
-  for (int e = threadIdx.x; e < experts; e += blockDim.x) {
-    const int64_t b = base[e * groups];
-    expert_begin[e] = b * item_rows;
-    expert_rows[e] = (base[(e + 1) * groups] - b) * item_rows;
-  }
-}
-
-__global__ void buffer_rows_kernel(int64_t n, int items, int k, int64_t groups, int item_rows,
-                                   const int32_t* expert, const int32_t* slot,
-                                   const int64_t* base, int32_t* row) {
-  for (int64_t t = blockIdx.x * int64_t{blockDim.x} + threadIdx.x; t < n;
-       t += int64_t{gridDim.x} * blockDim.x) {
+// Expert e owns slot-rows [e, groups, capacity] (in items): a kept choice's row.
+__global__ void buffer_rows_kernel(int64_t n, int items, int k, int64_t groups, int capacity,
+                                   int item_rows, const int32_t* expert, const int32_t* slot,
+                                   int32_t* row) {
+  VMOE_GRID_LOOP(t, n) {
     const int s = slot[t];
-    row[t] = s < 0 ? -1
-                   : static_cast<int32_t>((base[expert[t] * groups + t / k / items] + s) *
-                                          item_rows);
+    const int64_t base = (int64_t{expert[t]} * groups + t / k / items) * capacity;
+    row[t] = s < 0 ? -1 : static_cast<int32_t>((base + s) * item_rows);
   }
 }
 
@@ -153,46 +106,25 @@ __global__ void dispatch_backward_kernel(int64_t items, int k, int64_t n, int di
   }
 }
 
-// blockIdx.x: row block (looping); blockIdx.y splits a block's elements.
-__global__ void copy_row_blocks_kernel(int64_t n, const int64_t* src_row, const int64_t* dst_row,
-                                       const int64_t* rows, int dim, const float* src,
-                                       float* dst) {
-  for (int64_t b = blockIdx.x; b < n; b += gridDim.x) {
-    const int64_t count = rows[b] * dim;
-    const float* s = src + src_row[b] * dim;
-    float* d = dst + dst_row[b] * dim;
-    for (int64_t j = int64_t{blockIdx.y} * blockDim.x + threadIdx.x; j < count;
-         j += int64_t{gridDim.y} * blockDim.x)
-      d[j] = s[j];
+// dst[i, o, :] = src[o, i, :] over [outer, inner, block] floats.
+__global__ void transpose_blocks_kernel(int64_t outer, int64_t inner, int64_t block,
+                                        const float* src, float* dst) {
+  VMOE_GRID_LOOP(j, outer * inner * block) {
+    const int64_t b = j % block, t = j / block, o = t % outer, i = t / outer;
+    dst[j] = src[(o * inner + i) * block + b];
   }
 }
 
 }  // namespace
 
-void CudaBackend::moe_buffer_rows(int64_t groups, int items, int k, int experts, int capacity,
-                                  int item_rows, bool compact, const int32_t* expert,
-                                  const int32_t* slot, int32_t* row, int64_t* expert_begin,
-                                  int64_t* expert_rows, int32_t* filled) {
-  if (experts <= 0) return;
-  const int64_t N = groups * experts, n = groups * items * k;
-  // Scratch: base [N + 1] int64, then counts [groups, E] int32.
-  char* s = static_cast<char*>(scratch((N + 1) * sizeof(int64_t) + N * sizeof(int)));
-  int64_t* base = reinterpret_cast<int64_t*>(s);
-  int* counts = reinterpret_cast<int*>(s + (N + 1) * sizeof(int64_t));
-  if (N > 0) VMOE_CUDA_CHECK(cudaMemsetAsync(counts, 0, N * sizeof(int), stream_));
-  if (n > 0) {
-    count_filled_kernel<<<grid_for(n), kThreads, 0, stream_>>>(n, items, k, experts, expert, slot,
-                                                               counts);
-    VMOE_CUDA_LAUNCH_CHECK();
-  }
-  buffer_scan_kernel<<<1, 1024, 0, stream_>>>(groups, experts, capacity, item_rows, compact,
-                                              counts, base, expert_begin, expert_rows, filled);
+void CudaBackend::moe_buffer_rows(int64_t groups, int items, int k, int /*experts*/,
+                                  int capacity, int item_rows, const int32_t* expert,
+                                  const int32_t* slot, int32_t* row) {
+  const int64_t n = groups * items * k;
+  if (n <= 0) return;
+  buffer_rows_kernel<<<grid_for(n), kThreads, 0, stream_>>>(n, items, k, groups, capacity,
+                                                            item_rows, expert, slot, row);
   VMOE_CUDA_LAUNCH_CHECK();
-  if (n > 0) {
-    buffer_rows_kernel<<<grid_for(n), kThreads, 0, stream_>>>(n, items, k, groups, item_rows,
-                                                              expert, slot, base, row);
-    VMOE_CUDA_LAUNCH_CHECK();
-  }
 }
 
 void CudaBackend::moe_dispatch(int64_t items, int k, int item_rows, int dim, const float* x,
@@ -232,13 +164,11 @@ void CudaBackend::moe_dispatch_backward(int64_t items, int k, int item_rows, int
   VMOE_CUDA_LAUNCH_CHECK();
 }
 
-void CudaBackend::copy_row_blocks(int64_t n, const int64_t* src_row, const int64_t* dst_row,
-                                  const int64_t* rows, int dim, const float* src, float* dst) {
-  if (n <= 0 || dim <= 0) return;
-  // The block sizes live on the device: split each block ~2048/n ways.
-  const dim3 grid(grid_cap(n, 65535), static_cast<unsigned>(std::clamp<int64_t>(2048 / n, 1, 64)));
-  copy_row_blocks_kernel<<<grid, kThreads, 0, stream_>>>(n, src_row, dst_row, rows, dim, src,
-                                                         dst);
+void CudaBackend::transpose_blocks(int64_t outer, int64_t inner, int64_t block, const float* src,
+                                   float* dst) {
+  const int64_t n = outer * inner * block;
+  if (n <= 0) return;
+  transpose_blocks_kernel<<<grid_for(n), kThreads, 0, stream_>>>(outer, inner, block, src, dst);
   VMOE_CUDA_LAUNCH_CHECK();
 }
 

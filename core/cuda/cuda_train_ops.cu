@@ -1,9 +1,11 @@
 // CudaBackend: the losses (softmax and sigmoid cross-entropy), the optimisers
-// (Adam, SGD) and sum_squares. Semantics: core/backend.h; each kernel mirrors
-// its loop in core/cpu_backend.cpp and calls the shared bodies of core/math.h.
-// Deterministic: one block per row with a fixed-shape tree, and sum_squares
-// in two fixed passes (per-block double partials, then one block). Launch
-// helpers and block_reduce: core/cuda_launch.cuh.
+// (Adam, SGD), and the reductions a training step keeps on the device (sum
+// of squares, clipping, metric accumulators, top-1 hits). Semantics:
+// core/backend.h; each kernel mirrors its loop in core/cpu/cpu_backend.cpp and
+// calls the shared bodies of core/math.h. Deterministic: one block per row
+// with a fixed-shape tree, sum_squares in two fixed passes (per-block double
+// partials, then one block), integer atomics only. Launch helpers and
+// block_reduce: cuda_launch.cuh.
 #include <algorithm>
 #include <cmath>
 #include <cstdint>
@@ -104,6 +106,44 @@ __global__ void sum_partials_kernel(int count, const double* partial, double* ou
   if (tid() == 0) *out = s;
 }
 
+__global__ void clip_scale_kernel(const double* sq, double expert_divisor, float max_norm,
+                                  double* norm, float* scale) {
+  double n = 0.0;
+  *scale = clip_factor(sq[0], sq[1], expert_divisor, max_norm, n);
+  *norm = n;
+}
+
+__global__ void scale_by_kernel(int64_t n, const float* factor, float* x) {
+  const float f = *factor;
+  VMOE_GRID_LOOP(i, n) x[i] *= f;
+}
+
+// Block per column: acc[c] += scale * sum over rows (double, fixed-shape tree).
+__global__ void accumulate_columns_kernel(int64_t rows, int cols, const float* x, double scale,
+                                          double* acc) {
+  __shared__ double red[32];
+  for (int c = blockIdx.x; c < cols; c += gridDim.x) {
+    double s = 0.0;
+    for (int64_t r = tid(); r < rows; r += nthreads()) s += x[r * cols + c];
+    s = block_reduce(s, SumOp{}, red);
+    if (tid() == 0) acc[c] += scale * s;
+  }
+}
+
+// Thread per row: argmax (ties: the lower index) against the label; integer
+// atomics, so the count does not depend on the order.
+__global__ void count_top1_hits_kernel(int64_t rows, int cols, const float* x,
+                                       const int32_t* label, const float* mask,
+                                       unsigned long long* hits) {
+  VMOE_GRID_LOOP(r, rows) {
+    if (mask != nullptr && mask[r] == 0.0f) continue;
+    const float* z = x + r * cols;
+    int best = 0;
+    for (int c = 1; c < cols; ++c) best = z[c] > z[best] ? c : best;
+    if (best == label[r]) atomicAdd(hits, 1ull);
+  }
+}
+
 }  // namespace
 
 // ---- losses ---------------------------------------------------------------------------
@@ -149,21 +189,45 @@ void CudaBackend::sgd_update(int64_t n, float lr, float momentum, float weight_d
   VMOE_CUDA_LAUNCH_CHECK();
 }
 
-// sum x^2 in double: per-block partials, one block summing them, result to the host.
-double CudaBackend::sum_squares(int64_t n, const float* x) {
-  if (n <= 0) return 0.0;
+// sum x^2 in double: per-block partials, then one block summing them into *out.
+void CudaBackend::sum_squares(int64_t n, const float* x, double* out) {
   const int blocks =
       static_cast<int>(std::clamp<int64_t>((n + kThreads * 16 - 1) / (kThreads * 16), 1, 1024));
-  auto* partial = static_cast<double*>(scratch(sizeof(double) * (blocks + 1)));
-  double* total = partial + blocks;
-  sum_squares_partial_kernel<<<blocks, kThreads, 0, stream_>>>(n, x, partial);
+  auto* partial = static_cast<double*>(scratch(sizeof(double) * blocks));
+  sum_squares_partial_kernel<<<blocks, kThreads, 0, stream_>>>(std::max<int64_t>(n, 0), x,
+                                                               partial);
   VMOE_CUDA_LAUNCH_CHECK();
-  sum_partials_kernel<<<1, kThreads, 0, stream_>>>(blocks, partial, total);
+  sum_partials_kernel<<<1, kThreads, 0, stream_>>>(blocks, partial, out);
   VMOE_CUDA_LAUNCH_CHECK();
-  double result = 0.0;
-  VMOE_CUDA_CHECK(cudaMemcpyAsync(&result, total, sizeof(double), cudaMemcpyDeviceToHost, stream_));
-  VMOE_CUDA_CHECK(cudaStreamSynchronize(stream_));
-  return result;
+}
+
+void CudaBackend::clip_scale(const double* sq, double expert_divisor, float max_norm, double* norm,
+                             float* scale) {
+  clip_scale_kernel<<<1, 1, 0, stream_>>>(sq, expert_divisor, max_norm, norm, scale);
+  VMOE_CUDA_LAUNCH_CHECK();
+}
+
+void CudaBackend::scale_by(int64_t n, const float* factor, float* x) {
+  if (n <= 0) return;
+  scale_by_kernel<<<grid_for(n), kThreads, 0, stream_>>>(n, factor, x);
+  VMOE_CUDA_LAUNCH_CHECK();
+}
+
+void CudaBackend::accumulate_columns(int64_t rows, int cols, const float* x, double scale,
+                                     double* acc) {
+  if (cols <= 0) return;
+  accumulate_columns_kernel<<<grid_cap(cols, 65535), row_threads(rows), 0, stream_>>>(
+      std::max<int64_t>(rows, 0), cols, x, scale, acc);
+  VMOE_CUDA_LAUNCH_CHECK();
+}
+
+void CudaBackend::count_top1_hits(int64_t rows, int cols, const float* x, const int32_t* label,
+                                  const float* mask, int64_t* hits) {
+  static_assert(sizeof(int64_t) == sizeof(unsigned long long));
+  if (rows <= 0 || cols <= 0) return;
+  count_top1_hits_kernel<<<grid_for(rows), kThreads, 0, stream_>>>(
+      rows, cols, x, label, mask, reinterpret_cast<unsigned long long*>(hits));
+  VMOE_CUDA_LAUNCH_CHECK();
 }
 
 }  // namespace vmoe

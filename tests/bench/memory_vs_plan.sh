@@ -26,6 +26,9 @@
 # Resident memory counts only touched pages: the MoE capacity buffers are
 # planned at full size but filled as the router spreads tokens, so runs much
 # shorter than 20 steps measure less (5 steps: V-MoE errors of +10-15%).
+# Use a build without CUDA (-DVMOE_CUDA=OFF, VMOE_BUILD_DIR=...): with the
+# CUDA libraries linked, the resident pages they bring vary from run to run
+# by 100 MiB and more, which the baseline cannot subtract (errors of 30-110%).
 set -euo pipefail
 ROOT=$(cd "$(dirname "$0")/../.." && pwd)
 cd "$ROOT"
