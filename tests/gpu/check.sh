@@ -31,6 +31,9 @@ target=$1
 out=${VMOE_CHECK_OUT:-$(mktemp -d /tmp/vmoe_gpu_check.XXXXXX)}
 mkdir -p "$out"
 out=$(cd "$out" && pwd)
+# A reused folder: nothing of an earlier check may be read as this one's.
+rm -rf "$out"/train_* "$out"/npy "$out"/data "$out"/shared_gpu "$out"/bundle "$out"/*.log \
+  "$out"/table.txt
 start=$SECONDS
 export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 OPENBLAS_NUM_THREADS=1 GTEST_COLOR=no
 py=$(command -v python3)  # the machine's, before a bundle's env.sh changes PATH
