@@ -28,15 +28,16 @@ std::string shared_device_error(const std::vector<RankDevice>& ranks, bool devic
       const RankDevice& y = ranks[b];
       if (x.node != y.node || x.uuid != y.uuid) continue;
       std::string same = "GPU " + std::to_string(x.index);
-      if (y.index != x.index) same += " (index " + std::to_string(y.index) + " on rank " +
-                                      std::to_string(b) + ")";
+      if (y.index != x.index)
+        same += " (index " + std::to_string(y.index) + " on rank " + std::to_string(b) + ")";
       std::string message = "--backend=cuda needs one GPU per rank: ranks " + std::to_string(a) +
                             " and " + std::to_string(b) + " both use " + same + " on " + x.node +
                             " (" + std::to_string(x.visible) + " visible); ";
       if (device_flag)
-        return message + "--device gives every rank the same GPU index: leave it unset (each "
-                         "rank then takes its local rank modulo the visible GPUs) or start 1 "
-                         "rank per node";
+        return message +
+               "--device gives every rank the same GPU index: leave it unset (each "
+               "rank then takes its local rank modulo the visible GPUs) or start 1 "
+               "rank per node";
       return message + "start at most " + std::to_string(x.visible) + " rank" +
              (x.visible == 1 ? "" : "s") + " per node or set --device";
     }

@@ -42,7 +42,9 @@ class StandInCommunicator final : public Communicator {
   void all_reduce(int64_t* data, int64_t count, ReduceOp op) override {
     mpi_->all_reduce(data, count, op);
   }
-  void broadcast(void* data, int64_t bytes, int root) override { mpi_->broadcast(data, bytes, root); }
+  void broadcast(void* data, int64_t bytes, int root) override {
+    mpi_->broadcast(data, bytes, root);
+  }
   void all_gather(const void* send, void* recv, int64_t bytes_per_rank) override {
     mpi_->all_gather(send, recv, bytes_per_rank);
   }
