@@ -8,9 +8,11 @@
 //  * row counts are int64, feature sizes int.
 #pragma once
 
+#include <chrono>
 #include <cstddef>
 #include <cstdint>
 #include <string>
+#include <vector>
 
 namespace vmoe {
 
@@ -57,10 +59,37 @@ struct HostTraffic {
   int64_t total() const { return to_device + to_host + syncs; }
 };
 
+// Points on the host's steady clock (timing of synchronous work).
+class HostTimeMarks {
+ public:
+  int mark() {
+    marks_.push_back(std::chrono::steady_clock::now());
+    return static_cast<int>(marks_.size()) - 1;
+  }
+  double seconds(int from, int to) const {
+    return std::chrono::duration<double>(marks_.at(static_cast<size_t>(to)) -
+                                         marks_.at(static_cast<size_t>(from)))
+        .count();
+  }
+  void clear() { marks_.clear(); }
+
+ private:
+  std::vector<std::chrono::steady_clock::time_point> marks_;
+};
+
 class Backend {
  public:
   virtual ~Backend() = default;
   virtual std::string name() const = 0;
+
+  // ---- timing (benchmarks, core/phase_timer.h) ----------------------------
+  // A point on the timeline the work runs on (the host's clock, unless the
+  // backend queues work asynchronously: CUDA events on a GPU), and the
+  // seconds between two, valid once the work queued before the later one has
+  // finished (synchronize()).
+  virtual int time_mark() { return host_marks_.mark(); }
+  virtual double seconds_between(int from, int to) { return host_marks_.seconds(from, to); }
+  virtual void clear_time_marks() { host_marks_.clear(); }
 
   // ---- memory --------------------------------------------------------------
   virtual void* allocate(size_t bytes) = 0;
@@ -87,6 +116,9 @@ class Backend {
   // The precision of gemm/gemm_batched inputs and of exchange buffers.
   Precision precision() const { return precision_; }
   void set_precision(Precision p) { precision_ = p; }
+  // fp32 GEMMs on TF32 tensor cores (10-bit mantissa inputs, fp32
+  // accumulation) where the device has them; false if it has none (the CPU).
+  virtual bool set_tf32(bool /*on*/) { return false; }
   // y = bfloat16(x) (round to nearest even) and back, element-wise.
   virtual void to_bf16(int64_t n, const float* x, uint16_t* y) = 0;
   virtual void from_bf16(int64_t n, const uint16_t* x, float* y) = 0;
@@ -247,6 +279,7 @@ class Backend {
 
  private:
   HostTraffic traffic_;
+  HostTimeMarks host_marks_;
 };
 
 // Computes a scope in fp32 whatever the backend's precision (the router).

@@ -1,11 +1,15 @@
-// Wall-clock time per named phase of a step (routing, dispatch, experts, ...),
+// Time per named phase of a step (routing, dispatch, experts, attention, ...),
 // for benchmarks. Off unless enabled; a disabled scope costs one branch.
-// CPU timing: a GPU backend must synchronise for the numbers to mean anything.
+// Enabled with a backend, phases are timed on its timeline (CUDA events on a
+// GPU, where the host only queues work): synchronise the backend before
+// reading totals(). Enabled without one, on the host's steady clock.
 #pragma once
 
-#include <chrono>
 #include <map>
 #include <string>
+#include <vector>
+
+#include "core/backend.h"
 
 namespace vmoe {
 
@@ -15,14 +19,39 @@ class PhaseTimer {
     static PhaseTimer timer;
     return timer;
   }
-  void enable(bool on) { enabled_ = on; }
+  void enable(bool on, Backend* backend = nullptr) {
+    enabled_ = on;
+    backend_ = backend;
+    reset();
+  }
   bool enabled() const { return enabled_; }
-  void add(const char* phase, double seconds) { totals_[phase] += seconds; }
-  const std::map<std::string, double>& totals() const { return totals_; }
-  void reset() { totals_.clear(); }
+  // A point on the clock; a phase spans two of them, resolved in totals().
+  int mark() { return backend_ != nullptr ? backend_->time_mark() : host_.mark(); }
+  void add(const char* phase, int from, int to) { pending_.push_back({phase, from, to}); }
+  // Seconds per phase since reset() (nested phases each count their own).
+  const std::map<std::string, double>& totals() {
+    for (const Span& s : pending_)
+      totals_[s.phase] += backend_ != nullptr ? backend_->seconds_between(s.from, s.to)
+                                              : host_.seconds(s.from, s.to);
+    pending_.clear();
+    return totals_;
+  }
+  void reset() {
+    totals_.clear();
+    pending_.clear();
+    host_.clear();
+    if (backend_ != nullptr) backend_->clear_time_marks();
+  }
 
  private:
+  struct Span {
+    const char* phase;
+    int from, to;
+  };
   bool enabled_ = false;
+  Backend* backend_ = nullptr;
+  HostTimeMarks host_;
+  std::vector<Span> pending_;
   std::map<std::string, double> totals_;
 };
 
@@ -30,19 +59,18 @@ class PhaseTimer {
 class PhaseScope {
  public:
   explicit PhaseScope(const char* phase) : phase_(phase) {
-    if (PhaseTimer::instance().enabled()) start_ = std::chrono::steady_clock::now();
+    if (PhaseTimer::instance().enabled()) start_ = PhaseTimer::instance().mark();
   }
   ~PhaseScope() {
-    if (!PhaseTimer::instance().enabled()) return;
-    const auto end = std::chrono::steady_clock::now();
-    PhaseTimer::instance().add(phase_, std::chrono::duration<double>(end - start_).count());
+    PhaseTimer& t = PhaseTimer::instance();
+    if (t.enabled() && start_ >= 0) t.add(phase_, start_, t.mark());
   }
   PhaseScope(const PhaseScope&) = delete;
   PhaseScope& operator=(const PhaseScope&) = delete;
 
  private:
   const char* phase_;
-  std::chrono::steady_clock::time_point start_;
+  int start_ = -1;
 };
 
 }  // namespace vmoe

@@ -34,10 +34,11 @@ namespace fs = std::filesystem;
 const std::set<std::string> kEvalKnobs = {
     "eval_data",           "eval_batch_size", "eval_capacity_ratio", "eval_num_selected",
     "eval_batch_priority", "eval_capacity_sweep", "expert_parallel", "prefetch", "backend",
-    "device", "precision"};
+    "device", "precision", "tf32"};
 // Flags of the training run that an evaluation must not replay.
+// (--tf32 is not replayed either: an evaluation is exact fp32 unless it asks.)
 const std::set<std::string> kNotReplayed = {"eval_capacity_sweep", "resume", "init_from",
-                                            "init_skip", "run_dir", "checkpoint_dir"};
+                                            "init_skip", "run_dir", "checkpoint_dir", "tf32"};
 
 bool is_train_flag(const gflags::CommandLineFlagInfo& f) {
   return f.filename.find("train_config.cpp") != std::string::npos;
@@ -136,7 +137,7 @@ EvalConfig eval_config_from_flags(int world) {
                " is a training flag: vmoe_eval takes the model from the checkpoint (it accepts "
                "--eval_data, --eval_batch_size, --eval_capacity_ratio, --eval_num_selected, "
                "--eval_batch_priority, --eval_capacity_sweep, --expert_parallel, --prefetch, "
-               "--backend, --device, --precision)");
+               "--backend, --device, --precision, --tf32)");
     const auto it = saved.find(f.name);
     if (f.is_default && it != saved.end() && !kNotReplayed.count(f.name))
       gflags::SetCommandLineOption(f.name.c_str(), it->second.c_str());

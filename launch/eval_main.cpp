@@ -166,6 +166,7 @@ int run(MpiCommunicator& world) {
   const MoeConfig& moe = c.run.trainer.moe;
   Compute compute(c.run.backend, c.run.device, world);
   Backend& backend = compute.backend();
+  backend.set_tf32(c.run.tf32);
   ProcessGroups groups =
       compute.make_groups(moe.enabled() ? moe.num_experts : 0, c.run.expert_parallel);
   Trainer trainer(backend, c.run.trainer, &groups);
@@ -261,7 +262,7 @@ int main(int argc, char** argv) {
                 "[--eval_capacity_sweep=0.5,1,1.5] [--fewshot=data/x,...]\nAlso accepted: "
                 "--eval_batch_size, --eval_capacity_ratio, --eval_num_selected, "
                 "--eval_batch_priority, --expert_parallel, --prefetch, --backend, --device, "
-                "--precision (see vmoe_train --help).",
+                "--precision, --tf32 (see vmoe_train --help).",
        .help_source = "eval_config",
        .run = vmoe::run});
 }

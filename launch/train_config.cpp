@@ -97,6 +97,8 @@ DEFINE_string(precision, "fp32", "'fp32', or 'bf16': matrix products on bfloat16
               "backend bf16 is emulated (for testing).");
 DEFINE_int32(device, -1, "--backend=cuda: the GPU of this rank; -1 = local rank modulo the "
              "visible devices (one rank per GPU).");
+DEFINE_bool(tf32, false, "--backend=cuda: fp32 matrix products on TF32 tensor cores (inputs "
+            "rounded to a 10-bit mantissa, fp32 accumulation). Off: exact fp32.");
 
 // ---- parallel layout ----------------------------------------------------------
 DEFINE_int32(expert_parallel, 0, "Ranks per expert-parallel group, P: it must divide the number "
@@ -322,6 +324,9 @@ TrainConfig config_from_flags(const DatasetInfo& train_info, const DatasetInfo& 
              "--precision must be 'fp32' or 'bf16', got '", FLAGS_precision, "'");
   c.trainer.precision = FLAGS_precision == "bf16" ? Precision::kBf16 : Precision::kFp32;
   c.device = FLAGS_device;
+  VMOE_CHECK(!FLAGS_tf32 || FLAGS_backend == "cuda", "--tf32 applies to --backend=cuda (the CPU "
+             "computes fp32 matrix products exactly)");
+  c.tf32 = FLAGS_tf32;
   VMOE_CHECK(FLAGS_expert_parallel >= 0, "--expert_parallel must be >= 0, got ",
              FLAGS_expert_parallel);
   c.expert_parallel = FLAGS_expert_parallel;

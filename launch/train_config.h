@@ -33,6 +33,7 @@ struct TrainConfig {
   int expert_parallel = 0;                  // ranks per expert-parallel group (0: all)
   std::string backend = "cpu";              // or "cuda"
   int device = -1;                          // cuda: -1 = local rank modulo devices
+  bool tf32 = false;                        // cuda: fp32 GEMMs on TF32 tensor cores
   int64_t checkpoint_every = 0;             // 0: only at the end
   int keep_checkpoints = 3;
   std::string checkpoint_dir;               // empty: <run_dir>/checkpoints

@@ -96,6 +96,7 @@ int run(MpiCommunicator& world) {
 
   Compute compute(c.backend, c.device, world);
   Backend& backend = compute.backend();
+  backend.set_tf32(c.tf32);
   ProcessGroups groups = compute.make_groups(
       c.trainer.moe.enabled() ? c.trainer.moe.num_experts : 0, c.expert_parallel);
   Trainer trainer(backend, c.trainer, &groups);

@@ -4,6 +4,7 @@
 #include <cmath>
 
 #include "core/check.h"
+#include "core/phase_timer.h"
 #include "parallel/image_router.h"
 #include "parallel/moe_model.h"
 #include "parallel/router.h"
@@ -75,21 +76,30 @@ void Trainer::set_superclass(const int32_t* superclass, const LossTargets& targe
 
 StepResult Trainer::train_step(const float* images, const LossTargets& targets,
                                const int32_t* superclass) {
+  stage(images, targets, superclass);
+  return train_staged();
+}
+
+void Trainer::stage(const float* images, const LossTargets& targets, const int32_t* superclass) {
   VMOE_ASSERT(targets.rows == rank_batch_);
-  StepResult r;
-  r.lr = options_.schedule.at(step());
-  // The inputs, staged before the step.
   upload_images(images, targets.rows);
   set_superclass(superclass, targets);
   loss_.stage(targets);
-  const HostTraffic before = be_->traffic();
+  staged_rows_ = targets.rows;
+}
 
-  model_->forward(images_.data(), targets.rows,
+StepResult Trainer::train_staged() {
+  VMOE_CHECK(staged_rows_ == rank_batch_, "Trainer::train_staged before stage()");
+  StepResult r;
+  r.lr = options_.schedule.at(optimizer_->steps_taken());
+  const HostTraffic before = be_->traffic();
+  const int64_t rows = staged_rows_;
+  model_->forward(images_.data(), rows,
                   Pass{.training = true,
                        .step = step(),
                        .first_image = rank_ * rank_batch_,
                        .global_images = options_.global_batch});
-  dlogits_.resize({targets.rows, options_.model.num_classes});
+  dlogits_.resize({rows, options_.model.num_classes});
   const float scale = 1.0f / static_cast<float>(options_.global_batch);
   params_.zero_grads();
   loss_.forward_backward(model_->logits(), scale, dlogits_.data(), metrics_.sums(loss_sum_));
@@ -101,6 +111,7 @@ StepResult Trainer::train_step(const float* images, const LossTargets& targets,
     be_->sum_squares(params_.size(), params_.grads().data(), grad_sq_.data());
     be_->zero(grad_sq_.data() + 1, sizeof(double));
   }
+  PhaseScope timed("optimizer");
   const float max_norm = options_.optimizer.grad_clip_norm;
   be_->clip_scale(grad_sq_.data(), sync_ ? sync_->expert_divisor() : 1.0, max_norm,
                   metrics_.sums(grad_norm_), clip_factor_.data());

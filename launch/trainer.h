@@ -75,6 +75,12 @@ class Trainer {
   // routing metrics accumulate on the device until read_metrics().
   StepResult train_step(const float* images, const LossTargets& targets,
                         const int32_t* superclass = nullptr);
+  // train_step in two halves: stage() copies a batch's inputs to the
+  // device, train_staged() takes one optimiser step on them. Benchmarks step
+  // again and again on inputs already on the device (image routing's
+  // super-class labels serve one forward: stage again for those).
+  void stage(const float* images, const LossTargets& targets, const int32_t* superclass = nullptr);
+  StepResult train_staged();
   // The metrics of the steps since the last call: one copy from the device,
   // then host reductions over ranks (collective: every rank calls it).
   TrainMetrics read_metrics();
@@ -112,6 +118,7 @@ class Trainer {
   ProcessGroups* groups_;
   int rank_ = 0, world_ = 1;
   int64_t rank_batch_ = 0;
+  int64_t staged_rows_ = -1;
   ParamStore params_;
   MetricStore metrics_;
   MetricId loss_sum_ = 0, grad_norm_ = 0;

@@ -115,6 +115,23 @@ TEST_F(CudaOps, GemmAllTransposesAndBothBatchLevels) {
   }
 }
 
+// --tf32: fp32 GEMMs on TF32 tensor cores round the inputs to a 10-bit
+// mantissa (relative error ~2^-11 per input), so they are close to the CPU's
+// exact fp32, not equal; off again, they are exact fp32 as before.
+TEST_F(CudaOps, Tf32GemmIsCloseToFp32) {
+  const int m = 128, n = 96, k = 160;
+  Both<float> a = random(m * k, 90), b = random(k * n, 91), c = random(m * n, 92);
+  ASSERT_TRUE(gpu_->set_tf32(true));
+  EXPECT_FALSE(cpu_.set_tf32(true));
+  cpu_.gemm(Trans::kNo, Trans::kNo, m, n, k, 1.0f, a.cpu.data(), k, b.cpu.data(), n, 0.0f,
+            c.cpu.data(), n);
+  gpu_->gemm(Trans::kNo, Trans::kNo, m, n, k, 1.0f, a.gpu, k, b.gpu, n, 0.0f, c.gpu, n);
+  expect_close("gemm (tf32)", c, 1e-5);
+  gpu_->set_tf32(false);
+  gpu_->gemm(Trans::kNo, Trans::kNo, m, n, k, 1.0f, a.gpu, k, b.gpu, n, 0.0f, c.gpu, n);
+  expect_close("gemm (fp32 again)", c);
+}
+
 // Mixed precision: both backends multiply the same bfloat16-rounded inputs
 // in fp32, so only the summation order differs (bound: normalised MSE 1e-6).
 TEST_F(CudaOps, Bf16GemmAndConversions) {

@@ -28,10 +28,37 @@ CudaBackend::CudaBackend(int device) : device_(device) {
 
 CudaBackend::~CudaBackend() {
   cudaStreamSynchronize(stream_);
+  for (cudaEvent_t e : marks_) cudaEventDestroy(e);
   if (scratch_ != nullptr) allocator_.deallocate(scratch_);
   cublasDestroy(cublas_);
   cudaStreamDestroy(stream_);
 }
+
+bool CudaBackend::set_tf32(bool on) {
+  VMOE_CUBLAS_CHECK(
+      cublasSetMathMode(cublas_, on ? CUBLAS_TF32_TENSOR_OP_MATH : CUBLAS_DEFAULT_MATH));
+  return true;
+}
+
+int CudaBackend::time_mark() {
+  if (marks_used_ == marks_.size()) {
+    cudaEvent_t e = nullptr;
+    VMOE_CUDA_CHECK(cudaEventCreate(&e));
+    marks_.push_back(e);
+  }
+  VMOE_CUDA_CHECK(cudaEventRecord(marks_[marks_used_], stream_));
+  return static_cast<int>(marks_used_++);
+}
+
+double CudaBackend::seconds_between(int from, int to) {
+  cudaEvent_t a = marks_.at(static_cast<size_t>(from)), b = marks_.at(static_cast<size_t>(to));
+  VMOE_CUDA_CHECK(cudaEventSynchronize(b));
+  float ms = 0.0f;
+  VMOE_CUDA_CHECK(cudaEventElapsedTime(&ms, a, b));
+  return ms * 1e-3;
+}
+
+void CudaBackend::clear_time_marks() { marks_used_ = 0; }
 
 void* CudaBackend::allocate(size_t bytes) { return allocator_.allocate(bytes); }
 

@@ -14,6 +14,8 @@
 #include <cublas_v2.h>
 #include <cuda_runtime_api.h>
 
+#include <vector>
+
 #include "core/backend.h"
 #include "core/cuda/cuda_allocator.h"
 
@@ -31,6 +33,10 @@ class CudaBackend final : public Backend {
   CudaBackend& operator=(const CudaBackend&) = delete;
 
   std::string name() const override { return "cuda"; }
+  bool set_tf32(bool on) override;
+  int time_mark() override;
+  double seconds_between(int from, int to) override;
+  void clear_time_marks() override;
   int device() const { return device_; }
   cudaStream_t stream() const { return stream_; }
   const CudaAllocator& allocator() const { return allocator_; }
@@ -140,6 +146,8 @@ class CudaBackend final : public Backend {
   void* scratch(size_t bytes);
 
   int device_ = 0;
+  std::vector<cudaEvent_t> marks_;  // time marks, reused after clear_time_marks()
+  size_t marks_used_ = 0;
   cudaStream_t stream_ = nullptr;
   cublasHandle_t cublas_ = nullptr;
   CudaAllocator allocator_;

@@ -4,12 +4,18 @@
 // Its flags and defaults mirror the PyTorch peer (vmoe_torch.py in the bench
 // scripts), so the two can run side by side on the same model and batch.
 // --backend=cuda times the GPU step (one GPU per rank, NCCL), --precision=bf16
-// mixed precision; host images are copied to the device every step, as in
-// training.
+// mixed precision, --tf32 TF32 fp32 GEMMs. The synthetic batch stays on the
+// device (--upload copies it from the host every step, as training does).
+// Besides images/s it prints the achieved FLOP/s, a GEMM's peak FLOP/s
+// measured on the same device and precision (--peak_gemm), their ratio (MFU),
+// and the step's split by phase, timed on the device's timeline (CUDA events
+// on a GPU).
 #include <gflags/gflags.h>
 
 #include <chrono>
 #include <cstdio>
+#include <map>
+#include <string>
 #include <vector>
 
 #include "comm/mpi_communicator.h"
@@ -41,6 +47,39 @@ DEFINE_int32(expert_parallel, 0, "ranks per expert-parallel group (0 = all)");
 DEFINE_string(backend, "cpu", "cpu or cuda");
 DEFINE_int32(device, -1, "--backend=cuda: this rank's GPU (-1 = local rank modulo the visible)");
 DEFINE_string(precision, "fp32", "fp32 or bf16 (matrix-product inputs and exchanges)");
+DEFINE_bool(tf32, false, "--backend=cuda: fp32 GEMMs on TF32 tensor cores");
+DEFINE_bool(upload, false, "copy the batch from the host every step (as training does)");
+DEFINE_int32(peak_gemm, 0, "N of the N x N x N GEMM that measures the device's peak (0: 8192 "
+             "on cuda, 1024 on cpu; -1: skip)");
+
+namespace {
+
+// FLOP/s of an n x n x n GEMM at the backend's precision, after a warm-up.
+double gemm_peak(vmoe::Backend& be, int n) {
+  using vmoe::Trans;
+  vmoe::Tensor a(be, {n, n}), b(be, {n, n}), c(be, {n, n});
+  be.fill(a.data(), a.size(), 0.5f);
+  be.fill(b.data(), b.size(), 0.25f);
+  auto once = [&] {
+    be.gemm(Trans::kNo, Trans::kNo, n, n, n, 1.0f, a.data(), n, b.data(), n, 0.0f, c.data(), n);
+  };
+  once();
+  be.synchronize();
+  int reps = 1;
+  double seconds = 0;
+  for (;;) {  // at least 0.2 s of GEMMs
+    const auto start = std::chrono::steady_clock::now();
+    for (int i = 0; i < reps; ++i) once();
+    be.synchronize();
+    seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+    if (seconds >= 0.2 || reps >= 1 << 12) break;
+    reps *= 4;
+  }
+  const double size = n;
+  return 2.0 * size * size * size * reps / seconds;
+}
+
+}  // namespace
 
 int main(int argc, char** argv) {
   using namespace vmoe;
@@ -56,6 +95,10 @@ int main(int argc, char** argv) {
   }
   Compute compute(FLAGS_backend, FLAGS_device, world);
   Backend& be = compute.backend();
+  if (FLAGS_tf32 && !be.set_tf32(true)) {
+    std::fprintf(stderr, "train_step_bench: --tf32 needs --backend=cuda\n");
+    return 1;
+  }
   TrainerOptions o;
   o.precision = FLAGS_precision == "bf16" ? Precision::kBf16 : Precision::kFp32;
   o.model.image = {FLAGS_image, FLAGS_image, FLAGS_channels};
@@ -87,41 +130,51 @@ int main(int argc, char** argv) {
   for (int32_t& y : labels) y = static_cast<int32_t>(rng.below(FLAGS_classes));
   const LossTargets targets{rows, labels.data(), nullptr, nullptr};
 
-  for (int i = 0; i < FLAGS_warmup; ++i) trainer.train_step(images.data(), targets);
-  PhaseTimer::instance().enable(FLAGS_phases);
-  PhaseTimer::instance().reset();
+  trainer.stage(images.data(), targets);
+  auto step = [&] {
+    if (FLAGS_upload) trainer.stage(images.data(), targets);
+    trainer.train_staged();
+  };
+  for (int i = 0; i < FLAGS_warmup; ++i) step();
+  PhaseTimer::instance().enable(FLAGS_phases, &be);
+  be.synchronize();
   world.barrier();
   const auto start = std::chrono::steady_clock::now();
-  for (int i = 0; i < FLAGS_steps; ++i) trainer.train_step(images.data(), targets);
+  for (int i = 0; i < FLAGS_steps; ++i) step();
   be.synchronize();
   world.barrier();
   const double seconds =
       std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+  const std::map<std::string, double> phases = PhaseTimer::instance().totals();
+  PhaseTimer::instance().enable(false);
+  const int peak_n = FLAGS_peak_gemm != 0 ? FLAGS_peak_gemm : be.name() == "cuda" ? 8192 : 1024;
+  const double peak = peak_n > 0 ? gemm_peak(be, peak_n) : 0.0;
   if (world.rank() != 0) return 0;
   const double images_per_s = static_cast<double>(FLAGS_batch) * FLAGS_steps / seconds;
-  const double gflops = 3.0 * trainer.forward_flops_per_image(true) * images_per_s / 1e9;
+  // Per rank: the step's useful FLOPs (k experts per token) against one device's peak.
+  const double flops = 3.0 * trainer.forward_flops_per_image(true) * images_per_s / world.size();
   const long long params =
       trainer.params().num_parameters(Region::kDense) +
       (FLAGS_experts > 0 ? trainer.params().num_parameters(Region::kExpert) * FLAGS_experts /
                                groups.placement().local_experts
                          : 0);
-  std::printf("vmoe backend=%s precision=%s ranks=%d params=%lld batch=%d images/s=%.1f "
+  std::printf("vmoe backend=%s precision=%s%s ranks=%d params=%lld batch=%d images/s=%.1f "
               "GFLOP/s=%.1f step_ms=%.1f",
-              be.name().c_str(), FLAGS_precision.c_str(), world.size(), params, FLAGS_batch,
-              images_per_s, gflops,
-              1e3 * seconds / FLAGS_steps);
-  if (FLAGS_phases && FLAGS_experts > 0) {
+              be.name().c_str(), FLAGS_precision.c_str(), FLAGS_tf32 ? "+tf32" : "", world.size(),
+              params, FLAGS_batch, images_per_s, flops / 1e9, 1e3 * seconds / FLAGS_steps);
+  if (peak > 0)
+    std::printf(" peak_GFLOP/s=%.1f (gemm %d) MFU=%.1f%%", peak / 1e9, peak_n, 100 * flops / peak);
+  if (FLAGS_phases) {
     // Nested phases (the all-to-alls run inside dispatch and combine) count once.
-    double moe = 0;
-    for (const auto& [name, t] : PhaseTimer::instance().totals())
-      if (name != "all_to_all") moe += t;
-    for (const char* name : {"routing", "dispatch", "experts", "combine", "all_to_all",
-                             "gradient_all_reduce", "attention", "dense_mlp"}) {
-      const auto& totals = PhaseTimer::instance().totals();
-      const auto it = totals.find(name);
-      std::printf(" %s=%.1f%%", name, it == totals.end() ? 0.0 : 100 * it->second / seconds);
+    double timed = 0;
+    for (const auto& [name, t] : phases)
+      if (name != "all_to_all") timed += t;
+    for (const char* name : {"attention", "dense_mlp", "routing", "dispatch", "experts", "combine",
+                             "all_to_all", "gradient_all_reduce", "optimizer"}) {
+      const auto it = phases.find(name);
+      std::printf(" %s=%.1f%%", name, it == phases.end() ? 0.0 : 100 * it->second / seconds);
     }
-    std::printf(" other=%.1f%%", 100 * (seconds - moe) / seconds);
+    std::printf(" other=%.1f%%", 100 * (seconds - timed) / seconds);
   }
   std::printf("\n");
   return 0;

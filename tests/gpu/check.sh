@@ -14,7 +14,9 @@
 # GPU (bit for bit), each backend resuming the other's checkpoint,
 # fine-tuning (--init_from), vmoe_eval (precision@1, capacity sweep, routing
 # analysis, few-shot) GPU against CPU; last the training-step benchmark
-# (V-MoE-S/32 and B/16, fp32 and bf16). Exit status 1 if any row fails.
+# (train_step_bench: V-MoE-S/32 and B/16 at 224², fp32, bf16 and TF32, the
+# batch on the device): images/s, MFU against a GEMM peak measured on the
+# same GPU, the largest phases. Exit status 1 if any row fails.
 #
 # Environment:
 #   VMOE_CHECK_OUT=DIR       where runs and logs go (default: a new temp folder)
@@ -161,7 +163,6 @@ model=(--train_data="$data/train.h5" --eval_data="$data/test.h5" --batch_size=64
   --eval_batch_size=256 --hidden_size=64 --num_layers=4 --num_heads=4 --mlp_dim=128 --patch_size=4
   --pre_logits_size=32 --moe_layers=every:2 --num_experts=4 --num_selected=2 --warmup_steps=5
   --learning_rate=3e-3 --log_every=2 --seed=3 --checkpoint_every=10 --keep_checkpoints=2)
-ckpt=ckpt-0000000020.h5
 for r in 1 $([[ $ranks_n -gt 1 ]] && echo "$ranks_n"); do
   [[ -n $data ]] || break
   w=$out/train_$r
@@ -238,33 +239,33 @@ else
   b16=(--image=28 --channels=1 --patch=4 --dim=32 --depth=2 --heads=2 --mlp=64 --batch=64)
   models=("tiny (patch 7)" "tiny (patch 4)")
 fi
-common=(--experts=8 --k=2 --moe_every=2 --group=8 --steps=10 --warmup=3 --phases=false)
+common=(--experts=8 --k=2 --moe_every=2 --group=8 --steps=10 --warmup=3)
 peer_ok=0
 if [[ -n ${VMOE_TORCH_PEER:-} ]] &&
   env -u LD_LIBRARY_PATH "${VMOE_TORCH_PYTHON:-$py}" -c 'import torch' >/dev/null 2>&1; then
   peer_ok=1
 fi
-for i in 0 1; do
+for run in 0:fp32 0:bf16 0:tf32 1:fp32 1:bf16; do
+  i=${run%%:*} precision=${run##*:}
   if [[ $i -eq 0 ]]; then flags=("${s32[@]}"); else flags=("${b16[@]}"); fi
-  for precision in fp32 bf16; do
-    log=$out/bench_${i}_$precision.log
-    name="step ${models[$i]}, $precision"
-    if on gpu 1 "$log" train_step_bench "${flags[@]}" "${common[@]}" --precision="$precision"; then
-      detail="ours $("$py" "$here/compare.py" images_per_s "$log") images/s"
-      if [[ $peer_ok -eq 1 ]]; then
-        plog=$out/peer_${i}_$precision.log
-        # The peer's flags are named as the benchmark's; --phases is ours.
-        peer_flags=("${flags[@]}" "${common[@]}")
-        peer_flags=("${peer_flags[@]/--phases=false/}")
-        env -u LD_LIBRARY_PATH "${VMOE_TORCH_PYTHON:-$py}" "$VMOE_TORCH_PEER" ${peer_flags[*]} \
-          --device="$([[ $backend == cuda ]] && echo cuda || echo cpu)" --precision="$precision" \
-          >"$plog" 2>&1 && detail+=", PyTorch $("$py" "$here/compare.py" images_per_s "$plog")"
-      fi
-      row INFO "$name" "$detail"
-    else
-      failed_run "$name" "$log"
+  log=$out/bench_${i}_$precision.log
+  name="step ${models[$i]}, $precision"
+  extra=(--precision="$precision")
+  [[ $precision == tf32 ]] && extra=(--precision=fp32 --tf32)
+  if [[ $precision == tf32 && $backend != cuda ]]; then continue; fi
+  if on gpu 1 "$log" train_step_bench "${flags[@]}" "${common[@]}" "${extra[@]}"; then
+    detail="ours $("$py" "$here/compare.py" bench "$log")"
+    if [[ $peer_ok -eq 1 && $precision != tf32 ]]; then
+      plog=$out/peer_${i}_$precision.log
+      env -u LD_LIBRARY_PATH "${VMOE_TORCH_PYTHON:-$py}" "$VMOE_TORCH_PEER" "${flags[@]}" \
+        --experts=8 --k=2 --moe_every=2 --group=8 --steps=10 --warmup=3 \
+        --device="$([[ $backend == cuda ]] && echo cuda || echo cpu)" --precision="$precision" \
+        >"$plog" 2>&1 && detail+="; PyTorch $("$py" "$here/compare.py" bench "$plog")"
     fi
-  done
+    row INFO "$name" "$detail"
+  else
+    failed_run "$name" "$log"
+  fi
 done
 
 echo

@@ -10,8 +10,9 @@ exits 0 or 1.
         two vmoe_eval output folders: precision@1, loss and dropped share of
         each dataset, every capacity-sweep point and every few-shot mean agree
         within X (absolute; precision within X plus one test image)
-    compare.py images_per_s LOG
-        the images/s of a train_step_bench log
+    compare.py bench LOG
+        a train_step_bench (or PyTorch peer) log in a few words: images/s,
+        MFU against the measured GEMM peak, the largest phases
 """
 import argparse
 import json
@@ -87,15 +88,26 @@ def evals(a, b, tol):
     return checks > 0, f"{checks} numbers, largest difference {worst:.1e}"
 
 
-def images_per_s(log):
+def bench(log):
     with open(log) as f:
-        m = re.search(r"images/s=([0-9.]+)", f.read())
-    return (True, m.group(1)) if m else (False, "no images/s in " + log)
+        text = f.read()
+    m = re.search(r"images/s=([0-9.]+)", text)
+    if not m:
+        return False, "no images/s in " + log
+    out = f"{float(m.group(1)):,.0f} img/s"
+    mfu = re.search(r"MFU=([0-9.]+)%", text)
+    if mfu:
+        out += f", MFU {mfu.group(1)}%"
+    phases = [(float(v), k) for k, v in re.findall(r" ([a-z_]+)=([0-9.]+)%", text) if k != "MFU"]
+    top = sorted(phases, reverse=True)[:3]
+    if top:
+        out += " (" + ", ".join(f"{k} {v:.0f}%" for v, k in top) + ")"
+    return True, out
 
 
 def main():
     p = argparse.ArgumentParser()
-    p.add_argument("what", choices=["losses", "eval", "images_per_s"])
+    p.add_argument("what", choices=["losses", "eval", "bench"])
     p.add_argument("a")
     p.add_argument("b", nargs="?")
     p.add_argument("--from_step", type=int, default=0)
@@ -108,7 +120,7 @@ def main():
         elif args.what == "eval":
             ok, detail = evals(args.a, args.b, args.tol)
         else:
-            ok, detail = images_per_s(args.a)
+            ok, detail = bench(args.a)
             print(detail)
             return 0 if ok else 1
     except (OSError, ValueError, KeyError) as e:
