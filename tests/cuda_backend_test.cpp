@@ -150,6 +150,17 @@ TEST_F(CudaOps, Bf16GemmAndConversions) {
   gpu_->gemm_batched(Trans::kYes, Trans::kNo, m, n, k, 0.5f, ba.gpu, m, bb.gpu, n, 0.0f, bc.gpu,
                      n, o, i);
   expect_close("bf16 gemm_batched", bc, 1e-6);
+  // Attention's shape: Q Kᵀ per (image, head) over strided views of one QKV
+  // buffer [images, T, 3D] (both levels strided, the smaller one looped).
+  const int images = 3, T = 17, heads = 4, hd = 8, D = heads * hd;
+  Both<float> qkv = random(images * T * 3 * D, 76), s = random(images * heads * T * T, 77);
+  const BatchLevel per_image{images, T * 3 * D, T * 3 * D, heads * T * T};
+  const BatchLevel per_head{heads, hd, hd, T * T};
+  cpu_.gemm_batched(Trans::kNo, Trans::kYes, T, T, hd, 0.125f, qkv.cpu.data(), 3 * D,
+                    qkv.cpu.data() + D, 3 * D, 0.0f, s.cpu.data(), T, per_image, per_head);
+  gpu_->gemm_batched(Trans::kNo, Trans::kYes, T, T, hd, 0.125f, qkv.gpu, 3 * D, qkv.gpu + D,
+                     3 * D, 0.0f, s.gpu, T, per_image, per_head);
+  expect_close("bf16 gemm_batched (attention views)", s, 1e-6);
   Both<uint16_t> h = both(std::vector<uint16_t>(a.cpu.size()));
   cpu_.to_bf16(static_cast<int64_t>(a.cpu.size()), a.cpu.data(), h.cpu.data());
   gpu_->to_bf16(static_cast<int64_t>(a.cpu.size()), a.gpu, h.gpu);

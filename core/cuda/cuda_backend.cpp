@@ -113,7 +113,7 @@ void CudaBackend::gemm(Trans ta, Trans tb, int m, int n, int k, float alpha, con
                        int lda, const float* b, int ldb, float beta, float* c, int ldc) {
   if (m == 0 || n == 0) return;
   if (precision_ == Precision::kBf16 && k > 0) {
-    gemm_bf16(ta, tb, m, n, k, alpha, a, lda, 0, b, ldb, 0, beta, c, ldc, 0, 1);
+    gemm_bf16(ta, tb, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc, {}, {});
     return;
   }
   VMOE_CUBLAS_CHECK(cublasSgemm(cublas_, op(tb), op(ta), n, m, k, &alpha, b, ldb, a, lda, &beta,
@@ -124,17 +124,12 @@ void CudaBackend::gemm_batched(Trans ta, Trans tb, int m, int n, int k, float al
                                const float* a, int lda, const float* b, int ldb, float beta,
                                float* c, int ldc, BatchLevel outer, BatchLevel inner) {
   if (m == 0 || n == 0) return;
-  // One strided-batched call per matrix of the smaller level, batching the
-  // larger one (e.g. per head over the images, or per image over its heads).
-  const bool inner_batched = inner.count >= outer.count;
-  const BatchLevel& loop = inner_batched ? outer : inner;
-  const BatchLevel& batch = inner_batched ? inner : outer;
+  if (precision_ == Precision::kBf16 && k > 0) {
+    gemm_bf16(ta, tb, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc, outer, inner);
+    return;
+  }
+  const auto [loop, batch] = loop_and_batch(outer, inner);
   for (int64_t o = 0; o < loop.count; ++o) {
-    if (precision_ == Precision::kBf16 && k > 0) {
-      gemm_bf16(ta, tb, m, n, k, alpha, a + o * loop.a, lda, batch.a, b + o * loop.b, ldb,
-                batch.b, beta, c + o * loop.c, ldc, batch.c, batch.count);
-      continue;
-    }
     VMOE_CUBLAS_CHECK(cublasSgemmStridedBatched(
         cublas_, op(tb), op(ta), n, m, k, &alpha, b + o * loop.b, ldb, batch.b, a + o * loop.a,
         lda, batch.a, &beta, c + o * loop.c, ldc, batch.c, static_cast<int>(batch.count)));

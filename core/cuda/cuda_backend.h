@@ -14,6 +14,7 @@
 #include <cublas_v2.h>
 #include <cuda_runtime_api.h>
 
+#include <utility>
 #include <vector>
 
 #include "core/backend.h"
@@ -133,15 +134,22 @@ class CudaBackend final : public Backend {
                          int64_t* counts) override;
 
  protected:
+  // One strided-batched call per matrix of the smaller level, batching the
+  // larger one (e.g. per head over the images, or per image over its heads).
+  static std::pair<BatchLevel, BatchLevel> loop_and_batch(BatchLevel outer, BatchLevel inner) {
+    if (inner.count >= outer.count) return {outer, inner};
+    return {inner, outer};
+  }
   void copy_to_device_impl(void* dst, const void* src, size_t bytes) override;
   void copy_to_host_impl(void* dst, const void* src, size_t bytes) override;
   void synchronize_impl() override;
 
  private:
-  // gemm/gemm_batched with bfloat16 inputs (cuda_bf16.cu).
+  // gemm_batched with bfloat16 inputs (cuda_bf16.cu): A and B are converted
+  // once per call, every matrix of both levels, then multiplied level by level.
   void gemm_bf16(Trans ta, Trans tb, int m, int n, int k, float alpha, const float* a, int lda,
-                 int64_t stride_a, const float* b, int ldb, int64_t stride_b, float beta,
-                 float* c, int ldc, int64_t stride_c, int64_t batches);
+                 const float* b, int ldb, float beta, float* c, int ldc, BatchLevel outer,
+                 BatchLevel inner);
   // Scratch device memory of at least `bytes`, reused across calls (reductions).
   void* scratch(size_t bytes);
 

@@ -23,10 +23,13 @@ __global__ void from_bf16_kernel(int64_t n, const uint16_t* x, float* y) {
 
 cublasOperation_t op(Trans t) { return t == Trans::kYes ? CUBLAS_OP_T : CUBLAS_OP_N; }
 
-// Elements spanned by `count` matrices of rows x cols (leading dimension ld)
-// spaced `stride` apart (the region a bf16 copy must cover).
-int64_t span(int rows, int cols, int ld, int64_t count, int64_t stride) {
-  return (count - 1) * stride + int64_t{rows - 1} * ld + cols;
+// Elements spanned by every rows x cols matrix (leading dimension ld) of both
+// batch levels, whose strides are `outer` and `inner` (the region a bf16 copy
+// must cover).
+int64_t extent(int rows, int cols, int ld, int64_t outer_count, int64_t outer_stride,
+               int64_t inner_count, int64_t inner_stride) {
+  return (outer_count - 1) * outer_stride + (inner_count - 1) * inner_stride +
+         int64_t{rows - 1} * ld + cols;
 }
 
 }  // namespace
@@ -44,21 +47,28 @@ void CudaBackend::from_bf16(int64_t n, const uint16_t* x, float* y) {
 }
 
 // Row-major C = alpha op(A) op(B) + beta C, as column-major Cᵀ = op(B)ᵀ op(A)ᵀ
-// (see gemm), with A and B in bfloat16. `batches` matrices, `stride_*` apart.
+// (see gemm), with A and B in bfloat16: each converted once for the whole call
+// (converting per matrix would convert overlapping strided views, e.g. the
+// heads of one QKV buffer, many times over).
 void CudaBackend::gemm_bf16(Trans ta, Trans tb, int m, int n, int k, float alpha, const float* a,
-                            int lda, int64_t stride_a, const float* b, int ldb, int64_t stride_b,
-                            float beta, float* c, int ldc, int64_t stride_c, int64_t batches) {
-  const int64_t na = span(ta == Trans::kNo ? m : k, ta == Trans::kNo ? k : m, lda, batches, stride_a);
-  const int64_t nb = span(tb == Trans::kNo ? k : n, tb == Trans::kNo ? n : k, ldb, batches, stride_b);
+                            int lda, const float* b, int ldb, float beta, float* c, int ldc,
+                            BatchLevel outer, BatchLevel inner) {
+  const int64_t na = extent(ta == Trans::kNo ? m : k, ta == Trans::kNo ? k : m, lda, outer.count,
+                            outer.a, inner.count, inner.a);
+  const int64_t nb = extent(tb == Trans::kNo ? k : n, tb == Trans::kNo ? n : k, ldb, outer.count,
+                            outer.b, inner.count, inner.b);
   auto* a16 = static_cast<uint16_t*>(allocator_.allocate(na * sizeof(uint16_t)));
   auto* b16 = static_cast<uint16_t*>(allocator_.allocate(nb * sizeof(uint16_t)));
   to_bf16(na, a, a16);
   to_bf16(nb, b, b16);
-  VMOE_CUBLAS_CHECK(cublasGemmStridedBatchedEx(
-      cublas_, op(tb), op(ta), n, m, k, &alpha, b16, CUDA_R_16BF, ldb, stride_b, a16, CUDA_R_16BF,
-      lda, stride_a, &beta, c, CUDA_R_32F, ldc, stride_c, static_cast<int>(batches),
-      CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT));
-  // Stream order: later work reusing these blocks runs after this GEMM.
+  const auto [loop, batch] = loop_and_batch(outer, inner);
+  for (int64_t o = 0; o < loop.count; ++o) {
+    VMOE_CUBLAS_CHECK(cublasGemmStridedBatchedEx(
+        cublas_, op(tb), op(ta), n, m, k, &alpha, b16 + o * loop.b, CUDA_R_16BF, ldb, batch.b,
+        a16 + o * loop.a, CUDA_R_16BF, lda, batch.a, &beta, c + o * loop.c, CUDA_R_32F, ldc,
+        batch.c, static_cast<int>(batch.count), CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT));
+  }
+  // Stream order: later work reusing these blocks runs after these GEMMs.
   allocator_.deallocate(a16);
   allocator_.deallocate(b16);
 }
