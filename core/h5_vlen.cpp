@@ -78,33 +78,34 @@ void read_vlen_rows(const Dataset& dataset, std::span<const int64_t> rows, std::
          detail());
   }
   H5Sget_simple_extent_dims(space.get(), &size, nullptr);
-  Handle type = vlen_type(native_type<T>());
-  std::vector<hvl_t> buffer;
-  // One read per contiguous run, as h5::Dataset::read_rows does.
-  for (size_t i = 0; i < rows.size();) {
-    size_t end = i + 1;
-    while (end < rows.size() && rows[end] == rows[end - 1] + 1) ++end;
-    VMOE_CHECK(rows[i] >= 0 && static_cast<hsize_t>(rows[end - 1]) < size &&
+  for (size_t i = 0; i < rows.size(); ++i) {
+    VMOE_CHECK(rows[i] >= 0 && static_cast<hsize_t>(rows[i]) < size &&
                    (i == 0 || rows[i] > rows[i - 1]),
                "internal error: row list for ", dataset.where(),
                " must be increasing and inside [0, ", size, "), got row ", rows[i]);
-    const hsize_t start = static_cast<hsize_t>(rows[i]), count = end - i;
-    buffer.assign(count, hvl_t{0, nullptr});
-    Handle mem_space(H5Screate_simple(1, &count, nullptr), Kind::kDataspace);
-    if (H5Sselect_hyperslab(space.get(), H5S_SELECT_SET, &start, nullptr, &count, nullptr) < 0 ||
-        H5Dread(dataset.id(), type.get(), mem_space.get(), space.get(), H5P_DEFAULT,
-                buffer.data()) < 0) {
-      fail("cannot read rows [", rows[i], ", ", rows[end - 1] + 1, ") of ", dataset.where(),
-           detail());
-    }
-    for (const hvl_t& row : buffer) {
-      const T* p = static_cast<const T*>(row.p);
-      data.insert(data.end(), p, p + row.len);
-      offsets.push_back(static_cast<int64_t>(data.size()));
-    }
-    H5Dvlen_reclaim(type.get(), mem_space.get(), H5P_DEFAULT, buffer.data());
-    i = end;
   }
+  // One read of every row (an element selection): HDF5's cost per read call
+  // dominates small rows, and shuffled rows rarely form runs.
+  Handle type = vlen_type(native_type<T>());
+  const hsize_t count = rows.size();
+  std::vector<hsize_t> coords(rows.begin(), rows.end());
+  std::vector<hvl_t> buffer(count, hvl_t{0, nullptr});
+  Handle mem_space(H5Screate_simple(1, &count, nullptr), Kind::kDataspace);
+  if (H5Sselect_elements(space.get(), H5S_SELECT_SET, count, coords.data()) < 0 ||
+      H5Dread(dataset.id(), type.get(), mem_space.get(), space.get(), H5P_DEFAULT,
+              buffer.data()) < 0) {
+    fail("cannot read ", count, " rows (", rows.front(), " to ", rows.back(), ") of ",
+         dataset.where(), detail());
+  }
+  size_t total = 0;
+  for (const hvl_t& row : buffer) total += row.len;
+  data.reserve(total);
+  for (const hvl_t& row : buffer) {
+    const T* p = static_cast<const T*>(row.p);
+    data.insert(data.end(), p, p + row.len);
+    offsets.push_back(static_cast<int64_t>(data.size()));
+  }
+  H5Dvlen_reclaim(type.get(), mem_space.get(), H5P_DEFAULT, buffer.data());
 }
 
 bool is_vlen_of(const Dataset& dataset, const Dtype& base) {
