@@ -119,6 +119,18 @@ VMOE_HD void adam_update(const AdamParams& a, float grad, float& param, float& m
   param -= a.lr * fmaf(a.weight_decay, param, step);
 }
 
+// A uint8 pixel in [-1, 1]: exactly x / 127.5 - 1 in float (the loader on the
+// CPU, the device when images travel as uint8).
+VMOE_HD float scale_pixel(uint8_t x) { return static_cast<float>(x) / 127.5f - 1.0f; }
+
+// Mixup of a pair of images, element by element: (a, b) <- (lambda a + (1 -
+// lambda) b, lambda b + (1 - lambda) a), as datasets' mix_images.
+VMOE_HD void mix_pair(float lambda, float& a, float& b) {
+  const float mu = 1.0f - lambda, x = a, y = b;
+  a = lambda * x + mu * y;
+  b = lambda * y + mu * x;
+}
+
 // Gradient clipping by the global norm: norm = sqrt(dense + expert / divisor)
 // (expert sums of squares count each replicated expert once); the factor
 // that brings it down to max_norm, or 1 (max_norm <= 0: no clipping).

@@ -29,12 +29,16 @@ void scale_image(const uint8_t* image, int64_t pixels, float* out) {
   for (int64_t i = 0; i < pixels; ++i) out[i] = scale_pixel(image[i]);
 }
 
-void augment_image(const uint8_t* image, int h, int w, int c, int crop_padding,
-                   const Augmentation& a, float* out) {
-  const float zero = scale_pixel(0);
+namespace {
+
+// augment_image with pixel values mapped by `value` (scaling, or none).
+template <typename T, typename Value>
+void augment(const uint8_t* image, int h, int w, int c, int crop_padding, const Augmentation& a,
+             T* out, Value value) {
+  const T zero = value(0);
   for (int y = 0; y < h; ++y) {
     const int sy = y + a.offset_y - crop_padding;
-    float* row = out + static_cast<int64_t>(y) * w * c;
+    T* row = out + static_cast<int64_t>(y) * w * c;
     if (sy < 0 || sy >= h) {
       std::fill(row, row + static_cast<int64_t>(w) * c, zero);
       continue;
@@ -42,14 +46,26 @@ void augment_image(const uint8_t* image, int h, int w, int c, int crop_padding,
     const uint8_t* src_row = image + static_cast<int64_t>(sy) * w * c;
     for (int x = 0; x < w; ++x) {
       const int sx = (a.flip ? w - 1 - x : x) + a.offset_x - crop_padding;
-      float* px = row + static_cast<int64_t>(x) * c;
+      T* px = row + static_cast<int64_t>(x) * c;
       if (sx < 0 || sx >= w) {
         std::fill(px, px + c, zero);
       } else {
-        for (int k = 0; k < c; ++k) px[k] = scale_pixel(src_row[static_cast<int64_t>(sx) * c + k]);
+        for (int k = 0; k < c; ++k) px[k] = value(src_row[static_cast<int64_t>(sx) * c + k]);
       }
     }
   }
+}
+
+}  // namespace
+
+void augment_image(const uint8_t* image, int h, int w, int c, int crop_padding,
+                   const Augmentation& a, float* out) {
+  augment(image, h, w, c, crop_padding, a, out, scale_pixel);
+}
+
+void augment_image_u8(const uint8_t* image, int h, int w, int c, int crop_padding,
+                      const Augmentation& a, uint8_t* out) {
+  augment(image, h, w, c, crop_padding, a, out, [](uint8_t x) { return x; });
 }
 
 }  // namespace vmoe

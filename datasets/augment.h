@@ -5,12 +5,9 @@
 
 #include <cstdint>
 
-namespace vmoe {
+#include "core/math.h"  // scale_pixel, shared with the device's scaling
 
-// uint8 pixel -> [-1, 1], exactly x / 127.5 - 1 in float.
-inline float scale_pixel(uint8_t x) {
-  return static_cast<float>(x) / 127.5f - 1.0f;
-}
+namespace vmoe {
 
 struct Augmentation {
   // Top-left corner of the crop inside the image padded by crop_padding on
@@ -31,5 +28,8 @@ void scale_image(const uint8_t* image, int64_t pixels, float* out);
 // value 0) by crop_padding, mirrored if a.flip, scaled to [-1, 1].
 void augment_image(const uint8_t* image, int h, int w, int c, int crop_padding,
                    const Augmentation& a, float* out);
+// The same crop and flip, unscaled (padding is pixel value 0).
+void augment_image_u8(const uint8_t* image, int h, int w, int c, int crop_padding,
+                      const Augmentation& a, uint8_t* out);
 
 }  // namespace vmoe

@@ -1,7 +1,8 @@
 // Assembles one rank's rows of a global batch: which examples (data order),
 // reading just those rows from their shard files, decoding (encoded images),
-// augmentation, scaling and mixup. Used by the Loader, on its prefetch thread;
-// the per-image work runs on a WorkerPool of LoaderOptions::threads threads.
+// augmentation, scaling and mixup. Used by the Loader on its two threads (the
+// reads of one batch overlap the decoding of the one before); the per-image
+// work runs on a WorkerPool of LoaderOptions::threads threads.
 #pragma once
 
 #include <atomic>
@@ -19,21 +20,43 @@ namespace vmoe {
 // shuffled over all shards by RandomPermutation(n, seed, kDataOrder * 1000003 + epoch).
 int64_t training_example(uint64_t seed, int64_t n, int64_t position);
 
+// What one batch needs from the shard files, before any decoding: which
+// distinct examples (sorted, so reads coalesce), the row each batch row
+// takes, their image bytes and labels. Reused from batch to batch.
+struct FetchedBatch {
+  int64_t step = -1;
+  std::vector<int> slot;                  // per batch row: index into unique_rows, -1 = padding
+  std::vector<int64_t> unique_rows;       // sorted global example indices
+  std::vector<uint8_t> pixels, encoded;   // raw [u, H, W, C], or encoded bytes back to back
+  std::vector<int64_t> encoded_offsets;   // [u + 1]
+  std::vector<uint8_t> multi_hot;         // [u, classes]
+  std::vector<int32_t> labels, superclass;  // [u]
+};
+
 class BatchReader {
  public:
   // `options` must already be validated (see Loader).
   BatchReader(const LoaderOptions& options, const DatasetInfo& info);
 
-  // Fills `out` (reusing its storage) with global batch `step`.
+  // The two stages of a batch, which the Loader runs on two threads so that
+  // the next batch's reads overlap this one's decoding. fetch() reads global
+  // batch `step`'s rows from their shards (one thread at a time); assemble()
+  // decodes, augments and scales them on the worker pool into `out`, reusing
+  // its storage.
+  void fetch(int64_t step, FetchedBatch& f);
+  void assemble(const FetchedBatch& f, Batch& out);
+  // Both, on the calling thread.
   void read(int64_t step, Batch& out);
   int64_t bytes_read() const { return bytes_read_.load(); }
 
  private:
-  // Reads images, labels and superclasses of unique_rows_[begin, end), all in
-  // shard `shard`, into the scratch buffers at slot `begin`.
-  void read_shard_rows(int shard, size_t begin, size_t end);
-  // Writes row j's image into `dst` from its example in slot s.
-  void fill_image(int64_t position, int s, float* dst) const;
+  // Reads images, labels and superclasses of f.unique_rows[begin, end), all
+  // in shard `shard`, into f at slot `begin`.
+  void read_shard_rows(int shard, size_t begin, size_t end, FetchedBatch& f);
+  // Writes the image of slot s of f, at stream position `position`, into
+  // `dst` (floats in [-1, 1]) or `dst8` (8-bit pixels): one of them is null.
+  void fill_image(const FetchedBatch& f, int64_t position, int s, float* dst,
+                  uint8_t* dst8) const;
   void mixup(int64_t step, Batch& out) const;
 
   LoaderOptions options_;
@@ -44,14 +67,12 @@ class BatchReader {
   ShardCache shards_;
   WorkerPool pool_;
   std::atomic<int64_t> bytes_read_{0};
-  // Scratch for one batch, reused so memory stays flat. Slot s holds
-  // unique_rows_[s] (sorted global example indices).
+  // fetch()'s scratch.
   std::vector<std::pair<int64_t, int>> order_;
-  std::vector<int64_t> unique_rows_, local_rows_;
-  std::vector<int> slot_;
-  std::vector<uint8_t> pixels_, encoded_, shard_bytes_, multi_hot_;
-  std::vector<int64_t> encoded_offsets_, shard_offsets_;
-  std::vector<int32_t> labels_buffer_, superclass_buffer_, ids_;
+  std::vector<int64_t> local_rows_, shard_offsets_;
+  std::vector<uint8_t> shard_bytes_;
+  std::vector<int32_t> ids_;
+  FetchedBatch own_;  // read()'s
 };
 
 }  // namespace vmoe

@@ -112,8 +112,14 @@ CropRect central_crop(int height, int width, int out_h, int out_w, float crop_fr
   return rect;
 }
 
-void crop_resize_scale_scaled(const Image& image, int eighths, const CropRect& rect, int out_h,
-                              int out_w, float* out) {
+namespace {
+
+// The crop and bilinear resize of crop_resize_scale_scaled, row by row: row y
+// is written as floats in [0, 255] to row_at(y) ([out_w, channels]), then
+// finish(y, row) turns it into the output.
+template <typename RowAt, typename Finish>
+void crop_resize(const Image& image, int eighths, const CropRect& rect, int out_h, int out_w,
+                 RowAt&& row_at, Finish&& finish) {
   const int c = image.channels;
   VMOE_CHECK(image.height > 0 && image.width > 0 && c > 0 &&
                  image.pixels.size() == static_cast<size_t>(image.height) * image.width * c,
@@ -141,7 +147,6 @@ void crop_resize_scale_scaled(const Image& image, int eighths, const CropRect& r
   }
   std::vector<float> row(last - first);
   const int span = last - first;
-  const int64_t out_row = static_cast<int64_t>(out_w) * c;
   const size_t stride = static_cast<size_t>(image.width) * c;
   for (int y = 0; y < out_h; ++y) {
     const uint8_t* top = image.pixels.data() + ys.lo[y] * stride + first;
@@ -153,7 +158,7 @@ void crop_resize_scale_scaled(const Image& image, int eighths, const CropRect& r
       const float a = top[i];
       blended[i] = a + fy * (static_cast<float>(bottom[i]) - a);
     }
-    float* o = out + y * out_row;
+    float* o = row_at(y);
     if (c == 3) {
       horizontal<3>(blended, xs, out_w, c, o);
     } else if (c == 1) {
@@ -161,10 +166,34 @@ void crop_resize_scale_scaled(const Image& image, int eighths, const CropRect& r
     } else {
       horizontal<0>(blended, xs, out_w, c, o);
     }
-    // scale_pixel's exact expression (division, not a reciprocal): an
-    // unresized crop equals scale_pixel bit for bit.
-    for (int64_t i = 0; i < out_row; ++i) o[i] = o[i] / 127.5f - 1.0f;
+    finish(y, o);
   }
+}
+
+}  // namespace
+
+void crop_resize_scale_scaled(const Image& image, int eighths, const CropRect& rect, int out_h,
+                              int out_w, float* out) {
+  const int64_t out_row = static_cast<int64_t>(out_w) * image.channels;
+  crop_resize(
+      image, eighths, rect, out_h, out_w, [&](int y) { return out + y * out_row; },
+      [&](int, float* o) {
+        // scale_pixel's exact expression (division, not a reciprocal): an
+        // unresized crop equals scale_pixel bit for bit.
+        for (int64_t i = 0; i < out_row; ++i) o[i] = o[i] / 127.5f - 1.0f;
+      });
+}
+
+void crop_resize_u8(const Image& image, const CropRect& rect, int out_h, int out_w, uint8_t* out) {
+  const int64_t out_row = static_cast<int64_t>(out_w) * image.channels;
+  std::vector<float> row(static_cast<size_t>(out_row));
+  crop_resize(
+      image, 8, rect, out_h, out_w, [&](int) { return row.data(); },
+      [&](int y, const float* o) {
+        // Blends of 8-bit samples lie in [0, 255]: round to nearest.
+        uint8_t* dst = out + y * out_row;
+        for (int64_t i = 0; i < out_row; ++i) dst[i] = static_cast<uint8_t>(o[i] + 0.5f);
+      });
 }
 
 void crop_resize_scale(const Image& image, const CropRect& rect, int out_h, int out_w, float* out) {

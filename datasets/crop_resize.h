@@ -53,6 +53,12 @@ CropRect central_crop(int height, int width, int out_h, int out_w, float crop_fr
 // the image's own size with out = crop size is exactly scale_pixel per sample.
 void crop_resize_scale(const Image& image, const CropRect& rect, int out_h, int out_w, float* out);
 
+// The same crop and resize, rounded to 8 bits instead of scaled (the images
+// a GPU run copies to the device, which scales them there: a quarter of the
+// bytes). A crop of the image's own size with out = crop size is the crop's
+// pixels exactly.
+void crop_resize_u8(const Image& image, const CropRect& rect, int out_h, int out_w, uint8_t* out);
+
 // The same for a JPEG decoded at DCT scale eighths/8 (decode_image with
 // min_height/min_width): `rect` stays in the full-size image's coordinates
 // and maps through the DCT geometry (full-size pixel center u lies at

@@ -16,45 +16,95 @@ struct Loader::State {
   DatasetInfo info;
   int64_t num_batches = 0;
   std::unique_ptr<BatchReader> reader;
-  int64_t next_step = 0;  // next batch the consumer gets (no-thread mode) or the thread makes
+  int64_t next_step = 0;  // next batch the consumer gets (no-thread mode) or the fetcher reads
 
-  // Prefetch queue, guarded by `mu`.
+  // Two threads in a pipeline: the fetcher reads batch N + 1 from the shards
+  // while the assembler decodes batch N on the worker pool. Queues guarded by `mu`.
   std::mutex mu;
   std::condition_variable changed;
-  std::deque<Batch> queue;
-  bool stop = false;  // set by the destructor
-  bool done = false;  // eval: the thread made the last batch
+  std::deque<FetchedBatch> fetched;  // read, not yet decoded (one ahead)
+  std::deque<Batch> queue;           // ready for the consumer (`prefetch` ahead)
+  // Storage handed back for reuse: a batch of 224² floats is 150 MB, and fresh
+  // memory for each costs page faults and zeroing on the critical path.
+  std::vector<FetchedBatch> spare_fetched;
+  std::vector<Batch> spare;
+  bool stop = false;        // set by the destructor
+  bool fetch_done = false;  // eval: the fetcher read the last batch
+  bool done = false;        // eval: the assembler made the last batch
   std::exception_ptr error;
-  std::thread thread;
+  std::thread fetcher, assembler;
 
   bool finished(int64_t step) const { return !options.training && step >= num_batches; }
-  void run();
+  void fetch_loop();
+  void assemble_loop();
+  void fail() {
+    std::lock_guard<std::mutex> lock(mu);
+    if (!error) error = std::current_exception();
+    changed.notify_all();
+  }
 };
 
-void Loader::State::run() {
+void Loader::State::fetch_loop() {
   try {
     for (int64_t step = next_step;; ++step) {
+      FetchedBatch f;
       {
         std::unique_lock<std::mutex> lock(mu);
-        changed.wait(lock,
-                     [&] { return stop || static_cast<int64_t>(queue.size()) < options.prefetch; });
-        if (stop) return;
+        changed.wait(lock, [&] { return stop || error || fetched.empty(); });
+        if (stop || error) return;
         if (finished(step)) {
+          fetch_done = true;
+          changed.notify_all();
+          return;
+        }
+        if (!spare_fetched.empty()) {
+          f = std::move(spare_fetched.back());
+          spare_fetched.pop_back();
+        }
+      }
+      reader->fetch(step, f);
+      std::lock_guard<std::mutex> lock(mu);
+      fetched.push_back(std::move(f));
+      changed.notify_all();
+    }
+  } catch (...) {
+    fail();
+  }
+}
+
+void Loader::State::assemble_loop() {
+  try {
+    for (;;) {
+      FetchedBatch f;
+      Batch batch;
+      {
+        std::unique_lock<std::mutex> lock(mu);
+        changed.wait(lock, [&] {
+          return stop || error || (fetch_done && fetched.empty()) ||
+                 (!fetched.empty() && static_cast<int64_t>(queue.size()) < options.prefetch);
+        });
+        if (stop || error) return;
+        if (fetched.empty()) {  // fetch_done
           done = true;
           changed.notify_all();
           return;
         }
+        f = std::move(fetched.front());
+        fetched.pop_front();
+        changed.notify_all();  // the fetcher may read the next batch now
+        if (!spare.empty()) {
+          batch = std::move(spare.back());
+          spare.pop_back();
+        }
       }
-      Batch batch;
-      reader->read(step, batch);
+      reader->assemble(f, batch);
       std::lock_guard<std::mutex> lock(mu);
       queue.push_back(std::move(batch));
+      spare_fetched.push_back(std::move(f));
       changed.notify_all();
     }
   } catch (...) {
-    std::lock_guard<std::mutex> lock(mu);
-    error = std::current_exception();
-    changed.notify_all();
+    fail();
   }
 }
 
@@ -115,7 +165,10 @@ Loader::Loader(const LoaderOptions& options) : state_(std::make_unique<State>())
   }
   s.reader = std::make_unique<BatchReader>(o, s.info);
   s.next_step = o.start_step;
-  if (o.prefetch > 0) s.thread = std::thread([&s] { s.run(); });
+  if (o.prefetch > 0) {
+    s.fetcher = std::thread([&s] { s.fetch_loop(); });
+    s.assembler = std::thread([&s] { s.assemble_loop(); });
+  }
 }
 
 Loader::~Loader() {
@@ -125,7 +178,8 @@ Loader::~Loader() {
     s.stop = true;
   }
   s.changed.notify_all();
-  if (s.thread.joinable()) s.thread.join();
+  if (s.fetcher.joinable()) s.fetcher.join();
+  if (s.assembler.joinable()) s.assembler.join();
 }
 
 const DatasetInfo& Loader::info() const {
@@ -142,7 +196,7 @@ int64_t Loader::bytes_read() const {
 
 bool Loader::next(Batch& out) {
   State& s = *state_;
-  if (!s.thread.joinable()) {
+  if (!s.assembler.joinable()) {
     if (s.finished(s.next_step)) return false;
     s.reader->read(s.next_step, out);
     ++s.next_step;
@@ -151,7 +205,8 @@ bool Loader::next(Batch& out) {
   std::unique_lock<std::mutex> lock(s.mu);
   s.changed.wait(lock, [&] { return !s.queue.empty() || s.error || s.done; });
   if (!s.queue.empty()) {
-    out = std::move(s.queue.front());
+    std::swap(out, s.queue.front());  // the caller's previous batch becomes a spare
+    if (out.rows > 0 && s.spare.size() < 2) s.spare.push_back(std::move(s.queue.front()));
     s.queue.pop_front();
     s.changed.notify_all();
     return true;

@@ -16,6 +16,7 @@
 #include <vector>
 
 #include "datasets/dataset_info.h"
+#include "datasets/host_allocator.h"
 
 namespace vmoe {
 
@@ -50,12 +51,20 @@ struct LoaderOptions {
   // batch with lambda ~ Beta(alpha, alpha) per batch; fills Batch::soft_targets.
   // 0 = off. Needs an even number of rows per rank.
   float mixup_alpha = 0.0f;
+  // Images as 8-bit pixels (Batch::pixels, resized and cropped but not
+  // scaled or mixed: a GPU does that after the copy, a quarter of the bytes)
+  // instead of [-1, 1] floats (Batch::images, the CPU backend's input).
+  bool uint8_images = false;
+  // Where Batch::pixels live (a GPU backend's pinned memory); null: the heap.
+  Backend* pixel_memory = nullptr;
 };
 
 struct Batch {
   int64_t step = 0;                 // global batch index
   int rows = 0;                     // rows held by this rank (b)
-  std::vector<float> images;        // [rows, H, W, C] scaled to [-1, 1] as x/127.5-1
+  std::vector<float> images;        // [rows, H, W, C] scaled to [-1, 1] as x/127.5-1 (or empty)
+  PixelBuffer pixels;               // uint8_images: [rows, H, W, C] 8-bit, unscaled (else empty)
+  float mixup_lambda = -1.0f;       // uint8_images with mixup: mix rows 2i, 2i+1 with it
   std::vector<int32_t> labels;      // [rows] (single-label datasets; 0 for padding rows)
   std::vector<uint8_t> multi_hot;   // [rows, num_classes] (multi-label datasets only, else empty)
   std::vector<uint8_t> mask;        // [rows] 1 = real example, 0 = padding

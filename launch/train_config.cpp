@@ -26,6 +26,10 @@ DEFINE_bool(augment_flip, true, "Training augmentation: random horizontal flips.
 DEFINE_int32(prefetch, 2, "Batches the loader prepares ahead on its background thread.");
 DEFINE_int32(loader_threads, 1, "Threads decoding and augmenting each batch's images (encoded "
              "JPEG/PNG datasets; raw ones are augmented on them too).");
+DEFINE_string(input_pixels, "auto", "How training images reach the model: 'uint8' (8-bit pixels, "
+              "pinned and copied beside the previous step, scaled to [-1, 1] and mixed up on the "
+              "device: a quarter of the bytes), 'float' (scaled by the loader threads), or "
+              "'auto': uint8 with --backend=cuda, float on the CPU.");
 DEFINE_string(image_size, "", "Encoded (JPEG/PNG) datasets: the resolution images are cropped "
               "and resized to, HxW or N; empty = the dataset's image_height/width attributes.");
 DEFINE_double(augment_min_area, 0.05, "Encoded datasets, training: inception crop of an area "
@@ -375,6 +379,11 @@ TrainConfig config_from_flags(const DatasetInfo& train_info, const DatasetInfo& 
   c.flip = FLAGS_augment_flip;
   c.prefetch = FLAGS_prefetch;
   c.loader_threads = FLAGS_loader_threads;
+  VMOE_CHECK(FLAGS_input_pixels == "auto" || FLAGS_input_pixels == "uint8" ||
+                 FLAGS_input_pixels == "float",
+             "--input_pixels must be 'auto', 'uint8' or 'float', got '", FLAGS_input_pixels, "'");
+  c.uint8_pixels = FLAGS_input_pixels == "uint8" ||
+                   (FLAGS_input_pixels == "auto" && FLAGS_backend == "cuda");
   c.min_area = static_cast<float>(FLAGS_augment_min_area);
   c.eval_crop_fraction = static_cast<float>(FLAGS_eval_crop_fraction);
   c.mixup_alpha = static_cast<float>(FLAGS_mixup_alpha);

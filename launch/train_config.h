@@ -21,6 +21,7 @@ struct TrainConfig {
   bool flip = false;
   int prefetch = 2;
   int loader_threads = 1;            // encoded data: decode threads per loader
+  bool uint8_pixels = false;         // training batches as 8-bit pixels, scaled on the device
   float min_area = 0.05f;            // encoded data: inception crop's smallest area fraction
   float eval_crop_fraction = 0.875f;  // encoded data: central crop at evaluation
   float mixup_alpha = 0.0f;          // multi-label training: mixup, 0 = off

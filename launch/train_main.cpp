@@ -172,7 +172,9 @@ int run(MpiCommunicator& world) {
                  .min_area = c.min_area,
                  .threads = c.loader_threads,
                  .max_open_shards = c.max_open_shards,
-                 .mixup_alpha = c.mixup_alpha});
+                 .mixup_alpha = c.mixup_alpha,
+                 .uint8_images = c.uint8_pixels,
+                 .pixel_memory = c.uint8_pixels ? &backend : nullptr});
   const double steps_per_epoch = static_cast<double>(train_info.size) / c.trainer.global_batch;
   const auto start = Clock::now();
   auto window_start = start;
@@ -204,9 +206,13 @@ int run(MpiCommunicator& world) {
 
   for (int64_t step = start_step + 1; step <= c.total_steps; ++step) {
     loader.next(batch);
-    const StepResult r = trainer.train_step(
-        batch.images.data(), targets_of(batch),
-        batch.superclass.empty() ? nullptr : batch.superclass.data());
+    const int32_t* superclass = batch.superclass.empty() ? nullptr : batch.superclass.data();
+    if (c.uint8_pixels) {
+      trainer.stage_pixels(batch.pixels.data(), targets_of(batch), superclass, batch.mixup_lambda);
+    } else {
+      trainer.stage(batch.images.data(), targets_of(batch), superclass);
+    }
+    const StepResult r = trainer.train_staged();
     // Metrics stay on the device between the steps that log (launch/trainer.h).
     if (step % c.log_every == 0 || step == c.total_steps) {
       const TrainMetrics m = trainer.read_metrics();

@@ -88,6 +88,19 @@ void Trainer::stage(const float* images, const LossTargets& targets, const int32
   staged_rows_ = targets.rows;
 }
 
+void Trainer::stage_pixels(const uint8_t* pixels, const LossTargets& targets,
+                           const int32_t* superclass, float mixup_lambda) {
+  VMOE_ASSERT(targets.rows == rank_batch_);
+  const ImageShape& s = options_.model.image;
+  images_.resize({targets.rows, s.height, s.width, s.channels});
+  be_->upload_pixels(images_.size(), pixels, images_.data());
+  if (mixup_lambda >= 0.0f)
+    be_->mix_pairs(targets.rows / 2, images_.size() / targets.rows, mixup_lambda, images_.data());
+  set_superclass(superclass, targets);
+  loss_.stage(targets);
+  staged_rows_ = targets.rows;
+}
+
 StepResult Trainer::train_staged() {
   VMOE_CHECK(staged_rows_ == rank_batch_, "Trainer::train_staged before stage()");
   StepResult r;

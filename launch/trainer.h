@@ -80,6 +80,11 @@ class Trainer {
   // again and again on inputs already on the device (image routing's
   // super-class labels serve one forward: stage again for those).
   void stage(const float* images, const LossTargets& targets, const int32_t* superclass = nullptr);
+  // stage() for 8-bit pixels [rows, H, W, C] (a GPU's input: a quarter of
+  // the bytes, copied beside the step before): scaled to [-1, 1] on the
+  // device, then, for mixup_lambda >= 0, rows 2i and 2i + 1 mixed with it.
+  void stage_pixels(const uint8_t* pixels, const LossTargets& targets,
+                    const int32_t* superclass = nullptr, float mixup_lambda = -1.0f);
   StepResult train_staged();
   // The metrics of the steps since the last call: one copy from the device,
   // then host reductions over ranks (collective: every rank calls it).

@@ -315,6 +315,25 @@ TEST_F(CudaOps, LossesOptimisersNorm) {
   EXPECT_NEAR(testing::sum_squares(*gpu_, n, grad.gpu), want, 1e-6 * want);
 }
 
+// A batch on its way in: 8-bit pixels from pinned host memory, scaled on
+// the device (exactly scale_pixel), and mixup of row pairs.
+TEST_F(CudaOps, PixelsUploadAndMixup) {
+  const int64_t rows = 6, n = 3001;
+  auto* host = static_cast<uint8_t*>(gpu_->allocate_host(rows * n));
+  std::vector<uint8_t> pixels(rows * n);
+  for (int64_t i = 0; i < rows * n; ++i) host[i] = pixels[i] = static_cast<uint8_t>(i * 37 % 256);
+  Both<float> x = both(std::vector<float>(rows * n));
+  for (int round = 0; round < 3; ++round) {  // both staging slots, then the first again
+    cpu_.upload_pixels(rows * n, pixels.data(), x.cpu.data());
+    gpu_->upload_pixels(rows * n, host, x.gpu);
+    expect_close("upload_pixels", x, 0.0);
+  }
+  gpu_->deallocate_host(host);
+  cpu_.mix_pairs(rows / 2, n, 0.3f, x.cpu.data());
+  gpu_->mix_pairs(rows / 2, n, 0.3f, x.gpu);
+  expect_close("mix_pairs", x, 0.0);
+}
+
 // What a training step keeps on the device: clipping, metric accumulators,
 // top-1 hits, zeroing.
 TEST_F(CudaOps, StepReductionsStayOnTheDevice) {

@@ -393,6 +393,27 @@ TEST(CropResizeScale, AgreesWithResizeBilinearOfTheCrop) {
               HasSubstr("not inside"));
 }
 
+// 8-bit output (GPU batches): the float output before scaling, rounded; an
+// unresized crop is the crop's pixels exactly, flipped or not.
+TEST(CropResizeScale, Uint8OutputIsTheRoundedResize) {
+  const Image im = test_image(40, 50, 3, 11);
+  for (CropRect r : {CropRect{3, 5, 30, 20, false}, CropRect{10, 7, 9, 13, true},
+                     CropRect{2, 4, 16, 16, true}}) {
+    for (auto [oh, ow] : {std::pair{16, 16}, std::pair{37, 23}}) {
+      const std::vector<float> f = crop_resize(im, r, oh, ow);
+      std::vector<uint8_t> u(f.size());
+      crop_resize_u8(im, r, oh, ow, u.data());
+      for (size_t i = 0; i < u.size(); ++i) {
+        const float level = (f[i] + 1.0f) * 127.5f;  // back to [0, 255]
+        ASSERT_NEAR(u[i], level, 0.5f + 1e-3f) << i;
+        if (r.height == oh && r.width == ow) {
+          ASSERT_EQ(scale_pixel(u[i]), f[i]) << i;
+        }
+      }
+    }
+  }
+}
+
 TEST(CropResizeScale, DctScaledDecodeCoversTheSameCrop) {
   // On a linear ramp bilinear sampling is exact, and a DCT-scaled decode at
   // M/8 holds the ramp at the scaled pixel centers: both paths must agree.

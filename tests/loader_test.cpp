@@ -186,6 +186,31 @@ TEST_F(LoaderTest, AugmentationIsAPureFunctionOfSeedAndPosition) {
   EXPECT_EQ(offsets, (std::set<int>{0, 1, 2, 3, 4}));
 }
 
+// Raw datasets as 8-bit pixels (a GPU run's batches): the same crops and
+// flips, unscaled; scaled they are the float batch exactly, padding and eval
+// padding rows included.
+TEST_F(LoaderTest, Uint8BatchesScaleToTheFloatBatchExactly) {
+  for (const bool train : {true, false}) {
+    LoaderOptions floats = training(64, 5);
+    floats.crop_padding = 2;
+    floats.threads = 2;
+    floats.training = train;
+    LoaderOptions pixels = floats;
+    pixels.uint8_images = true;
+    Loader a(floats), b(pixels);
+    Batch x, p;
+    for (int step = 0; step < 4 && a.next(x); ++step) {
+      ASSERT_TRUE(b.next(p));
+      ASSERT_EQ(p.pixels.size(), x.images.size());
+      EXPECT_EQ(p.mask, x.mask);
+      for (size_t i = 0; i < p.pixels.size(); ++i) {
+        if (x.mask[i / image_size()] == 0) continue;  // padding rows: masked out anyway
+        ASSERT_EQ(scale_pixel(p.pixels[i]), x.images[i]) << (train ? "train " : "eval ") << i;
+      }
+    }
+  }
+}
+
 TEST(Augment, CropsTheZeroPaddedImageAndFlips) {
   // 2x3 single-channel image.
   const uint8_t image[6] = {10, 20, 30, 40, 50, 60};

@@ -192,5 +192,29 @@ TEST(CpuBackend, CrossEntropyValues) {
   EXPECT_NEAR(loss, want, 1e-6);
 }
 
+// A batch's inputs on the CPU backend: pixels scaled exactly as the loader
+// scales them, and mixup of row pairs as datasets' mix_images.
+TEST(CpuOps, UploadPixelsAndMixPairs) {
+  CpuBackend be;
+  std::vector<uint8_t> pixels(512);
+  for (size_t i = 0; i < pixels.size(); ++i) pixels[i] = static_cast<uint8_t>(i % 256);
+  std::vector<float> x(pixels.size());
+  const HostTraffic before = be.traffic();
+  be.upload_pixels(static_cast<int64_t>(pixels.size()), pixels.data(), x.data());
+  EXPECT_EQ(be.traffic().to_device - before.to_device, 1);
+  for (size_t i = 0; i < x.size(); ++i) ASSERT_EQ(x[i], static_cast<float>(pixels[i]) / 127.5f - 1.0f);
+  EXPECT_EQ(x[0], -1.0f);
+  EXPECT_EQ(x[255], 1.0f);
+  std::vector<float> mixed = x;
+  be.mix_pairs(2, 128, 0.25f, mixed.data());
+  for (int p = 0; p < 2; ++p) {
+    for (int i = 0; i < 128; ++i) {
+      const float a = x[(2 * p) * 128 + i], b = x[(2 * p + 1) * 128 + i];
+      EXPECT_EQ(mixed[(2 * p) * 128 + i], 0.25f * a + 0.75f * b);
+      EXPECT_EQ(mixed[(2 * p + 1) * 128 + i], 0.25f * b + 0.75f * a);
+    }
+  }
+}
+
 }  // namespace
 }  // namespace vmoe

@@ -7,6 +7,7 @@
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 
+#include "core/cpu/cpu_backend.h"
 #include "datasets/augment.h"
 #include "datasets/dataset_info.h"
 #include "datasets/loader.h"
@@ -191,6 +192,42 @@ TEST_F(ShardedLoaderTest, MixupMixesPairsAndTheirTargets) {
   LoaderOptions odd = mixed;
   odd.batch_size = 5;
   EXPECT_THAT(error_of([&] { Loader bad(odd); }), HasSubstr("even number of rows"));
+}
+
+// A GPU run's batches: 8-bit pixels, resized and cropped as the floats are
+// but rounded instead of scaled (so each is within half a level of the float
+// image), in memory of the backend's choosing; mixup is left to the device,
+// which gets the batch's lambda and the mixed targets.
+TEST_F(ShardedLoaderTest, Uint8BatchesAreTheFloatImagesRounded) {
+  CpuBackend be;
+  for (const bool mix : {false, true}) {
+    LoaderOptions floats = training(6);
+    floats.threads = 2;
+    floats.prefetch = 2;  // the two-thread pipeline
+    if (mix) floats.mixup_alpha = 0.4f;
+    LoaderOptions pixels = floats;
+    pixels.uint8_images = true;
+    pixels.pixel_memory = &be;
+    Loader a(floats), b(pixels);
+    for (int step = 0; step < 3; ++step) {
+      Batch x, p;
+      ASSERT_TRUE(a.next(x));
+      ASSERT_TRUE(b.next(p));
+      ASSERT_TRUE(x.pixels.empty());
+      ASSERT_EQ(p.pixels.size(), x.images.size());
+      EXPECT_TRUE(p.images.empty());
+      EXPECT_EQ(p.pixels.get_allocator().backend, &be);
+      EXPECT_EQ(p.index, x.index);
+      EXPECT_EQ(p.soft_targets, x.soft_targets);
+      EXPECT_EQ(p.mixup_lambda >= 0, mix);
+      // The device's part: scale, then mix pairs with the batch's lambda.
+      std::vector<float> scaled(p.pixels.size());
+      for (size_t i = 0; i < scaled.size(); ++i) scaled[i] = scale_pixel(p.pixels[i]);
+      if (mix) be.mix_pairs(3, static_cast<int64_t>(scaled.size()) / 6, p.mixup_lambda, scaled.data());
+      for (size_t i = 0; i < scaled.size(); ++i)
+        ASSERT_NEAR(scaled[i], x.images[i], 0.5 / 127.5 + 1e-6) << "step " << step << " " << i;
+    }
+  }
 }
 
 TEST_F(ShardedLoaderTest, CorruptImagesNameTheirShard) {

@@ -38,6 +38,11 @@ void CpuBackend::copy_to_host_impl(void* dst, const void* src, size_t bytes) {
 void CpuBackend::copy(void* dst, const void* src, size_t bytes) {
   if (bytes) std::memmove(dst, src, bytes);
 }
+void CpuBackend::upload_pixels_impl(int64_t n, const uint8_t* host, float* dst) {
+#pragma omp simd
+  for (int64_t i = 0; i < n; ++i) dst[i] = scale_pixel(host[i]);
+}
+
 void CpuBackend::zero(void* x, size_t bytes) {
   if (bytes) std::memset(x, 0, bytes);
 }
@@ -402,6 +407,15 @@ void CpuBackend::scale_by(int64_t n, const float* factor, float* x) {
   const float f = *factor;
 #pragma omp simd
   for (int64_t i = 0; i < n; ++i) x[i] *= f;
+}
+
+void CpuBackend::mix_pairs(int64_t pairs, int64_t n, float lambda, float* x) {
+  for (int64_t p = 0; p < pairs; ++p) {
+    float* a = x + 2 * p * n;
+    float* b = a + n;
+#pragma omp simd
+    for (int64_t i = 0; i < n; ++i) mix_pair(lambda, a[i], b[i]);
+  }
 }
 
 void CpuBackend::accumulate_columns(int64_t rows, int cols, const float* x, double scale,

@@ -69,6 +69,7 @@ class CpuBackend final : public Backend {
   void clip_scale(const double* sq, double expert_divisor, float max_norm, double* norm,
                   float* scale) override;
   void scale_by(int64_t n, const float* factor, float* x) override;
+  void mix_pairs(int64_t pairs, int64_t n, float lambda, float* x) override;
   void accumulate_columns(int64_t rows, int cols, const float* x, double scale,
                           double* acc) override;
   void count_top1_hits(int64_t rows, int cols, const float* x, const int32_t* label,
@@ -106,6 +107,7 @@ class CpuBackend final : public Backend {
  protected:
   void copy_to_device_impl(void* dst, const void* src, size_t bytes) override;
   void copy_to_host_impl(void* dst, const void* src, size_t bytes) override;
+  void upload_pixels_impl(int64_t n, const uint8_t* host, float* dst) override;
 };
 
 }  // namespace vmoe

@@ -28,6 +28,15 @@ CudaBackend::CudaBackend(int device) : device_(device) {
 
 CudaBackend::~CudaBackend() {
   cudaStreamSynchronize(stream_);
+  if (copy_stream_ != nullptr) {
+    cudaStreamSynchronize(copy_stream_);
+    for (int k = 0; k < 2; ++k) {
+      if (staging_[k] != nullptr) cudaFree(staging_[k]);
+      cudaEventDestroy(copied_[k]);
+      cudaEventDestroy(consumed_[k]);
+    }
+    cudaStreamDestroy(copy_stream_);
+  }
   for (cudaEvent_t e : marks_) cudaEventDestroy(e);
   if (scratch_ != nullptr) allocator_.deallocate(scratch_);
   cublasDestroy(cublas_);

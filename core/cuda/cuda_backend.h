@@ -35,6 +35,8 @@ class CudaBackend final : public Backend {
 
   std::string name() const override { return "cuda"; }
   bool set_tf32(bool on) override;
+  void* allocate_host(size_t bytes) override;  // pinned (cudaHostAlloc, portable)
+  void deallocate_host(void* ptr) override;
   int time_mark() override;
   double seconds_between(int from, int to) override;
   void clear_time_marks() override;
@@ -99,6 +101,7 @@ class CudaBackend final : public Backend {
   void clip_scale(const double* sq, double expert_divisor, float max_norm, double* norm,
                   float* scale) override;
   void scale_by(int64_t n, const float* factor, float* x) override;
+  void mix_pairs(int64_t pairs, int64_t n, float lambda, float* x) override;
   void accumulate_columns(int64_t rows, int cols, const float* x, double scale,
                           double* acc) override;
   void count_top1_hits(int64_t rows, int cols, const float* x, const int32_t* label,
@@ -142,6 +145,7 @@ class CudaBackend final : public Backend {
   }
   void copy_to_device_impl(void* dst, const void* src, size_t bytes) override;
   void copy_to_host_impl(void* dst, const void* src, size_t bytes) override;
+  void upload_pixels_impl(int64_t n, const uint8_t* host, float* dst) override;
   void synchronize_impl() override;
 
  private:
@@ -155,6 +159,13 @@ class CudaBackend final : public Backend {
 
   int device_ = 0;
   std::vector<cudaEvent_t> marks_;  // time marks, reused after clear_time_marks()
+  // upload_pixels: a copy stream and two device staging buffers used in turn;
+  // copied[k] follows a copy into slot k, consumed[k] the scaling that reads it.
+  cudaStream_t copy_stream_ = nullptr;
+  uint8_t* staging_[2] = {nullptr, nullptr};
+  size_t staging_bytes_[2] = {0, 0};
+  cudaEvent_t copied_[2] = {nullptr, nullptr}, consumed_[2] = {nullptr, nullptr};
+  int next_staging_ = 0;
   size_t marks_used_ = 0;
   cudaStream_t stream_ = nullptr;
   cublasHandle_t cublas_ = nullptr;

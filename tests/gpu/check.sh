@@ -16,7 +16,9 @@
 # analysis, few-shot) GPU against CPU; last the training-step benchmark
 # (train_step_bench: V-MoE-S/32 and B/16 at 224², fp32, bf16 and TF32, the
 # batch on the device): images/s, MFU against a GEMM peak measured on the
-# same GPU, the largest phases. Exit status 1 if any row fails.
+# same GPU, the largest phases; and the input pipeline (loader_bench: 224²
+# JPEG shards to 8-bit batches on all but two cores). Exit status 1 if any
+# row fails.
 #
 # Environment:
 #   VMOE_CHECK_OUT=DIR       where runs and logs go (default: a new temp folder)
@@ -34,8 +36,8 @@ out=${VMOE_CHECK_OUT:-$(mktemp -d /tmp/vmoe_gpu_check.XXXXXX)}
 mkdir -p "$out"
 out=$(cd "$out" && pwd)
 # A reused folder: nothing of an earlier check may be read as this one's.
-rm -rf "$out"/train_* "$out"/npy "$out"/data "$out"/shared_gpu "$out"/bundle "$out"/*.log \
-  "$out"/table.txt
+rm -rf "$out"/train_* "$out"/npy "$out"/data "$out"/shared_gpu "$out"/bundle "$out"/synth \
+  "$out"/*.log "$out"/table.txt
 start=$SECONDS
 export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 OPENBLAS_NUM_THREADS=1 GTEST_COLOR=no
 py=$(command -v python3)  # the machine's, before a bundle's env.sh changes PATH
@@ -267,6 +269,22 @@ for run in 0:fp32 0:bf16 0:tf32 1:fp32 1:bf16; do
     failed_run "$name" "$log"
   fi
 done
+
+# ---- the input pipeline: 224² JPEG shards to 8-bit batches, no model ----------------
+cores=$(nproc)
+threads=$((cores > 2 ? cores - 2 : 1))
+if [[ $backend == cuda ]]; then
+  "$(prog vmoe_synth)" --output="$out/synth" --num_images=16384 --num_classes=1000 \
+    --images_per_shard=4096 --image_size=224 >"$out/synth.log" 2>&1
+  log=$out/loader_bench.log
+  if "$(prog loader_bench)" --data="$out/synth/train-*.h5" --image_size=224 --uint8 \
+    --threads="1,$threads" --seconds=4 >"$log" 2>&1; then
+    row INFO "input pipeline: 224² JPEG, uint8, $threads threads" \
+      "$(grep -o 'loader, [0-9]* thread.*' "$log" | tail -n 1) | $(grep -m1 -o 'shard reads alone.*' "$log")"
+  else
+    failed_run "input pipeline (loader_bench)" "$log"
+  fi
+fi
 
 echo
 echo "GPU check: $device; $((SECONDS - start)) s; logs in $out"
