@@ -69,6 +69,13 @@ void read_vlen_rows(const Dataset& dataset, std::span<const int64_t> rows, std::
                     std::vector<int64_t>& offsets) {
   data.clear();
   offsets.assign(1, 0);
+  append_vlen_rows(dataset, rows, data, offsets);
+}
+
+template <typename T>
+void append_vlen_rows(const Dataset& dataset, std::span<const int64_t> rows, std::vector<T>& data,
+                      std::vector<int64_t>& offsets) {
+  VMOE_ASSERT(!offsets.empty() && offsets.back() == static_cast<int64_t>(data.size()));
   if (rows.empty()) return;
   auto guard = lock();
   Handle space(H5Dget_space(dataset.id()), Kind::kDataspace);
@@ -97,7 +104,7 @@ void read_vlen_rows(const Dataset& dataset, std::span<const int64_t> rows, std::
     fail("cannot read ", count, " rows (", rows.front(), " to ", rows.back(), ") of ",
          dataset.where(), detail());
   }
-  size_t total = 0;
+  size_t total = data.size();
   for (const hvl_t& row : buffer) total += row.len;
   data.reserve(total);
   for (const hvl_t& row : buffer) {
@@ -126,5 +133,9 @@ template void read_vlen_rows<uint8_t>(const Dataset&, std::span<const int64_t>,
                                       std::vector<uint8_t>&, std::vector<int64_t>&);
 template void read_vlen_rows<int32_t>(const Dataset&, std::span<const int64_t>,
                                       std::vector<int32_t>&, std::vector<int64_t>&);
+template void append_vlen_rows<uint8_t>(const Dataset&, std::span<const int64_t>,
+                                        std::vector<uint8_t>&, std::vector<int64_t>&);
+template void append_vlen_rows<int32_t>(const Dataset&, std::span<const int64_t>,
+                                        std::vector<int32_t>&, std::vector<int64_t>&);
 
 }  // namespace vmoe::h5

@@ -34,6 +34,12 @@ void write_vlen_rows(Dataset& dataset, int64_t first, std::span<const int64_t> o
 template <typename T>
 void read_vlen_rows(const Dataset& dataset, std::span<const int64_t> rows, std::vector<T>& data,
                     std::vector<int64_t>& offsets);
+// The same, appended: the rows go after `data`'s contents and `offsets`
+// (which must end at data.size()) gains their end offsets. No extra copy for
+// a batch gathered from several shards.
+template <typename T>
+void append_vlen_rows(const Dataset& dataset, std::span<const int64_t> rows, std::vector<T>& data,
+                      std::vector<int64_t>& offsets);
 
 // True if `dataset` is a 1-D vlen sequence whose base type is `base`
 // (e.g. {kInteger, 1, false} for uint8).

@@ -36,13 +36,9 @@ void BatchReader::read_shard_rows(int shard, size_t begin, size_t end, FetchedBa
   local_rows_.clear();
   for (size_t i = begin; i < end; ++i) local_rows_.push_back(f.unique_rows[i] - base);
   if (info_.encoded) {
-    h5::read_vlen_rows(file.images, local_rows_, shard_bytes_, shard_offsets_);
-    const int64_t at = static_cast<int64_t>(f.encoded.size());
-    f.encoded.insert(f.encoded.end(), shard_bytes_.begin(), shard_bytes_.end());
-    for (size_t i = 1; i < shard_offsets_.size(); ++i) {
-      f.encoded_offsets.push_back(at + shard_offsets_[i]);
-    }
-    bytes_read_ += static_cast<int64_t>(shard_bytes_.size());
+    const size_t before = f.encoded.size();
+    h5::append_vlen_rows(file.images, local_rows_, f.encoded, f.encoded_offsets);
+    bytes_read_ += static_cast<int64_t>(f.encoded.size() - before);
   } else {
     file.images.read_rows<uint8_t>(local_rows_, f.pixels.data() + begin * raw_image_bytes_);
     bytes_read_ += static_cast<int64_t>(end - begin) * raw_image_bytes_;

@@ -70,7 +70,6 @@ class BatchReader {
   // fetch()'s scratch.
   std::vector<std::pair<int64_t, int>> order_;
   std::vector<int64_t> local_rows_, shard_offsets_;
-  std::vector<uint8_t> shard_bytes_;
   std::vector<int32_t> ids_;
   FetchedBatch own_;  // read()'s
 };
