@@ -43,22 +43,22 @@ void BatchReader::read_shard_rows(int shard, size_t begin, size_t end, FetchedBa
     file.images.read_rows<uint8_t>(local_rows_, f.pixels.data() + begin * raw_image_bytes_);
     bytes_read_ += static_cast<int64_t>(end - begin) * raw_image_bytes_;
   }
-  if (info_.sparse_labels) {
-    h5::read_vlen_rows(file.labels, local_rows_, ids_, shard_offsets_);
-    for (size_t i = begin; i < end; ++i) {
-      uint8_t* row = f.multi_hot.data() + i * k;
-      std::fill(row, row + k, uint8_t{0});
-      for (int64_t e = shard_offsets_[i - begin]; e < shard_offsets_[i - begin + 1]; ++e) {
-        row[ids_[static_cast<size_t>(e)]] = 1;
+  // Labels and super-classes from the shard's copies (read when it opened).
+  for (size_t i = begin; i < end; ++i) {
+    const size_t row = static_cast<size_t>(local_rows_[i - begin]);
+    if (info_.sparse_labels) {
+      uint8_t* hot = f.multi_hot.data() + i * k;
+      std::fill(hot, hot + k, uint8_t{0});
+      for (int64_t e = file.label_offsets[row]; e < file.label_offsets[row + 1]; ++e) {
+        hot[file.label_values[static_cast<size_t>(e)]] = 1;
       }
+    } else if (!info_.multi_label) {
+      f.labels[i] = file.label_values[row];
     }
-  } else if (info_.multi_label) {
-    file.labels.read_rows<uint8_t>(local_rows_, f.multi_hot.data() + begin * k);
-  } else {
-    file.labels.read_rows<int32_t>(local_rows_, f.labels.data() + begin);
+    if (info_.has_superclass) f.superclass[i] = file.superclasses[row];
   }
-  if (info_.has_superclass) {
-    file.superclass.read_rows<int32_t>(local_rows_, f.superclass.data() + begin);
+  if (info_.multi_label && !info_.sparse_labels) {
+    file.labels.read_rows<uint8_t>(local_rows_, f.multi_hot.data() + begin * k);
   }
 }
 
@@ -172,7 +172,7 @@ void BatchReader::fetch(int64_t step, FetchedBatch& f) {
   }
 }
 
-void BatchReader::assemble(const FetchedBatch& f, Batch& out) {
+void BatchReader::assemble(const FetchedBatch& f, Batch& out, const std::function<void()>& also) {
   const int b = rows_;
   const int64_t k = info_.num_classes;
   out.step = f.step;
@@ -210,7 +210,10 @@ void BatchReader::assemble(const FetchedBatch& f, Batch& out) {
     if (info_.has_superclass) out.superclass[j] = f.superclass[s];
   }
   const int64_t first = f.step * options_.batch_size + int64_t{options_.rank} * b;
-  pool_.parallel_for(b, [&](int64_t j) {
+  const int64_t extra = also ? 1 : 0;  // task 0: `also`; then one per row
+  pool_.parallel_for(b + extra, [&](int64_t task) {
+    if (task < extra) return also();
+    const int64_t j = task - extra;
     const int s = f.slot[static_cast<size_t>(j)];
     if (s < 0) return;
     fill_image(f, first + j, s, u8 ? nullptr : out.images.data() + j * out_image_floats_,

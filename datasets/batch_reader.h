@@ -1,12 +1,13 @@
 // Assembles one rank's rows of a global batch: which examples (data order),
 // reading just those rows from their shard files, decoding (encoded images),
-// augmentation, scaling and mixup. Used by the Loader on its two threads (the
-// reads of one batch overlap the decoding of the one before); the per-image
-// work runs on a WorkerPool of LoaderOptions::threads threads.
+// augmentation, scaling and mixup. Used by the Loader on its prefetch thread;
+// the per-image work and the next batch's reads run on a WorkerPool of
+// LoaderOptions::threads threads.
 #pragma once
 
 #include <atomic>
 #include <cstdint>
+#include <functional>
 #include <vector>
 
 #include "datasets/dataset_info.h"
@@ -38,13 +39,14 @@ class BatchReader {
   // `options` must already be validated (see Loader).
   BatchReader(const LoaderOptions& options, const DatasetInfo& info);
 
-  // The two stages of a batch, which the Loader runs on two threads so that
-  // the next batch's reads overlap this one's decoding. fetch() reads global
-  // batch `step`'s rows from their shards (one thread at a time); assemble()
-  // decodes, augments and scales them on the worker pool into `out`, reusing
-  // its storage.
+  // The two stages of a batch. fetch() reads global batch `step`'s rows from
+  // their shards (HDF5: one thread at a time); assemble() decodes, augments
+  // and scales them on the worker pool into `out`, reusing its storage, and
+  // runs `also` (e.g. the next batch's fetch) as one more task on the pool,
+  // first, so that the reads overlap the decoding without a thread of their
+  // own competing for the cores.
   void fetch(int64_t step, FetchedBatch& f);
-  void assemble(const FetchedBatch& f, Batch& out);
+  void assemble(const FetchedBatch& f, Batch& out, const std::function<void()>& also = {});
   // Both, on the calling thread.
   void read(int64_t step, Batch& out);
   int64_t bytes_read() const { return bytes_read_.load(); }
@@ -69,8 +71,7 @@ class BatchReader {
   std::atomic<int64_t> bytes_read_{0};
   // fetch()'s scratch.
   std::vector<std::pair<int64_t, int>> order_;
-  std::vector<int64_t> local_rows_, shard_offsets_;
-  std::vector<int32_t> ids_;
+  std::vector<int64_t> local_rows_;
   FetchedBatch own_;  // read()'s
 };
 

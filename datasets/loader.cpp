@@ -16,95 +16,60 @@ struct Loader::State {
   DatasetInfo info;
   int64_t num_batches = 0;
   std::unique_ptr<BatchReader> reader;
-  int64_t next_step = 0;  // next batch the consumer gets (no-thread mode) or the fetcher reads
+  int64_t next_step = 0;  // next batch the consumer gets (no-thread mode) or the thread makes
 
-  // Two threads in a pipeline: the fetcher reads batch N + 1 from the shards
-  // while the assembler decodes batch N on the worker pool. Queues guarded by `mu`.
+  // Prefetch queue, guarded by `mu`.
   std::mutex mu;
   std::condition_variable changed;
-  std::deque<FetchedBatch> fetched;  // read, not yet decoded (one ahead)
-  std::deque<Batch> queue;           // ready for the consumer (`prefetch` ahead)
-  // Storage handed back for reuse: a batch of 224² floats is 150 MB, and fresh
-  // memory for each costs page faults and zeroing on the critical path.
-  std::vector<FetchedBatch> spare_fetched;
+  std::deque<Batch> queue;
+  // Batches the consumer handed back, refilled instead of fresh ones: a batch
+  // of 224² floats is 150 MB, whose page faults and zeroing would otherwise
+  // sit on the critical path.
   std::vector<Batch> spare;
-  bool stop = false;        // set by the destructor
-  bool fetch_done = false;  // eval: the fetcher read the last batch
-  bool done = false;        // eval: the assembler made the last batch
+  bool stop = false;  // set by the destructor
+  bool done = false;  // eval: the thread made the last batch
   std::exception_ptr error;
-  std::thread fetcher, assembler;
+  std::thread thread;
 
   bool finished(int64_t step) const { return !options.training && step >= num_batches; }
-  void fetch_loop();
-  void assemble_loop();
-  void fail() {
-    std::lock_guard<std::mutex> lock(mu);
-    if (!error) error = std::current_exception();
-    changed.notify_all();
-  }
+  void run();
 };
 
-void Loader::State::fetch_loop() {
+// Batch N is assembled on the worker pool while one of its threads reads
+// batch N + 1's rows (BatchReader::assemble's extra task).
+void Loader::State::run() {
   try {
+    FetchedBatch current, next;
+    if (!finished(next_step)) reader->fetch(next_step, current);
     for (int64_t step = next_step;; ++step) {
-      FetchedBatch f;
-      {
-        std::unique_lock<std::mutex> lock(mu);
-        changed.wait(lock, [&] { return stop || error || fetched.empty(); });
-        if (stop || error) return;
-        if (finished(step)) {
-          fetch_done = true;
-          changed.notify_all();
-          return;
-        }
-        if (!spare_fetched.empty()) {
-          f = std::move(spare_fetched.back());
-          spare_fetched.pop_back();
-        }
-      }
-      reader->fetch(step, f);
-      std::lock_guard<std::mutex> lock(mu);
-      fetched.push_back(std::move(f));
-      changed.notify_all();
-    }
-  } catch (...) {
-    fail();
-  }
-}
-
-void Loader::State::assemble_loop() {
-  try {
-    for (;;) {
-      FetchedBatch f;
       Batch batch;
       {
         std::unique_lock<std::mutex> lock(mu);
-        changed.wait(lock, [&] {
-          return stop || error || (fetch_done && fetched.empty()) ||
-                 (!fetched.empty() && static_cast<int64_t>(queue.size()) < options.prefetch);
-        });
-        if (stop || error) return;
-        if (fetched.empty()) {  // fetch_done
+        changed.wait(lock,
+                     [&] { return stop || static_cast<int64_t>(queue.size()) < options.prefetch; });
+        if (stop) return;
+        if (finished(step)) {
           done = true;
           changed.notify_all();
           return;
         }
-        f = std::move(fetched.front());
-        fetched.pop_front();
-        changed.notify_all();  // the fetcher may read the next batch now
         if (!spare.empty()) {
           batch = std::move(spare.back());
           spare.pop_back();
         }
       }
-      reader->assemble(f, batch);
+      std::function<void()> fetch_next;
+      if (!finished(step + 1)) fetch_next = [&] { reader->fetch(step + 1, next); };
+      reader->assemble(current, batch, fetch_next);
+      std::swap(current, next);
       std::lock_guard<std::mutex> lock(mu);
       queue.push_back(std::move(batch));
-      spare_fetched.push_back(std::move(f));
       changed.notify_all();
     }
   } catch (...) {
-    fail();
+    std::lock_guard<std::mutex> lock(mu);
+    error = std::current_exception();
+    changed.notify_all();
   }
 }
 
@@ -165,10 +130,7 @@ Loader::Loader(const LoaderOptions& options) : state_(std::make_unique<State>())
   }
   s.reader = std::make_unique<BatchReader>(o, s.info);
   s.next_step = o.start_step;
-  if (o.prefetch > 0) {
-    s.fetcher = std::thread([&s] { s.fetch_loop(); });
-    s.assembler = std::thread([&s] { s.assemble_loop(); });
-  }
+  if (o.prefetch > 0) s.thread = std::thread([&s] { s.run(); });
 }
 
 Loader::~Loader() {
@@ -178,8 +140,7 @@ Loader::~Loader() {
     s.stop = true;
   }
   s.changed.notify_all();
-  if (s.fetcher.joinable()) s.fetcher.join();
-  if (s.assembler.joinable()) s.assembler.join();
+  if (s.thread.joinable()) s.thread.join();
 }
 
 const DatasetInfo& Loader::info() const {
@@ -196,7 +157,7 @@ int64_t Loader::bytes_read() const {
 
 bool Loader::next(Batch& out) {
   State& s = *state_;
-  if (!s.assembler.joinable()) {
+  if (!s.thread.joinable()) {
     if (s.finished(s.next_step)) return false;
     s.reader->read(s.next_step, out);
     ++s.next_step;

@@ -17,6 +17,13 @@ struct OpenShard {
   int index = -1;  // into DatasetInfo::shards
   h5::File file;
   h5::Dataset images, labels, superclass;
+  // The small per-row data, read whole when the shard opens: one read, not
+  // one per batch row (a vlen label row loads a global-heap collection that
+  // the images then evict from HDF5's cache, so each cost as much as an
+  // image). Dense multi-hot labels ([rows, classes] bytes) are not kept.
+  std::vector<int32_t> label_values;   // single-label: [rows]; sparse: ids back to back
+  std::vector<int64_t> label_offsets;  // sparse: [rows + 1] into label_values
+  std::vector<int32_t> superclasses;   // [rows] when the dataset has /superclass
 };
 
 class ShardCache {
