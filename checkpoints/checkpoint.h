@@ -14,12 +14,15 @@
 #include <vector>
 
 #include "comm/process_groups.h"
+#include "core/check.h"
 #include "core/optimizer.h"
 #include "core/param_store.h"
 
 namespace vmoe {
 
-inline constexpr int64_t kCheckpointFormatVersion = 1;
+// 1: the first format. 2: fixed-length string attributes and their checksum
+// (attributes_crc32); version 1 files are still read.
+inline constexpr int64_t kCheckpointFormatVersion = 2;
 
 struct CheckpointState {
   int64_t step = 0;          // optimiser steps taken = global batches consumed
@@ -33,13 +36,31 @@ struct CheckpointState {
   int64_t world = 1, expert_parallel = 1;
 };
 
-// Writes `path` collectively (MPI-IO over groups.host()): every rank calls it. No rank
-// holds more than its own shard. `abort_after` (tests): abort the process
-// after that many datasets, to simulate a crash mid-write (< 0: never).
+// A checkpoint that could not be written (every rank throws it, at the same
+// point): the message names the cause, e.g. the disk being full.
+class CheckpointWriteError : public AgreedError {
+ public:
+  using AgreedError::AgreedError;
+};
+
+// Bytes a checkpoint of `store` (and the optimiser's state) takes on disk,
+// about: the tensors' global sizes plus HDF5's metadata.
+int64_t planned_checkpoint_bytes(const ParamStore& store, const Optimizer* optimizer);
+
+// Writes `path` collectively (MPI-IO over groups.host()): every rank calls it.
+// No rank holds more than its own shard. Every collective step's outcome is
+// agreed among the ranks before the next, so a failure on any rank (a full
+// disk) throws CheckpointWriteError on all of them together, after they
+// closed the file together: nothing hangs. `abort_after` (tests): abort the
+// process after that many datasets, to simulate a crash mid-write (< 0:
+// never); VMOE_TEST_FAIL_CHECKPOINT_DATASET=k makes the last rank's write of
+// dataset k fail, to test the agreement.
 void write_checkpoint(const std::string& path, ParamStore& store, Optimizer* optimizer,
                       const CheckpointState& state, ProcessGroups& groups, int abort_after = -1);
 
-// The attributes of a checkpoint (cheap: no tensor is read).
+// The attributes of a checkpoint (cheap: no tensor is read), checked against
+// the checksum stored with them (HDF5 keeps string attributes in its global
+// heap, which it does not checksum).
 CheckpointState read_checkpoint_state(const std::string& path);
 
 struct LoadRules {

@@ -4,9 +4,13 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <cerrno>
 #include <cstdio>
+#include <cstdlib>
+#include <cstring>
 #include <filesystem>
 
+#include "checkpoints/disk_space.h"
 #include "core/check.h"
 
 namespace vmoe {
@@ -55,24 +59,99 @@ std::vector<std::string> CheckpointDir::list() const {
   return out;
 }
 
+namespace {
+
+// Runs `fn` on rank 0 and makes its outcome every rank's: an error there is
+// thrown (as an AgreedError of type E, with rank 0's message) on all ranks.
+template <typename E = AgreedError, typename Fn>
+void on_rank0(MpiCommunicator& host, Fn&& fn) {
+  char message[1024] = {0};
+  if (host.rank() == 0) {
+    try {
+      fn();
+    } catch (const std::exception& e) {
+      std::snprintf(message, sizeof message, "%s", e.what());
+      if (message[0] == '\0') message[0] = '?';
+    }
+  }
+  host.broadcast(message, sizeof message, 0);
+  if (message[0] != '\0') throw E(message);
+}
+
+// Throws unless `dir` has room for `bytes`.
+void check_room(const std::string& dir, int64_t bytes, const std::string& what) {
+  const int64_t free = free_bytes(dir);
+  VMOE_CHECK(free < 0 || free >= bytes, what, ": No space left on device: ", dir, " has ",
+             mib(free), " free, a checkpoint needs about ", mib(bytes));
+}
+
+}  // namespace
+
+void CheckpointDir::check_writable(MpiCommunicator& host, int64_t bytes) const {
+  on_rank0(host, [&] {
+    std::error_code ec;
+    fs::create_directories(dir_, ec);
+    VMOE_CHECK(!ec, "checkpoint folder ", dir_, ": cannot create it: ", ec.message());
+    const std::string probe = (fs::path(dir_) / ".write_test").string();
+    const int fd = ::open(probe.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
+    VMOE_CHECK(fd >= 0, "checkpoint folder ", dir_, ": cannot write in it: ", std::strerror(errno));
+    const char byte = 0;
+    const bool ok = ::write(fd, &byte, 1) == 1 && ::fsync(fd) == 0;
+    const int error = errno;
+    ::close(fd);
+    ::unlink(probe.c_str());
+    VMOE_CHECK(ok, "checkpoint folder ", dir_, ": cannot write in it: ", std::strerror(error));
+    check_room(dir_, bytes, "checkpoint folder " + dir_);
+  });
+}
+
+void CheckpointDir::remove_all(MpiCommunicator& host) const {
+  on_rank0(host, [&] {
+    std::error_code ec;
+    for (const auto& entry : fs::directory_iterator(dir_, ec)) {
+      const std::string name = entry.path().filename().string();
+      if (step_of(name) >= 0 || (name.rfind("ckpt-", 0) == 0 && name.ends_with(".h5.tmp")))
+        fs::remove(entry.path(), ec);
+    }
+  });
+}
+
 std::string CheckpointDir::save(ParamStore& store, Optimizer* optimizer,
                                 const CheckpointState& state, ProcessGroups& groups,
                                 int abort_after) {
-  Communicator& world = groups.host();
+  MpiCommunicator& host = groups.host();
   const std::string path = path_for(state.step), tmp = path + ".tmp";
-  if (world.rank() == 0) fs::create_directories(dir_);
-  world.barrier();
-  write_checkpoint(tmp, store, optimizer, state, groups, abort_after);
-  if (world.rank() == 0) {
+  const int64_t needed = planned_checkpoint_bytes(store, optimizer);
+  // Tests: VMOE_TEST_SKIP_ROOM_CHECK=1 lets the write itself meet the full disk.
+  const bool check = std::getenv("VMOE_TEST_SKIP_ROOM_CHECK") == nullptr;
+  on_rank0<CheckpointWriteError>(host, [&] {
+    fs::create_directories(dir_);
+    if (check) check_room(dir_, needed, "cannot write checkpoint " + path);
+  });
+  try {
+    write_checkpoint(tmp, store, optimizer, state, groups, abort_after);
+  } catch (const CheckpointWriteError&) {
+    // Every rank is here, the file closed: take the partial file away.
+    if (host.rank() == 0) {
+      std::error_code ec;
+      fs::remove(tmp, ec);
+    }
+    host.barrier();
+    throw;
+  }
+  on_rank0<CheckpointWriteError>(host, [&] {
     fsync_path(tmp);
     std::error_code ec;
     fs::rename(tmp, path, ec);
     VMOE_CHECK(!ec, "cannot rename ", tmp, " to ", path, ": ", ec.message());
     fsync_path(dir_);
-    const std::vector<std::string> all = list();
-    for (size_t i = static_cast<size_t>(keep_); i < all.size(); ++i) fs::remove(all[i], ec);
-  }
-  world.barrier();  // every rank returns once the checkpoint is published
+    // Only this run's older checkpoints: never the one just written, nor a
+    // newer one (which --resume would have renamed away had it been damaged).
+    std::vector<std::string> older;
+    for (const std::string& p : list())
+      if (step_of(fs::path(p).filename().string()) < state.step) older.push_back(p);
+    for (size_t i = static_cast<size_t>(keep_ - 1); i < older.size(); ++i) fs::remove(older[i], ec);
+  });
   return path;
 }
 
@@ -107,7 +186,13 @@ std::optional<CheckpointState> CheckpointDir::load_latest(
     const int64_t ok = all_reduce_value(host, int64_t{error.empty() ? 1 : 0}, ReduceOp::kSum);
     if (ok == host.size()) return state;
     warn("cannot resume from " + path + (error.empty() ? " (another rank failed)" : ": " + error) +
-         "; trying the previous checkpoint");
+         "; renamed it to " + fs::path(path).filename().string() +
+         ".damaged, trying the previous checkpoint");
+    if (host.rank() == 0) {
+      std::error_code ec;
+      fs::rename(path, path + ".damaged", ec);
+    }
+    host.barrier();
   }
   return std::nullopt;
 }

@@ -16,6 +16,13 @@ class Error : public std::runtime_error {
   using std::runtime_error::runtime_error;
 };
 
+// An error every rank of a job throws together, at the same point (the ranks
+// agreed on it): the job can stop without MPI_Abort, one rank reporting it.
+class AgreedError : public Error {
+ public:
+  using Error::Error;
+};
+
 template <typename... Parts>
 std::string str_cat(const Parts&... parts) {
   std::ostringstream out;

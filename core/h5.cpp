@@ -297,24 +297,29 @@ File File::open_read(const std::string& path) {
   return File(std::move(file), path);
 }
 
-File File::create(const std::string& path) {
+File File::create(const std::string& path, bool checksummed_metadata) {
   auto guard = lock();
-  Handle file(H5Fcreate(path.c_str(), H5F_ACC_TRUNC, H5P_DEFAULT, H5P_DEFAULT), Kind::kFile);
+  Handle fapl(H5Pcreate(H5P_FILE_ACCESS), Kind::kPropertyList);
+  // The 1.10 format checksums metadata too (object headers, B-trees), so a
+  // damaged file is reported instead of misread; HDF5 >= 1.10 reads it.
+  if (checksummed_metadata &&
+      H5Pset_libver_bounds(fapl.get(), H5F_LIBVER_V110, H5F_LIBVER_V110) < 0)
+    fail(path, ": cannot select the HDF5 1.10 file format", detail());
+  Handle file(H5Fcreate(path.c_str(), H5F_ACC_TRUNC, H5P_DEFAULT, fapl.get()), Kind::kFile);
   if (!file.valid()) fail(path, ": cannot create the HDF5 file", detail());
   return File(std::move(file), path);
 }
 
-File File::create_parallel(const std::string& path, MPI_Comm comm) {
+File File::open_parallel(const std::string& path, MPI_Comm comm) {
   auto guard = lock();
   Handle fapl(H5Pcreate(H5P_FILE_ACCESS), Kind::kPropertyList);
   if (H5Pset_fapl_mpio(fapl.get(), comm, MPI_INFO_NULL) < 0)
     fail(path, ": cannot set up parallel (MPI-IO) access", detail());
-  // The 1.10 format checksums metadata too (object headers, B-trees), so a
-  // damaged file is reported instead of misread; HDF5 >= 1.10 reads it.
+  // Keeps the format the file was created with (1.10 when checksummed).
   if (H5Pset_libver_bounds(fapl.get(), H5F_LIBVER_V110, H5F_LIBVER_V110) < 0)
     fail(path, ": cannot select the HDF5 1.10 file format", detail());
-  Handle file(H5Fcreate(path.c_str(), H5F_ACC_TRUNC, H5P_DEFAULT, fapl.get()), Kind::kFile);
-  if (!file.valid()) fail(path, ": cannot create the HDF5 file", detail());
+  Handle file(H5Fopen(path.c_str(), H5F_ACC_RDWR, fapl.get()), Kind::kFile);
+  if (!file.valid()) fail(path, ": cannot open the HDF5 file for parallel writing", detail());
   return File(std::move(file), path);
 }
 
@@ -351,6 +356,11 @@ Dataset File::create(const std::string& name, hid_t mem_type, const DatasetLayou
   }
   if (layout.checksum && H5Pset_fletcher32(dcpl.get()) < 0) {
     fail("cannot enable checksums on ", name, " in ", path_, detail());
+  }
+  // Parallel HDF5 allocates at creation and would write fill values there
+  // first (all the data twice); a writer that writes every element says so.
+  if (!layout.fill && H5Pset_fill_time(dcpl.get(), H5D_FILL_TIME_NEVER) < 0) {
+    fail("cannot turn off fill values of ", name, " in ", path_, detail());
   }
   // Names like "params/encoder/block_0/..." create their groups on the way.
   Handle lcpl(H5Pcreate(H5P_LINK_CREATE), Kind::kPropertyList);
@@ -428,6 +438,8 @@ std::vector<std::string> File::read_strings_attribute(const std::string& name) c
   } else {
     const size_t size = H5Tget_size(type.get());
     H5Tset_size(mem_type.get(), size);
+    // Null-padded: a null-terminated memory type would give up the last byte.
+    H5Tset_strpad(mem_type.get(), H5T_STR_NULLPAD);
     std::vector<char> buffer(n * size);
     if (H5Aread(attribute.get(), mem_type.get(), buffer.data()) < 0) {
       fail("cannot read attribute ", name, " in ", path_, detail());
@@ -439,6 +451,24 @@ std::vector<std::string> File::read_strings_attribute(const std::string& name) c
     }
   }
   return values;
+}
+
+void File::write_string_attribute(const std::string& name, const std::string& value) {
+  auto guard = lock();
+  if (has_attribute(name)) H5Adelete(id(), name.c_str());
+  Handle type(H5Tcopy(H5T_C_S1), Kind::kDatatype);
+  H5Tset_size(type.get(), std::max<size_t>(value.size(), 1));  // HDF5 has no 0-byte strings
+  H5Tset_strpad(type.get(), H5T_STR_NULLPAD);
+  H5Tset_cset(type.get(), H5T_CSET_UTF8);
+  const hsize_t n = 1;
+  Handle space(H5Screate_simple(1, &n, nullptr), Kind::kDataspace);
+  Handle attribute(
+      H5Acreate2(id(), name.c_str(), type.get(), space.get(), H5P_DEFAULT, H5P_DEFAULT),
+      Kind::kAttribute);
+  const std::string padded = value.empty() ? std::string(1, '\0') : value;
+  if (!attribute.valid() || H5Awrite(attribute.get(), type.get(), padded.data()) < 0) {
+    fail("cannot write attribute ", name, " in ", path_, detail());
+  }
 }
 
 void File::write_strings_attribute(const std::string& name,

@@ -149,6 +149,7 @@ struct DatasetLayout {
   bool growable = true;        // dimension 0 unlimited (requires chunking)
   std::vector<int64_t> chunk;  // chunk shape; empty = contiguous
   bool checksum = false;       // Fletcher32 per chunk (requires chunking)
+  bool fill = true;            // false: every element will be written, skip fill values
 };
 
 class File {
@@ -158,13 +159,14 @@ class File {
   // Opens an existing file read-only. Errors say whether the file is missing,
   // not HDF5, or truncated/corrupt.
   static File open_read(const std::string& path);
-  // Creates (truncating) a file for writing.
-  static File create(const std::string& path);
-  // Creates a file for collective writing by every rank of `comm` (MPI-IO):
-  // datasets and attributes are then created by all ranks with the same
-  // arguments, and data written with Dataset::write_rows_collective. The file
-  // uses the HDF5 1.10 format, whose metadata is checksummed.
-  static File create_parallel(const std::string& path, MPI_Comm comm);
+  // Creates (truncating) a file for writing; `checksummed_metadata`: in the
+  // HDF5 1.10 format, whose metadata (object headers, B-trees) is checksummed.
+  static File create(const std::string& path, bool checksummed_metadata = false);
+  // Opens a file made by create(path, true) for collective writing by every
+  // rank of `comm` (MPI-IO): datasets and attributes are then created by all
+  // ranks with the same arguments, and data written with
+  // Dataset::write_rows_collective.
+  static File open_parallel(const std::string& path, MPI_Comm comm);
 
   const std::string& path() const { return path_; }
   hid_t id() const { return handle_.get(); }
@@ -182,6 +184,11 @@ class File {
   void write_int64_attribute(const std::string& name, int64_t value);
   std::vector<std::string> read_strings_attribute(const std::string& name) const;
   void write_strings_attribute(const std::string& name, const std::vector<std::string>& values);
+  // One string as a fixed-length attribute: kept in the object header, which
+  // the 1.10 format checksums, not in the global heap that variable-length
+  // strings use (unchecksummed, and a damaged one can hang HDF5's reader).
+  // read_strings_attribute reads it as one string.
+  void write_string_attribute(const std::string& name, const std::string& value);
 
   void flush();
   // Closes the file, reporting errors (the destructor closes silently).

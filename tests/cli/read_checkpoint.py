@@ -5,6 +5,7 @@ file is the interface. Exits 77 (skipped) when h5py is not installed.
     read_checkpoint.py CHECKPOINT NUM_EXPERTS HIDDEN MLP
 """
 import sys
+import zlib
 
 try:
     import h5py
@@ -15,10 +16,21 @@ except ImportError as e:
 
 path, experts, hidden, mlp = sys.argv[1], *map(int, sys.argv[2:5])
 with h5py.File(path, "r") as f:
-    assert f.attrs["format_version"] == 1, f.attrs["format_version"]
+    assert f.attrs["format_version"] == 2, f.attrs["format_version"]
     step = int(f.attrs["step"])
-    model = f.attrs["model_flags"][0]
-    model = model.decode() if isinstance(model, bytes) else model
+
+    def text(name):
+        value = f.attrs[name][0]
+        return value.decode() if isinstance(value, bytes) else value
+
+    # The attributes' checksum, as checkpoints/README.md defines it.
+    canonical = b""
+    for name in ("format_version", "step", "seed", "global_batch", "world", "expert_parallel"):
+        canonical += name.encode() + b"\0" + str(int(f.attrs[name])).encode() + b"\0"
+    for name in ("model_flags", "optimizer_flags", "flagfile"):
+        canonical += name.encode() + b"\0" + text(name).encode() + b"\0"
+    assert zlib.crc32(canonical) == int(f.attrs["attributes_crc32"]), "attribute checksum"
+    model = text("model_flags")
     assert f"hidden_size={hidden}" in model, model
     w = f["params/encoder/block_1/mlp/experts/fc1/kernel"]
     assert w.shape == (experts, hidden, mlp), w.shape
