@@ -7,6 +7,7 @@
 #include <string>
 
 #include "comm/mpi_check.h"
+#include "comm/watchdog.h"
 
 namespace vmoe {
 namespace {
@@ -65,6 +66,7 @@ void MpiCommunicator::all_to_all(const int32_t* send, int32_t* recv, int64_t cou
 
 void MpiCommunicator::all_to_all(const void* send, void* recv, int64_t count, MPI_Datatype type,
                                  int64_t size) {
+  const CollectiveScope watched("MPI all_to_all");
   if (count > INT_MAX) return all_to_all_bytes(send, recv, count * size);  // in 1 KiB blocks
   check_mpi(MPI_Alltoall(send, static_cast<int>(count), type, recv, static_cast<int>(count), type,
                      comm_),
@@ -72,6 +74,7 @@ void MpiCommunicator::all_to_all(const void* send, void* recv, int64_t count, MP
 }
 
 void MpiCommunicator::all_to_all_bytes(const void* send, void* recv, int64_t bytes) {
+  const CollectiveScope watched("MPI all_to_all");
   if (bytes <= INT_MAX) {
     check_mpi(MPI_Alltoall(send, static_cast<int>(bytes), MPI_BYTE, recv, static_cast<int>(bytes),
                        MPI_BYTE, comm_),
@@ -90,6 +93,7 @@ void MpiCommunicator::all_to_all_bytes(const void* send, void* recv, int64_t byt
 }
 
 void MpiCommunicator::all_reduce(void* data, int64_t count, MPI_Datatype type, ReduceOp op) {
+  const CollectiveScope watched("MPI all_reduce");
   // In chunks below INT_MAX elements.
   int size = 0;
   MPI_Type_size(type, &size);
@@ -113,6 +117,7 @@ void MpiCommunicator::all_reduce(int64_t* data, int64_t count, ReduceOp op) {
 }
 
 void MpiCommunicator::broadcast(void* data, int64_t bytes, int root) {
+  const CollectiveScope watched("MPI broadcast");
   char* p = static_cast<char*>(data);
   for (int64_t done = 0; done < bytes;) {
     const int n = static_cast<int>(std::min<int64_t>(bytes - done, INT_MAX));
@@ -122,13 +127,17 @@ void MpiCommunicator::broadcast(void* data, int64_t bytes, int root) {
 }
 
 void MpiCommunicator::all_gather(const void* send, void* recv, int64_t bytes) {
+  const CollectiveScope watched("MPI all_gather");
   if (bytes > INT_MAX) throw std::runtime_error("all-gather chunks are limited to 2 GiB");
   check_mpi(MPI_Allgather(send, static_cast<int>(bytes), MPI_BYTE, recv, static_cast<int>(bytes),
                       MPI_BYTE, comm_),
         "MPI_Allgather");
 }
 
-void MpiCommunicator::barrier() { check_mpi(MPI_Barrier(comm_), "MPI_Barrier"); }
+void MpiCommunicator::barrier() {
+  const CollectiveScope watched("MPI barrier");
+  check_mpi(MPI_Barrier(comm_), "MPI_Barrier");
+}
 
 std::unique_ptr<MpiCommunicator> MpiCommunicator::duplicate() const {
   MPI_Comm copy;
@@ -145,6 +154,14 @@ std::unique_ptr<MpiCommunicator> MpiCommunicator::split_mpi(int color, int key) 
                                 " puts this rank in no group");
   MPI_Comm_set_errhandler(sub, MPI_ERRORS_RETURN);
   return std::make_unique<MpiCommunicator>(sub, /*owned=*/true);
+}
+
+std::unique_ptr<MpiCommunicator> MpiCommunicator::split_by_node() const {
+  MPI_Comm node;
+  check_mpi(MPI_Comm_split_type(comm_, MPI_COMM_TYPE_SHARED, rank_, MPI_INFO_NULL, &node),
+            "MPI_Comm_split_type");
+  MPI_Comm_set_errhandler(node, MPI_ERRORS_RETURN);
+  return std::make_unique<MpiCommunicator>(node, /*owned=*/true);
 }
 
 std::unique_ptr<Communicator> MpiCommunicator::split(int color, int key) {

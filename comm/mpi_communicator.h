@@ -34,6 +34,8 @@ class MpiCommunicator final : public Communicator {
   std::unique_ptr<MpiCommunicator> duplicate() const;
   // split() with the concrete type. Collective.
   std::unique_ptr<MpiCommunicator> split_mpi(int color, int key) const;
+  // The ranks that share this rank's node (shared memory). Collective.
+  std::unique_ptr<MpiCommunicator> split_by_node() const;
 
   void all_to_all_bytes(const void* send, void* recv, int64_t bytes_per_rank) override;
   void all_to_all(const float* send, float* recv, int64_t count_per_rank) override;

@@ -1,5 +1,7 @@
 #include "comm/nccl_communicator.h"
 
+#include "comm/watchdog.h"
+
 #include <stdexcept>
 #include <string>
 #include <utility>
@@ -283,6 +285,7 @@ void NcclCommunicator::all_gather(const void* send, void* recv, int64_t bytes) {
 void NcclCommunicator::barrier() {
   {
     VMOE_COMM_DEVICE_SCOPE(device_);
+    CollectiveScope scope("NCCL barrier (a wait for the collectives in flight)");
     VMOE_COMM_CUDA_CHECK(cudaStreamSynchronize(stream_));
   }
   twin_->barrier();

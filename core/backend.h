@@ -61,6 +61,16 @@ struct HostTraffic {
   int64_t total() const { return to_device + to_host + syncs; }
 };
 
+// Told when the host begins and ends a wait for the device. The collective
+// watchdog (comm/watchdog.h) watches these through an adapter the launcher
+// installs: a stuck NCCL collective shows as a wait that never ends.
+class WaitObserver {
+ public:
+  virtual ~WaitObserver() = default;
+  virtual void wait_begins(const char* what) = 0;
+  virtual void wait_ends() = 0;
+};
+
 // Points on the host's steady clock (timing of synchronous work).
 class HostTimeMarks {
  public:
@@ -119,6 +129,10 @@ class Backend {
     upload_pixels_impl(n, host, dst);
   }
   const HostTraffic& traffic() const { return traffic_; }
+  void set_wait_observer(WaitObserver* observer) { wait_observer_ = observer; }
+  // Free device memory in bytes, or -1 for a backend whose memory is the
+  // host's (the CPU).
+  virtual int64_t device_memory_free() { return -1; }
   // Host memory for buffers that are copied to the device often (pinned on a
   // GPU, so copies run at full speed and asynchronously); any thread may call.
   virtual void* allocate_host(size_t bytes);
@@ -294,9 +308,26 @@ class Backend {
   virtual void upload_pixels_impl(int64_t n, const uint8_t* host, float* dst) = 0;
   virtual void synchronize_impl() {}
 
+  // Marks a host wait for the device for the WaitObserver, if any.
+  class WaitScope {
+   public:
+    WaitScope(const Backend& backend, const char* what) : observer_(backend.wait_observer_) {
+      if (observer_ != nullptr) observer_->wait_begins(what);
+    }
+    ~WaitScope() {
+      if (observer_ != nullptr) observer_->wait_ends();
+    }
+    WaitScope(const WaitScope&) = delete;
+    WaitScope& operator=(const WaitScope&) = delete;
+
+   private:
+    WaitObserver* observer_;
+  };
+
   Precision precision_ = Precision::kFp32;
 
  private:
+  WaitObserver* wait_observer_ = nullptr;
   HostTraffic traffic_;
   HostTimeMarks host_marks_;
 };

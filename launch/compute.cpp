@@ -4,6 +4,7 @@
 #include <cstring>
 
 #include "comm/stand_in_communicator.h"
+#include "comm/watchdog.h"
 #include "core/check.h"
 #include "core/cpu/cpu_backend.h"
 #ifdef VMOE_HAVE_CUDA
@@ -13,6 +14,18 @@
 #endif
 
 namespace vmoe {
+namespace {
+
+// The backend's host waits, as the collective watchdog sees them.
+class WatchdogWaits : public WaitObserver {
+ public:
+  void wait_begins(const char* what) override { CollectiveWatchdog::instance().enter(what); }
+  void wait_ends() override { CollectiveWatchdog::instance().leave(); }
+};
+
+WatchdogWaits watchdog_waits;
+
+}  // namespace
 
 Compute::Compute(const std::string& backend, int device, MpiCommunicator& mpi_world)
     : mpi_world_(&mpi_world) {
@@ -34,6 +47,7 @@ Compute::Compute(const std::string& backend, int device, MpiCommunicator& mpi_wo
       shared_device_error(gather_rank_devices(mpi_world, describe_device(chosen)), device >= 0);
   VMOE_CHECK(shared.empty(), shared);
   auto gpu = std::make_unique<CudaBackend>(chosen);
+  gpu->set_wait_observer(&watchdog_waits);
   device_world_ = std::make_unique<NcclCommunicator>(mpi_world, gpu->stream());
   backend_ = std::move(gpu);
 #else

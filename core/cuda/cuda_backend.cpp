@@ -4,6 +4,16 @@
 
 namespace vmoe {
 
+void CudaBackend::wait_for(cudaStream_t stream) const {
+  const WaitScope scope(*this, "a wait for the GPU (NCCL collectives in flight)");
+  VMOE_CUDA_CHECK(cudaStreamSynchronize(stream));
+}
+
+void CudaBackend::wait_for(cudaEvent_t event) const {
+  const WaitScope scope(*this, "a wait for the GPU (NCCL collectives in flight)");
+  VMOE_CUDA_CHECK(cudaEventSynchronize(event));
+}
+
 int cuda_device_count() {
   int count = 0;
   if (cudaGetDeviceCount(&count) != cudaSuccess) {
@@ -43,6 +53,12 @@ CudaBackend::~CudaBackend() {
   cudaStreamDestroy(stream_);
 }
 
+int64_t CudaBackend::device_memory_free() {
+  size_t free = 0, total = 0;
+  VMOE_CUDA_CHECK(cudaMemGetInfo(&free, &total));
+  return static_cast<int64_t>(free);
+}
+
 bool CudaBackend::set_tf32(bool on) {
   VMOE_CUBLAS_CHECK(
       cublasSetMathMode(cublas_, on ? CUBLAS_TF32_TENSOR_OP_MATH : CUBLAS_DEFAULT_MATH));
@@ -61,7 +77,7 @@ int CudaBackend::time_mark() {
 
 double CudaBackend::seconds_between(int from, int to) {
   cudaEvent_t a = marks_.at(static_cast<size_t>(from)), b = marks_.at(static_cast<size_t>(to));
-  VMOE_CUDA_CHECK(cudaEventSynchronize(b));
+  wait_for(b);
   float ms = 0.0f;
   VMOE_CUDA_CHECK(cudaEventElapsedTime(&ms, a, b));
   return ms * 1e-3;
@@ -80,13 +96,13 @@ void CudaBackend::copy_to_device_impl(void* dst, const void* src, size_t bytes) 
   if (bytes == 0) return;
   VMOE_CUDA_CHECK(cudaMemcpyAsync(dst, src, bytes, cudaMemcpyHostToDevice, stream_));
   // The host buffer may be reused as soon as we return.
-  VMOE_CUDA_CHECK(cudaStreamSynchronize(stream_));
+  wait_for(stream_);
 }
 
 void CudaBackend::copy_to_host_impl(void* dst, const void* src, size_t bytes) {
   if (bytes == 0) return;
   VMOE_CUDA_CHECK(cudaMemcpyAsync(dst, src, bytes, cudaMemcpyDeviceToHost, stream_));
-  VMOE_CUDA_CHECK(cudaStreamSynchronize(stream_));
+  wait_for(stream_);
 }
 
 void CudaBackend::copy(void* dst, const void* src, size_t bytes) {
@@ -99,7 +115,9 @@ void CudaBackend::zero(void* x, size_t bytes) {
   VMOE_CUDA_CHECK(cudaMemsetAsync(x, 0, bytes, stream_));
 }
 
-void CudaBackend::synchronize_impl() { VMOE_CUDA_CHECK(cudaStreamSynchronize(stream_)); }
+void CudaBackend::synchronize_impl() {
+  wait_for(stream_);
+}
 
 void* CudaBackend::scratch(size_t bytes) {
   if (bytes > scratch_bytes_) {

@@ -35,6 +35,7 @@ class CudaBackend final : public Backend {
 
   std::string name() const override { return "cuda"; }
   bool set_tf32(bool on) override;
+  int64_t device_memory_free() override;
   void* allocate_host(size_t bytes) override;  // pinned (cudaHostAlloc, portable)
   void deallocate_host(void* ptr) override;
   int time_mark() override;
@@ -149,6 +150,10 @@ class CudaBackend final : public Backend {
   void synchronize_impl() override;
 
  private:
+  // Host waits for the GPU, marked for the WaitObserver: where a stuck NCCL
+  // collective (a peer that never arrives) shows.
+  void wait_for(cudaStream_t stream) const;
+  void wait_for(cudaEvent_t event) const;
   // gemm_batched with bfloat16 inputs (cuda_bf16.cu): A and B are converted
   // once per call, every matrix of both levels, then multiplied level by level.
   void gemm_bf16(Trans ta, Trans tb, int m, int n, int k, float alpha, const float* a, int lda,

@@ -55,7 +55,7 @@ void CudaBackend::upload_pixels_impl(int64_t n, const uint8_t* host, float* dst)
     // Its last reader (the scaling two uploads ago) must be done before it
     // goes. Not from the caching allocator: that reuses blocks in the compute
     // stream's order, and the copy stream writes this one out of that order.
-    VMOE_CUDA_CHECK(cudaEventSynchronize(consumed_[k]));
+    wait_for(consumed_[k]);
     if (staging_[k] != nullptr) VMOE_CUDA_CHECK(cudaFree(staging_[k]));
     staging_[k] = nullptr;
     VMOE_CUDA_CHECK(cudaMalloc(reinterpret_cast<void**>(&staging_[k]), bytes));
@@ -72,7 +72,7 @@ void CudaBackend::upload_pixels_impl(int64_t n, const uint8_t* host, float* dst)
   VMOE_CUDA_LAUNCH_CHECK();
   VMOE_CUDA_CHECK(cudaEventRecord(consumed_[k], stream_));
   // `host` may be reused once the copy is done (the step queued before runs on).
-  VMOE_CUDA_CHECK(cudaEventSynchronize(copied_[k]));
+  wait_for(copied_[k]);
 }
 
 void CudaBackend::mix_pairs(int64_t pairs, int64_t n, float lambda, float* x) {
