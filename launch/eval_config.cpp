@@ -31,14 +31,24 @@ namespace {
 namespace fs = std::filesystem;
 
 // vmoe_train flags a user may set for an evaluation; the rest come from the checkpoint.
-const std::set<std::string> kEvalKnobs = {
-    "eval_data",           "eval_batch_size", "eval_capacity_ratio", "eval_num_selected",
-    "eval_batch_priority", "eval_capacity_sweep", "expert_parallel", "prefetch", "backend",
-    "device", "precision", "tf32"};
+const std::set<std::string> kEvalKnobs = {"eval_data",
+                                          "eval_batch_size",
+                                          "eval_capacity_ratio",
+                                          "eval_num_selected",
+                                          "eval_batch_priority",
+                                          "eval_capacity_sweep",
+                                          "expert_parallel",
+                                          "prefetch",
+                                          "backend",
+                                          "device",
+                                          "precision",
+                                          "tf32",
+                                          "collective_timeout"};
 // Flags of the training run that an evaluation must not replay.
 // (--tf32 is not replayed either: an evaluation is exact fp32 unless it asks.)
-const std::set<std::string> kNotReplayed = {"eval_capacity_sweep", "resume", "init_from",
-                                            "init_skip", "run_dir", "checkpoint_dir", "tf32"};
+const std::set<std::string> kNotReplayed = {
+    "eval_capacity_sweep", "resume", "init_from",         "init_skip", "run_dir",
+    "checkpoint_dir",      "tf32",   "collective_timeout"};
 
 bool is_train_flag(const gflags::CommandLineFlagInfo& f) {
   return f.filename.find("train_config.cpp") != std::string::npos;
@@ -79,17 +89,17 @@ DatasetInfo trained_shape(const CheckpointState& s, const std::string& checkpoin
 
 }  // namespace
 
-std::string resolve_checkpoint(const std::string& path) {
+std::vector<std::string> resolve_checkpoints(const std::string& path) {
   VMOE_CHECK(!path.empty(), "--checkpoint is required (a checkpoint file, or a run directory)");
   VMOE_CHECK(fs::exists(path), "--checkpoint=", path, ": no such file or directory");
-  if (!fs::is_directory(path)) return path;
+  if (!fs::is_directory(path)) return {path};
   const std::string dir = fs::is_directory(fs::path(path) / "checkpoints")
                               ? (fs::path(path) / "checkpoints").string()
                               : path;
   const std::vector<std::string> found = CheckpointDir(dir, 1).list();
   VMOE_CHECK(!found.empty(), "--checkpoint=", path, ": no complete checkpoint (ckpt-<step>.h5) in ",
              dir);
-  return found.front();
+  return found;
 }
 
 FewShotTarget parse_fewshot_target(const std::string& spec) {
@@ -125,8 +135,21 @@ std::string dataset_name(const std::string& path) {
 
 EvalConfig eval_config_from_flags(int world) {
   EvalConfig e;
-  e.checkpoint = resolve_checkpoint(FLAGS_checkpoint);
-  e.state = read_checkpoint_state(e.checkpoint);
+  // The newest checkpoint whose attributes are sound (a single file must be).
+  std::vector<std::string> candidates = resolve_checkpoints(FLAGS_checkpoint);
+  for (size_t i = 0;; ++i) {
+    try {
+      e.state = read_checkpoint_state(candidates[i]);
+    } catch (const std::exception& err) {
+      if (i + 1 == candidates.size()) throw;
+      e.warnings.push_back("cannot read " + candidates[i] + ": " + err.what() +
+                           "; trying the previous checkpoint");
+      continue;
+    }
+    e.checkpoint = candidates[i];
+    e.fallbacks.assign(candidates.begin() + static_cast<std::ptrdiff_t>(i) + 1, candidates.end());
+    break;
+  }
   // Replay the run's flags under whatever this command line sets.
   const std::map<std::string, std::string> saved = parse_lines(e.state.flagfile, true);
   std::vector<gflags::CommandLineFlagInfo> flags;
@@ -137,7 +160,7 @@ EvalConfig eval_config_from_flags(int world) {
                " is a training flag: vmoe_eval takes the model from the checkpoint (it accepts "
                "--eval_data, --eval_batch_size, --eval_capacity_ratio, --eval_num_selected, "
                "--eval_batch_priority, --eval_capacity_sweep, --expert_parallel, --prefetch, "
-               "--backend, --device, --precision, --tf32)");
+               "--backend, --device, --precision, --tf32, --collective_timeout)");
     const auto it = saved.find(f.name);
     if (f.is_default && it != saved.end() && !kNotReplayed.count(f.name))
       gflags::SetCommandLineOption(f.name.c_str(), it->second.c_str());

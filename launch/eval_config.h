@@ -23,6 +23,10 @@ struct FewShotTarget {
 struct EvalConfig {
   std::string checkpoint;  // the file
   CheckpointState state;
+  // A folder: its older complete checkpoints, newest first, to fall back to
+  // when `checkpoint` cannot be read (a single file has none: it must be sound).
+  std::vector<std::string> fallbacks;
+  std::vector<std::string> warnings;  // checkpoints passed over, and why
   TrainConfig run;  // the trained model, with this evaluation's knobs
   std::vector<std::string> eval_data;
   std::string out_dir;
@@ -31,9 +35,9 @@ struct EvalConfig {
   FewShotSettings fewshot_settings;
 };
 
-// A checkpoint file, or the newest complete checkpoint of a checkpoint
-// directory or of a run directory (<run>/checkpoints).
-std::string resolve_checkpoint(const std::string& path);
+// A checkpoint file, or the complete checkpoints of a checkpoint directory or
+// of a run directory (<run>/checkpoints), newest first.
+std::vector<std::string> resolve_checkpoints(const std::string& path);
 // "data/x" (a folder with train.h5 and test.h5) or "a.h5:b.h5".
 FewShotTarget parse_fewshot_target(const std::string& spec);
 // A short name for an evaluation file: "<folder>_<stem>", e.g. fashion_mnist_test.

@@ -10,6 +10,7 @@
 #include "checkpoints/checkpoint.h"
 #include "comm/mpi_communicator.h"
 #include "comm/process_groups.h"
+#include "comm/watchdog.h"
 #include "core/check.h"
 #include "datasets/dataset_info.h"
 #include "launch/compute.h"
@@ -160,9 +161,41 @@ std::string fewshot_target(Trainer& trainer, const EvalConfig& c, const FewShotT
       .str();
 }
 
+// Loads c.checkpoint, or, when some rank cannot read it completely (a damaged
+// file in a folder), the newest of c.fallbacks that every rank can; a single
+// file has no fallback. Collective.
+void load_with_fallback(EvalConfig& c, Trainer& trainer, MpiCommunicator& host) {
+  std::vector<std::string> candidates = {c.checkpoint};
+  candidates.insert(candidates.end(), c.fallbacks.begin(), c.fallbacks.end());
+  for (size_t i = 0; i < candidates.size(); ++i) {
+    std::string error;
+    try {
+      if (i > 0) {
+        const CheckpointState state = read_checkpoint_state(candidates[i]);
+        VMOE_CHECK(state.model_flags == c.state.model_flags, candidates[i],
+                   " is a checkpoint of another model");
+        c.state = state;
+      }
+      load_checkpoint(candidates[i], trainer.params(), nullptr, {.optimizer = false});
+    } catch (const std::exception& e) {
+      error = e.what();
+    }
+    const int64_t failed = all_reduce_value(host, int64_t{error.empty() ? 0 : 1}, ReduceOp::kSum);
+    if (failed == 0) {
+      c.checkpoint = candidates[i];
+      return;
+    }
+    if (i + 1 == candidates.size()) agree_on(host, error.empty() ? "" : error);
+    say(host, "warning: cannot read %s: %s; trying the previous checkpoint\n",
+        candidates[i].c_str(), error.empty() ? "another rank failed" : error.c_str());
+  }
+}
+
 int run(MpiCommunicator& world) {
   const auto start = Clock::now();
-  EvalConfig c = eval_config_from_flags(world.size());
+  EvalConfig c = agreed(world, [&] { return eval_config_from_flags(world.size()); });
+  const WatchdogSession watchdog(c.run.collective_timeout_s, world.rank(), world.size(),
+                                 c.out_dir + "/.heartbeat", "vmoe_eval");
   const MoeConfig& moe = c.run.trainer.moe;
   Compute compute(c.run.backend, c.run.device, world);
   Backend& backend = compute.backend();
@@ -170,7 +203,8 @@ int run(MpiCommunicator& world) {
   ProcessGroups groups =
       compute.make_groups(moe.enabled() ? moe.num_experts : 0, c.run.expert_parallel);
   Trainer trainer(backend, c.run.trainer, &groups);
-  load_checkpoint(c.checkpoint, trainer.params(), nullptr, {.optimizer = false});
+  for (const std::string& w : c.warnings) say(world, "warning: %s\n", w.c_str());
+  load_with_fallback(c, trainer, compute.host());
   if (world.rank() == 0) std::filesystem::create_directories(c.out_dir);
   say(world, "vmoe_eval: %s (step %lld) on %d rank(s) -> %s\n", c.checkpoint.c_str(),
       static_cast<long long>(c.state.step), world.size(), c.out_dir.c_str());

@@ -2,6 +2,7 @@
 
 #include <cerrno>
 #include <cmath>
+#include <cstdlib>
 #include <cstring>
 #include <filesystem>
 #include <fstream>
@@ -98,6 +99,22 @@ void MetricsLog::write(const JsonRecord& record) {
   const std::string line = record.str() + "\n";
   VMOE_CHECK(std::fwrite(line.data(), 1, line.size(), file_) == line.size() && std::fflush(file_) == 0,
              "cannot write to ", path_, ": ", std::strerror(errno));
+}
+
+void MetricsLog::drop_after(int64_t step) {
+  std::ifstream in(path_);
+  std::string kept, line;
+  while (std::getline(in, line) && step >= 0) {
+    // Every record this program writes has "step": N (a run's last one too).
+    const size_t at = line.find("\"step\": ");
+    const long long s = at == std::string::npos ? -1 : std::atoll(line.c_str() + at + 8);
+    if (s <= step) kept += line + "\n";
+  }
+  std::fclose(file_);
+  file_ = nullptr;
+  write_file_atomically(path_, kept);
+  file_ = std::fopen(path_.c_str(), "a");
+  VMOE_CHECK(file_ != nullptr, "cannot open ", path_, " for appending: ", std::strerror(errno));
 }
 
 void write_file_atomically(const std::string& path, const std::string& text) {

@@ -2,6 +2,7 @@
 // record so a crashed run keeps everything it logged.
 #pragma once
 
+#include <cstdint>
 #include <cstdio>
 #include <string>
 #include <utility>
@@ -30,6 +31,10 @@ class MetricsLog {
   MetricsLog(const MetricsLog&) = delete;
   MetricsLog& operator=(const MetricsLog&) = delete;
   void write(const JsonRecord& record);
+  // A resumed run: drops the records of steps after `step` (they are run
+  // again), so the file holds each step once; step < 0 drops every record (a
+  // new run in the same folder). Rewrites the file atomically.
+  void drop_after(int64_t step);
 
  private:
   std::string path_;

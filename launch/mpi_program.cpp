@@ -4,6 +4,10 @@
 
 #include <cstdio>
 #include <exception>
+#include <new>
+#include <stdexcept>
+
+#include "comm/agreement.h"
 
 DECLARE_bool(help);
 
@@ -27,7 +31,19 @@ int run_mpi_program(int argc, char** argv, const MpiProgram& program) {
     return 1;
   }
   try {
-    return program.run(world);
+    try {
+      return program.run(world);
+    } catch (const std::bad_alloc&) {
+      // The planner's pre-flight check (launch/preflight.h) should have said
+      // this before; memory can still run out for reasons it cannot see.
+      throw std::runtime_error(
+          "out of host memory (std::bad_alloc): the model, the batch or the loader's buffers "
+          "do not fit; vmoe_plan with the same flags shows what a run needs");
+    }
+  } catch (const AgreedError& e) {
+    // Every rank is here with the same message: one line, no MPI_Abort.
+    if (world.rank() == 0) std::fprintf(stderr, "%s: error: %s\n", program.name, e.what());
+    return 1;
   } catch (const std::exception& e) {
     // One rank failing stops the job: no rank may wait in a collective forever.
     if (world.size() > 1) {
@@ -39,6 +55,14 @@ int run_mpi_program(int argc, char** argv, const MpiProgram& program) {
     std::fprintf(stderr, "%s: error: %s\n", program.name, e.what());
     return 1;
   }
+}
+
+void agree_on(MpiCommunicator& world, const std::string& error) {
+  const FirstError first = first_error(world, error);
+  if (first.message.empty()) return;
+  throw AgreedError(world.size() > 1 && first.rank != 0
+                        ? str_cat(first.message, " (rank ", first.rank, ")")
+                        : first.message);
 }
 
 }  // namespace vmoe

@@ -1,5 +1,7 @@
 #include "launch/train_checkpoints.h"
 
+#include <cstdio>
+
 #include "core/check.h"
 #include "launch/mpi_program.h"
 
@@ -55,6 +57,26 @@ int64_t resume(CheckpointDir& dir, const TrainConfig& c, Trainer& trainer, Proce
                 static_cast<long long>(state->world), seconds_since(start));
   say(line);
   return state->step;
+}
+
+void refuse_foreign_checkpoints(const CheckpointDir& dir, MpiCommunicator& host) {
+  // Rank 0's listing decides, as for --resume.
+  char newest[512] = {0};
+  int64_t count = 0;
+  if (host.rank() == 0) {
+    const std::vector<std::string> found = dir.list();
+    count = static_cast<int64_t>(found.size());
+    if (!found.empty()) std::snprintf(newest, sizeof newest, "%s", found.front().c_str());
+  }
+  host.broadcast(&count, sizeof count, 0);
+  host.broadcast(newest, sizeof newest, 0);
+  if (count > 0) {  // every rank sees the same count: they throw together
+    throw AgreedError(
+        str_cat("the checkpoint folder ", dir.dir(), " already holds ", count,
+                " checkpoint(s) of an earlier run (newest: ", newest,
+                "); pass --resume to continue "
+                "that run, --overwrite to remove them, or another --run_dir/--checkpoint_dir"));
+  }
 }
 
 void init_from(const TrainConfig& c, Trainer& trainer, const Say& say) {

@@ -23,4 +23,8 @@ int64_t resume(CheckpointDir& dir, const TrainConfig& c, Trainer& trainer, Proce
 // --init_from: loads the parameters only, with the fine-tuning rules.
 void init_from(const TrainConfig& c, Trainer& trainer, const Say& say);
 
+// A new run (no --resume) must not share its checkpoint folder with an earlier
+// run's checkpoints: throws, naming them and the ways out. Collective.
+void refuse_foreign_checkpoints(const CheckpointDir& dir, MpiCommunicator& host);
+
 }  // namespace vmoe

@@ -132,6 +132,18 @@ DEFINE_int64(checkpoint_every, 1000, "Save a checkpoint every this many steps, a
              "(0 = only at the end).");
 DEFINE_int32(keep_checkpoints, 3, "Keep the newest this many checkpoints.");
 DEFINE_string(checkpoint_dir, "", "Where checkpoints go (default: <run_dir>/checkpoints).");
+DEFINE_bool(overwrite, false,
+            "Without --resume, a checkpoint folder that already holds "
+            "checkpoints is an error (they belong to another run); this removes them first.");
+DEFINE_int32(checkpoint_failures_allowed, 0,
+             "Checkpoints that may fail to be written (e.g. a "
+             "full disk) before training stops; each failure is reported and leaves the earlier "
+             "checkpoints intact. 0: the first failure stops training.");
+DEFINE_double(collective_timeout, 300,
+              "Seconds a rank may wait in one collective (or for the "
+              "GPU while NCCL collectives run) before the job ends with a message naming the "
+              "collective, the step and the ranks that did not arrive; a checkpoint write may "
+              "take 10x as long. 0: wait forever.");
 DEFINE_bool(resume, false, "Continue from the newest readable checkpoint in the checkpoint "
             "directory (same model and optimiser flags; any number of ranks).");
 DEFINE_string(init_from, "", "Fine-tune: start from this checkpoint's parameters (not its "
@@ -161,9 +173,14 @@ std::vector<double> parse_ratios(const std::string& text) {
   return out;
 }
 
-void check_positive(const char* flag, double v) { VMOE_CHECK(v > 0, "--", flag, " must be positive, got ", v); }
+// Finite too: --learning_rate=inf would train on NaNs.
+void check_positive(const char* flag, double v) {
+  VMOE_CHECK(std::isfinite(v) && v > 0, "--", flag, " must be positive",
+             std::isfinite(v) ? "" : " and finite", ", got ", v);
+}
 void check_non_negative(const char* flag, double v) {
-  VMOE_CHECK(v >= 0, "--", flag, " must be >= 0, got ", v);
+  VMOE_CHECK(std::isfinite(v) && v >= 0, "--", flag, " must be >= 0",
+             std::isfinite(v) ? "" : " and finite", ", got ", v);
 }
 
 }  // namespace
@@ -345,6 +362,14 @@ TrainConfig config_from_flags(const DatasetInfo& train_info, const DatasetInfo& 
              "starts a new one from a checkpoint)");
   VMOE_CHECK(!FLAGS_resume || !FLAGS_run_dir.empty(),
              "--resume needs --run_dir (the run to continue)");
+  check_non_negative("checkpoint_failures_allowed", FLAGS_checkpoint_failures_allowed);
+  VMOE_CHECK(!(FLAGS_resume && FLAGS_overwrite),
+             "--resume and --overwrite exclude each other (resume continues the checkpoints "
+             "that --overwrite would remove)");
+  c.overwrite = FLAGS_overwrite;
+  check_non_negative("collective_timeout", FLAGS_collective_timeout);
+  c.collective_timeout_s = FLAGS_collective_timeout;
+  c.checkpoint_failures_allowed = FLAGS_checkpoint_failures_allowed;
   c.checkpoint_every = FLAGS_checkpoint_every;
   c.keep_checkpoints = FLAGS_keep_checkpoints;
   c.checkpoint_dir = FLAGS_checkpoint_dir;

@@ -39,6 +39,9 @@ struct TrainConfig {
   int keep_checkpoints = 3;
   std::string checkpoint_dir;               // empty: <run_dir>/checkpoints
   bool resume = false;
+  bool overwrite = false;  // remove another run's checkpoints first
+  int checkpoint_failures_allowed = 0;
+  double collective_timeout_s = 300;        // the collective watchdog (comm/watchdog.h); 0: off
   std::string init_from;                    // fine-tuning source
   std::vector<std::regex> init_skip;
 };

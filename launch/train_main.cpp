@@ -8,12 +8,14 @@
 
 #include "comm/mpi_communicator.h"
 #include "comm/process_groups.h"
+#include "comm/watchdog.h"
 #include "core/check.h"
 #include "datasets/loader.h"
 #include "launch/compute.h"
 #include "launch/evaluation.h"
 #include "launch/metrics_log.h"
 #include "launch/mpi_program.h"
+#include "launch/preflight.h"
 #include "launch/train_checkpoints.h"
 #include "launch/train_config.h"
 #include "launch/trainer.h"
@@ -76,6 +78,9 @@ class Reporter {
   void write(const JsonRecord& record) {
     if (active_) log_->write(record);
   }
+  void drop_after(int64_t step) {
+    if (active_) log_->drop_after(step);
+  }
 
  private:
   bool active_;
@@ -83,7 +88,7 @@ class Reporter {
 };
 
 int run(MpiCommunicator& world) {
-  TrainConfig c = train_config_from_flags(world.size());
+  TrainConfig c = agreed(world, [&] { return train_config_from_flags(world.size()); });
   const DatasetInfo& train_info = c.train_info;
   if (c.run_dir.empty()) c.run_dir = default_run_dir();
   // Every rank agrees on the run directory (the default is a time stamp).
@@ -92,28 +97,58 @@ int run(MpiCommunicator& world) {
   world.broadcast(dir.data(), static_cast<int64_t>(dir.size()), 0);
   c.run_dir = dir.data();
   Reporter out(world.rank() == 0, c.run_dir);
-  if (out.active()) write_file_atomically(c.run_dir + "/flags.txt", flags_as_flagfile());
+  const WatchdogSession watchdog(c.collective_timeout_s, world.rank(), world.size(),
+                                 c.run_dir + "/.heartbeat", "vmoe_train");
 
   Compute compute(c.backend, c.device, world);
   Backend& backend = compute.backend();
   backend.set_tf32(c.tf32);
+  check_memory(c, backend, world);  // before the model allocates anything
   ProcessGroups groups = compute.make_groups(
       c.trainer.moe.enabled() ? c.trainer.moe.num_experts : 0, c.expert_parallel);
   Trainer trainer(backend, c.trainer, &groups);
   CheckpointDir checkpoints(c.checkpoint_dir.empty() ? c.run_dir + "/checkpoints" : c.checkpoint_dir,
                             c.keep_checkpoints);
   const Say say = [&](const std::string& text) { out.print("%s", text.c_str()); };
+  MpiCommunicator& host = compute.host();
+  // Another run's checkpoints in the folder would be pruned as if they were
+  // this run's (or this run's as if they were old): refuse, unless told.
+  if (c.overwrite) {
+    checkpoints.remove_all(host);
+  } else if (!c.resume) {
+    refuse_foreign_checkpoints(checkpoints, host);
+  }
+  checkpoints.check_writable(host,
+                             planned_checkpoint_bytes(trainer.params(), &trainer.optimizer()));
+  // Only now, past the checks: a refused run leaves the folder's files alone.
+  if (out.active()) write_file_atomically(c.run_dir + "/flags.txt", flags_as_flagfile());
   int64_t start_step = 0;
   if (c.resume) start_step = resume(checkpoints, c, trainer, groups, say);
+  // The records of steps that run (again) go; a new run starts a new log.
+  out.drop_after(c.resume ? start_step : -1);
   if (!c.init_from.empty()) init_from(c, trainer, say);
   // Tests: abort mid-write after this many datasets, as a crash would.
   const char* abort_hook = std::getenv("VMOE_TEST_ABORT_CHECKPOINT_AFTER");
   const int abort_after = abort_hook != nullptr ? std::atoi(abort_hook) : -1;
+  int checkpoint_failures = 0;
   auto save = [&](int64_t step) {
     const auto t = Clock::now();
-    const std::string path = checkpoints.save(trainer.params(), &trainer.optimizer(),
-                                              checkpoint_state(c, trainer, groups), groups,
-                                              abort_after);
+    std::string path;
+    try {
+      const CollectiveScope watched("a checkpoint write (collective MPI-IO)", 10);
+      path = checkpoints.save(trainer.params(), &trainer.optimizer(),
+                              checkpoint_state(c, trainer, groups), groups, abort_after);
+    } catch (const CheckpointWriteError& e) {
+      // Every rank is here: the write failed everywhere, earlier checkpoints are intact.
+      if (++checkpoint_failures > c.checkpoint_failures_allowed) throw;
+      out.print("warning: %s (failure %d of --checkpoint_failures_allowed=%d; training goes on)\n",
+                e.what(), checkpoint_failures, c.checkpoint_failures_allowed);
+      out.write(JsonRecord()
+                    .add("type", std::string("checkpoint_failed"))
+                    .add("step", step)
+                    .add("error", std::string(e.what())));
+      return;
+    }
     const double seconds = seconds_since(t);
     out.print("checkpoint: %s (%.2fs)\n", path.c_str(), seconds);
     out.write(JsonRecord()
@@ -205,6 +240,7 @@ int run(MpiCommunicator& world) {
   };
 
   for (int64_t step = start_step + 1; step <= c.total_steps; ++step) {
+    CollectiveWatchdog::instance().set_step(step);
     loader.next(batch);
     const int32_t* superclass = batch.superclass.empty() ? nullptr : batch.superclass.data();
     if (c.uint8_pixels) {

@@ -5,7 +5,7 @@
 set -u
 export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 OPENBLAS_NUM_THREADS=1
 start=$(date +%s)
-err=$("$1" -np 2 "$2" --train_data="$3" --eval_data="$4" --run_dir="$5" --total_steps=1 \
+err=$("$1" -np 2 "$2" --train_data="$3" --eval_data="$4" --run_dir="$5" --overwrite --total_steps=1 \
   --batch_size=64 --hidden_size=8 --num_heads=1 --mlp_dim=8 --num_layers=1 --patch_size=7 2>&1 >/dev/null)
 code=$?
 elapsed=$(($(date +%s) - start))
