@@ -39,6 +39,7 @@ train() {  # name flagfile data_dir [flags...]
 if [[ ! -f $OUT/superclass_data/test.h5 ]]; then
   "$BIN/vmoe_import" --format=fashion_mnist --input=$FMNIST --output="$OUT/split_data" \
     --validation_size=5000
+  rm -rf "${OUT:?}/superclass_model"  # an interrupted earlier attempt
   "${launcher[@]}" "$BIN/vmoe_train" --flagfile=launch/configs/vit_fmnist.flags --num_epochs=3 \
     --train_data="$OUT/split_data/train.h5" --eval_data="$OUT/split_data/val.h5" \
     --run_dir="$OUT/superclass_model" | tail -n 3
