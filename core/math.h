@@ -40,10 +40,18 @@ VMOE_HD float from_bf16(uint16_t b) {
 }
 VMOE_HD float round_to_bf16(float f) { return from_bf16(to_bf16(f)); }
 
+// c ? a : b, by bit masks after both are computed. A plain ?: lets GCC move
+// arithmetic into its arms; under -ftrapping-math (the default) it then will
+// not if-convert that work, and without AVX-512's masks the loop stays scalar.
+VMOE_HD float select(bool c, float a, float b) {
+  const uint32_t m = 0u - static_cast<uint32_t>(c);
+  return bits_to_float(static_cast<int32_t>((float_to_bits(a) & m) | (float_to_bits(b) & ~m)));
+}
+
 // e^x for x in [-87.3, 88.3] (clamped outside: 0 and inf are never produced).
 VMOE_HD float exp_fast(float x) {
-  // Comparisons, not fminf/fmaxf: those are libm calls (NaN rules) that stop vectorisation.
-  x = x < -87.3f ? -87.3f : (x > 88.3f ? 88.3f : x);
+  x = select(x < -87.3f, -87.3f, x);
+  x = select(x > 88.3f, 88.3f, x);
   // n = round(x / ln 2) by the 1.5*2^23 trick (vectorises, no libm call).
   const float shifter = 12582912.0f;
   const float n = (x * 1.44269504088896341f + shifter) - shifter;
@@ -74,7 +82,7 @@ VMOE_HD float erfc_fast(float x) {
   p = fmaf(p, t, 1.00002368f);
   p = fmaf(p, t, -1.26551223f);
   const float r = t * exp_fast(fmaf(-z, z, p));
-  return x >= 0.0f ? r : 2.0f - r;
+  return select(x >= 0.0f, r, 2.0f - r);  // erfc(-z) = 2 - erfc(z)
 }
 
 // Exact (erf-based) GELU: x * Phi(x) = 0.5 x erfc(-x / sqrt 2).
@@ -96,7 +104,9 @@ VMOE_HD float normal_cdf(float x) { return 0.5f * erfc_fast(-0.70710678118654752
 VMOE_HD float sigmoid(float x) { return 1.0f / (1.0f + exp_fast(-x)); }
 
 // Numerically stable log(1 + e^x).
-VMOE_HD float softplus(float x) { return (x > 0.0f ? x : 0.0f) + log1pf(exp_fast(-fabsf(x))); }
+VMOE_HD float softplus(float x) {
+  return select(x > 0.0f, x, 0.0f) + log1pf(exp_fast(-fabsf(x)));
+}
 
 // One element of Adam with decoupled weight decay:
 //   m = b1 m + (1-b1) g;  v = b2 v + (1-b2) g^2

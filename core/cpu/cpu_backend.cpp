@@ -10,6 +10,7 @@
 #include <new>
 
 #include "core/check.h"
+#include "core/cpu/cpu_loops.h"
 #include "core/math.h"
 
 namespace vmoe {
@@ -99,47 +100,27 @@ void CpuBackend::gemm_batched(Trans ta, Trans tb, int m, int n, int k, float alp
 void CpuBackend::fill(float* x, int64_t n, float value) { std::fill(x, x + n, value); }
 
 void CpuBackend::scale(float* x, int64_t n, float alpha) {
-#pragma omp simd
-  for (int64_t i = 0; i < n; ++i) x[i] *= alpha;
+  cpu_loops::scale(x, n, alpha);
 }
 
 void CpuBackend::axpy(int64_t n, float alpha, const float* x, float* y) {
-#pragma omp simd
-  for (int64_t i = 0; i < n; ++i) y[i] = fmaf(alpha, x[i], y[i]);
+  cpu_loops::axpy(n, alpha, x, y);
 }
 
 void CpuBackend::add_bias(int64_t rows, int cols, const float* bias, float* y) {
-  for (int64_t r = 0; r < rows; ++r) {
-    float* row = y + r * cols;
-#pragma omp simd
-    for (int c = 0; c < cols; ++c) row[c] += bias[c];
-  }
+  cpu_loops::add_bias(rows, cols, bias, y);
 }
 
 void CpuBackend::bias_grad(int64_t rows, int cols, const float* dy, float* dbias) {
-  for (int64_t r = 0; r < rows; ++r) {
-    const float* row = dy + r * cols;
-#pragma omp simd
-    for (int c = 0; c < cols; ++c) dbias[c] += row[c];
-  }
+  cpu_loops::bias_grad(rows, cols, dy, dbias);
 }
 
 void CpuBackend::bias_gelu(int64_t rows, int cols, const float* bias, float* a, float* g) {
-  for (int64_t r = 0; r < rows; ++r) {
-    float* ar = a + r * cols;
-    float* gr = g + r * cols;
-#pragma omp simd
-    for (int c = 0; c < cols; ++c) {
-      const float v = ar[c] + bias[c];
-      ar[c] = v;
-      gr[c] = gelu(v);
-    }
-  }
+  cpu_loops::bias_gelu(rows, cols, bias, a, g);
 }
 
 void CpuBackend::gelu_backward(int64_t n, const float* a, const float* dg, float* da) {
-#pragma omp simd
-  for (int64_t i = 0; i < n; ++i) da[i] = dg[i] * gelu_grad(a[i]);
+  cpu_loops::gelu_backward(n, a, dg, da);
 }
 
 void CpuBackend::tanh_forward(int64_t n, float* x) {
@@ -147,8 +128,7 @@ void CpuBackend::tanh_forward(int64_t n, float* x) {
 }
 
 void CpuBackend::tanh_backward(int64_t n, const float* y, float* dy) {
-#pragma omp simd
-  for (int64_t i = 0; i < n; ++i) dy[i] *= tanh_grad(y[i]);
+  cpu_loops::tanh_backward(n, y, dy);
 }
 
 // ---- normalisation and softmax ------------------------------------------------------
@@ -156,82 +136,21 @@ void CpuBackend::tanh_backward(int64_t n, const float* y, float* dy) {
 void CpuBackend::layernorm_forward(int64_t rows, int cols, float eps, const float* x,
                                    const float* gamma, const float* beta, float* y, float* mean,
                                    float* rstd) {
-  const float inv_cols = 1.0f / static_cast<float>(cols);
-  for (int64_t r = 0; r < rows; ++r) {
-    const float* xr = x + r * cols;
-    float* yr = y + r * cols;
-    float sum = 0.0f;
-#pragma omp simd reduction(+ : sum)
-    for (int c = 0; c < cols; ++c) sum += xr[c];
-    const float mu = sum * inv_cols;
-    float sq = 0.0f;
-#pragma omp simd reduction(+ : sq)
-    for (int c = 0; c < cols; ++c) sq += (xr[c] - mu) * (xr[c] - mu);
-    const float rs = 1.0f / std::sqrt(sq * inv_cols + eps);
-#pragma omp simd
-    for (int c = 0; c < cols; ++c) yr[c] = (xr[c] - mu) * rs * gamma[c] + beta[c];
-    mean[r] = mu;
-    rstd[r] = rs;
-  }
+  cpu_loops::layernorm_forward(rows, cols, eps, x, gamma, beta, y, mean, rstd);
 }
 
 void CpuBackend::layernorm_backward(int64_t rows, int cols, const float* x, const float* gamma,
                                     const float* mean, const float* rstd, const float* dy,
                                     float* dx, float* dgamma, float* dbeta) {
-  const float inv_cols = 1.0f / static_cast<float>(cols);
-  for (int64_t r = 0; r < rows; ++r) {
-    const float* xr = x + r * cols;
-    const float* dyr = dy + r * cols;
-    float* dxr = dx + r * cols;
-    const float mu = mean[r], rs = rstd[r];
-    float sum_g = 0.0f, sum_gx = 0.0f;
-#pragma omp simd reduction(+ : sum_g, sum_gx)
-    for (int c = 0; c < cols; ++c) {
-      const float xhat = (xr[c] - mu) * rs;
-      const float g = dyr[c] * gamma[c];
-      sum_g += g;
-      sum_gx += g * xhat;
-      dgamma[c] += dyr[c] * xhat;
-      dbeta[c] += dyr[c];
-    }
-    const float mean_g = sum_g * inv_cols, mean_gx = sum_gx * inv_cols;
-#pragma omp simd
-    for (int c = 0; c < cols; ++c) {
-      const float xhat = (xr[c] - mu) * rs;
-      dxr[c] += (dyr[c] * gamma[c] - mean_g - xhat * mean_gx) * rs;
-    }
-  }
+  cpu_loops::layernorm_backward(rows, cols, x, gamma, mean, rstd, dy, dx, dgamma, dbeta);
 }
 
 void CpuBackend::softmax_forward(int64_t rows, int cols, float scale, float* x) {
-  for (int64_t r = 0; r < rows; ++r) {
-    float* xr = x + r * cols;
-    float mx = -INFINITY;
-#pragma omp simd reduction(max : mx)
-    for (int c = 0; c < cols; ++c) mx = std::max(mx, xr[c]);
-    float sum = 0.0f;
-#pragma omp simd reduction(+ : sum)
-    for (int c = 0; c < cols; ++c) {
-      const float e = exp_fast(scale * (xr[c] - mx));
-      xr[c] = e;
-      sum += e;
-    }
-    const float inv = 1.0f / sum;
-#pragma omp simd
-    for (int c = 0; c < cols; ++c) xr[c] *= inv;
-  }
+  cpu_loops::softmax_forward(rows, cols, scale, x);
 }
 
 void CpuBackend::softmax_backward(int64_t rows, int cols, float scale, const float* p, float* d) {
-  for (int64_t r = 0; r < rows; ++r) {
-    const float* pr = p + r * cols;
-    float* dr = d + r * cols;
-    float dot = 0.0f;
-#pragma omp simd reduction(+ : dot)
-    for (int c = 0; c < cols; ++c) dot += pr[c] * dr[c];
-#pragma omp simd
-    for (int c = 0; c < cols; ++c) dr[c] = scale * pr[c] * (dr[c] - dot);
-  }
+  cpu_loops::softmax_backward(rows, cols, scale, p, d);
 }
 
 // ---- ViT embedding and pooling ------------------------------------------------------
@@ -257,82 +176,22 @@ void CpuBackend::patchify(int64_t batch, int height, int width, int channels, in
 void CpuBackend::embed_tokens(int64_t batch, int patches, int dim, const float* proj,
                               const float* bias, const float* cls, const float* pos,
                               float* tokens) {
-  const int t0 = cls != nullptr ? 1 : 0;
-  const int tokens_per_image = patches + t0;
-  for (int64_t b = 0; b < batch; ++b) {
-    float* out = tokens + b * tokens_per_image * dim;
-    if (cls != nullptr) {
-#pragma omp simd
-      for (int c = 0; c < dim; ++c) out[c] = cls[c] + pos[c];
-    }
-    for (int i = 0; i < patches; ++i) {
-      const float* src = proj + (b * patches + i) * dim;
-      const float* p = pos + (t0 + i) * dim;
-      float* dst = out + (t0 + i) * dim;
-#pragma omp simd
-      for (int c = 0; c < dim; ++c) dst[c] = src[c] + bias[c] + p[c];
-    }
-  }
+  cpu_loops::embed_tokens(batch, patches, dim, proj, bias, cls, pos, tokens);
 }
 
 void CpuBackend::embed_tokens_backward(int64_t batch, int patches, int dim, const float* dtokens,
                                        float* dproj, float* dbias, float* dcls, float* dpos) {
-  const int t0 = dcls != nullptr ? 1 : 0;
-  const int tokens_per_image = patches + t0;
-  for (int64_t b = 0; b < batch; ++b) {
-    const float* d = dtokens + b * tokens_per_image * dim;
-    if (dcls != nullptr) {
-#pragma omp simd
-      for (int c = 0; c < dim; ++c) {
-        dcls[c] += d[c];
-        dpos[c] += d[c];
-      }
-    }
-    for (int i = 0; i < patches; ++i) {
-      const float* src = d + (t0 + i) * dim;
-      float* dp = dpos + (t0 + i) * dim;
-      float* out = dproj + (b * patches + i) * dim;
-#pragma omp simd
-      for (int c = 0; c < dim; ++c) {
-        out[c] = src[c];
-        dbias[c] += src[c];
-        dp[c] += src[c];
-      }
-    }
-  }
+  cpu_loops::embed_tokens_backward(batch, patches, dim, dtokens, dproj, dbias, dcls, dpos);
 }
 
 void CpuBackend::pool_rows(int64_t batch, int tokens, int dim, bool mean, const float* x,
                            float* out) {
-  for (int64_t b = 0; b < batch; ++b) {
-    const float* xb = x + b * tokens * dim;
-    float* ob = out + b * dim;
-    if (!mean) {
-      std::memcpy(ob, xb, static_cast<size_t>(dim) * sizeof(float));
-      continue;
-    }
-    std::fill(ob, ob + dim, 0.0f);
-    for (int t = 0; t < tokens; ++t) {
-#pragma omp simd
-      for (int c = 0; c < dim; ++c) ob[c] += xb[t * dim + c];
-    }
-    const float inv = 1.0f / static_cast<float>(tokens);
-#pragma omp simd
-    for (int c = 0; c < dim; ++c) ob[c] *= inv;
-  }
+  cpu_loops::pool_rows(batch, tokens, dim, mean, x, out);
 }
 
 void CpuBackend::pool_rows_backward(int64_t batch, int tokens, int dim, bool mean,
                                     const float* dout, float* dx) {
-  const float w = mean ? 1.0f / static_cast<float>(tokens) : 1.0f;
-  for (int64_t b = 0; b < batch; ++b) {
-    const float* db = dout + b * dim;
-    for (int t = 0; t < (mean ? tokens : 1); ++t) {
-      float* dxr = dx + (b * tokens + t) * dim;
-#pragma omp simd
-      for (int c = 0; c < dim; ++c) dxr[c] = fmaf(w, db[c], dxr[c]);
-    }
-  }
+  cpu_loops::pool_rows_backward(batch, tokens, dim, mean, dout, dx);
 }
 
 // ---- losses ------------------------------------------------------------------------
@@ -379,23 +238,16 @@ void CpuBackend::sigmoid_cross_entropy(int64_t rows, int classes, const float* l
 void CpuBackend::adam_update(int64_t n, float lr, float beta1, float beta2, float eps,
                              float weight_decay, int64_t step, const float* grad, float* param,
                              float* m, float* v) {
-  const AdamParams a = adam_params(lr, beta1, beta2, eps, weight_decay, step);
-#pragma omp simd
-  for (int64_t i = 0; i < n; ++i) vmoe::adam_update(a, grad[i], param[i], m[i], v[i]);
+  cpu_loops::adam_update(n, lr, beta1, beta2, eps, weight_decay, step, grad, param, m, v);
 }
 
 void CpuBackend::sgd_update(int64_t n, float lr, float momentum, float weight_decay,
                             const float* grad, float* param, float* buf) {
-  const SgdParams s{lr, momentum, weight_decay};
-#pragma omp simd
-  for (int64_t i = 0; i < n; ++i) vmoe::sgd_update(s, grad[i], param[i], buf[i]);
+  cpu_loops::sgd_update(n, lr, momentum, weight_decay, grad, param, buf);
 }
 
 void CpuBackend::sum_squares(int64_t n, const float* x, double* out) {
-  double total = 0.0;
-#pragma omp simd reduction(+ : total)
-  for (int64_t i = 0; i < n; ++i) total += static_cast<double>(x[i]) * x[i];
-  *out = total;
+  cpu_loops::sum_squares(n, x, out);
 }
 
 void CpuBackend::clip_scale(const double* sq, double expert_divisor, float max_norm, double* norm,
@@ -404,18 +256,11 @@ void CpuBackend::clip_scale(const double* sq, double expert_divisor, float max_n
 }
 
 void CpuBackend::scale_by(int64_t n, const float* factor, float* x) {
-  const float f = *factor;
-#pragma omp simd
-  for (int64_t i = 0; i < n; ++i) x[i] *= f;
+  cpu_loops::scale_by(n, factor, x);
 }
 
 void CpuBackend::mix_pairs(int64_t pairs, int64_t n, float lambda, float* x) {
-  for (int64_t p = 0; p < pairs; ++p) {
-    float* a = x + 2 * p * n;
-    float* b = a + n;
-#pragma omp simd
-    for (int64_t i = 0; i < n; ++i) mix_pair(lambda, a[i], b[i]);
-  }
+  cpu_loops::mix_pairs(pairs, n, lambda, x);
 }
 
 void CpuBackend::accumulate_columns(int64_t rows, int cols, const float* x, double scale,

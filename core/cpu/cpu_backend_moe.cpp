@@ -7,9 +7,10 @@
 #include <vector>
 
 #include "core/cpu/cpu_backend.h"
+#include "core/cpu/cpu_loops.h"
 #include "core/math.h"
-#include "core/routing_math.h"
 #include "core/random.h"
+#include "core/routing_math.h"
 
 namespace vmoe {
 
@@ -75,55 +76,18 @@ void CpuBackend::moe_dispatch(int64_t items, int k, int item_rows, int dim, cons
 
 void CpuBackend::moe_combine(int64_t items, int k, int item_rows, int dim, const float* buf,
                              const int32_t* row, const float* gate, float* y) {
-  const int64_t n = int64_t{item_rows} * dim;
-  for (int64_t i = 0; i < items; ++i) {
-    float* out = y + i * n;
-    std::fill(out, out + n, 0.0f);
-    for (int c = 0; c < k; ++c) {
-      if (row[i * k + c] < 0) continue;
-      const float* src = buf + int64_t{row[i * k + c]} * dim;
-      const float w = gate[i * k + c];
-#pragma omp simd
-      for (int64_t j = 0; j < n; ++j) out[j] = fmaf(w, src[j], out[j]);
-    }
-  }
+  cpu_loops::moe_combine(items, k, item_rows, dim, buf, row, gate, y);
 }
 
 void CpuBackend::moe_combine_backward(int64_t items, int k, int item_rows, int dim,
                                       const float* dy, const float* buf, const int32_t* row,
                                       const float* gate, float* dbuf, float* dgate) {
-  const int64_t n = int64_t{item_rows} * dim;
-  for (int64_t i = 0; i < items; ++i) {
-    const float* d = dy + i * n;
-    for (int c = 0; c < k; ++c) {
-      if (row[i * k + c] < 0) continue;
-      const float* out = buf + int64_t{row[i * k + c]} * dim;
-      float* dout = dbuf + int64_t{row[i * k + c]} * dim;
-      const float w = gate[i * k + c];
-      float dot = 0.0f;
-#pragma omp simd reduction(+ : dot)
-      for (int64_t j = 0; j < n; ++j) {
-        dout[j] = w * d[j];
-        dot += d[j] * out[j];
-      }
-      dgate[i * k + c] += dot;
-    }
-  }
+  cpu_loops::moe_combine_backward(items, k, item_rows, dim, dy, buf, row, gate, dbuf, dgate);
 }
 
 void CpuBackend::moe_dispatch_backward(int64_t items, int k, int item_rows, int dim,
                                        const float* dbuf, const int32_t* row, float* dx) {
-  const int64_t n = int64_t{item_rows} * dim;
-  for (int64_t i = 0; i < items; ++i) {
-    float* out = dx + i * n;
-    std::fill(out, out + n, 0.0f);
-    for (int c = 0; c < k; ++c) {
-      if (row[i * k + c] < 0) continue;
-      const float* src = dbuf + int64_t{row[i * k + c]} * dim;
-#pragma omp simd
-      for (int64_t j = 0; j < n; ++j) out[j] += src[j];
-    }
-  }
+  cpu_loops::moe_dispatch_backward(items, k, item_rows, dim, dbuf, row, dx);
 }
 
 void CpuBackend::transpose_blocks(int64_t outer, int64_t inner, int64_t block, const float* src,

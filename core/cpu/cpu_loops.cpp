@@ -1,0 +1,364 @@
+#include "core/cpu/cpu_loops.h"
+
+#include <algorithm>
+#include <cmath>
+#include <cstring>
+
+#include "core/cpu/cpu_isa.h"
+#include "core/math.h"
+
+namespace vmoe {
+
+const char* cpu_isa_level() {
+#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__)
+  if (__builtin_cpu_supports("x86-64-v4")) return "AVX-512 (x86-64-v4)";
+  if (__builtin_cpu_supports("x86-64-v3")) return "AVX2 (x86-64-v3)";
+  if (__builtin_cpu_supports("x86-64-v2")) return "SSE4.2 (x86-64-v2)";
+  return "SSE2 (x86-64)";
+#else
+  return "this CPU's baseline";
+#endif
+}
+
+const char* cpu_loops_isa() {
+#if VMOE_CPU_CLONED
+  return cpu_isa_level();  // the clones reach x86-64-v4, the highest level named
+#elif defined(__AVX512F__)
+  return "AVX-512 (x86-64-v4)";
+#elif defined(__AVX2__)
+  return "AVX2 (x86-64-v3)";
+#elif defined(__SSE4_2__)
+  return "SSE4.2 (x86-64-v2)";
+#else
+  return "the build's baseline";
+#endif
+}
+
+namespace cpu_loops {
+namespace {
+
+// op over f(0..n-1) in 16 lanes (lane l takes i = l mod 16, in order) joined
+// by a fixed tree: vectorises at any width, and gives the same bits at all.
+constexpr int kLanes = 16;
+template <typename T, typename F, typename Op>
+inline T lane_reduce(int64_t n, T init, F f, Op op) {
+  T acc[kLanes];
+  for (int l = 0; l < kLanes; ++l) acc[l] = init;
+  int64_t i = 0;
+  for (; i + kLanes <= n; i += kLanes) {
+#pragma omp simd
+    for (int l = 0; l < kLanes; ++l) acc[l] = op(acc[l], f(i + l));
+  }
+  for (int l = 0; i + l < n; ++l) acc[l] = op(acc[l], f(i + l));
+  for (int w = kLanes / 2; w > 0; w /= 2) {
+#pragma omp simd
+    for (int l = 0; l < w; ++l) acc[l] = op(acc[l], acc[l + w]);
+  }
+  return acc[0];
+}
+
+template <typename T, typename F>
+inline T lane_sum(int64_t n, F f) {
+  return lane_reduce(n, T(0), f, [](T a, T b) { return a + b; });
+}
+
+// The largest f(i) (a plain select, as MAXPS computes it, so it vectorises).
+template <typename F>
+inline float lane_max(int64_t n, F f) {
+  return lane_reduce(n, -INFINITY, f, [](float a, float b) { return a > b ? a : b; });
+}
+
+}  // namespace
+
+// ---- element-wise --------------------------------------------------------------
+
+VMOE_CPU_CLONES void scale(float* x, int64_t n, float alpha) {
+#pragma omp simd
+  for (int64_t i = 0; i < n; ++i) x[i] *= alpha;
+}
+
+VMOE_CPU_CLONES void axpy(int64_t n, float alpha, const float* x, float* y) {
+#pragma omp simd
+  for (int64_t i = 0; i < n; ++i) y[i] = fmaf(alpha, x[i], y[i]);
+}
+
+VMOE_CPU_CLONES void add_bias(int64_t rows, int cols, const float* bias, float* y) {
+  for (int64_t r = 0; r < rows; ++r) {
+    float* row = y + r * cols;
+#pragma omp simd
+    for (int c = 0; c < cols; ++c) row[c] += bias[c];
+  }
+}
+
+VMOE_CPU_CLONES void bias_grad(int64_t rows, int cols, const float* dy, float* dbias) {
+  for (int64_t r = 0; r < rows; ++r) {
+    const float* row = dy + r * cols;
+#pragma omp simd
+    for (int c = 0; c < cols; ++c) dbias[c] += row[c];
+  }
+}
+
+VMOE_CPU_CLONES void bias_gelu(int64_t rows, int cols, const float* bias, float* a, float* g) {
+  for (int64_t r = 0; r < rows; ++r) {
+    float* ar = a + r * cols;
+    float* gr = g + r * cols;
+#pragma omp simd
+    for (int c = 0; c < cols; ++c) {
+      const float v = ar[c] + bias[c];
+      ar[c] = v;
+      gr[c] = gelu(v);
+    }
+  }
+}
+
+VMOE_CPU_CLONES void gelu_backward(int64_t n, const float* a, const float* dg, float* da) {
+#pragma omp simd
+  for (int64_t i = 0; i < n; ++i) da[i] = dg[i] * gelu_grad(a[i]);
+}
+
+VMOE_CPU_CLONES void tanh_backward(int64_t n, const float* y, float* dy) {
+#pragma omp simd
+  for (int64_t i = 0; i < n; ++i) dy[i] *= tanh_grad(y[i]);
+}
+
+// ---- normalisation and softmax ------------------------------------------------------
+
+VMOE_CPU_CLONES void layernorm_forward(int64_t rows, int cols, float eps, const float* x,
+                                       const float* gamma, const float* beta, float* y, float* mean,
+                                       float* rstd) {
+  const float inv_cols = 1.0f / static_cast<float>(cols);
+  for (int64_t r = 0; r < rows; ++r) {
+    const float* xr = x + r * cols;
+    float* yr = y + r * cols;
+    const float mu = lane_sum<float>(cols, [&](int64_t c) { return xr[c]; }) * inv_cols;
+    const float sq = lane_sum<float>(cols, [&](int64_t c) { return (xr[c] - mu) * (xr[c] - mu); });
+    const float rs = 1.0f / std::sqrt(sq * inv_cols + eps);
+#pragma omp simd
+    for (int c = 0; c < cols; ++c) yr[c] = (xr[c] - mu) * rs * gamma[c] + beta[c];
+    mean[r] = mu;
+    rstd[r] = rs;
+  }
+}
+
+VMOE_CPU_CLONES void layernorm_backward(int64_t rows, int cols, const float* x, const float* gamma,
+                                        const float* mean, const float* rstd, const float* dy,
+                                        float* dx, float* dgamma, float* dbeta) {
+  const float inv_cols = 1.0f / static_cast<float>(cols);
+  for (int64_t r = 0; r < rows; ++r) {
+    const float* xr = x + r * cols;
+    const float* dyr = dy + r * cols;
+    float* dxr = dx + r * cols;
+    const float mu = mean[r], rs = rstd[r];
+#pragma omp simd
+    for (int c = 0; c < cols; ++c) {
+      dgamma[c] += dyr[c] * ((xr[c] - mu) * rs);
+      dbeta[c] += dyr[c];
+    }
+    const float sum_g = lane_sum<float>(cols, [&](int64_t c) { return dyr[c] * gamma[c]; });
+    const float sum_gx =
+        lane_sum<float>(cols, [&](int64_t c) { return (dyr[c] * gamma[c]) * ((xr[c] - mu) * rs); });
+    const float mean_g = sum_g * inv_cols, mean_gx = sum_gx * inv_cols;
+#pragma omp simd
+    for (int c = 0; c < cols; ++c) {
+      const float xhat = (xr[c] - mu) * rs;
+      dxr[c] += (dyr[c] * gamma[c] - mean_g - xhat * mean_gx) * rs;
+    }
+  }
+}
+
+VMOE_CPU_CLONES void softmax_forward(int64_t rows, int cols, float scale, float* x) {
+  for (int64_t r = 0; r < rows; ++r) {
+    float* xr = x + r * cols;
+    const float mx = lane_max(cols, [&](int64_t c) { return xr[c]; });
+#pragma omp simd
+    for (int c = 0; c < cols; ++c) xr[c] = exp_fast(scale * (xr[c] - mx));
+    const float inv = 1.0f / lane_sum<float>(cols, [&](int64_t c) { return xr[c]; });
+#pragma omp simd
+    for (int c = 0; c < cols; ++c) xr[c] *= inv;
+  }
+}
+
+VMOE_CPU_CLONES void softmax_backward(int64_t rows, int cols, float scale, const float* p,
+                                      float* d) {
+  for (int64_t r = 0; r < rows; ++r) {
+    const float* pr = p + r * cols;
+    float* dr = d + r * cols;
+    const float dot = lane_sum<float>(cols, [&](int64_t c) { return pr[c] * dr[c]; });
+#pragma omp simd
+    for (int c = 0; c < cols; ++c) dr[c] = scale * pr[c] * (dr[c] - dot);
+  }
+}
+
+// ---- ViT embedding and pooling ------------------------------------------------------
+
+VMOE_CPU_CLONES void embed_tokens(int64_t batch, int patches, int dim, const float* proj,
+                                  const float* bias, const float* cls, const float* pos,
+                                  float* tokens) {
+  const int t0 = cls != nullptr ? 1 : 0;
+  const int tokens_per_image = patches + t0;
+  for (int64_t b = 0; b < batch; ++b) {
+    float* out = tokens + b * tokens_per_image * dim;
+    if (cls != nullptr) {
+#pragma omp simd
+      for (int c = 0; c < dim; ++c) out[c] = cls[c] + pos[c];
+    }
+    for (int i = 0; i < patches; ++i) {
+      const float* src = proj + (b * patches + i) * dim;
+      const float* p = pos + (t0 + i) * dim;
+      float* dst = out + (t0 + i) * dim;
+#pragma omp simd
+      for (int c = 0; c < dim; ++c) dst[c] = src[c] + bias[c] + p[c];
+    }
+  }
+}
+
+VMOE_CPU_CLONES void embed_tokens_backward(int64_t batch, int patches, int dim,
+                                           const float* dtokens, float* dproj, float* dbias,
+                                           float* dcls, float* dpos) {
+  const int t0 = dcls != nullptr ? 1 : 0;
+  const int tokens_per_image = patches + t0;
+  for (int64_t b = 0; b < batch; ++b) {
+    const float* d = dtokens + b * tokens_per_image * dim;
+    if (dcls != nullptr) {
+#pragma omp simd
+      for (int c = 0; c < dim; ++c) {
+        dcls[c] += d[c];
+        dpos[c] += d[c];
+      }
+    }
+    for (int i = 0; i < patches; ++i) {
+      const float* src = d + (t0 + i) * dim;
+      float* dp = dpos + (t0 + i) * dim;
+      float* out = dproj + (b * patches + i) * dim;
+#pragma omp simd
+      for (int c = 0; c < dim; ++c) {
+        out[c] = src[c];
+        dbias[c] += src[c];
+        dp[c] += src[c];
+      }
+    }
+  }
+}
+
+VMOE_CPU_CLONES void pool_rows(int64_t batch, int tokens, int dim, bool mean, const float* x,
+                               float* out) {
+  for (int64_t b = 0; b < batch; ++b) {
+    const float* xb = x + b * tokens * dim;
+    float* ob = out + b * dim;
+    if (!mean) {
+      std::memcpy(ob, xb, static_cast<size_t>(dim) * sizeof(float));
+      continue;
+    }
+    std::fill(ob, ob + dim, 0.0f);
+    for (int t = 0; t < tokens; ++t) {
+#pragma omp simd
+      for (int c = 0; c < dim; ++c) ob[c] += xb[t * dim + c];
+    }
+    const float inv = 1.0f / static_cast<float>(tokens);
+#pragma omp simd
+    for (int c = 0; c < dim; ++c) ob[c] *= inv;
+  }
+}
+
+VMOE_CPU_CLONES void pool_rows_backward(int64_t batch, int tokens, int dim, bool mean,
+                                        const float* dout, float* dx) {
+  const float w = mean ? 1.0f / static_cast<float>(tokens) : 1.0f;
+  for (int64_t b = 0; b < batch; ++b) {
+    const float* db = dout + b * dim;
+    for (int t = 0; t < (mean ? tokens : 1); ++t) {
+      float* dxr = dx + (b * tokens + t) * dim;
+#pragma omp simd
+      for (int c = 0; c < dim; ++c) dxr[c] = fmaf(w, db[c], dxr[c]);
+    }
+  }
+}
+
+// ---- optimisers and reductions --------------------------------------------------------
+
+VMOE_CPU_CLONES void adam_update(int64_t n, float lr, float beta1, float beta2, float eps,
+                                 float weight_decay, int64_t step, const float* grad, float* param,
+                                 float* m, float* v) {
+  const AdamParams a = adam_params(lr, beta1, beta2, eps, weight_decay, step);
+#pragma omp simd
+  for (int64_t i = 0; i < n; ++i) vmoe::adam_update(a, grad[i], param[i], m[i], v[i]);
+}
+
+VMOE_CPU_CLONES void sgd_update(int64_t n, float lr, float momentum, float weight_decay,
+                                const float* grad, float* param, float* buf) {
+  const SgdParams s{lr, momentum, weight_decay};
+#pragma omp simd
+  for (int64_t i = 0; i < n; ++i) vmoe::sgd_update(s, grad[i], param[i], buf[i]);
+}
+
+VMOE_CPU_CLONES void sum_squares(int64_t n, const float* x, double* out) {
+  *out = lane_sum<double>(n, [&](int64_t i) { return static_cast<double>(x[i]) * x[i]; });
+}
+
+VMOE_CPU_CLONES void scale_by(int64_t n, const float* factor, float* x) {
+  const float f = *factor;
+#pragma omp simd
+  for (int64_t i = 0; i < n; ++i) x[i] *= f;
+}
+
+VMOE_CPU_CLONES void mix_pairs(int64_t pairs, int64_t n, float lambda, float* x) {
+  for (int64_t p = 0; p < pairs; ++p) {
+    float* a = x + 2 * p * n;
+    float* b = a + n;
+#pragma omp simd
+    for (int64_t i = 0; i < n; ++i) mix_pair(lambda, a[i], b[i]);
+  }
+}
+
+// ---- expert buffers --------------------------------------------------------------------
+
+VMOE_CPU_CLONES void moe_combine(int64_t items, int k, int item_rows, int dim, const float* buf,
+                                 const int32_t* row, const float* gate, float* y) {
+  const int64_t n = int64_t{item_rows} * dim;
+  for (int64_t i = 0; i < items; ++i) {
+    float* out = y + i * n;
+    std::fill(out, out + n, 0.0f);
+    for (int c = 0; c < k; ++c) {
+      if (row[i * k + c] < 0) continue;
+      const float* src = buf + int64_t{row[i * k + c]} * dim;
+      const float w = gate[i * k + c];
+#pragma omp simd
+      for (int64_t j = 0; j < n; ++j) out[j] = fmaf(w, src[j], out[j]);
+    }
+  }
+}
+
+VMOE_CPU_CLONES void moe_combine_backward(int64_t items, int k, int item_rows, int dim,
+                                          const float* dy, const float* buf, const int32_t* row,
+                                          const float* gate, float* dbuf, float* dgate) {
+  const int64_t n = int64_t{item_rows} * dim;
+  for (int64_t i = 0; i < items; ++i) {
+    const float* d = dy + i * n;
+    for (int c = 0; c < k; ++c) {
+      if (row[i * k + c] < 0) continue;
+      const float* out = buf + int64_t{row[i * k + c]} * dim;
+      float* dout = dbuf + int64_t{row[i * k + c]} * dim;
+      const float w = gate[i * k + c];
+#pragma omp simd
+      for (int64_t j = 0; j < n; ++j) dout[j] = w * d[j];
+      dgate[i * k + c] += lane_sum<float>(n, [&](int64_t j) { return d[j] * out[j]; });
+    }
+  }
+}
+
+VMOE_CPU_CLONES void moe_dispatch_backward(int64_t items, int k, int item_rows, int dim,
+                                           const float* dbuf, const int32_t* row, float* dx) {
+  const int64_t n = int64_t{item_rows} * dim;
+  for (int64_t i = 0; i < items; ++i) {
+    float* out = dx + i * n;
+    std::fill(out, out + n, 0.0f);
+    for (int c = 0; c < k; ++c) {
+      if (row[i * k + c] < 0) continue;
+      const float* src = dbuf + int64_t{row[i * k + c]} * dim;
+#pragma omp simd
+      for (int64_t j = 0; j < n; ++j) out[j] += src[j];
+    }
+  }
+}
+
+}  // namespace cpu_loops
+}  // namespace vmoe
