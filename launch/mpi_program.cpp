@@ -8,12 +8,14 @@
 #include <stdexcept>
 
 #include "comm/agreement.h"
+#include "core/cpu/blas_kernels.h"
 
 DECLARE_bool(help);
 
 namespace vmoe {
 
 int run_mpi_program(int argc, char** argv, const MpiProgram& program) {
+  choose_blas_kernels(argv);  // may start the program again, so before MPI
   MpiRuntime mpi(&argc, &argv);
   MpiCommunicator world;
   gflags::SetUsageMessage(program.usage);

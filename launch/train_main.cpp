@@ -10,6 +10,8 @@
 #include "comm/process_groups.h"
 #include "comm/watchdog.h"
 #include "core/check.h"
+#include "core/cpu/blas_kernels.h"
+#include "core/cpu/cpu_isa.h"
 #include "datasets/loader.h"
 #include "launch/compute.h"
 #include "launch/evaluation.h"
@@ -191,6 +193,11 @@ int run(MpiCommunicator& world) {
                              " cop" + (place.world_replicas == 1 ? "y" : "ies") + " of each")
                                 .c_str()
                           : "data parallel");
+  if (backend.name() == "cpu") {
+    out.print("cpu: element-wise loops %s, matrix products %s\n", cpu_loops_isa(),
+              blas_kernels_summary().c_str());
+    if (const std::string w = blas_kernels_warning(); !w.empty()) out.print("%s\n", w.c_str());
+  }
 
   Loader loader({.path = c.train_data,
                  .batch_size = c.trainer.global_batch,

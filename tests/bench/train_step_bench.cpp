@@ -12,6 +12,7 @@
 // on a GPU).
 #include <gflags/gflags.h>
 
+#include <algorithm>
 #include <chrono>
 #include <cstdio>
 #include <map>
@@ -20,6 +21,8 @@
 
 #include "comm/mpi_communicator.h"
 #include "comm/process_groups.h"
+#include "core/cpu/blas_kernels.h"
+#include "core/cpu/cpu_isa.h"
 #include "core/phase_timer.h"
 #include "core/random.h"
 #include "launch/compute.h"
@@ -49,6 +52,12 @@ DEFINE_int32(device, -1, "--backend=cuda: this rank's GPU (-1 = local rank modul
 DEFINE_string(precision, "fp32", "fp32 or bf16 (matrix-product inputs and exchanges)");
 DEFINE_bool(tf32, false, "--backend=cuda: fp32 GEMMs on TF32 tensor cores");
 DEFINE_bool(upload, false, "copy the batch from the host every step (as training does)");
+DEFINE_bool(blas_core, false,
+            "print the OpenBLAS kernels this run would use, and exit "
+            "(vs_torch.sh gives the peer the same)");
+DEFINE_bool(model_gemm, true,
+            "also time the GEMMs of a block at the model's shapes, "
+            "the rate the step's GFLOP/s is held against");
 DEFINE_int32(peak_gemm, 0, "N of the N x N x N GEMM that measures the device's peak (0: 8192 "
              "on cuda, 1024 on cpu; -1: skip)");
 
@@ -79,16 +88,57 @@ double gemm_peak(vmoe::Backend& be, int n) {
   return 2.0 * size * size * size * reps / seconds;
 }
 
+// FLOP/s of the GEMMs of one transformer block's dense layers at the model's
+// shapes (M = this rank's tokens): each layer's forward (X W), input
+// gradient (dY W^T) and weight gradient (X^T dY). What the step's GFLOP/s is
+// held against on a CPU, where those shapes run below a square GEMM's peak.
+double model_gemm_rate(vmoe::Backend& be, int m, int d, int mlp) {
+  using vmoe::Trans;
+  const int shapes[4][2] = {{d, 3 * d}, {d, d}, {d, mlp}, {mlp, d}};
+  const int widest = std::max(3 * d, mlp);
+  vmoe::Tensor x(be, {m, widest}), w(be, {widest, widest}), y(be, {m, widest});
+  be.fill(x.data(), x.size(), 0.5f);
+  be.fill(w.data(), w.size(), 0.25f);
+  double flops = 0;
+  auto once = [&] {
+    for (const auto& [in, out] : shapes) {
+      be.gemm(Trans::kNo, Trans::kNo, m, out, in, 1.0f, x.data(), in, w.data(), out, 0.0f, y.data(),
+              out);
+      be.gemm(Trans::kNo, Trans::kYes, m, in, out, 1.0f, y.data(), out, w.data(), out, 0.0f,
+              x.data(), in);
+      be.gemm(Trans::kYes, Trans::kNo, in, out, m, 1.0f, x.data(), in, y.data(), out, 0.0f,
+              w.data(), out);
+      flops += 3 * 2.0 * m * in * out;
+    }
+  };
+  once();
+  be.synchronize();
+  flops = 0;
+  const auto start = std::chrono::steady_clock::now();
+  double seconds = 0;
+  while (seconds < 0.3) {
+    once();
+    be.synchronize();
+    seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+  }
+  return flops / seconds;
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
   using namespace vmoe;
+  choose_blas_kernels(argv);
   MpiRuntime mpi(&argc, &argv);
   MpiCommunicator world;
   gflags::SetUsageMessage(
       "Times the V-MoE (or dense ViT) training step on synthetic data; prints images/s, GFLOP/s "
       "and the phases of the step. Run it under mpirun for data and expert parallelism.");
   gflags::ParseCommandLineFlags(&argc, &argv, true);
+  if (FLAGS_blas_core) {
+    if (world.rank() == 0) std::printf("%s\n", openblas_core().c_str());
+    return 0;
+  }
   if (FLAGS_precision != "fp32" && FLAGS_precision != "bf16") {
     std::fprintf(stderr, "train_step_bench: --precision must be fp32 or bf16\n");
     return 1;
@@ -149,6 +199,10 @@ int main(int argc, char** argv) {
   PhaseTimer::instance().enable(false);
   const int peak_n = FLAGS_peak_gemm != 0 ? FLAGS_peak_gemm : be.name() == "cuda" ? 8192 : 1024;
   const double peak = peak_n > 0 ? gemm_peak(be, peak_n) : 0.0;
+  const int tokens = o.model.tokens();
+  const double model_gemm =
+      FLAGS_model_gemm ? model_gemm_rate(be, static_cast<int>(rows * tokens), FLAGS_dim, FLAGS_mlp)
+                       : 0.0;
   if (world.rank() != 0) return 0;
   const double images_per_s = static_cast<double>(FLAGS_batch) * FLAGS_steps / seconds;
   // Per rank: the step's useful FLOPs (k experts per token) against one device's peak.
@@ -164,6 +218,11 @@ int main(int argc, char** argv) {
               params, FLAGS_batch, images_per_s, flops / 1e9, 1e3 * seconds / FLAGS_steps);
   if (peak > 0)
     std::printf(" peak_GFLOP/s=%.1f (gemm %d) MFU=%.1f%%", peak / 1e9, peak_n, 100 * flops / peak);
+  if (model_gemm > 0)
+    std::printf(" model_gemm_GFLOP/s=%.1f step/model_gemm=%.1f%%", model_gemm / 1e9,
+                100 * flops / model_gemm);
+  if (be.name() == "cpu")
+    std::printf(" blas=%s loops=%s", openblas_core().c_str(), cpu_loops_isa());
   if (FLAGS_phases) {
     // Nested phases (the all-to-alls run inside dispatch and combine) count once.
     double timed = 0;

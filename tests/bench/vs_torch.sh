@@ -28,6 +28,10 @@ fi
 [[ -x $BENCH ]] || { echo "vs_torch: build first ($BENCH missing)" >&2; exit 1; }
 [[ -f $PEER ]] || { echo "vs_torch: no PyTorch peer at $PEER (set VMOE_TORCH_PEER)" >&2; exit 1; }
 export OPENBLAS_NUM_THREADS=1
+# The peer's PyTorch multiplies with the same OpenBLAS: both get the kernels
+# ours picks (core/cpu/blas_kernels.h), not OpenBLAS's own guess.
+OPENBLAS_CORETYPE=${OPENBLAS_CORETYPE:-$("$BENCH" --blas_core)}
+export OPENBLAS_CORETYPE
 ours=() theirs=()
 for ((i = 0; i < rounds; i++)); do
   o=$("${launcher[@]}" "$BENCH" "${args[@]}")
@@ -40,5 +44,5 @@ done
 median() { printf '%s\n' "$@" | sort -g | awk '{a[NR]=$1} END {print (NR%2) ? a[(NR+1)/2] : (a[NR/2]+a[NR/2+1])/2}'; }
 mo=$(median "${ours[@]}")
 mt=$(median "${theirs[@]}")
-awk -v o="$mo" -v t="$mt" -v n="$ranks" -v c="${OPENBLAS_CORETYPE:-auto}" 'BEGIN {
-  printf "median images/s: ours %.1f, torch %.1f, ratio %.2fx (%d process(es), one thread each, OpenBLAS core %s)\n", o, t, o / t, n, c }'
+awk -v o="$mo" -v t="$mt" -v n="$ranks" -v c="$OPENBLAS_CORETYPE" 'BEGIN {
+  printf "median images/s: ours %.1f, torch %.1f, ratio %.2fx (%d process(es), one thread each, OpenBLAS %s kernels for both)\n", o, t, o / t, n, c }'
