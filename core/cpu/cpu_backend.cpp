@@ -67,6 +67,7 @@ const float* rounded_to_bf16(const float* x, int rows, int cols, int ld, std::ve
 void CpuBackend::gemm(Trans ta, Trans tb, int m, int n, int k, float alpha, const float* a,
                       int lda, const float* b, int ldb, float beta, float* c, int ldc) {
   if (m == 0 || n == 0) return;
+  if (gemm_log_ != nullptr) gemm_log_->push_back({ta, tb, m, n, k, lda, ldb, ldc});
   if (precision_ == Precision::kBf16 && k > 0) {
     thread_local std::vector<float> a16, b16;
     a = ta == Trans::kNo ? rounded_to_bf16(a, m, k, lda, a16) : rounded_to_bf16(a, k, m, lda, a16);

@@ -8,9 +8,19 @@
 
 namespace vmoe {
 
+// One cblas_sgemm call's shape (CpuBackend::log_gemms).
+struct GemmShape {
+  Trans ta, tb;
+  int m, n, k, lda, ldb, ldc;
+};
+
 class CpuBackend final : public Backend {
  public:
   std::string name() const override { return "cpu"; }
+
+  // While set, every GEMM's shape is appended to *log (null: stop): the step
+  // benchmark replays a step's GEMMs alone, to time OpenBLAS at its shapes.
+  void log_gemms(std::vector<GemmShape>* log) { gemm_log_ = log; }
 
   void* allocate(size_t bytes) override;
   void deallocate(void* ptr) override;
@@ -108,6 +118,9 @@ class CpuBackend final : public Backend {
   void copy_to_device_impl(void* dst, const void* src, size_t bytes) override;
   void copy_to_host_impl(void* dst, const void* src, size_t bytes) override;
   void upload_pixels_impl(int64_t n, const uint8_t* host, float* dst) override;
+
+ private:
+  std::vector<GemmShape>* gemm_log_ = nullptr;
 };
 
 }  // namespace vmoe

@@ -105,65 +105,7 @@ void CpuBackend::top_k_backward(int64_t rows, int cols, int k, const int32_t* in
 }
 
 void CpuBackend::router_aux_losses(const RouterAuxArgs& a) {
-  const int E = a.experts, S = a.items;
-  const float inv_s = 1.0f / static_cast<float>(S);
-  std::vector<float> importance(E), load(E), gshard_frac(E), gshard_prob(E);
-  std::vector<float> d_importance(E), d_load(E), dp_importance(E), dp_gshard(E);
-  for (int64_t g = 0; g < a.groups; ++g) {
-    const int64_t first = g * S;
-    std::fill(importance.begin(), importance.end(), 0.0f);
-    std::fill(load.begin(), load.end(), 0.0f);
-    std::fill(gshard_frac.begin(), gshard_frac.end(), 0.0f);
-    std::fill(gshard_prob.begin(), gshard_prob.end(), 0.0f);
-    float z_loss = 0.0f;
-    for (int s = 0; s < S; ++s) {
-      const int64_t r = first + s;
-      const float* p = a.probs + r * E;
-      const float* pn = a.noisy_probs + r * E;
-      const float* z = a.logits + r * E;
-      const float lse = logsumexp_row(z, E);
-      z_loss += lse * lse * inv_s;
-      for (int e = 0; e < E; ++e) {
-        importance[e] += p[e];
-        gshard_prob[e] += pn[e] * inv_s;
-      }
-      gshard_frac[a.top_index[r * a.k]] += inv_s;
-      if (a.sigma > 0.0f) {
-        const float thr = a.noisy_logits[r * E + a.top_index[r * a.k + a.k - 1]];
-        for (int e = 0; e < E; ++e) load[e] += normal_cdf((z[e] - thr) / a.sigma) * inv_s;
-      }
-    }
-    float* losses = a.group_losses + g * 4;
-    losses[0] = cv_squared(importance.data(), E, d_importance.data());
-    losses[1] = a.sigma > 0.0f ? cv_squared(load.data(), E, d_load.data()) : 0.0f;
-    float gshard = 0.0f;
-    for (int e = 0; e < E; ++e) gshard += gshard_frac[e] * gshard_prob[e];
-    losses[2] = static_cast<float>(E) * gshard;  // E^2 * mean_e(f_e P_e)
-    losses[3] = z_loss;
-
-    const float wi = a.importance_weight * a.grad_scale, wg = a.gshard_weight * a.grad_scale;
-    for (int e = 0; e < E; ++e) {
-      dp_importance[e] = wi * d_importance[e];
-      dp_gshard[e] = wg * static_cast<float>(E) * gshard_frac[e] * inv_s;
-    }
-    const AuxGradTerms terms{.experts = E,
-                             .inv_items = inv_s,
-                             .sigma = a.sigma,
-                             .load = a.load_weight * a.grad_scale,
-                             .z = a.z_weight * a.grad_scale,
-                             .dp_importance = wi != 0.0f ? dp_importance.data() : nullptr,
-                             .dp_gshard = wg != 0.0f ? dp_gshard.data() : nullptr,
-                             .d_load = d_load.data()};
-    for (int s = 0; s < S; ++s) {
-      const int64_t r = first + s;
-      const float* z = a.logits + r * E;
-      const int kth = a.top_index[r * a.k + a.k - 1];
-      const float lse = terms.z != 0.0f ? logsumexp_row(z, E) : 0.0f;
-      const float thr = a.sigma > 0.0f ? a.noisy_logits[r * E + kth] : 0.0f;
-      add_aux_loss_grad(terms, a.probs + r * E, a.noisy_probs + r * E, z, lse, thr, kth,
-                        a.d_logits + r * E);
-    }
-  }
+  cpu_loops::router_aux_losses(a);
 }
 
 void CpuBackend::count_assignments(int64_t items, int k, int experts, const int32_t* expert,

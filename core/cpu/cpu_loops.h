@@ -11,6 +11,8 @@
 
 #include <cstdint>
 
+#include "core/backend.h"
+
 namespace vmoe::cpu_loops {
 
 void scale(float* x, int64_t n, float alpha);
@@ -52,5 +54,7 @@ void moe_combine_backward(int64_t items, int k, int item_rows, int dim, const fl
                           float* dgate);
 void moe_dispatch_backward(int64_t items, int k, int item_rows, int dim, const float* dbuf,
                            const int32_t* row, float* dx);
+
+void router_aux_losses(const RouterAuxArgs& a);
 
 }  // namespace vmoe::cpu_loops

@@ -9,7 +9,10 @@
 // Besides images/s it prints the achieved FLOP/s, a GEMM's peak FLOP/s
 // measured on the same device and precision (--peak_gemm), their ratio (MFU),
 // and the step's split by phase, timed on the device's timeline (CUDA events
-// on a GPU).
+// on a GPU). On the CPU it also replays one step's GEMMs alone: their GFLOP/s
+// (OpenBLAS at the model's shapes), the step's share of that rate, and the
+// share of the step's time the GEMMs take.
+#include <cblas.h>
 #include <gflags/gflags.h>
 
 #include <algorithm>
@@ -22,6 +25,7 @@
 #include "comm/mpi_communicator.h"
 #include "comm/process_groups.h"
 #include "core/cpu/blas_kernels.h"
+#include "core/cpu/cpu_backend.h"
 #include "core/cpu/cpu_isa.h"
 #include "core/phase_timer.h"
 #include "core/random.h"
@@ -55,8 +59,8 @@ DEFINE_bool(upload, false, "copy the batch from the host every step (as training
 DEFINE_bool(blas_core, false,
             "print the OpenBLAS kernels this run would use, and exit "
             "(vs_torch.sh gives the peer the same)");
-DEFINE_bool(model_gemm, true,
-            "also time the GEMMs of a block at the model's shapes, "
+DEFINE_bool(replay_gemms, true,
+            "--backend=cpu: also time one step's GEMMs alone (OpenBLAS at the step's shapes), "
             "the rate the step's GFLOP/s is held against");
 DEFINE_int32(peak_gemm, 0, "N of the N x N x N GEMM that measures the device's peak (0: 8192 "
              "on cuda, 1024 on cpu; -1: skip)");
@@ -88,40 +92,39 @@ double gemm_peak(vmoe::Backend& be, int n) {
   return 2.0 * size * size * size * reps / seconds;
 }
 
-// FLOP/s of the GEMMs of one transformer block's dense layers at the model's
-// shapes (M = this rank's tokens): each layer's forward (X W), input
-// gradient (dY W^T) and weight gradient (X^T dY). What the step's GFLOP/s is
-// held against on a CPU, where those shapes run below a square GEMM's peak.
-double model_gemm_rate(vmoe::Backend& be, int m, int d, int mlp) {
+// The GEMMs of one training step, replayed alone with OpenBLAS on buffers of
+// the same shapes: their FLOP/s and seconds per step. The step's GFLOP/s is
+// held against that rate (the rest of the step is what keeps it below).
+struct GemmReplay {
+  double flops_per_s = 0, seconds_per_step = 0;
+};
+GemmReplay replay_gemms(const std::vector<vmoe::GemmShape>& calls) {
   using vmoe::Trans;
-  const int shapes[4][2] = {{d, 3 * d}, {d, d}, {d, mlp}, {mlp, d}};
-  const int widest = std::max(3 * d, mlp);
-  vmoe::Tensor x(be, {m, widest}), w(be, {widest, widest}), y(be, {m, widest});
-  be.fill(x.data(), x.size(), 0.5f);
-  be.fill(w.data(), w.size(), 0.25f);
+  size_t a_size = 1, b_size = 1, c_size = 1;
   double flops = 0;
+  for (const vmoe::GemmShape& g : calls) {
+    a_size = std::max<size_t>(a_size, size_t(g.ta == Trans::kNo ? g.m : g.k) * g.lda);
+    b_size = std::max<size_t>(b_size, size_t(g.tb == Trans::kNo ? g.k : g.n) * g.ldb);
+    c_size = std::max<size_t>(c_size, size_t(g.m) * g.ldc);
+    flops += 2.0 * g.m * g.n * g.k;
+  }
+  std::vector<float> a(a_size, 0.5f), b(b_size, 0.25f), c(c_size);
+  auto trans = [](Trans t) { return t == Trans::kYes ? CblasTrans : CblasNoTrans; };
   auto once = [&] {
-    for (const auto& [in, out] : shapes) {
-      be.gemm(Trans::kNo, Trans::kNo, m, out, in, 1.0f, x.data(), in, w.data(), out, 0.0f, y.data(),
-              out);
-      be.gemm(Trans::kNo, Trans::kYes, m, in, out, 1.0f, y.data(), out, w.data(), out, 0.0f,
-              x.data(), in);
-      be.gemm(Trans::kYes, Trans::kNo, in, out, m, 1.0f, x.data(), in, y.data(), out, 0.0f,
-              w.data(), out);
-      flops += 3 * 2.0 * m * in * out;
-    }
+    for (const vmoe::GemmShape& g : calls)
+      cblas_sgemm(CblasRowMajor, trans(g.ta), trans(g.tb), g.m, g.n, g.k, 1.0f, a.data(), g.lda,
+                  b.data(), g.ldb, 0.0f, c.data(), g.ldc);
   };
   once();
-  be.synchronize();
-  flops = 0;
+  int reps = 0;
   const auto start = std::chrono::steady_clock::now();
   double seconds = 0;
-  while (seconds < 0.3) {
+  while (seconds < 0.5 || reps < 3) {
     once();
-    be.synchronize();
+    ++reps;
     seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
   }
-  return flops / seconds;
+  return {flops * reps / seconds, seconds / reps};
 }
 
 }  // namespace
@@ -199,10 +202,14 @@ int main(int argc, char** argv) {
   PhaseTimer::instance().enable(false);
   const int peak_n = FLAGS_peak_gemm != 0 ? FLAGS_peak_gemm : be.name() == "cuda" ? 8192 : 1024;
   const double peak = peak_n > 0 ? gemm_peak(be, peak_n) : 0.0;
-  const int tokens = o.model.tokens();
-  const double model_gemm =
-      FLAGS_model_gemm ? model_gemm_rate(be, static_cast<int>(rows * tokens), FLAGS_dim, FLAGS_mlp)
-                       : 0.0;
+  GemmReplay replay;
+  if (auto* cpu = dynamic_cast<CpuBackend*>(&be); cpu != nullptr && FLAGS_replay_gemms) {
+    std::vector<GemmShape> calls;
+    cpu->log_gemms(&calls);
+    step();
+    cpu->log_gemms(nullptr);
+    replay = replay_gemms(calls);
+  }
   if (world.rank() != 0) return 0;
   const double images_per_s = static_cast<double>(FLAGS_batch) * FLAGS_steps / seconds;
   // Per rank: the step's useful FLOPs (k experts per token) against one device's peak.
@@ -218,9 +225,10 @@ int main(int argc, char** argv) {
               params, FLAGS_batch, images_per_s, flops / 1e9, 1e3 * seconds / FLAGS_steps);
   if (peak > 0)
     std::printf(" peak_GFLOP/s=%.1f (gemm %d) MFU=%.1f%%", peak / 1e9, peak_n, 100 * flops / peak);
-  if (model_gemm > 0)
-    std::printf(" model_gemm_GFLOP/s=%.1f step/model_gemm=%.1f%%", model_gemm / 1e9,
-                100 * flops / model_gemm);
+  if (replay.flops_per_s > 0)
+    std::printf(" step_gemms_GFLOP/s=%.1f step/gemms=%.1f%% gemm_time=%.1f%%",
+                replay.flops_per_s / 1e9, 100 * flops / replay.flops_per_s,
+                100 * replay.seconds_per_step * FLAGS_steps / seconds);
   if (be.name() == "cpu")
     std::printf(" blas=%s loops=%s", openblas_core().c_str(), cpu_loops_isa());
   if (FLAGS_phases) {
