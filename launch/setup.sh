@@ -16,6 +16,7 @@ PACKAGES=(
   libgflags-dev libgtest-dev
   libopenblas-dev liblapacke-dev
   zlib1g-dev libpng-dev libjpeg62-turbo-dev
+  libjpeg-turbo-progs  # cjpeg: JPEG folders for the image_folder import test
   dataset-fashion-mnist
   python3-h5py python3-matplotlib
 )
