@@ -10,6 +10,7 @@
 #include "datasets/class_folders.h"
 #include "datasets/dataset_info.h"
 #include "datasets/dataset_writer.h"
+#include "datasets/encoded_shards.h"
 #include "datasets/image_codec.h"
 #include "datasets/importer.h"
 #include "datasets/worker_pool.h"
@@ -22,14 +23,6 @@ constexpr char kImageFiles[] = ".jpg, .jpeg or .png files";
 const std::vector<std::string> kExtensions = {".jpg", ".jpeg", ".png"};
 constexpr int64_t kBlock = 256;  // files read and checked, then appended, at a time
 
-std::string shard_path(const std::string& dir, const std::string& split, int64_t shard,
-                       int64_t shards) {
-  char name[96];
-  std::snprintf(name, sizeof name, "%s-%05lld-of-%05lld.h5", split.c_str(),
-                static_cast<long long>(shard), static_cast<long long>(shards));
-  return (fs::path(dir) / name).string();
-}
-
 // A file's bytes; the error names it.
 std::vector<uint8_t> read_file(const std::string& path) {
   std::ifstream in(path, std::ios::binary);
@@ -38,20 +31,6 @@ std::vector<uint8_t> read_file(const std::string& path) {
                              std::istreambuf_iterator<char>());
   VMOE_CHECK(!in.bad(), path, ": read error");
   return bytes;
-}
-
-// True if the shard is already there, complete (the writer renames a file
-// only when it is), from an import with the same classes and size.
-bool shard_complete(const std::string& path, int64_t planned, const DatasetSpec& spec) {
-  if (!fs::exists(path)) return false;
-  const DatasetInfo info = inspect_dataset(path);
-  VMOE_CHECK(info.encoded && !info.multi_label && info.num_classes == spec.num_classes &&
-                 info.height == spec.height && info.width == spec.width &&
-                 info.channels == spec.channels && info.size <= planned,
-             path,
-             " exists but was written by another import (other classes, size or files); "
-             "delete it or choose another --output");
-  return true;
 }
 
 struct ShardCounts {
@@ -173,7 +152,7 @@ ImageFolderResult import_image_folder(const ImageFolderImport& o) {
         {name, n, shards, (fs::path(o.output_dir) / (std::string(name) + "-*.h5")).string()});
     for (int64_t s = o.rank; s < shards; s += o.world) {
       const int64_t first = s * n / shards, last = (s + 1) * n / shards;
-      mine.push_back({shard_path(o.output_dir, name, s, shards),
+      mine.push_back({encoded_shard_path(o.output_dir, name, s, shards),
                       std::vector<LabeledFile>(files.begin() + first, files.begin() + last)});
     }
   }
@@ -183,7 +162,7 @@ ImageFolderResult import_image_folder(const ImageFolderImport& o) {
   for (const Planned& p : mine) {
     const auto planned = static_cast<int64_t>(p.files.size());
     int64_t images = 0;
-    if (shard_complete(p.path, planned, spec)) {
+    if (encoded_shard_complete(p.path, planned, spec)) {
       images = inspect_dataset(p.path).size;
       result.kept += images;
     } else {

@@ -9,6 +9,7 @@
 #include <charconv>
 #include <cstdio>
 #include <exception>
+#include <fstream>
 #include <string>
 #include <thread>
 #include <tuple>
@@ -20,11 +21,13 @@
 #include "datasets/dataset_info.h"
 #include "datasets/image_folder_shards.h"
 #include "datasets/importer.h"
+#include "datasets/tfrecord_shards.h"
 #include "launch/flag_lists.h"
 #include "launch/mpi_program.h"
 
 DEFINE_string(format, "",
-              "Input format: fashion_mnist, cifar10, cifar100, png_folder, npy or image_folder.");
+              "Input format: fashion_mnist, cifar10, cifar100, png_folder, npy, image_folder or "
+              "tfrecord.");
 DEFINE_string(input, "",
               "Directory with the input files: the IDX files (fashion_mnist), "
               "data_batch_1..5.bin + test_batch.bin (cifar10), train.bin + test.bin (cifar100), "
@@ -50,12 +53,65 @@ DEFINE_int64(images_per_shard, 10000, "image_folder: images per shard file.");
 DEFINE_bool(skip_bad, false,
             "image_folder: skip files that are not readable JPEG/PNG images "
             "(counted and listed in the summary) instead of stopping at the first.");
+DEFINE_string(test_input, "",
+              "tfrecord: the test split's TFRecord files (a path, a glob or a "
+              "comma-separated list); --input names the training files.");
+DEFINE_int64(num_classes, 0, "tfrecord: the number of classes (or give --class_names).");
+DEFINE_string(class_names, "", "tfrecord: a file with one class name per line, in label order.");
+DEFINE_string(image_key, "image",
+              "tfrecord: the tf.Example feature holding the encoded image "
+              "(TFDS: image; others use image/encoded).");
+DEFINE_string(label_key, "label",
+              "tfrecord: the tf.Example int64 feature holding the label "
+              "(TFDS: label; others use image/class/label).");
 DEFINE_int32(threads, 0,
              "image_folder: threads reading and checking files per rank; 0 = the "
              "cores divided by the ranks.");
 
 namespace vmoe {
 namespace {
+
+// The progress line of a shard, printed by rank 0.
+void print_progress(MpiCommunicator& world, Clock::time_point start, const std::string& path,
+                    int64_t images, int64_t done, int64_t total, const char* unit) {
+  if (world.rank() != 0) return;
+  const double s = seconds_since(start), rate = done / std::max(s, 1e-9);
+  std::printf("vmoe_import: %s (%lld images; rank 0 at %lld of %lld %s, ETA %.0f s)\n",
+              path.c_str(), static_cast<long long>(images), static_cast<long long>(done),
+              static_cast<long long>(total), unit, (total - done) / std::max(rate, 1e-9));
+  std::fflush(stdout);
+}
+
+// The importers' progress callback: print_progress, counting input files.
+auto progress_printer(MpiCommunicator& world, Clock::time_point start) {
+  return [&world, start](const std::string& path, int64_t images, int64_t done, int64_t total) {
+    print_progress(world, start, path, images, done, total, "files");
+  };
+}
+
+// The ranks' counts summed, for rank 0's summary line.
+struct ImportTotals {
+  int64_t written = 0, kept = 0, skipped = 0;
+  Clock::time_point start;
+  void print(size_t classes, const char* bad) const {
+    std::printf(
+        "vmoe_import: %zu classes; wrote %lld images, kept %lld already there, skipped "
+        "%lld %s, in %.1f s\n",
+        classes, static_cast<long long>(written), static_cast<long long>(kept),
+        static_cast<long long>(skipped), bad, seconds_since(start));
+  }
+};
+
+// Sums this rank's counts over the ranks; each rank lists what it skipped.
+ImportTotals gather_totals(MpiCommunicator& world, int64_t written, int64_t kept, int64_t skipped,
+                           const std::vector<std::string>& skipped_items, Clock::time_point start) {
+  int64_t counts[3] = {written, kept, skipped};
+  world.all_reduce(counts, 3, ReduceOp::kSum);
+  for (const std::string& why : skipped_items) std::printf("skipped: %s\n", why.c_str());
+  std::fflush(stdout);
+  world.barrier();
+  return {counts[0], counts[1], counts[2], start};
+}
 
 int import_folder(MpiCommunicator& world) {
   ImageFolderImport o;
@@ -73,30 +129,67 @@ int import_folder(MpiCommunicator& world) {
   const int cores = static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
   o.threads = FLAGS_threads > 0 ? FLAGS_threads : std::max(1, cores / world.size());
   const auto start = Clock::now();
-  o.progress = [&](const std::string& path, int64_t images, int64_t done, int64_t total) {
-    if (world.rank() != 0) return;
-    const double s = seconds_since(start), rate = done / std::max(s, 1e-9);
-    std::printf("vmoe_import: %s (%lld images; rank 0 at %lld of %lld, %.0f files/s, ETA %.0f s)\n",
-                path.c_str(), static_cast<long long>(images), static_cast<long long>(done),
-                static_cast<long long>(total), rate, (total - done) / std::max(rate, 1e-9));
-    std::fflush(stdout);
-  };
+  o.progress = progress_printer(world, start);
   const ImageFolderResult r = import_image_folder(o);
-  int64_t counts[3] = {r.written, r.kept, r.skipped};
-  world.all_reduce(counts, 3, ReduceOp::kSum);
-  for (const std::string& why : r.skipped_files) std::printf("skipped: %s\n", why.c_str());
-  world.barrier();
+  const ImportTotals totals =
+      gather_totals(world, r.written, r.kept, r.skipped, r.skipped_files, start);
   if (world.rank() != 0) return 0;
   for (const ImageFolderSplit& split : r.splits) {
     std::printf("%s: %lld files, %lld shards: --%s_data='%s'\n", split.name.c_str(),
                 static_cast<long long>(split.files), static_cast<long long>(split.shards),
                 split.name == "train" ? "train" : "eval", split.pattern.c_str());
   }
-  std::printf(
-      "vmoe_import: %zu classes; wrote %lld images, kept %lld already there, skipped %lld "
-      "bad files, in %.1f s\n",
-      r.class_names.size(), static_cast<long long>(counts[0]), static_cast<long long>(counts[1]),
-      static_cast<long long>(counts[2]), seconds_since(start));
+  totals.print(r.class_names.size(), "bad files");
+  return 0;
+}
+
+std::vector<std::string> tfrecord_class_names() {
+  std::vector<std::string> names;
+  if (!FLAGS_class_names.empty()) {
+    std::ifstream in(FLAGS_class_names);
+    VMOE_CHECK(in.good(), FLAGS_class_names, ": cannot open the class names file");
+    for (std::string line; std::getline(in, line);) {
+      if (!line.empty() && line.back() == '\r') line.pop_back();
+      if (!line.empty()) names.push_back(line);
+    }
+    VMOE_CHECK(FLAGS_num_classes == 0 || FLAGS_num_classes == static_cast<int64_t>(names.size()),
+               FLAGS_class_names, " names ", names.size(),
+               " classes but --num_classes=", FLAGS_num_classes);
+    return names;
+  }
+  VMOE_CHECK(FLAGS_num_classes > 0 && FLAGS_num_classes <= INT32_MAX,
+             "--format=tfrecord needs --num_classes=N (in [1, 2^31)) or --class_names=FILE");
+  for (int64_t c = 0; c < FLAGS_num_classes; ++c) names.push_back(str_cat("class_", c));
+  return names;
+}
+
+int import_tfrecord(MpiCommunicator& world) {
+  TfRecordImport o;
+  o.train_files = expand_dataset_files(FLAGS_input);
+  if (!FLAGS_test_input.empty()) o.test_files = expand_dataset_files(FLAGS_test_input);
+  o.output_dir = FLAGS_output;
+  o.image_key = FLAGS_image_key;
+  o.label_key = FLAGS_label_key;
+  o.class_names = tfrecord_class_names();
+  if (!FLAGS_image_size.empty()) std::tie(o.height, o.width) = parse_image_size(FLAGS_image_size);
+  o.channels = FLAGS_channels != 0 ? FLAGS_channels : 3;
+  o.skip_bad = FLAGS_skip_bad;
+  o.rank = world.rank();
+  o.world = world.size();
+  const auto start = Clock::now();
+  o.progress = progress_printer(world, start);
+  const TfRecordResult r = import_tfrecords(o);
+  const ImportTotals totals =
+      gather_totals(world, r.written, r.kept, r.skipped, r.skipped_records, start);
+  if (world.rank() != 0) return 0;
+  for (const auto& [split, files] :
+       {std::pair{"train", &o.train_files}, std::pair{"test", &o.test_files}}) {
+    if (files->empty()) continue;
+    std::printf("%s: %zu TFRecord files, %zu shards: --%s_data='%s/%s-*.h5'\n", split,
+                files->size(), files->size(), split == std::string("train") ? "train" : "eval",
+                FLAGS_output.c_str(), split);
+  }
+  totals.print(o.class_names.size(), "bad records");
   return 0;
 }
 
@@ -108,8 +201,9 @@ int run(MpiCommunicator& world) {
   if (FLAGS_input.empty()) throw Error("--input is required (the directory to read)");
   if (FLAGS_output.empty()) throw Error("--output is required (the directory to write)");
   if (FLAGS_format == "image_folder") return import_folder(world);
+  if (FLAGS_format == "tfrecord") return import_tfrecord(world);
   VMOE_CHECK(world.size() == 1, "--format=", FLAGS_format, " runs in one process (only ",
-             "--format=image_folder shares its work over ranks)");
+             "--format=image_folder and tfrecord share their work over ranks)");
   if (FLAGS_validation_size < 0)
     throw Error("--validation_size must be >= 0, got " + std::to_string(FLAGS_validation_size));
   ImageImportOptions options;
@@ -149,6 +243,9 @@ int main(int argc, char** argv) {
            "       [mpirun -n R] vmoe_import --format=image_folder --input=DIR --output=DIR\n"
            "         [--image_size=224] [--images_per_shard=10000] [--test_fraction=F] "
            "[--skip_bad]\n"
+           "       [mpirun -n R] vmoe_import --format=tfrecord --input=GLOB [--test_input=GLOB]\n"
+           "         --output=DIR --num_classes=N|--class_names=FILE [--image_key=image] "
+           "[--label_key=label]\n"
            "e.g.   vmoe_import --format=png_folder --input=my_images --output=data/mine\n"
            "         --test_fraction=0.2 --image_size=32x32 --channels=3",
        .help_source = "import_main",

@@ -19,6 +19,7 @@ PACKAGES=(
   libjpeg-turbo-progs  # cjpeg: JPEG folders for the image_folder import test
   dataset-fashion-mnist
   python3-h5py python3-matplotlib
+  python3-protobuf  # tf.Example files for the tfrecord import test
 )
 
 missing=()
