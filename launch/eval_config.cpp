@@ -2,6 +2,7 @@
 
 #include <gflags/gflags.h>
 
+#include <algorithm>
 #include <filesystem>
 #include <map>
 #include <set>
@@ -9,6 +10,7 @@
 
 #include "checkpoints/checkpoint_dir.h"
 #include "core/check.h"
+#include "datasets/dataset_info.h"
 #include "launch/flag_lists.h"
 
 DEFINE_string(checkpoint, "", "The checkpoint to evaluate: a ckpt-<step>.h5 file, a checkpoint "
@@ -18,8 +20,10 @@ DEFINE_string(out_dir, "", "Where eval.json, sweep.json, fewshot.json and routin
               "<checkpoint's folder>/eval).");
 DEFINE_bool(routing_analysis, true, "MoE models: write the class x expert routing frequencies "
             "of every --eval_data set to <out_dir>/routing/<dataset>/<router>.csv.");
-DEFINE_string(fewshot, "", "Few-shot linear evaluation targets, comma-separated: a folder with "
-              "train.h5 and test.h5 (see vmoe_import), or train.h5:test.h5.");
+DEFINE_string(fewshot, "",
+              "Few-shot linear evaluation targets, comma-separated: a folder with "
+              "train.h5 and test.h5, or train-*.h5 and test-*.h5 shards (see vmoe_import), or "
+              "TRAIN:TEST (each a file or a glob).");
 DEFINE_string(fewshot_shots, "1,5,10,25", "Few-shot: examples per class.");
 DEFINE_int32(fewshot_seeds, 3, "Few-shot: seeds (example selections); mean and std over them.");
 DEFINE_string(fewshot_l2, "1024", "Few-shot: ridge l2 strength(s), comma-separated, or 'sweep' "
@@ -89,16 +93,15 @@ DatasetInfo trained_shape(const CheckpointState& s, const std::string& checkpoin
 
 }  // namespace
 
-std::vector<std::string> resolve_checkpoints(const std::string& path) {
-  VMOE_CHECK(!path.empty(), "--checkpoint is required (a checkpoint file, or a run directory)");
-  VMOE_CHECK(fs::exists(path), "--checkpoint=", path, ": no such file or directory");
+std::vector<std::string> resolve_checkpoints(const std::string& path, const std::string& flag) {
+  VMOE_CHECK(!path.empty(), flag, " is required (a checkpoint file, or a run directory)");
+  VMOE_CHECK(fs::exists(path), flag, "=", path, ": no such file or directory");
   if (!fs::is_directory(path)) return {path};
   const std::string dir = fs::is_directory(fs::path(path) / "checkpoints")
                               ? (fs::path(path) / "checkpoints").string()
                               : path;
   const std::vector<std::string> found = CheckpointDir(dir, 1).list();
-  VMOE_CHECK(!found.empty(), "--checkpoint=", path, ": no complete checkpoint (ckpt-<step>.h5) in ",
-             dir);
+  VMOE_CHECK(!found.empty(), flag, "=", path, ": no complete checkpoint (ckpt-<step>.h5) in ", dir);
   return found;
 }
 
@@ -111,14 +114,24 @@ FewShotTarget parse_fewshot_target(const std::string& spec) {
     t.name = fs::path(t.train).parent_path().filename().string();
     if (t.name.empty()) t.name = fs::path(t.train).stem().string();
   } else {
-    t.train = (fs::path(spec) / "train.h5").string();
-    t.test = (fs::path(spec) / "test.h5").string();
+    // train.h5 and test.h5, or the shards vmoe_import and vmoe_synth write.
+    const bool single = fs::exists(fs::path(spec) / "train.h5");
+    t.train = (fs::path(spec) / (single ? "train.h5" : "train-*.h5")).string();
+    t.test = (fs::path(spec) / (single ? "test.h5" : "test-*.h5")).string();
     t.name = fs::path(spec).lexically_normal().filename().string();
     if (t.name.empty()) t.name = fs::path(spec).lexically_normal().parent_path().filename().string();
   }
   for (const std::string* f : {&t.train, &t.test}) {
-    VMOE_CHECK(fs::is_regular_file(*f), "--fewshot=", spec, ": ", *f,
-               " not found (give a folder with train.h5 and test.h5, or train.h5:test.h5)");
+    bool found = false;
+    try {
+      const std::vector<std::string> files = expand_dataset_files(*f);
+      found = std::all_of(files.begin(), files.end(),
+                          [](const std::string& x) { return fs::is_regular_file(x); });
+    } catch (const Error&) {
+    }
+    VMOE_CHECK(found, "--fewshot=", spec, ": ", *f,
+               " not found (give a folder with train.h5 and test.h5 or train-*.h5 and test-*.h5 "
+               "shards, or TRAIN:TEST, each a file or a glob)");
   }
   return t;
 }

@@ -36,8 +36,9 @@ struct EvalConfig {
 };
 
 // A checkpoint file, or the complete checkpoints of a checkpoint directory or
-// of a run directory (<run>/checkpoints), newest first.
-std::vector<std::string> resolve_checkpoints(const std::string& path);
+// of a run directory (<run>/checkpoints), newest first; errors name `flag`.
+std::vector<std::string> resolve_checkpoints(const std::string& path,
+                                             const std::string& flag = "--checkpoint");
 // "data/x" (a folder with train.h5 and test.h5) or "a.h5:b.h5".
 FewShotTarget parse_fewshot_target(const std::string& spec);
 // A short name for an evaluation file: "<folder>_<stem>", e.g. fashion_mnist_test.

@@ -11,6 +11,7 @@
 
 #include "core/check.h"
 #include "datasets/dataset_info.h"
+#include "launch/eval_config.h"
 #include "launch/flag_lists.h"
 
 // ---- data -------------------------------------------------------------------
@@ -146,7 +147,9 @@ DEFINE_double(collective_timeout, 300,
               "take 10x as long. 0: wait forever.");
 DEFINE_bool(resume, false, "Continue from the newest readable checkpoint in the checkpoint "
             "directory (same model and optimiser flags; any number of ranks).");
-DEFINE_string(init_from, "", "Fine-tune: start from this checkpoint's parameters (not its "
+DEFINE_string(init_from, "",
+              "Fine-tune: start from this checkpoint's parameters (a file, or a "
+              "run or checkpoint folder: its newest complete checkpoint; not its "
               "optimiser state); a head with another class count is re-initialised, a position "
               "embedding of another patch grid resized bilinearly.");
 DEFINE_string(init_skip, "", "With --init_from: comma-separated regular expressions; parameters "
@@ -374,7 +377,9 @@ TrainConfig config_from_flags(const DatasetInfo& train_info, const DatasetInfo& 
   c.keep_checkpoints = FLAGS_keep_checkpoints;
   c.checkpoint_dir = FLAGS_checkpoint_dir;
   c.resume = FLAGS_resume;
-  c.init_from = FLAGS_init_from;
+  // A run or checkpoint folder means its newest complete checkpoint.
+  if (!FLAGS_init_from.empty())
+    c.init_from = resolve_checkpoints(FLAGS_init_from, "--init_from")[0];
   for (const std::string& pattern : split_commas(FLAGS_init_skip, true)) {
     try {
       c.init_skip.emplace_back(pattern);

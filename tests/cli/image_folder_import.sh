@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # vmoe_import --format=image_folder as a user runs it: a folder of class
-# folders of JPEGs (libjpeg-turbo's cjpeg) and PNGs (written here with zlib)
+# folders of JPEGs (libjpeg-turbo's cjpeg) and PNGs (make_image_folder.py)
 # is imported on 1, 2 and 4 ranks; every run stores the source files byte for
 # byte with their labels and class names (h5py), the same in all; vmoe_train
 # and vmoe_eval read the shards; a file that is not an image stops the import
@@ -14,33 +14,7 @@ export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 OPENBLAS_NUM_TH
 command -v cjpeg >/dev/null || { echo "SKIP: cjpeg missing (launch/setup.sh installs libjpeg-turbo-progs)"; exit 77; }
 rm -rf "$work"
 mkdir -p "$work"
-# PPM sources (cjpeg turns them into JPEGs) and PNGs: 3 classes, 12 + 4 each.
-/usr/bin/python3 - "$work/src" <<'PY'
-import os, struct, sys, zlib
-root = sys.argv[1]
-def pixels(seed, h, w):
-    return bytes(((seed * 37 + y * 11 + x * 5 + c * 60) % 256) for y in range(h) for x in range(w) for c in range(3))
-def png(path, h, w, data):
-    raw = b"".join(b"\0" + data[y * w * 3:(y + 1) * w * 3] for y in range(h))
-    def chunk(kind, body):
-        return struct.pack(">I", len(body)) + kind + body + struct.pack(">I", zlib.crc32(kind + body))
-    with open(path, "wb") as f:
-        f.write(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", w, h, 8, 2, 0, 0, 0))
-                + chunk(b"IDAT", zlib.compress(raw)) + chunk(b"IEND", b""))
-seed = 0
-for split, n in (("train", 12), ("val", 4)):
-    for cls in ("shirt", "shoe", "bag"):
-        os.makedirs(f"{root}/{split}/{cls}", exist_ok=True)
-        for i in range(n):
-            seed += 1
-            h, w = 20 + seed % 7, 18 + seed % 5
-            if i % 4 == 3:
-                png(f"{root}/{split}/{cls}/{i:03d}.png", h, w, pixels(seed, h, w))
-            else:
-                with open(f"{root}/{split}/{cls}/{i:03d}.ppm", "wb") as f:
-                    f.write(b"P6 %d %d 255\n" % (w, h) + pixels(seed, h, w))
-PY
-find "$work/src" -name '*.ppm' | while read -r f; do cjpeg -quality 90 "$f" > "${f%.ppm}.jpg"; rm "$f"; done
+/usr/bin/python3 "$(dirname "$0")/make_image_folder.py" "$work/src" shirt,shoe,bag 12 4
 
 for ranks in 1 2 4; do
   "$mpiexec" -np $ranks --oversubscribe "$bin/vmoe_import" --format=image_folder --input="$work/src" \
