@@ -139,6 +139,18 @@ uint32_t mask_crc32c(uint32_t crc) {
   return ((crc >> 15) | (crc << 17)) + 0xa282ead8u;
 }
 
+void append_tfrecord(std::string& out, const std::string& data) {
+  auto put_u32 = [&](uint32_t v) {
+    for (int i = 0; i < 4; ++i) out.push_back(static_cast<char>(v >> (8 * i)));
+  };
+  uint8_t length[8];
+  for (int i = 0; i < 8; ++i) length[i] = static_cast<uint8_t>(uint64_t{data.size()} >> (8 * i));
+  out.append(reinterpret_cast<const char*>(length), sizeof length);
+  put_u32(mask_crc32c(crc32c(length, sizeof length)));
+  out += data;
+  put_u32(mask_crc32c(crc32c(reinterpret_cast<const uint8_t*>(data.data()), data.size())));
+}
+
 TfRecordReader::TfRecordReader(const std::string& path) : path_(path), in_(path, std::ios::binary) {
   VMOE_CHECK(in_.good(), path, ": cannot open the TFRecord file");
 }

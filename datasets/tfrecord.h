@@ -18,6 +18,10 @@ namespace vmoe {
 uint32_t crc32c(const uint8_t* data, size_t size);
 uint32_t mask_crc32c(uint32_t crc);
 
+// Appends one framed record holding `data` to `out` (TensorBoard's event
+// files use the same framing).
+void append_tfrecord(std::string& out, const std::string& data);
+
 // Reads the records of one file in order; every length and data CRC is
 // checked, and an error names the file and the record's byte offset.
 class TfRecordReader {

@@ -19,6 +19,8 @@ class JsonRecord {
   // `json` is already JSON text (an array, a nested object).
   JsonRecord& add_json(const std::string& key, const std::string& json);
   std::string str() const;
+  // (key, JSON text of the value), in insertion order.
+  const std::vector<std::pair<std::string, std::string>>& fields() const { return fields_; }
 
  private:
   std::vector<std::pair<std::string, std::string>> fields_;

@@ -19,6 +19,10 @@ DEFINE_string(train_data, "", "Training set: an HDF5 file in the schema of datas
 DEFINE_string(eval_data, "", "Evaluation set (same image shape and classes); empty = none.");
 DEFINE_string(run_dir, "", "Directory for metrics.jsonl, flags.txt and result.json "
               "(default: runs/<date>-<time>).");
+DEFINE_string(tensorboard_dir, "",
+              "Also write every metrics.jsonl number as a TensorBoard "
+              "scalar (train/loss, eval/precision_at_1, train/moe/block_N/dropped, ...) to an "
+              "event file in this folder; empty = none.");
 DEFINE_int64(batch_size, 128, "Global training batch size (images per step, all ranks).");
 DEFINE_int64(eval_batch_size, 512, "Global evaluation batch size (a multiple of --group_size).");
 DEFINE_int32(augment_crop_padding, 0,
@@ -404,6 +408,7 @@ TrainConfig config_from_flags(const DatasetInfo& train_info, const DatasetInfo& 
   c.train_data = FLAGS_train_data;
   c.eval_data = FLAGS_eval_data;
   c.run_dir = FLAGS_run_dir;
+  c.tensorboard_dir = FLAGS_tensorboard_dir;
   c.eval_batch_size = FLAGS_eval_batch_size;
   c.crop_padding = FLAGS_augment_crop_padding;
   c.flip = FLAGS_augment_flip;

@@ -38,6 +38,7 @@ struct TrainConfig {
   int64_t checkpoint_every = 0;             // 0: only at the end
   int keep_checkpoints = 3;
   std::string checkpoint_dir;               // empty: <run_dir>/checkpoints
+  std::string tensorboard_dir;              // empty: no TensorBoard event file
   bool resume = false;
   bool overwrite = false;  // remove another run's checkpoints first
   int checkpoint_failures_allowed = 0;

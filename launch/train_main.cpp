@@ -18,6 +18,7 @@
 #include "launch/metrics_log.h"
 #include "launch/mpi_program.h"
 #include "launch/preflight.h"
+#include "launch/tensorboard.h"
 #include "launch/train_checkpoints.h"
 #include "launch/train_config.h"
 #include "launch/trainer.h"
@@ -65,10 +66,13 @@ std::string routing_summary(const std::vector<Metric>& metrics, double aux) {
 // Rank 0 speaks for the job: it prints and writes the run directory.
 class Reporter {
  public:
-  Reporter(bool active, const std::string& run_dir) : active_(active) {
+  Reporter(bool active, const std::string& run_dir, const std::string& tensorboard_dir)
+      : active_(active) {
     if (!active_) return;
     std::filesystem::create_directories(run_dir);
     log_ = std::make_unique<MetricsLog>(run_dir + "/metrics.jsonl");
+    if (!tensorboard_dir.empty())
+      tensorboard_ = std::make_unique<TensorBoardWriter>(tensorboard_dir);
   }
   bool active() const { return active_; }
   template <typename... A>
@@ -78,7 +82,15 @@ class Reporter {
     std::fflush(stdout);
   }
   void write(const JsonRecord& record) {
-    if (active_) log_->write(record);
+    if (!active_) return;
+    log_->write(record);
+    if (!tensorboard_) return;
+    std::string type = "metrics";  // the record's "type", unquoted, prefixes its tags
+    for (const auto& [key, json] : record.fields())
+      if (key == "type" && json.size() >= 2) type = json.substr(1, json.size() - 2);
+    int64_t step = -1;
+    const auto values = numeric_fields(record.fields(), type, &step);
+    if (step >= 0) tensorboard_->scalars(step, values);
   }
   void drop_after(int64_t step) {
     if (active_) log_->drop_after(step);
@@ -87,6 +99,7 @@ class Reporter {
  private:
   bool active_;
   std::unique_ptr<MetricsLog> log_;
+  std::unique_ptr<TensorBoardWriter> tensorboard_;
 };
 
 int run(MpiCommunicator& world) {
@@ -98,7 +111,7 @@ int run(MpiCommunicator& world) {
   c.run_dir.copy(dir.data(), dir.size() - 1);
   world.broadcast(dir.data(), static_cast<int64_t>(dir.size()), 0);
   c.run_dir = dir.data();
-  Reporter out(world.rank() == 0, c.run_dir);
+  Reporter out(world.rank() == 0, c.run_dir, c.tensorboard_dir);
   const WatchdogSession watchdog(c.collective_timeout_s, world.rank(), world.size(),
                                  c.run_dir + "/.heartbeat", "vmoe_train");
 
