@@ -51,17 +51,23 @@ std::vector<std::string> class_folders(const fs::path& dir, const std::string& f
   return names;
 }
 
+std::vector<std::string> files_with_extensions(const fs::path& dir,
+                                               const std::vector<std::string>& extensions) {
+  std::vector<std::string> paths;
+  for (const fs::path& path : sorted_entries(dir, [&](const fs::directory_entry& e) {
+         return e.is_regular_file() && has_extension(e.path(), extensions);
+       })) {
+    paths.push_back(path.string());
+  }
+  return paths;
+}
+
 ClassFiles files_per_class(const fs::path& dir, const std::vector<std::string>& classes,
                            const std::vector<std::string>& extensions, const std::string& files) {
   ClassFiles out;
   for (const std::string& name : classes) {
     const fs::path class_dir = dir / name;
-    std::vector<std::string> paths;
-    for (const fs::path& path : sorted_entries(class_dir, [&](const fs::directory_entry& e) {
-           return e.is_regular_file() && has_extension(e.path(), extensions);
-         })) {
-      paths.push_back(path.string());
-    }
+    std::vector<std::string> paths = files_with_extensions(class_dir, extensions);
     VMOE_CHECK(!paths.empty(), class_dir.string(), ": empty class folder (no ", files, ")");
     out.push_back(std::move(paths));
   }

@@ -23,6 +23,11 @@ struct LabeledFile {
 // `files` says what a class folder holds, for the error ("... of .png files").
 std::vector<std::string> class_folders(const std::filesystem::path& dir, const std::string& files);
 
+// The files of dir whose extension (lower-cased, with the dot) is one of
+// `extensions`, not hidden, sorted by name; full paths.
+std::vector<std::string> files_with_extensions(const std::filesystem::path& dir,
+                                               const std::vector<std::string>& extensions);
+
 // The files of each class folder whose extension (lower-cased, with the dot)
 // is one of `extensions`, sorted by name; an empty class folder is an error.
 ClassFiles files_per_class(const std::filesystem::path& dir,

@@ -2,9 +2,12 @@
 
 #include <algorithm>
 #include <cstdio>
+#include <cstdlib>
 #include <filesystem>
 #include <fstream>
 #include <iterator>
+#include <map>
+#include <sstream>
 
 #include "core/check.h"
 #include "datasets/class_folders.h"
@@ -31,6 +34,87 @@ std::vector<uint8_t> read_file(const std::string& path) {
                              std::istreambuf_iterator<char>());
   VMOE_CHECK(!in.bad(), path, ": read error");
   return bytes;
+}
+
+std::vector<std::vector<std::string>> read_lines_of_tokens(const std::string& path,
+                                                           const char* flag) {
+  std::ifstream in(path);
+  VMOE_CHECK(in.good(), flag, "=", path, ": cannot open the file");
+  std::vector<std::vector<std::string>> lines;
+  for (std::string line; std::getline(in, line);) {
+    std::istringstream words(line);
+    std::vector<std::string> tokens;
+    for (std::string w; words >> w;) tokens.push_back(w);
+    if (!tokens.empty()) lines.push_back(std::move(tokens));
+  }
+  return lines;
+}
+
+// The label a --val_labels entry names: a class folder's name or a number.
+int32_t label_of(const std::string& token, const std::vector<std::string>& classes,
+                 const std::string& where) {
+  const auto it = std::find(classes.begin(), classes.end(), token);
+  if (it != classes.end()) return static_cast<int32_t>(it - classes.begin());
+  char* end = nullptr;
+  const long v = std::strtol(token.c_str(), &end, 10);
+  VMOE_CHECK(*end == '\0' && !token.empty() && v >= 0 && v < static_cast<long>(classes.size()),
+             where, ": '", token, "' is neither a class folder of train/ nor a label in [0, ",
+             classes.size(), ")");
+  return static_cast<int32_t>(v);
+}
+
+// A flat folder of images, each file's class from the labels file.
+ClassFiles flat_split(const fs::path& dir, const std::vector<std::string>& classes,
+                      const std::string& labels_file) {
+  const std::vector<std::string> files = files_with_extensions(dir, kExtensions);
+  VMOE_CHECK(!files.empty(), dir.string(), ": no ", kImageFiles);
+  const auto lines = read_lines_of_tokens(labels_file, "--val_labels");
+  ClassFiles out(classes.size());
+  const bool one_per_file =
+      std::all_of(lines.begin(), lines.end(), [](const auto& l) { return l.size() == 1; });
+  if (one_per_file) {
+    VMOE_CHECK(lines.size() == files.size(), "--val_labels=", labels_file, " has ", lines.size(),
+               " labels but ", dir.string(), " has ", files.size(),
+               " images (one label per "
+               "image, in sorted-name order, or FILE CLASS lines)");
+    for (size_t i = 0; i < files.size(); ++i)
+      out[label_of(lines[i][0], classes, str_cat(labels_file, " line ", i + 1))].push_back(
+          files[i]);
+    return out;
+  }
+  std::map<std::string, int32_t> by_name;
+  for (size_t i = 0; i < lines.size(); ++i) {
+    VMOE_CHECK(lines[i].size() == 2, "--val_labels=", labels_file, " line ", i + 1,
+               ": expected FILE CLASS (or one CLASS per line for every line)");
+    by_name[lines[i][0]] = label_of(lines[i][1], classes, str_cat(labels_file, " line ", i + 1));
+  }
+  for (const std::string& file : files) {
+    const fs::path p(file);
+    auto it = by_name.find(p.filename().string());
+    if (it == by_name.end()) it = by_name.find(p.stem().string());
+    VMOE_CHECK(it != by_name.end(), file, ": not in --val_labels=", labels_file);
+    out[it->second].push_back(file);
+  }
+  return out;
+}
+
+// Display names from --class_map for the folders it names.
+std::vector<std::string> mapped_names(const std::vector<std::string>& folders,
+                                      const std::string& map_file) {
+  std::map<std::string, std::string> names;
+  std::ifstream in(map_file);
+  VMOE_CHECK(in.good(), "--class_map=", map_file, ": cannot open the file");
+  for (std::string line; std::getline(in, line);) {
+    const size_t space = line.find_first_of(" \t");
+    if (line.empty() || space == std::string::npos) continue;
+    const size_t name = line.find_first_not_of(" \t", space);
+    std::string value = name == std::string::npos ? "" : line.substr(name);
+    while (!value.empty() && (value.back() == '\r' || value.back() == ' ')) value.pop_back();
+    if (!value.empty()) names[line.substr(0, space)] = value;
+  }
+  std::vector<std::string> out;
+  for (const std::string& f : folders) out.push_back(names.count(f) ? names[f] : f);
+  return out;
 }
 
 struct ShardCounts {
@@ -118,7 +202,15 @@ ImageFolderResult import_image_folder(const ImageFolderImport& o) {
                "does not apply (it splits a folder of class folders)");
     result.class_names = class_folders(train_dir, kImageFiles);
     train = files_per_class(train_dir, result.class_names, kExtensions, kImageFiles);
-    if (!test_dir.empty()) {
+    const bool flat = !test_dir.empty() && !files_with_extensions(test_dir, kExtensions).empty();
+    if (flat) {
+      VMOE_CHECK(!o.val_labels.empty(), test_dir.string(),
+                 " holds images, not class folders: "
+                 "pass --val_labels=FILE (their classes)");
+      test = flat_split(test_dir, result.class_names, o.val_labels);
+    } else if (!test_dir.empty()) {
+      VMOE_CHECK(o.val_labels.empty(), "--val_labels applies to a flat ", test_dir.string(),
+                 " folder of images, but it holds class folders");
       check_same_classes(train_dir, result.class_names, test_dir,
                          class_folders(test_dir, kImageFiles));
       test = files_per_class(test_dir, result.class_names, kExtensions, kImageFiles);
@@ -129,6 +221,11 @@ ImageFolderResult import_image_folder(const ImageFolderImport& o) {
     if (o.test_fraction > 0) split_classes(train, test, o.test_fraction, o.split_seed);
   }
 
+  VMOE_CHECK(o.val_labels.empty() || has_train,
+             "--val_labels needs DIR/train/CLASS folders and "
+             "a flat DIR/val (or DIR/test) folder");
+  const std::vector<std::string> folders = result.class_names;
+  if (!o.class_map.empty()) result.class_names = mapped_names(folders, o.class_map);
   DatasetSpec spec{.height = o.height,
                    .width = o.width,
                    .channels = o.channels,

@@ -21,6 +21,14 @@ struct ImageFolderImport {
   int channels = 3;               // what the loader decodes to: 1 or 3
   int64_t images_per_shard = 10000;
   double test_fraction = 0;  // DIR/CLASS only: the share of each class put in test
+  // DIR/val as one flat folder of images (ImageNet's layout): their classes,
+  // one per line, either "CLASS" for each file in sorted-name order, or
+  // "FILE CLASS" (FILE with or without its extension); CLASS is a class
+  // folder's name or a label number.
+  std::string val_labels;
+  // "FOLDER NAME..." per line: the class names stored for those folders
+  // (e.g. ImageNet's "n01440764 tench, Tinca tinca"); others keep the folder name.
+  std::string class_map;
   uint64_t split_seed = 0;
   bool skip_bad = false;  // skip (and count) files that are not readable images
   int rank = 0, world = 1;
@@ -38,7 +46,7 @@ struct ImageFolderSplit {
 };
 
 struct ImageFolderResult {
-  std::vector<std::string> class_names;
+  std::vector<std::string> class_names;  // as stored (after class_map)
   std::vector<ImageFolderSplit> splits;
   // This rank's counts: images written, images in shards found complete,
   // bad files skipped (--skip_bad).

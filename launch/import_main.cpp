@@ -50,6 +50,13 @@ DEFINE_double(test_fraction, 0,
               "the fraction of each class moved into test.h5, e.g. 0.2.");
 DEFINE_uint64(split_seed, 0, "Seed of the shuffle that picks the --test_fraction images.");
 DEFINE_int64(images_per_shard, 10000, "image_folder: images per shard file.");
+DEFINE_string(val_labels, "",
+              "image_folder with a flat val/ (or test/) folder, as ImageNet's: "
+              "the images' classes, one CLASS per line in sorted file-name order, or FILE CLASS "
+              "lines; CLASS is a class folder name (e.g. a WordNet id) or a label number.");
+DEFINE_string(class_map, "",
+              "image_folder: 'FOLDER NAME...' lines giving the class names "
+              "stored for the folders (e.g. ImageNet's LOC_synset_mapping.txt).");
 DEFINE_bool(skip_bad, false,
             "image_folder: skip files that are not readable JPEG/PNG images "
             "(counted and listed in the summary) instead of stopping at the first.");
@@ -123,6 +130,8 @@ int import_folder(MpiCommunicator& world) {
   o.test_fraction = FLAGS_test_fraction;
   o.split_seed = FLAGS_split_seed;
   o.skip_bad = FLAGS_skip_bad;
+  o.val_labels = FLAGS_val_labels;
+  o.class_map = FLAGS_class_map;
   o.rank = world.rank();
   o.world = world.size();
   VMOE_CHECK(FLAGS_threads >= 0, "--threads must be >= 0, got ", FLAGS_threads);

@@ -161,6 +161,52 @@ TEST(ImageFolderShards, SplitsAClassFolderBySeedAndResumes) {
   EXPECT_EQ(stored(tmp.path() / "ranks", "test"), stored(tmp.path() / "out", "test"));
 }
 
+// ImageNet's layout: train/<wnid>/ folders, a flat val/ folder whose classes
+// come from a list, and a map from folder names to class names.
+TEST(ImageFolderShards, FlatValFolderWithALabelListAndAClassMap) {
+  TempDir tmp;
+  make_folder(tmp.path(), "train", 2);
+  std::map<int32_t, std::vector<std::vector<uint8_t>>> val;
+  const char* classes[] = {"cat", "dog", "eel"};
+  std::string one_per_line, file_and_class;
+  for (int i = 0; i < 6; ++i) {
+    const std::vector<uint8_t> b = make_image(500 + i, i % 2 == 1);
+    char name[32];
+    std::snprintf(name, sizeof name, "val_%02d%s", i, i % 2 == 1 ? ".png" : ".JPEG");
+    put(tmp.path() / "val" / name, b);
+    const int label = (i * 2) % 3;
+    val[label].push_back(b);
+    one_per_line += std::string(classes[label]) + "\n";                   // by class folder name
+    file_and_class += str_cat("val_", i / 10, i % 10, " ", label, "\n");  // stem + label number
+  }
+  const fs::path list = tmp.path() / "labels.txt", pairs = tmp.path() / "pairs.txt",
+                 map = tmp.path() / "map.txt";
+  put(list, std::vector<uint8_t>(one_per_line.begin(), one_per_line.end()));
+  put(pairs, std::vector<uint8_t>(file_and_class.begin(), file_and_class.end()));
+  const std::string names = "cat Felis catus\ndog  Canis familiaris \nbird Aves\n";
+  put(map, std::vector<uint8_t>(names.begin(), names.end()));
+  EXPECT_THAT(error_of([&] { import_image_folder(options(tmp.path(), tmp.path() / "o")); }),
+              HasSubstr("holds images, not class folders: pass --val_labels=FILE"));
+  for (const fs::path& labels : {list, pairs}) {
+    ImageFolderImport o = options(tmp.path(), tmp.path() / labels.stem());
+    o.val_labels = labels.string();
+    o.class_map = map.string();
+    const ImageFolderResult r = import_image_folder(o);
+    EXPECT_THAT(r.class_names, ElementsAre("Felis catus", "Canis familiaris", "eel"));
+    std::map<int32_t, std::vector<std::vector<uint8_t>>> got;
+    for (auto& [bytes, label] : stored(tmp.path() / labels.stem(), "test"))
+      got[label].push_back(bytes);
+    EXPECT_EQ(got, val) << labels;
+  }
+  const std::string bad = "cat\nwolf\ncat\ncat\ncat\ncat\n";
+  put(list, std::vector<uint8_t>(bad.begin(), bad.end()));
+  ImageFolderImport o = options(tmp.path(), tmp.path() / "bad");
+  o.val_labels = list.string();
+  EXPECT_THAT(
+      error_of([&] { import_image_folder(o); }),
+      HasSubstr("line 2: 'wolf' is neither a class folder of train/ nor a label in [0, 3)"));
+}
+
 TEST(ImageFolderShards, BadFilesAreNamedOrSkipped) {
   TempDir tmp;
   make_folder(tmp.path(), "train", 3);
