@@ -59,8 +59,8 @@ std::vector<std::string> read_class_names(const std::string& path, int64_t expec
     while (!line.empty() && (line.back() == '\r' || line.back() == ' ')) line.pop_back();
     if (!line.empty()) names.push_back(line);
   }
-  VMOE_CHECK(static_cast<int64_t>(names.size()) == expected, path, ": expected ", expected,
-             " class names (one per line), found ", names.size());
+  VMOE_CHECK(expected == 0 || static_cast<int64_t>(names.size()) == expected, path, ": expected ",
+             expected, " class names (one per line), found ", names.size());
   return names;
 }
 

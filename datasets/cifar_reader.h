@@ -42,8 +42,9 @@ class CifarReader {
   std::vector<uint8_t> record_;
 };
 
-// Non-empty lines of a class-name file (batches.meta.txt, fine_label_names.txt);
-// errors unless there are exactly `expected` of them.
+// Non-empty lines of a class-name file (batches.meta.txt, fine_label_names.txt,
+// vmoe_import --class_names), trailing spaces cut; errors unless there are
+// exactly `expected` of them (0: any number).
 std::vector<std::string> read_class_names(const std::string& path, int64_t expected);
 
 }  // namespace vmoe

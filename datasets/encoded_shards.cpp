@@ -28,4 +28,30 @@ bool encoded_shard_complete(const std::string& path, int64_t planned, const Data
   return true;
 }
 
+void EncodedShardWriter::add(const uint8_t* bytes, size_t size, int32_t label) {
+  packed_.insert(packed_.end(), bytes, bytes + size);
+  offsets_.push_back(static_cast<int64_t>(packed_.size()));
+  labels_.push_back(label);
+  if (labels_.size() == 256) flush();  // bounded memory whatever the shard size
+}
+
+void EncodedShardWriter::flush() {
+  if (labels_.empty()) return;
+  const auto n = static_cast<int64_t>(labels_.size());
+  writer_.append({.count = n,
+                  .images = packed_.data(),
+                  .image_offsets = offsets_.data(),
+                  .labels = labels_.data()});
+  written_ += n;
+  packed_.clear();
+  labels_.clear();
+  offsets_.assign(1, 0);
+}
+
+int64_t EncodedShardWriter::finish() {
+  flush();
+  writer_.finish();
+  return written_;
+}
+
 }  // namespace vmoe

@@ -24,7 +24,7 @@ namespace {
 
 constexpr char kImageFiles[] = ".jpg, .jpeg or .png files";
 const std::vector<std::string> kExtensions = {".jpg", ".jpeg", ".png"};
-constexpr int64_t kBlock = 256;  // files read and checked, then appended, at a time
+constexpr int64_t kBlock = 256;  // files read and checked by the pool at a time
 
 // A file's bytes; the error names it.
 std::vector<uint8_t> read_file(const std::string& path) {
@@ -124,12 +124,9 @@ struct ShardCounts {
 ShardCounts write_shard(const std::string& path, const std::vector<LabeledFile>& files,
                         const DatasetSpec& spec, bool skip_bad, WorkerPool& pool,
                         std::vector<std::string>& skipped_files) {
-  DatasetWriter writer(path, spec);
+  EncodedShardWriter shard(path, spec);
   std::vector<std::vector<uint8_t>> bytes(kBlock);
   std::vector<std::string> errors(kBlock);
-  std::vector<uint8_t> packed;
-  std::vector<int64_t> offsets;
-  std::vector<int32_t> labels;
   ShardCounts counts;
   const auto total = static_cast<int64_t>(files.size());
   for (int64_t begin = 0; begin < total; begin += kBlock) {
@@ -144,9 +141,6 @@ ShardCounts write_shard(const std::string& path, const std::vector<LabeledFile>&
         errors[i] = e.what();
       }
     });
-    packed.clear();
-    labels.clear();
-    offsets.assign(1, 0);
     for (int64_t i = 0; i < n; ++i) {
       if (!errors[i].empty()) {
         VMOE_CHECK(skip_bad, errors[i], " (--skip_bad skips such files)");
@@ -154,20 +148,10 @@ ShardCounts write_shard(const std::string& path, const std::vector<LabeledFile>&
         ++counts.skipped;
         continue;
       }
-      packed.insert(packed.end(), bytes[i].begin(), bytes[i].end());
-      offsets.push_back(static_cast<int64_t>(packed.size()));
-      labels.push_back(files[begin + i].label);
+      shard.add(bytes[i].data(), bytes[i].size(), files[begin + i].label);
     }
-    const auto kept = static_cast<int64_t>(labels.size());
-    if (kept > 0) {
-      writer.append({.count = kept,
-                     .images = packed.data(),
-                     .image_offsets = offsets.data(),
-                     .labels = labels.data()});
-    }
-    counts.written += kept;
   }
-  writer.finish();
+  counts.written = shard.finish();
   return counts;
 }
 

@@ -13,31 +13,16 @@
 namespace vmoe {
 namespace {
 
-constexpr int64_t kBlock = 256;  // records appended at a time
-
 struct Counts {
   int64_t written = 0, skipped = 0;
 };
 
 Counts write_shard(const std::string& input, const std::string& path, const DatasetSpec& spec,
                    const TfRecordImport& o, std::vector<std::string>& skipped) {
-  DatasetWriter writer(path, spec);
+  EncodedShardWriter shard(path, spec);
   TfRecordReader reader(input);
-  std::vector<uint8_t> record, packed;
-  std::vector<int64_t> offsets{0};
-  std::vector<int32_t> labels;
+  std::vector<uint8_t> record;
   Counts counts;
-  auto flush = [&] {
-    if (labels.empty()) return;
-    writer.append({.count = static_cast<int64_t>(labels.size()),
-                   .images = packed.data(),
-                   .image_offsets = offsets.data(),
-                   .labels = labels.data()});
-    counts.written += static_cast<int64_t>(labels.size());
-    packed.clear();
-    labels.clear();
-    offsets.assign(1, 0);
-  };
   while (reader.next(record)) {
     const std::string what = str_cat(input, ": record at byte ", reader.offset());
     const auto features = parse_tf_example(record.data(), record.size(), what);
@@ -50,22 +35,19 @@ Counts write_shard(const std::string& input, const std::string& path, const Data
     const int64_t y = label->second.int64s[0];
     VMOE_CHECK(y >= 0 && y < spec.num_classes, what, ": label ", y, " is outside [0, ",
                spec.num_classes, ")");
-    const std::string& bytes = image->second.bytes[0];
+    const auto* bytes = reinterpret_cast<const uint8_t*>(image->second.bytes[0].data());
+    const size_t size = image->second.bytes[0].size();
     try {
-      read_image_header(reinterpret_cast<const uint8_t*>(bytes.data()), bytes.size(), what);
+      read_image_header(bytes, size, what);
     } catch (const std::exception& e) {
       VMOE_CHECK(o.skip_bad, e.what(), " (--skip_bad skips such records)");
       skipped.push_back(e.what());
       ++counts.skipped;
       continue;
     }
-    packed.insert(packed.end(), bytes.begin(), bytes.end());
-    offsets.push_back(static_cast<int64_t>(packed.size()));
-    labels.push_back(static_cast<int32_t>(y));
-    if (static_cast<int64_t>(labels.size()) == kBlock) flush();
+    shard.add(bytes, size, static_cast<int32_t>(y));
   }
-  flush();
-  writer.finish();
+  counts.written = shard.finish();
   return counts;
 }
 

@@ -9,7 +9,6 @@
 #include <charconv>
 #include <cstdio>
 #include <exception>
-#include <fstream>
 #include <string>
 #include <thread>
 #include <tuple>
@@ -17,6 +16,7 @@
 #include <vector>
 
 #include "core/check.h"
+#include "datasets/cifar_reader.h"
 #include "datasets/copy_examples.h"
 #include "datasets/dataset_info.h"
 #include "datasets/image_folder_shards.h"
@@ -120,20 +120,26 @@ ImportTotals gather_totals(MpiCommunicator& world, int64_t written, int64_t kept
   return {counts[0], counts[1], counts[2], start};
 }
 
-int import_folder(MpiCommunicator& world) {
-  ImageFolderImport o;
-  o.input_dir = FLAGS_input;
+// The flags both shard importers (ImageFolderImport, TfRecordImport) take.
+template <typename Options>
+void set_shard_options(Options& o, MpiCommunicator& world) {
   o.output_dir = FLAGS_output;
   if (!FLAGS_image_size.empty()) std::tie(o.height, o.width) = parse_image_size(FLAGS_image_size);
   o.channels = FLAGS_channels != 0 ? FLAGS_channels : 3;
+  o.skip_bad = FLAGS_skip_bad;
+  o.rank = world.rank();
+  o.world = world.size();
+}
+
+int import_folder(MpiCommunicator& world) {
+  ImageFolderImport o;
+  o.input_dir = FLAGS_input;
+  set_shard_options(o, world);
   o.images_per_shard = FLAGS_images_per_shard;
   o.test_fraction = FLAGS_test_fraction;
   o.split_seed = FLAGS_split_seed;
-  o.skip_bad = FLAGS_skip_bad;
   o.val_labels = FLAGS_val_labels;
   o.class_map = FLAGS_class_map;
-  o.rank = world.rank();
-  o.world = world.size();
   VMOE_CHECK(FLAGS_threads >= 0, "--threads must be >= 0, got ", FLAGS_threads);
   const int cores = static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
   o.threads = FLAGS_threads > 0 ? FLAGS_threads : std::max(1, cores / world.size());
@@ -153,19 +159,8 @@ int import_folder(MpiCommunicator& world) {
 }
 
 std::vector<std::string> tfrecord_class_names() {
+  if (!FLAGS_class_names.empty()) return read_class_names(FLAGS_class_names, FLAGS_num_classes);
   std::vector<std::string> names;
-  if (!FLAGS_class_names.empty()) {
-    std::ifstream in(FLAGS_class_names);
-    VMOE_CHECK(in.good(), FLAGS_class_names, ": cannot open the class names file");
-    for (std::string line; std::getline(in, line);) {
-      if (!line.empty() && line.back() == '\r') line.pop_back();
-      if (!line.empty()) names.push_back(line);
-    }
-    VMOE_CHECK(FLAGS_num_classes == 0 || FLAGS_num_classes == static_cast<int64_t>(names.size()),
-               FLAGS_class_names, " names ", names.size(),
-               " classes but --num_classes=", FLAGS_num_classes);
-    return names;
-  }
   VMOE_CHECK(FLAGS_num_classes > 0 && FLAGS_num_classes <= INT32_MAX,
              "--format=tfrecord needs --num_classes=N (in [1, 2^31)) or --class_names=FILE");
   for (int64_t c = 0; c < FLAGS_num_classes; ++c) names.push_back(str_cat("class_", c));
@@ -176,15 +171,10 @@ int import_tfrecord(MpiCommunicator& world) {
   TfRecordImport o;
   o.train_files = expand_dataset_files(FLAGS_input);
   if (!FLAGS_test_input.empty()) o.test_files = expand_dataset_files(FLAGS_test_input);
-  o.output_dir = FLAGS_output;
+  set_shard_options(o, world);
   o.image_key = FLAGS_image_key;
   o.label_key = FLAGS_label_key;
   o.class_names = tfrecord_class_names();
-  if (!FLAGS_image_size.empty()) std::tie(o.height, o.width) = parse_image_size(FLAGS_image_size);
-  o.channels = FLAGS_channels != 0 ? FLAGS_channels : 3;
-  o.skip_bad = FLAGS_skip_bad;
-  o.rank = world.rank();
-  o.world = world.size();
   const auto start = Clock::now();
   o.progress = progress_printer(world, start);
   const TfRecordResult r = import_tfrecords(o);
