@@ -298,5 +298,6 @@ int main(int argc, char** argv) {
                 "--eval_batch_priority, --expert_parallel, --prefetch, --backend, --device, "
                 "--precision, --tf32 (see vmoe_train --help).",
        .help_source = "eval_config",
-       .run = vmoe::run});
+       .run = vmoe::run,
+       .matrix_products = true});
 }

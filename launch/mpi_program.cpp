@@ -15,7 +15,7 @@ DECLARE_bool(help);
 namespace vmoe {
 
 int run_mpi_program(int argc, char** argv, const MpiProgram& program) {
-  choose_blas_kernels(argv);  // may start the program again, so before MPI
+  if (program.matrix_products) choose_blas_kernels(argv);  // may restart it, so before MPI
   MpiRuntime mpi(&argc, &argv);
   MpiCommunicator world;
   gflags::SetUsageMessage(program.usage);

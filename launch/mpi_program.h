@@ -22,6 +22,7 @@ struct MpiProgram {
   const char* usage;        // gflags usage message
   const char* help_source;  // --help lists flags defined in files matching this
   std::function<int(MpiCommunicator& world)> run;
+  bool matrix_products = false;  // uses BLAS: worth choose_blas_kernels' restart
 };
 
 // The whole of main(): returns the exit code.

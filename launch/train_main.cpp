@@ -353,5 +353,6 @@ int main(int argc, char** argv) {
                 "HDF5 dataset.\nUsage: vmoe_train --train_data=train.h5 --eval_data=test.h5 "
                 "[flags], or --flagfile=launch/configs/<config>.flags",
        .help_source = "train_config",
-       .run = vmoe::run});
+       .run = vmoe::run,
+       .matrix_products = true});
 }
