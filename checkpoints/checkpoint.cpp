@@ -286,6 +286,7 @@ LoadReport load_checkpoint(const std::string& path, ParamStore& store, Optimizer
     load("params/" + name, id, store.value(id));
     report.loaded.push_back(name);
   }
+  store.refresh_bf16();
   if (rules.optimizer && optimizer != nullptr) {
     const std::vector<std::string> names = state_groups(*optimizer);
     for (size_t b = 0; b < names.size(); ++b)

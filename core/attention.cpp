@@ -20,15 +20,19 @@ SelfAttention::SelfAttention(Backend& be, ParamStore& store, const std::string& 
       out_(store, name + "/out", dim, dim),
       qkv_act_(be),
       probs_(be),
-      context_(be) {
+      context_(be),
+      qkv16_(be),
+      probs16_(be),
+      context16_(be) {
   VMOE_ASSERT(dim % heads == 0);
 }
 
 void SelfAttention::collect_activations(ActivationSet& set) {
   set.add(qkv_act_, probs_, context_);
+  set.add(qkv16_, probs16_, context16_);
 }
 
-void SelfAttention::forward(const float* x, int64_t images, int tokens, float* y) {
+void SelfAttention::forward(GemmInput x, int64_t images, int tokens, float* y) {
   PhaseScope timed_("attention");
   images_ = images;
   tokens_ = tokens;
@@ -36,52 +40,63 @@ void SelfAttention::forward(const float* x, int64_t images, int tokens, float* y
   qkv_act_.resize({rows, 3 * D});
   probs_.resize({images, H, T, T});
   context_.resize({rows, D});
-  qkv_.forward(*be_, x, rows, qkv_act_.data());
-  const float* q = qkv_act_.data();
-  const float* k = q + D;
-  const float* v = q + 2 * D;
+  uint16_t* qkv16 = bf16_copy(qkv16_, {rows, 3 * D});
+  uint16_t* probs16 = bf16_copy(probs16_, {images, H, T, T});
+  uint16_t* context16 = bf16_copy(context16_, {rows, D});
+  qkv_.forward(*be_, x, rows, qkv_act_.data(), qkv16);
+  const GemmInput q(qkv_act_.data(), qkv16);
+  const GemmInput k = q.offset(D);
+  const GemmInput v = q.offset(2 * D);
   // scores[b, h] = Q_bh K_bh^T
   be_->gemm_batched(Trans::kNo, Trans::kYes, tokens, tokens, head_dim_, 1.0f, q, 3 * dim_, k,
                     3 * dim_, 0.0f, probs_.data(), tokens, {images, T * 3 * D, T * 3 * D, H * T * T},
                     {H, hd, hd, T * T});
   be_->softmax_forward(images * H * T, tokens, 1.0f / std::sqrt(static_cast<float>(hd)),
-                       probs_.data());
+                       probs_.data(), probs16);
   // context[b, :, h] = P_bh V_bh
-  be_->gemm_batched(Trans::kNo, Trans::kNo, tokens, head_dim_, tokens, 1.0f, probs_.data(), tokens,
-                    v, 3 * dim_, 0.0f, context_.data(), dim_, {images, H * T * T, T * 3 * D, T * D},
-                    {H, T * T, hd, hd});
-  out_.forward(*be_, context_.data(), rows, y);
+  be_->gemm_batched(Trans::kNo, Trans::kNo, tokens, head_dim_, tokens, 1.0f,
+                    {probs_.data(), probs16}, tokens, v, 3 * dim_, 0.0f, context_.data(), dim_,
+                    {images, H * T * T, T * 3 * D, T * D}, {H, T * T, hd, hd});
+  // A GEMM's output: converted once, for out's forward and its weight gradient.
+  if (context16 != nullptr) be_->to_bf16(rows * D, context_.data(), context16);
+  out_.forward(*be_, {context_.data(), context16}, rows, y);
 }
 
-void SelfAttention::backward(const float* x, const float* dy, float* dx, Workspace& ws) {
+void SelfAttention::backward(GemmInput x, const float* dy, float* dx, Workspace& ws) {
   PhaseScope timed_("attention");
   const int64_t rows = images_ * tokens_, T = tokens_, D = dim_, hd = head_dim_, H = heads_;
   const int tokens = tokens_;
   float* dcontext = ws.get(Scratch::kContextGrad, {rows, D});
   float* dprobs = ws.get(Scratch::kScoresGrad, {images_, H, T, T});
   float* dqkv = ws.get(Scratch::kQkvGrad, {rows, 3 * D});
-  out_.backward(*be_, context_.data(), dy, rows, dcontext);
-  const float* q = qkv_act_.data();
-  const float* k = q + D;
-  const float* v = q + 2 * D;
+  uint16_t* dprobs16 = ws.get_bf16(Scratch::kScoresGrad, {images_, H, T, T});
+  const GemmInput dy_in = ws.shared_input(Scratch::kOutputGrad, dy, {rows, D});
+  out_.backward(*be_, {context_.data(), context16_.data()}, dy_in, rows, dcontext);
+  // dcontext and dqkv are GEMM outputs, each read by two GEMMs: converted once.
+  const GemmInput dc = ws.shared_input(Scratch::kContextGrad, dcontext, {rows, D});
+  const GemmInput q(qkv_act_.data(), qkv16_.data());
+  const GemmInput k = q.offset(D);
+  const GemmInput v = q.offset(2 * D);
+  const GemmInput p(probs_.data(), probs16_.data());
   // dP_bh = dC_bh V_bh^T
-  be_->gemm_batched(Trans::kNo, Trans::kYes, tokens, tokens, head_dim_, 1.0f, dcontext, dim_, v,
-                    3 * dim_, 0.0f, dprobs, tokens, {images_, T * D, T * 3 * D, H * T * T},
+  be_->gemm_batched(Trans::kNo, Trans::kYes, tokens, tokens, head_dim_, 1.0f, dc, dim_, v, 3 * dim_,
+                    0.0f, dprobs, tokens, {images_, T * D, T * 3 * D, H * T * T},
                     {H, hd, hd, T * T});
   // dV_bh = P_bh^T dC_bh
-  be_->gemm_batched(Trans::kYes, Trans::kNo, tokens, head_dim_, tokens, 1.0f, probs_.data(),
-                    tokens, dcontext, dim_, 0.0f, dqkv + 2 * D, 3 * dim_,
-                    {images_, H * T * T, T * D, T * 3 * D}, {H, T * T, hd, hd});
+  be_->gemm_batched(Trans::kYes, Trans::kNo, tokens, head_dim_, tokens, 1.0f, p, tokens, dc, dim_,
+                    0.0f, dqkv + 2 * D, 3 * dim_, {images_, H * T * T, T * D, T * 3 * D},
+                    {H, T * T, hd, hd});
   be_->softmax_backward(images_ * H * T, tokens, 1.0f / std::sqrt(static_cast<float>(hd)),
-                        probs_.data(), dprobs);
+                        probs_.data(), dprobs, dprobs16);
+  const GemmInput ds(dprobs, dprobs16);
   // dQ_bh = dS_bh K_bh ; dK_bh = dS_bh^T Q_bh
-  be_->gemm_batched(Trans::kNo, Trans::kNo, tokens, head_dim_, tokens, 1.0f, dprobs, tokens, k,
+  be_->gemm_batched(Trans::kNo, Trans::kNo, tokens, head_dim_, tokens, 1.0f, ds, tokens, k,
                     3 * dim_, 0.0f, dqkv, 3 * dim_, {images_, H * T * T, T * 3 * D, T * 3 * D},
                     {H, T * T, hd, hd});
-  be_->gemm_batched(Trans::kYes, Trans::kNo, tokens, head_dim_, tokens, 1.0f, dprobs, tokens, q,
+  be_->gemm_batched(Trans::kYes, Trans::kNo, tokens, head_dim_, tokens, 1.0f, ds, tokens, q,
                     3 * dim_, 0.0f, dqkv + D, 3 * dim_, {images_, H * T * T, T * 3 * D, T * 3 * D},
                     {H, T * T, hd, hd});
-  qkv_.backward(*be_, x, dqkv, rows, dx);
+  qkv_.backward(*be_, x, ws.shared_input(Scratch::kQkvGrad, dqkv, {rows, 3 * D}), rows, dx);
 }
 
 }  // namespace vmoe

@@ -19,10 +19,12 @@ class SelfAttention {
  public:
   SelfAttention(Backend& be, ParamStore& store, const std::string& name, int dim, int heads);
 
-  // y[B*T, D] = attention(x[B*T, D]); saves q|k|v, the probabilities and the context.
-  void forward(const float* x, int64_t images, int tokens, float* y);
+  // y[B*T, D] = attention(x[B*T, D]); saves q|k|v, the probabilities and the
+  // context (and their bf16 copies under bf16: every GEMM input is written in
+  // bf16 by the op that produces it, or converted once).
+  void forward(GemmInput x, int64_t images, int tokens, float* y);
   // dx = dL/dx (overwrites); parameter gradients accumulate.
-  void backward(const float* x, const float* dy, float* dx, Workspace& ws);
+  void backward(GemmInput x, const float* dy, float* dx, Workspace& ws);
   // What forward saves (see core/activation_pool.h).
   void collect_activations(ActivationSet& set);
 
@@ -35,6 +37,7 @@ class SelfAttention {
   Tensor qkv_act_;  // [B*T, 3D]
   Tensor probs_;    // [B, H, T, T]
   Tensor context_;  // [B*T, D], heads side by side
+  Bf16Tensor qkv16_, probs16_, context16_;  // bf16 copies, under bf16
 };
 
 }  // namespace vmoe

@@ -12,6 +12,7 @@
 #include <cstddef>
 #include <cstdint>
 #include <cstdlib>
+#include <initializer_list>
 #include <new>
 #include <string>
 #include <vector>
@@ -51,6 +52,30 @@ struct BatchLevel {
 // buffers travel as bfloat16. Master weights, optimiser state, the router,
 // softmax, LayerNorm statistics and losses stay fp32.
 enum class Precision { kFp32, kBf16 };
+
+// A matrix product's input: its fp32 values and, optionally, the same values
+// already rounded to bfloat16 in the same layout (element i of one is element
+// i of the other, so views such as a head's K at qkv + D carry over). Under
+// Precision::kBf16 a GEMM uses the bf16 copy as it is and converts the fp32
+// values only when no copy is given; such conversions are counted
+// (Bf16Conversions). Weights have copies refreshed by the optimiser, and the
+// ops producing GEMM inputs write copies beside their fp32 outputs.
+struct GemmInput {
+  GemmInput(const float* f32) : f32(f32) {}  // NOLINT: implicit, a plain fp32 input
+  GemmInput(const float* f32, const uint16_t* bf16) : f32(f32), bf16(bf16) {}
+  GemmInput offset(int64_t n) const { return {f32 + n, bf16 != nullptr ? bf16 + n : nullptr}; }
+  const float* f32;
+  const uint16_t* bf16 = nullptr;
+};
+
+// Conversions to bfloat16 a backend has made under Precision::kBf16: GEMM
+// inputs that came without a copy (converted inside the GEMM, once per call)
+// and explicit to_bf16 calls. A training step converts no weight and each
+// activation at most once; tests assert it on the CPU.
+struct Bf16Conversions {
+  int64_t gemm_inputs = 0, explicit_calls = 0;
+  int64_t total() const { return gemm_inputs + explicit_calls; }
+};
 
 // Host<->device copies and host waits a backend has made: a training step
 // makes none of them (the inputs are staged before it, metrics are read on
@@ -145,54 +170,106 @@ class Backend {
   // The precision of gemm/gemm_batched inputs and of exchange buffers.
   Precision precision() const { return precision_; }
   void set_precision(Precision p) { precision_ = p; }
+  // Whether GEMMs use the bf16 copies they are given (default) or convert
+  // every input as if none were given: the reference the copies are tested
+  // against (same bits either way).
+  void set_use_bf16_copies(bool on) { use_bf16_copies_ = on; }
+  const Bf16Conversions& bf16_conversions() const { return conversions_; }
+  // Records the fp32 address of every conversion counted (tests; null: off).
+  void log_bf16_conversions(std::vector<const float*>* log) { conversion_log_ = log; }
   // fp32 GEMMs on TF32 tensor cores (10-bit mantissa inputs, fp32
   // accumulation) where the device has them; false if it has none (the CPU).
   virtual bool set_tf32(bool /*on*/) { return false; }
-  // y = bfloat16(x) (round to nearest even) and back, element-wise.
-  virtual void to_bf16(int64_t n, const float* x, uint16_t* y) = 0;
+  // y = bfloat16(x) (round to nearest even) and back, element-wise. to_bf16
+  // is counted (Bf16Conversions::explicit_calls) under Precision::kBf16.
+  void to_bf16(int64_t n, const float* x, uint16_t* y) {
+    if (precision_ == Precision::kBf16) {
+      ++conversions_.explicit_calls;
+      if (conversion_log_ != nullptr) conversion_log_->push_back(x);
+    }
+    to_bf16_impl(n, x, y);
+  }
   virtual void from_bf16(int64_t n, const uint16_t* x, float* y) = 0;
 
   // ---- matrix products -----------------------------------------------------
   // C[m,n] = alpha * op(A)[m,k] * op(B)[k,n] + beta * C (row-major).
-  virtual void gemm(Trans ta, Trans tb, int m, int n, int k, float alpha, const float* a, int lda,
-                    const float* b, int ldb, float beta, float* c, int ldc) = 0;
+  void gemm(Trans ta, Trans tb, int m, int n, int k, float alpha, GemmInput a, int lda, GemmInput b,
+            int ldb, float beta, float* c, int ldc) {
+    if (m == 0 || n == 0) return;
+    prepare_inputs(k, a, b);
+    gemm_impl(ta, tb, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc);
+  }
   // The same GEMM for every (i, j), i < outer.count, j < inner.count, with
   // A at a + i*outer.a + j*inner.a (likewise B, C).
-  virtual void gemm_batched(Trans ta, Trans tb, int m, int n, int k, float alpha, const float* a,
-                            int lda, const float* b, int ldb, float beta, float* c, int ldc,
-                            BatchLevel outer, BatchLevel inner) = 0;
+  void gemm_batched(Trans ta, Trans tb, int m, int n, int k, float alpha, GemmInput a, int lda,
+                    GemmInput b, int ldb, float beta, float* c, int ldc, BatchLevel outer,
+                    BatchLevel inner) {
+    if (m == 0 || n == 0 || outer.count == 0 || inner.count == 0) return;
+    prepare_inputs(k, a, b);
+    gemm_batched_impl(ta, tb, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc, outer, inner);
+  }
 
   // ---- element-wise ----------------------------------------------------------
   virtual void fill(float* x, int64_t n, float value) = 0;
   virtual void scale(float* x, int64_t n, float alpha) = 0;
   // y += alpha * x
   virtual void axpy(int64_t n, float alpha, const float* x, float* y) = 0;
-  // y[r, :] += bias
-  virtual void add_bias(int64_t rows, int cols, const float* bias, float* y) = 0;
+  // y[r, :] += bias; y16 (nullable) = bfloat16(y).
+  virtual void add_bias(int64_t rows, int cols, const float* bias, float* y, uint16_t* y16) = 0;
+  void add_bias(int64_t rows, int cols, const float* bias, float* y) {
+    add_bias(rows, cols, bias, y, nullptr);
+  }
   // dbias += sum_r dy[r, :]
   virtual void bias_grad(int64_t rows, int cols, const float* dy, float* dbias) = 0;
-  // a[r, :] += bias; g = gelu(a)   (a keeps the pre-activation for backward)
-  virtual void bias_gelu(int64_t rows, int cols, const float* bias, float* a, float* g) = 0;
-  // da = dg * gelu'(a)
-  virtual void gelu_backward(int64_t n, const float* a, const float* dg, float* da) = 0;
+  // a[r, :] += bias; g = gelu(a)   (a keeps the pre-activation for backward);
+  // g16 (nullable) = bfloat16(g).
+  virtual void bias_gelu(int64_t rows, int cols, const float* bias, float* a, float* g,
+                         uint16_t* g16) = 0;
+  void bias_gelu(int64_t rows, int cols, const float* bias, float* a, float* g) {
+    bias_gelu(rows, cols, bias, a, g, nullptr);
+  }
+  // da = dg * gelu'(a); da16 (nullable) = bfloat16(da).
+  virtual void gelu_backward(int64_t n, const float* a, const float* dg, float* da,
+                             uint16_t* da16) = 0;
+  void gelu_backward(int64_t n, const float* a, const float* dg, float* da) {
+    gelu_backward(n, a, dg, da, nullptr);
+  }
   // x = tanh(x) in place (the pre-logits layer).
   virtual void tanh_forward(int64_t n, float* x) = 0;
   // dy *= 1 - y^2, y = tanh's output.
   virtual void tanh_backward(int64_t n, const float* y, float* dy) = 0;
 
   // ---- normalisation and softmax ---------------------------------------------
-  // y = (x - mean) * rstd * gamma + beta per row; saves mean and rstd [rows].
+  // y = (x - mean) * rstd * gamma + beta per row; saves mean and rstd [rows];
+  // y16 (nullable) = bfloat16(y).
   virtual void layernorm_forward(int64_t rows, int cols, float eps, const float* x,
-                                 const float* gamma, const float* beta, float* y, float* mean,
-                                 float* rstd) = 0;
+                                 const float* gamma, const float* beta, float* y, uint16_t* y16,
+                                 float* mean, float* rstd) = 0;
+  void layernorm_forward(int64_t rows, int cols, float eps, const float* x, const float* gamma,
+                         const float* beta, float* y, float* mean, float* rstd) {
+    layernorm_forward(rows, cols, eps, x, gamma, beta, y, nullptr, mean, rstd);
+  }
+  // The residual add fused into the LayerNorm after it: x += residual, then
+  // layernorm_forward of x (x keeps the sum: the residual stream).
+  virtual void add_layernorm_forward(int64_t rows, int cols, float eps, const float* residual,
+                                     float* x, const float* gamma, const float* beta, float* y,
+                                     uint16_t* y16, float* mean, float* rstd) = 0;
   // dx += ..., dgamma += ..., dbeta += ...
   virtual void layernorm_backward(int64_t rows, int cols, const float* x, const float* gamma,
                                   const float* mean, const float* rstd, const float* dy, float* dx,
                                   float* dgamma, float* dbeta) = 0;
-  // x[r, :] = softmax(scale * x[r, :]) in place.
-  virtual void softmax_forward(int64_t rows, int cols, float scale, float* x) = 0;
-  // d = scale * p * (d - <p, d>) in place (d holds dL/dp on entry, dL/dlogits on exit).
-  virtual void softmax_backward(int64_t rows, int cols, float scale, const float* p, float* d) = 0;
+  // x[r, :] = softmax(scale * x[r, :]) in place; x16 (nullable) = bfloat16(x).
+  virtual void softmax_forward(int64_t rows, int cols, float scale, float* x, uint16_t* x16) = 0;
+  void softmax_forward(int64_t rows, int cols, float scale, float* x) {
+    softmax_forward(rows, cols, scale, x, nullptr);
+  }
+  // d = scale * p * (d - <p, d>) in place (d holds dL/dp on entry, dL/dlogits
+  // on exit); d16 (nullable) = bfloat16(d).
+  virtual void softmax_backward(int64_t rows, int cols, float scale, const float* p, float* d,
+                                uint16_t* d16) = 0;
+  void softmax_backward(int64_t rows, int cols, float scale, const float* p, float* d) {
+    softmax_backward(rows, cols, scale, p, d, nullptr);
+  }
 
   // ---- ViT embedding and pooling -----------------------------------------------
   // images [B, H, W, C] -> patches [B * (H/P) * (W/P), P * P * C], patch vector in (py, px, c) order.
@@ -226,11 +303,14 @@ class Backend {
                                      float* loss, float* dlogits) = 0;
 
   // ---- optimisers and reductions --------------------------------------------------
+  // One update of `param` (and its state); param16 (nullable) =
+  // bfloat16(param) afterwards: the weights' bf16 copy, refreshed in the same
+  // pass.
   virtual void adam_update(int64_t n, float lr, float beta1, float beta2, float eps,
                            float weight_decay, int64_t step, const float* grad, float* param,
-                           float* m, float* v) = 0;
+                           uint16_t* param16, float* m, float* v) = 0;
   virtual void sgd_update(int64_t n, float lr, float momentum, float weight_decay,
-                          const float* grad, float* param, float* buf) = 0;
+                          const float* grad, float* param, uint16_t* param16, float* buf) = 0;
   // *out = sum x^2, in double precision (device memory; overwrites).
   virtual void sum_squares(int64_t n, const float* x, double* out) = 0;
   // Gradient clipping by the global norm, on the device (core/math.h
@@ -303,6 +383,14 @@ class Backend {
                                  int mask_every, int64_t* counts) = 0;
 
  protected:
+  virtual void to_bf16_impl(int64_t n, const float* x, uint16_t* y) = 0;
+  // gemm and gemm_batched, with m, n and both batch counts positive; a bf16
+  // copy in an input is to be used only under Precision::kBf16.
+  virtual void gemm_impl(Trans ta, Trans tb, int m, int n, int k, float alpha, GemmInput a, int lda,
+                         GemmInput b, int ldb, float beta, float* c, int ldc) = 0;
+  virtual void gemm_batched_impl(Trans ta, Trans tb, int m, int n, int k, float alpha, GemmInput a,
+                                 int lda, GemmInput b, int ldb, float beta, float* c, int ldc,
+                                 BatchLevel outer, BatchLevel inner) = 0;
   virtual void copy_to_device_impl(void* dst, const void* host_src, size_t bytes) = 0;
   virtual void copy_to_host_impl(void* host_dst, const void* src, size_t bytes) = 0;
   virtual void upload_pixels_impl(int64_t n, const uint8_t* host, float* dst) = 0;
@@ -327,7 +415,22 @@ class Backend {
   Precision precision_ = Precision::kFp32;
 
  private:
+  // Counts the inputs a bf16 GEMM will convert; drops the copies when they
+  // are switched off.
+  void prepare_inputs(int k, GemmInput& a, GemmInput& b) {
+    if (precision_ != Precision::kBf16 || k == 0) return;
+    for (GemmInput* in : {&a, &b}) {
+      if (!use_bf16_copies_) in->bf16 = nullptr;
+      if (in->bf16 != nullptr) continue;
+      ++conversions_.gemm_inputs;
+      if (conversion_log_ != nullptr) conversion_log_->push_back(in->f32);
+    }
+  }
+
   WaitObserver* wait_observer_ = nullptr;
+  bool use_bf16_copies_ = true;
+  Bf16Conversions conversions_;
+  std::vector<const float*>* conversion_log_ = nullptr;
   HostTraffic traffic_;
   HostTimeMarks host_marks_;
 };

@@ -9,6 +9,8 @@
 #include <string>
 #include <vector>
 
+#include "core/backend.h"
+
 namespace vmoe {
 
 class ActivationSet;
@@ -38,11 +40,12 @@ struct Pass {
 class FeedForward {
  public:
   virtual ~FeedForward() = default;
-  // y[images * tokens, dim] = f(x); saves what backward needs.
-  virtual void forward(const float* x, int64_t images, int tokens, float* y, const Pass& pass) = 0;
+  // y[images * tokens, dim] = f(x); saves what backward needs. x carries its
+  // bf16 copy under Precision::kBf16 (for a sublayer whose first op is a GEMM).
+  virtual void forward(GemmInput x, int64_t images, int tokens, float* y, const Pass& pass) = 0;
   // dx = (df/dx)^T dy (overwrites dx); parameter gradients accumulate. Includes
   // the gradients of any auxiliary loss the sublayer adds to the objective.
-  virtual void backward(const float* x, const float* dy, float* dx, Workspace& ws) = 0;
+  virtual void backward(GemmInput x, const float* dy, float* dx, Workspace& ws) = 0;
   // Auxiliary loss of the last training forward (already weighted); 0 for
   // dense. May read the device: not for the step loop.
   virtual double aux_loss() const { return 0.0; }

@@ -22,24 +22,28 @@ Linear::Linear(ParamStore& store, const std::string& name, int in, int out, Line
   }
 }
 
-void Linear::matmul(Backend& be, const float* x, int64_t rows, float* y) const {
+void Linear::matmul(Backend& be, GemmInput x, int64_t rows, float* y) const {
   be.gemm(Trans::kNo, Trans::kNo, static_cast<int>(rows), out_, in_, 1.0f, x, in_,
-          store_->value(kernel_), out_, 0.0f, y, out_);
+          store_->weight(kernel_), out_, 0.0f, y, out_);
 }
 
-void Linear::forward(Backend& be, const float* x, int64_t rows, float* y) const {
+void Linear::forward(Backend& be, GemmInput x, int64_t rows, float* y, uint16_t* y16) const {
   matmul(be, x, rows, y);
-  if (bias_ >= 0) be.add_bias(rows, out_, store_->value(bias_), y);
+  if (bias_ >= 0) {
+    be.add_bias(rows, out_, store_->value(bias_), y, y16);
+  } else if (y16 != nullptr) {
+    be.to_bf16(rows * out_, y, y16);
+  }
 }
 
-void Linear::backward(Backend& be, const float* x, const float* dy, int64_t rows, float* dx,
+void Linear::backward(Backend& be, GemmInput x, GemmInput dy, int64_t rows, float* dx,
                       bool accumulate_dx) const {
   be.gemm(Trans::kYes, Trans::kNo, in_, out_, static_cast<int>(rows), 1.0f, x, in_, dy, out_, 1.0f,
           store_->grad(kernel_), out_);
-  if (bias_ >= 0) be.bias_grad(rows, out_, dy, store_->grad(bias_));
+  if (bias_ >= 0) be.bias_grad(rows, out_, dy.f32, store_->grad(bias_));
   if (dx != nullptr) {
     be.gemm(Trans::kNo, Trans::kYes, static_cast<int>(rows), in_, out_, 1.0f, dy, out_,
-            store_->value(kernel_), out_, accumulate_dx ? 1.0f : 0.0f, dx, in_);
+            store_->weight(kernel_), out_, accumulate_dx ? 1.0f : 0.0f, dx, in_);
   }
 }
 
@@ -50,9 +54,15 @@ LayerNorm::LayerNorm(ParamStore& store, const std::string& name, int dim, float 
 }
 
 void LayerNorm::forward(Backend& be, const float* x, int64_t rows, float* y, float* mean,
-                        float* rstd) const {
-  be.layernorm_forward(rows, dim_, eps_, x, store_->value(scale_), store_->value(bias_), y, mean,
-                       rstd);
+                        float* rstd, uint16_t* y16) const {
+  be.layernorm_forward(rows, dim_, eps_, x, store_->value(scale_), store_->value(bias_), y, y16,
+                       mean, rstd);
+}
+
+void LayerNorm::add_forward(Backend& be, const float* residual, float* x, int64_t rows, float* y,
+                            float* mean, float* rstd, uint16_t* y16) const {
+  be.add_layernorm_forward(rows, dim_, eps_, residual, x, store_->value(scale_),
+                           store_->value(bias_), y, y16, mean, rstd);
 }
 
 void LayerNorm::backward(Backend& be, const float* x, const float* mean, const float* rstd,

@@ -26,13 +26,17 @@ class Linear {
   int out() const { return out_; }
   ParamId kernel() const { return kernel_; }
 
-  // y[rows, out] = x[rows, in] W + b
-  void forward(Backend& be, const float* x, int64_t rows, float* y) const;
+  // y[rows, out] = x[rows, in] W + b; y16 (nullable) = bfloat16(y) for a GEMM
+  // that reads y next. The weights come from the store's bf16 copy where it
+  // has one (GemmInput).
+  void forward(Backend& be, GemmInput x, int64_t rows, float* y, uint16_t* y16 = nullptr) const;
   // y = x W only, for callers that fuse the bias into the next op.
-  void matmul(Backend& be, const float* x, int64_t rows, float* y) const;
+  void matmul(Backend& be, GemmInput x, int64_t rows, float* y) const;
   const float* bias_value() const { return store_->value(bias_); }
-  // dW += x^T dy; db += sum dy; dx = dy W^T (or += when accumulate_dx). dx may be null.
-  void backward(Backend& be, const float* x, const float* dy, int64_t rows, float* dx,
+  // dW += x^T dy; db += sum dy; dx = dy W^T (or += when accumulate_dx). dx may
+  // be null. Pass dy's bf16 copy (Workspace::shared_input) where there is one:
+  // both GEMMs read it.
+  void backward(Backend& be, GemmInput x, GemmInput dy, int64_t rows, float* dx,
                 bool accumulate_dx = false) const;
 
  private:
@@ -47,8 +51,13 @@ class LayerNorm {
   LayerNorm() = default;
   LayerNorm(ParamStore& store, const std::string& name, int dim, float eps = 1e-6f);
 
-  // y = LN(x); saves mean and rstd [rows] for backward.
-  void forward(Backend& be, const float* x, int64_t rows, float* y, float* mean, float* rstd) const;
+  // y = LN(x); saves mean and rstd [rows] for backward; y16 (nullable) =
+  // bfloat16(y) for the GEMM that reads y.
+  void forward(Backend& be, const float* x, int64_t rows, float* y, float* mean, float* rstd,
+               uint16_t* y16 = nullptr) const;
+  // x += residual, then forward(x): the residual add fused into the norm.
+  void add_forward(Backend& be, const float* residual, float* x, int64_t rows, float* y,
+                   float* mean, float* rstd, uint16_t* y16 = nullptr) const;
   // dx += dL/dx; parameter gradients accumulate.
   void backward(Backend& be, const float* x, const float* mean, const float* rstd, const float* dy,
                 int64_t rows, float* dx) const;

@@ -11,8 +11,8 @@ class Mlp final : public FeedForward {
  public:
   Mlp(Backend& be, ParamStore& store, const std::string& name, int dim, int hidden);
 
-  void forward(const float* x, int64_t images, int tokens, float* y, const Pass& pass) override;
-  void backward(const float* x, const float* dy, float* dx, Workspace& ws) override;
+  void forward(GemmInput x, int64_t images, int tokens, float* y, const Pass& pass) override;
+  void backward(GemmInput x, const float* dy, float* dx, Workspace& ws) override;
   void collect_activations(ActivationSet& set) override;
 
  private:
@@ -21,6 +21,7 @@ class Mlp final : public FeedForward {
   int64_t rows_ = 0;
   Tensor pre_;  // fc1 output + bias (GELU input)  [rows, hidden]
   Tensor act_;  // GELU output                      [rows, hidden]
+  Bf16Tensor act16_;  // its bf16 copy (fc2's input), under bf16
 };
 
 }  // namespace vmoe

@@ -25,11 +25,11 @@ void Optimizer::step(float lr) {
     const float wd = store_->spec(id).weight_decay ? config_.weight_decay : 0.0f;
     if (config_.kind == OptimizerKind::kAdam) {
       be_->adam_update(n, lr, config_.beta1, config_.beta2, config_.eps, wd, step_,
-                       store_->grad(id), store_->value(id), state_[0].data() + off,
-                       state_[1].data() + off);
+                       store_->grad(id), store_->value(id), store_->value_bf16(id),
+                       state_[0].data() + off, state_[1].data() + off);
     } else {
       be_->sgd_update(n, lr, config_.momentum, wd, store_->grad(id), store_->value(id),
-                      state_[0].data() + off);
+                      store_->value_bf16(id), state_[0].data() + off);
     }
   }
 }

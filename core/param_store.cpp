@@ -53,7 +53,16 @@ void ParamStore::allocate(Backend& backend) {
   grads_.resize({cursor});
   backend.fill(values_.data(), cursor, 0.0f);
   backend.fill(grads_.data(), cursor, 0.0f);
+  if (backend.precision() == Precision::kBf16) {
+    values_bf16_.bind(backend);
+    values_bf16_.resize({cursor});
+    refresh_bf16();
+  }
   allocated_ = true;
+}
+
+void ParamStore::refresh_bf16() {
+  if (has_bf16_copy()) backend_->to_bf16(values_.size(), values_.data(), values_bf16_.data());
 }
 
 int64_t ParamStore::num_parameters(Region r) const {
@@ -109,6 +118,7 @@ void ParamStore::initialize(uint64_t seed) {
     const std::vector<float> host = initial_values(spec(id), seed);
     backend_->copy_to_device(value(id), host.data(), host.size() * sizeof(float));
   }
+  refresh_bf16();
 }
 
 }  // namespace vmoe

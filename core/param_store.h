@@ -7,6 +7,12 @@
 //
 // Initial values are a pure function of (seed, parameter name, global element
 // index), so an expert gets the same weights whichever rank owns it.
+//
+// Under Precision::kBf16 (the backend's precision when allocate() runs) the
+// store also keeps the values rounded to bfloat16, in the same layout: the
+// GEMMs read weights from it instead of converting them at every use. The
+// optimiser refreshes it in its update pass; whoever else writes values
+// (initialize(), checkpoint loading) calls refresh_bf16() afterwards.
 #pragma once
 
 #include <cstdint>
@@ -53,6 +59,16 @@ class ParamStore {
   std::optional<ParamId> find(const std::string& name) const;
 
   float* value(ParamId id) { return values_.data() + offset(id); }
+  // The bf16 copy of a parameter (null without one: fp32, or allocated before
+  // the precision was set), and the parameter as a GEMM input.
+  uint16_t* value_bf16(ParamId id) {
+    return values_bf16_.size() > 0 ? values_bf16_.data() + offset(id) : nullptr;
+  }
+  GemmInput weight(ParamId id) { return {value(id), value_bf16(id)}; }
+  bool has_bf16_copy() const { return values_bf16_.size() > 0; }
+  // Rewrites the bf16 copy from the values (after they were written other
+  // than by the optimiser); nothing without a copy.
+  void refresh_bf16();
   float* grad(ParamId id) { return grads_.data() + offset(id); }
   Tensor& values() { return values_; }
   Tensor& grads() { return grads_; }
@@ -75,6 +91,7 @@ class ParamStore {
   int64_t dense_size_ = 0;
   bool allocated_ = false;
   Tensor values_, grads_;
+  DeviceTensor<uint16_t> values_bf16_;
 };
 
 // Host values of one parameter's initialisation (exposed for tests).

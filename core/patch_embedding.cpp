@@ -2,8 +2,8 @@
 
 namespace vmoe {
 
-PatchEmbedding::PatchEmbedding(Backend& be, ParamStore& store, ImageShape image, int patch,
-                               int dim, bool class_token)
+PatchEmbedding::PatchEmbedding(Backend& be, ParamStore& store, ImageShape image, int patch, int dim,
+                               bool class_token)
     : be_(&be),
       store_(&store),
       image_(image),
@@ -11,6 +11,7 @@ PatchEmbedding::PatchEmbedding(Backend& be, ParamStore& store, ImageShape image,
       dim_(dim),
       class_token_(class_token),
       patches_(be),
+      patches16_(be),
       proj_(be) {
   const int64_t fan_in = int64_t{patch} * patch * image.channels;
   kernel_ = store.add({.name = "embedding/kernel",
@@ -35,8 +36,11 @@ void PatchEmbedding::forward(const float* images, int64_t batch, float* tokens) 
   proj_.resize({rows, dim_});
   be_->patchify(batch, image_.height, image_.width, image_.channels, patch_, images,
                 patches_.data());
-  be_->gemm(Trans::kNo, Trans::kNo, static_cast<int>(rows), dim_, k, 1.0f, patches_.data(), k,
-            store_->value(kernel_), dim_, 0.0f, proj_.data(), dim_);
+  uint16_t* patches16 = bf16_copy(patches16_, {rows, k});
+  if (patches16 != nullptr) be_->to_bf16(rows * k, patches_.data(), patches16);
+  be_->gemm(Trans::kNo, Trans::kNo, static_cast<int>(rows), dim_, k, 1.0f,
+            {patches_.data(), patches16}, k, store_->weight(kernel_), dim_, 0.0f, proj_.data(),
+            dim_);
   be_->embed_tokens(batch, patches(), dim_, proj_.data(), store_->value(bias_),
                     class_token_ ? store_->value(cls_) : nullptr, store_->value(pos_), tokens);
 }
@@ -46,8 +50,9 @@ void PatchEmbedding::backward(const float* dtokens) {
   const int k = patch_ * patch_ * image_.channels;
   be_->embed_tokens_backward(batch_, patches(), dim_, dtokens, proj_.data(), store_->grad(bias_),
                              class_token_ ? store_->grad(cls_) : nullptr, store_->grad(pos_));
-  be_->gemm(Trans::kYes, Trans::kNo, k, dim_, static_cast<int>(rows), 1.0f, patches_.data(), k,
-            proj_.data(), dim_, 1.0f, store_->grad(kernel_), dim_);
+  be_->gemm(Trans::kYes, Trans::kNo, k, dim_, static_cast<int>(rows), 1.0f,
+            {patches_.data(), patches16_.data()}, k, proj_.data(), dim_, 1.0f,
+            store_->grad(kernel_), dim_);
 }
 
 }  // namespace vmoe

@@ -36,6 +36,7 @@ class PatchEmbedding {
   ParamId kernel_, bias_, cls_ = -1, pos_;
   int64_t batch_ = 0;
   Tensor patches_;  // [B * patches, P*P*C]
+  Bf16Tensor patches16_;  // their bf16 copy under bf16 (both GEMMs read it)
   Tensor proj_;     // [B * patches, D]; reused for its gradient in backward
 };
 

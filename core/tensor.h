@@ -103,5 +103,15 @@ class DeviceTensor {
 
 using Tensor = DeviceTensor<float>;
 using IntTensor = DeviceTensor<int32_t>;
+using Bf16Tensor = DeviceTensor<uint16_t>;
+
+// Storage for the bf16 copy of an activation of `shape` (a GEMM input, see
+// GemmInput), sized under Precision::kBf16; null under fp32, where GEMMs
+// read the fp32 values and no copy is written.
+inline uint16_t* bf16_copy(Bf16Tensor& t, const Shape& shape) {
+  if (t.backend().precision() != Precision::kBf16) return nullptr;
+  t.resize(shape);
+  return t.data();
+}
 
 }  // namespace vmoe

@@ -5,9 +5,8 @@
 
 namespace vmoe {
 
-TransformerBlock::TransformerBlock(Backend& be, ParamStore& store, const std::string& name,
-                                   int dim, int heads, float eps,
-                                   std::unique_ptr<FeedForward> feed_forward)
+TransformerBlock::TransformerBlock(Backend& be, ParamStore& store, const std::string& name, int dim,
+                                   int heads, float eps, std::unique_ptr<FeedForward> feed_forward)
     : be_(&be),
       dim_(dim),
       ln1_(store, name + "/ln1", dim, eps),
@@ -20,10 +19,13 @@ TransformerBlock::TransformerBlock(Backend& be, ParamStore& store, const std::st
       mid_(be),
       norm2_(be),
       mean2_(be),
-      rstd2_(be) {}
+      rstd2_(be),
+      norm1_16_(be),
+      norm2_16_(be) {}
 
 void TransformerBlock::collect_activations(ActivationSet& set) {
   set.add(norm1_, mean1_, rstd1_, mid_, norm2_, mean2_, rstd2_);
+  set.add(norm1_16_, norm2_16_);
   attention_.collect_activations(set);
   ff_->collect_activations(set);
 }
@@ -33,19 +35,22 @@ void TransformerBlock::forward(const float* x, int64_t images, int tokens, float
   rows_ = images * tokens;
   for (Tensor* t : {&norm1_, &mid_, &norm2_}) t->resize({rows_, dim_});
   for (Tensor* t : {&mean1_, &rstd1_, &mean2_, &rstd2_}) t->resize({rows_});
-  ln1_.forward(*be_, x, rows_, norm1_.data(), mean1_.data(), rstd1_.data());
-  attention_.forward(norm1_.data(), images, tokens, mid_.data());
-  be_->axpy(rows_ * dim_, 1.0f, x, mid_.data());
-  ln2_.forward(*be_, mid_.data(), rows_, norm2_.data(), mean2_.data(), rstd2_.data());
-  ff_->forward(norm2_.data(), images, tokens, y, pass);
+  uint16_t* norm1_16 = bf16_copy(norm1_16_, {rows_, dim_});
+  uint16_t* norm2_16 = bf16_copy(norm2_16_, {rows_, dim_});
+  ln1_.forward(*be_, x, rows_, norm1_.data(), mean1_.data(), rstd1_.data(), norm1_16);
+  attention_.forward({norm1_.data(), norm1_16}, images, tokens, mid_.data());
+  // mid = x + attention; norm2 = LN2(mid), in one pass.
+  ln2_.add_forward(*be_, x, mid_.data(), rows_, norm2_.data(), mean2_.data(), rstd2_.data(),
+                   norm2_16);
+  ff_->forward({norm2_.data(), norm2_16}, images, tokens, y, pass);
   be_->axpy(rows_ * dim_, 1.0f, mid_.data(), y);
 }
 
 void TransformerBlock::backward(const float* x, float* dresid, Workspace& ws) {
   float* dnorm = ws.get(Scratch::kNormGrad, {rows_, dim_});
-  ff_->backward(norm2_.data(), dresid, dnorm, ws);
+  ff_->backward({norm2_.data(), norm2_16_.data()}, dresid, dnorm, ws);
   ln2_.backward(*be_, mid_.data(), mean2_.data(), rstd2_.data(), dnorm, rows_, dresid);
-  attention_.backward(norm1_.data(), dresid, dnorm, ws);
+  attention_.backward({norm1_.data(), norm1_16_.data()}, dresid, dnorm, ws);
   ln1_.backward(*be_, x, mean1_.data(), rstd1_.data(), dnorm, rows_, dresid);
 }
 

@@ -38,6 +38,7 @@ class TransformerBlock {
   Tensor norm1_, mean1_, rstd1_;  // LN1 output and statistics
   Tensor mid_;                    // residual stream between the two halves
   Tensor norm2_, mean2_, rstd2_;
+  Bf16Tensor norm1_16_, norm2_16_;  // bf16 copies of the LN outputs (GEMM inputs), under bf16
 };
 
 }  // namespace vmoe

@@ -37,8 +37,7 @@ Pooling parse_pooling(const std::string& name) {
 
 const char* pooling_name(Pooling p) { return p == Pooling::kToken ? "token" : "gap"; }
 
-ViT::ViT(Backend& be, ParamStore& store, const ViTConfig& config,
-         const ViTExtensions& extensions)
+ViT::ViT(Backend& be, ParamStore& store, const ViTConfig& config, const ViTExtensions& extensions)
     : be_(&be),
       config_((validate(config), config)),
       embedding_(be, store, config.image, config.patch_size, config.hidden_size,
@@ -55,6 +54,8 @@ ViT::ViT(Backend& be, ParamStore& store, const ViTConfig& config,
       dnorm_(be),
       pre_(be),
       dpre_(be),
+      pooled16_(be),
+      pre16_(be),
       logits_(be) {
   const ViTConfig& c = config_;
   if (extensions.observer) {
@@ -112,6 +113,7 @@ void ViT::forward(const float* images, int64_t batch, const Pass& pass) {
 
   const float* encoded = resid_.back().data();
   pooled_.resize({batch, D});
+  uint16_t* pooled16 = bf16_copy(pooled16_, {batch, D});
   if (c.classifier == Pooling::kToken) {
     // LN(x)[:, 0] == LN(x[:, 0]): normalise only the class tokens.
     norm_in_.resize({batch, D});
@@ -119,7 +121,7 @@ void ViT::forward(const float* images, int64_t batch, const Pass& pass) {
     norm_rstd_.resize({batch});
     be_->pool_rows(batch, T, D, /*mean=*/false, encoded, norm_in_.data());
     norm_.forward(*be_, norm_in_.data(), batch, pooled_.data(), norm_mean_.data(),
-                  norm_rstd_.data());
+                  norm_rstd_.data(), pooled16);
   } else {
     norm_out_.resize({batch * T, D});
     norm_mean_.resize({batch * T});
@@ -127,14 +129,22 @@ void ViT::forward(const float* images, int64_t batch, const Pass& pass) {
     norm_.forward(*be_, encoded, batch * T, norm_out_.data(), norm_mean_.data(),
                   norm_rstd_.data());
     be_->pool_rows(batch, T, D, /*mean=*/true, norm_out_.data(), pooled_.data());
+    if (pooled16 != nullptr) be_->to_bf16(batch * D, pooled_.data(), pooled16);
   }
   if (c.pre_logits_size > 0) {
     pre_.resize({batch, c.pre_logits_size});
-    pre_logits_.forward(*be_, pooled_.data(), batch, pre_.data());
+    pre_logits_.forward(*be_, {pooled_.data(), pooled16}, batch, pre_.data());
     be_->tanh_forward(batch * c.pre_logits_size, pre_.data());
+    uint16_t* pre16 = bf16_copy(pre16_, {batch, c.pre_logits_size});
+    if (pre16 != nullptr) be_->to_bf16(batch * c.pre_logits_size, pre_.data(), pre16);
   }
   logits_.resize({batch, c.num_classes});
-  head_.forward(*be_, pre_logits(), batch, logits_.data());
+  head_.forward(*be_, head_input(), batch, logits_.data());
+}
+
+GemmInput ViT::head_input() {
+  if (config_.pre_logits_size > 0) return {pre_.data(), pre16_.data()};
+  return {pooled_.data(), pooled16_.data()};
 }
 
 void ViT::backward(const float* dlogits) {
@@ -143,13 +153,19 @@ void ViT::backward(const float* dlogits) {
   const int64_t rows = batch_ * T;
   dpooled_.resize({batch_, D});
   dresid_.resize({rows, D});
+  // Each gradient feeds two GEMMs (weights, input): its bf16 copy is shared.
+  const GemmInput dy =
+      workspace_.shared_input(Scratch::kOutputGrad, dlogits, {batch_, c.num_classes});
   if (c.pre_logits_size > 0) {
     dpre_.resize({batch_, c.pre_logits_size});
-    head_.backward(*be_, pre_.data(), dlogits, batch_, dpre_.data());
+    head_.backward(*be_, head_input(), dy, batch_, dpre_.data());
     be_->tanh_backward(batch_ * c.pre_logits_size, pre_.data(), dpre_.data());
-    pre_logits_.backward(*be_, pooled_.data(), dpre_.data(), batch_, dpooled_.data());
+    pre_logits_.backward(
+        *be_, {pooled_.data(), pooled16_.data()},
+        workspace_.shared_input(Scratch::kHiddenGrad, dpre_.data(), {batch_, c.pre_logits_size}),
+        batch_, dpooled_.data());
   } else {
-    head_.backward(*be_, pooled_.data(), dlogits, batch_, dpooled_.data());
+    head_.backward(*be_, head_input(), dy, batch_, dpooled_.data());
   }
   be_->fill(dresid_.data(), rows * D, 0.0f);
   if (c.classifier == Pooling::kToken) {

@@ -80,10 +80,13 @@ class ViT {
   Tensor norm_in_, norm_out_, norm_mean_, norm_rstd_;  // final LayerNorm (pooled rows for kToken)
   Tensor pooled_, dpooled_, dnorm_;
   Tensor pre_, dpre_;  // pre-logits layer output (after tanh) and its gradient
+  Bf16Tensor pooled16_, pre16_;  // bf16 copies of the head's inputs, under bf16
   Tensor logits_;
 
   // Block l from resid_[l] into resid_[l + 1].
   void block_forward(int l, const Pass& pass);
+  // The head's input (pre_logits()) with its bf16 copy.
+  GemmInput head_input();
 };
 
 }  // namespace vmoe

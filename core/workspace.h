@@ -17,6 +17,7 @@ enum class Scratch : int {
   kHiddenGrad,
   kExpertInGrad,   // MoE: gradient of the dispatched buffers
   kExpertOutGrad,  // MoE: gradient of the expert outputs
+  kOutputGrad,     // a layer's incoming gradient (bf16 copies only)
   kCount
 };
 
@@ -24,6 +25,7 @@ class Workspace {
  public:
   explicit Workspace(Backend& backend) {
     for (Tensor& t : slots_) t.bind(backend);
+    for (Bf16Tensor& t : bf16_slots_) t.bind(backend);
   }
   // The slot's tensor, grown to hold `shape`; contents undefined.
   float* get(Scratch slot, const Shape& shape) {
@@ -31,9 +33,23 @@ class Workspace {
     t.resize(shape);
     return t.data();
   }
+  // Storage for the bf16 copy of the slot's values (bf16_copy()): null under
+  // fp32.
+  uint16_t* get_bf16(Scratch slot, const Shape& shape) {
+    return bf16_copy(bf16_slots_[static_cast<int>(slot)], shape);
+  }
+  // x [shape] as a GEMM input read by several GEMMs: under bf16 converted
+  // once into the slot's bf16 storage, so they share one conversion.
+  GemmInput shared_input(Scratch slot, const float* x, const Shape& shape) {
+    uint16_t* copy = get_bf16(slot, shape);
+    if (copy == nullptr) return x;
+    bf16_slots_[static_cast<int>(slot)].backend().to_bf16(num_elements(shape), x, copy);
+    return {x, copy};
+  }
 
  private:
   std::array<Tensor, static_cast<int>(Scratch::kCount)> slots_;
+  std::array<Bf16Tensor, static_cast<int>(Scratch::kCount)> bf16_slots_;
 };
 
 }  // namespace vmoe

@@ -19,7 +19,10 @@ ExpertMlps::ExpertMlps(Backend& be, ParamStore& store, const std::string& name, 
       hidden_(hidden),
       pre_(be),
       act_(be),
-      dact_(be) {
+      dact_(be),
+      act16_(be),
+      dact16_(be),
+      in16_(be) {
   auto add = [&](const std::string& n, Shape shape, bool kernel, int64_t fan_in, int64_t fan_out) {
     return store.add({.name = name + "/" + n,
                       .shape = shape,
@@ -42,39 +45,45 @@ void ExpertMlps::forward(const float* in, int64_t rows, float* out) {
   rows_ = rows;
   pre_.resize({local_ * R, M});
   act_.resize({local_ * R, M});
+  uint16_t* act16 = bf16_copy(act16_, {local_ * R, M});
+  uint16_t* in16 = bf16_copy(in16_, {local_ * R, D});
+  if (in16 != nullptr) be_->to_bf16(local_ * R * D, in, in16);
   const int r = static_cast<int>(R);
-  be_->gemm_batched(Trans::kNo, Trans::kNo, r, hidden_, dim_, 1.0f, in, dim_,
-                    store_->value(w1_), hidden_, 0.0f, pre_.data(), hidden_,
+  be_->gemm_batched(Trans::kNo, Trans::kNo, r, hidden_, dim_, 1.0f, {in, in16}, dim_,
+                    store_->weight(w1_), hidden_, 0.0f, pre_.data(), hidden_,
                     per_expert(local_, R * D, D * M, R * M), {});
   for (int l = 0; l < local_; ++l)
     be_->bias_gelu(R, hidden_, store_->value(b1_) + l * M, pre_.data() + l * R * M,
-                   act_.data() + l * R * M);
-  be_->gemm_batched(Trans::kNo, Trans::kNo, r, dim_, hidden_, 1.0f, act_.data(), hidden_,
-                    store_->value(w2_), dim_, 0.0f, out, dim_,
+                   act_.data() + l * R * M, act16 != nullptr ? act16 + l * R * M : nullptr);
+  be_->gemm_batched(Trans::kNo, Trans::kNo, r, dim_, hidden_, 1.0f, {act_.data(), act16}, hidden_,
+                    store_->weight(w2_), dim_, 0.0f, out, dim_,
                     per_expert(local_, R * M, M * D, R * D), {});
   for (int l = 0; l < local_; ++l) be_->add_bias(R, dim_, store_->value(b2_) + l * D, out + l * R * D);
 }
 
-void ExpertMlps::backward(const float* in, const float* dout, float* din) {
+void ExpertMlps::backward(const float* in, const float* dout, float* din, Workspace& ws) {
   const int64_t D = dim_, M = hidden_, R = rows_;
   const int r = static_cast<int>(R);
   dact_.resize(pre_.shape());
   float* dact = dact_.data();
-  be_->gemm_batched(Trans::kNo, Trans::kYes, r, hidden_, dim_, 1.0f, dout, dim_,
-                    store_->value(w2_), dim_, 0.0f, dact, hidden_,
-                    per_expert(local_, R * D, M * D, R * M), {});
-  be_->gemm_batched(Trans::kYes, Trans::kNo, hidden_, dim_, r, 1.0f, act_.data(), hidden_, dout,
-                    dim_, 1.0f, store_->grad(w2_), dim_, per_expert(local_, R * M, R * D, M * D),
-                    {});
+  uint16_t* dact16 = bf16_copy(dact16_, pre_.shape());
+  // dout feeds two GEMMs: converted once.
+  const GemmInput dy = ws.shared_input(Scratch::kExpertOutGrad, dout, {local_ * R, D});
+  be_->gemm_batched(Trans::kNo, Trans::kYes, r, hidden_, dim_, 1.0f, dy, dim_, store_->weight(w2_),
+                    dim_, 0.0f, dact, hidden_, per_expert(local_, R * D, M * D, R * M), {});
+  be_->gemm_batched(Trans::kYes, Trans::kNo, hidden_, dim_, r, 1.0f, {act_.data(), act16_.data()},
+                    hidden_, dy, dim_, 1.0f, store_->grad(w2_), dim_,
+                    per_expert(local_, R * M, R * D, M * D), {});
   for (int l = 0; l < local_; ++l)
     be_->bias_grad(R, dim_, dout + l * R * D, store_->grad(b2_) + l * D);
-  be_->gelu_backward(local_ * R * M, pre_.data(), dact, dact);
-  be_->gemm_batched(Trans::kYes, Trans::kNo, dim_, hidden_, r, 1.0f, in, dim_, dact, hidden_, 1.0f,
-                    store_->grad(w1_), hidden_, per_expert(local_, R * D, R * M, D * M), {});
+  be_->gelu_backward(local_ * R * M, pre_.data(), dact, dact, dact16);
+  be_->gemm_batched(Trans::kYes, Trans::kNo, dim_, hidden_, r, 1.0f, {in, in16_.data()}, dim_,
+                    {dact, dact16}, hidden_, 1.0f, store_->grad(w1_), hidden_,
+                    per_expert(local_, R * D, R * M, D * M), {});
   for (int l = 0; l < local_; ++l)
     be_->bias_grad(R, hidden_, dact + l * R * M, store_->grad(b1_) + l * M);
-  be_->gemm_batched(Trans::kNo, Trans::kYes, r, dim_, hidden_, 1.0f, dact, hidden_,
-                    store_->value(w1_), hidden_, 0.0f, din, dim_,
+  be_->gemm_batched(Trans::kNo, Trans::kYes, r, dim_, hidden_, 1.0f, {dact, dact16}, hidden_,
+                    store_->weight(w1_), hidden_, 0.0f, din, dim_,
                     per_expert(local_, R * M, D * M, R * D), {});
 }
 

@@ -15,6 +15,7 @@
 #include "core/activation_pool.h"
 #include "core/param_store.h"
 #include "core/tensor.h"
+#include "core/workspace.h"
 
 namespace vmoe {
 
@@ -25,12 +26,15 @@ class ExpertMlps {
 
   int local_experts() const { return local_; }
   // out[l] = expert l (in[l]) for in, out [local experts, rows, D]. Saves what
-  // backward needs.
+  // backward needs (under bf16 also the input's bf16 copy, converted once).
   void forward(const float* in, int64_t rows, float* out);
   // din = dL/din (overwrites); parameter gradients accumulate.
-  void backward(const float* in, const float* dout, float* din);
+  void backward(const float* in, const float* dout, float* din, Workspace& ws);
   // The hidden activations and their gradient (core/activation_pool.h).
-  void collect_activations(ActivationSet& set) { set.add(pre_, act_, dact_); }
+  void collect_activations(ActivationSet& set) {
+    set.add(pre_, act_, dact_);
+    set.add(act16_, dact16_, in16_);
+  }
   double flops_per_row() const { return 4.0 * dim_ * hidden_; }
 
  private:
@@ -40,6 +44,7 @@ class ExpertMlps {
   ParamId w1_, b1_, w2_, b2_;
   int64_t rows_ = 0;  // per expert, of the last forward
   Tensor pre_, act_, dact_;
+  Bf16Tensor act16_, dact16_, in16_;  // bf16 copies of GEMM inputs, under bf16
 };
 
 }  // namespace vmoe

@@ -55,7 +55,8 @@ MoeLayer::MoeLayer(Backend& be, ParamStore& store, const std::string& name,
 
 Router& MoeLayer::router() { return own_router_ ? *own_router_ : image_router_->router(); }
 
-void MoeLayer::forward(const float* x, int64_t images, int tokens, float* y, const Pass& pass) {
+void MoeLayer::forward(GemmInput input, int64_t images, int tokens, float* y, const Pass& pass) {
+  const float* x = input.f32;  // routed and dispatched in fp32
   const int64_t groups = images / config_->group_size;
   if (own_router_) {
     PhaseScope timed("routing");
@@ -100,7 +101,8 @@ void MoeLayer::forward(const float* x, int64_t images, int tokens, float* y, con
                    rows_.data(), r.gate(), y);
 }
 
-void MoeLayer::backward(const float* x, const float* dy, float* dx, Workspace& ws) {
+void MoeLayer::backward(GemmInput input, const float* dy, float* dx, Workspace& ws) {
+  const float* x = input.f32;
   Router& r = router();
   const RoutingShape& s = r.shape();
   const int64_t items = s.groups * s.items;
@@ -121,7 +123,7 @@ void MoeLayer::backward(const float* x, const float* dy, float* dx, Workspace& w
   float* din = exchange_ ? a : b;   // dL/d expert input, expert-major
   {
     PhaseScope timed("experts");
-    experts_.backward(buf_in_.data(), dout, din);
+    experts_.backward(buf_in_.data(), dout, din, ws);
   }
   {
     PhaseScope timed("dispatch");

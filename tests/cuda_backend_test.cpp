@@ -9,72 +9,13 @@
 #include <numeric>
 #include <vector>
 
-#include "core/cpu/cpu_backend.h"
-#include "core/cuda/cuda_backend.h"
-#include "tests/test_util.h"
+#include "tests/cuda_ops_fixture.h"
 
 namespace vmoe {
 namespace {
 
+using testing::CudaOps;
 using testing::random_normal;
-
-constexpr double kMaxNmse = 1e-7;
-
-class CudaOps : public ::testing::Test {
- protected:
-  void SetUp() override {
-    if (cuda_device_count() == 0)
-      GTEST_SKIP() << "no CUDA device visible to this process: the GPU op tests only run where "
-                      "one exists (the CUDA code was compiled and linked)";
-    gpu_ = std::make_unique<CudaBackend>(0);
-  }
-  void TearDown() override {
-    for (void* p : gpu_buffers_) gpu_->deallocate(p);
-  }
-
-  // A host array and its copy on the GPU; ops run on the host copy through
-  // the CPU backend (whose "device" memory is host memory) and on the GPU copy.
-  template <typename T>
-  struct Both {
-    std::vector<T> cpu;
-    T* gpu = nullptr;
-  };
-  template <typename T>
-  Both<T> both(std::vector<T> host) {
-    Both<T> b{std::move(host), nullptr};
-    b.gpu = static_cast<T*>(gpu_->allocate(std::max<size_t>(1, b.cpu.size()) * sizeof(T)));
-    gpu_buffers_.push_back(b.gpu);
-    gpu_->copy_to_device(b.gpu, b.cpu.data(), b.cpu.size() * sizeof(T));
-    return b;
-  }
-  Both<float> random(size_t n, uint64_t seed, float scale = 1.0f) {
-    return both(random_normal(n, seed, scale));
-  }
-  template <typename T>
-  std::vector<T> from_gpu(const Both<T>& b) {
-    std::vector<T> out(b.cpu.size());
-    gpu_->copy_to_host(out.data(), b.gpu, out.size() * sizeof(T));
-    return out;
-  }
-  template <typename T>
-  void expect_close(const char* what, const Both<T>& b, double max_nmse = kMaxNmse) {
-    const std::vector<T> g = from_gpu(b);
-    double err = 0, norm = 0;
-    for (size_t i = 0; i < g.size(); ++i) {
-      err += std::pow(double{g[i]} - b.cpu[i], 2);
-      norm += double{b.cpu[i]} * b.cpu[i];
-    }
-    EXPECT_LE(err / std::max(norm, 1e-30), max_nmse) << what << ": normalised MSE";
-  }
-  template <typename T>
-  void expect_equal(const char* what, const Both<T>& b) {
-    EXPECT_EQ(from_gpu(b), b.cpu) << what;
-  }
-
-  CpuBackend cpu_;
-  std::unique_ptr<CudaBackend> gpu_;
-  std::vector<void*> gpu_buffers_;
-};
 
 TEST_F(CudaOps, MemoryAndCopies) {
   Both<float> a = random(1000, 1);
@@ -132,45 +73,6 @@ TEST_F(CudaOps, Tf32GemmIsCloseToFp32) {
   expect_close("gemm (fp32 again)", c);
 }
 
-// Mixed precision: both backends multiply the same bfloat16-rounded inputs
-// in fp32, so only the summation order differs (bound: normalised MSE 1e-6).
-TEST_F(CudaOps, Bf16GemmAndConversions) {
-  const int m = 64, n = 48, k = 96;
-  cpu_.set_precision(Precision::kBf16);
-  gpu_->set_precision(Precision::kBf16);
-  Both<float> a = random(m * k, 70), b = random(k * n, 71), c = random(m * n, 72);
-  cpu_.gemm(Trans::kNo, Trans::kYes, m, n, k, 1.0f, a.cpu.data(), k, b.cpu.data(), k, 0.5f,
-            c.cpu.data(), n);
-  gpu_->gemm(Trans::kNo, Trans::kYes, m, n, k, 1.0f, a.gpu, k, b.gpu, k, 0.5f, c.gpu, n);
-  expect_close("bf16 gemm", c, 1e-6);
-  Both<float> ba = random(6 * m * k, 73), bb = random(6 * k * n, 74), bc = random(6 * m * n, 75);
-  const BatchLevel o{2, 3 * m * k, 3 * k * n, 3 * m * n}, i{3, m * k, k * n, m * n};
-  cpu_.gemm_batched(Trans::kYes, Trans::kNo, m, n, k, 0.5f, ba.cpu.data(), m, bb.cpu.data(), n,
-                    0.0f, bc.cpu.data(), n, o, i);
-  gpu_->gemm_batched(Trans::kYes, Trans::kNo, m, n, k, 0.5f, ba.gpu, m, bb.gpu, n, 0.0f, bc.gpu,
-                     n, o, i);
-  expect_close("bf16 gemm_batched", bc, 1e-6);
-  // Attention's shape: Q Kᵀ per (image, head) over strided views of one QKV
-  // buffer [images, T, 3D] (both levels strided, the smaller one looped).
-  const int images = 3, T = 17, heads = 4, hd = 8, D = heads * hd;
-  Both<float> qkv = random(images * T * 3 * D, 76), s = random(images * heads * T * T, 77);
-  const BatchLevel per_image{images, T * 3 * D, T * 3 * D, heads * T * T};
-  const BatchLevel per_head{heads, hd, hd, T * T};
-  cpu_.gemm_batched(Trans::kNo, Trans::kYes, T, T, hd, 0.125f, qkv.cpu.data(), 3 * D,
-                    qkv.cpu.data() + D, 3 * D, 0.0f, s.cpu.data(), T, per_image, per_head);
-  gpu_->gemm_batched(Trans::kNo, Trans::kYes, T, T, hd, 0.125f, qkv.gpu, 3 * D, qkv.gpu + D,
-                     3 * D, 0.0f, s.gpu, T, per_image, per_head);
-  expect_close("bf16 gemm_batched (attention views)", s, 1e-6);
-  Both<uint16_t> h = both(std::vector<uint16_t>(a.cpu.size()));
-  cpu_.to_bf16(static_cast<int64_t>(a.cpu.size()), a.cpu.data(), h.cpu.data());
-  gpu_->to_bf16(static_cast<int64_t>(a.cpu.size()), a.gpu, h.gpu);
-  expect_equal("to_bf16", h);
-  Both<float> back = both(std::vector<float>(a.cpu.size()));
-  cpu_.from_bf16(static_cast<int64_t>(a.cpu.size()), h.cpu.data(), back.cpu.data());
-  gpu_->from_bf16(static_cast<int64_t>(a.cpu.size()), h.gpu, back.gpu);
-  expect_equal("from_bf16", back);
-}
-
 TEST_F(CudaOps, ElementwiseAndBias) {
   const int rows = 37, cols = 300;
   const int64_t n = rows * cols;
@@ -216,6 +118,16 @@ TEST_F(CudaOps, LayerNormAndSoftmax) {
   expect_close("layernorm y", y);
   expect_close("layernorm mean", mean);
   expect_close("layernorm rstd", rstd);
+  Both<float> resid = random(rows * cols, 27), sum = random(rows * cols, 28, 2.0f);
+  cpu_.add_layernorm_forward(rows, cols, 1e-6f, resid.cpu.data(), sum.cpu.data(), gamma.cpu.data(),
+                             beta.cpu.data(), y.cpu.data(), nullptr, mean.cpu.data(),
+                             rstd.cpu.data());
+  gpu_->add_layernorm_forward(rows, cols, 1e-6f, resid.gpu, sum.gpu, gamma.gpu, beta.gpu, y.gpu,
+                              nullptr, mean.gpu, rstd.gpu);
+  expect_close("add_layernorm sum", sum);
+  expect_close("add_layernorm y", y);
+  expect_close("add_layernorm mean", mean);
+  expect_close("add_layernorm rstd", rstd);
   Both<float> dy = random(rows * cols, 21), dx = random(rows * cols, 22);
   Both<float> dgamma = random(cols, 23), dbeta = random(cols, 24);
   cpu_.layernorm_backward(rows, cols, x.cpu.data(), gamma.cpu.data(), mean.cpu.data(),
@@ -302,13 +214,14 @@ TEST_F(CudaOps, LossesOptimisersNorm) {
   for (float& x : v.cpu) x = std::fabs(x);
   gpu_->copy_to_device(v.gpu, v.cpu.data(), n * sizeof(float));
   cpu_.adam_update(n, 1e-3f, 0.9f, 0.999f, 1e-8f, 0.1f, 7, grad.cpu.data(), param.cpu.data(),
-                   m.cpu.data(), v.cpu.data());
-  gpu_->adam_update(n, 1e-3f, 0.9f, 0.999f, 1e-8f, 0.1f, 7, grad.gpu, param.gpu, m.gpu, v.gpu);
+                   nullptr, m.cpu.data(), v.cpu.data());
+  gpu_->adam_update(n, 1e-3f, 0.9f, 0.999f, 1e-8f, 0.1f, 7, grad.gpu, param.gpu, nullptr, m.gpu,
+                    v.gpu);
   expect_close("adam param", param);
   expect_close("adam m", m);
   expect_close("adam v", v);
-  cpu_.sgd_update(n, 1e-2f, 0.9f, 1e-4f, grad.cpu.data(), param.cpu.data(), m.cpu.data());
-  gpu_->sgd_update(n, 1e-2f, 0.9f, 1e-4f, grad.gpu, param.gpu, m.gpu);
+  cpu_.sgd_update(n, 1e-2f, 0.9f, 1e-4f, grad.cpu.data(), param.cpu.data(), nullptr, m.cpu.data());
+  gpu_->sgd_update(n, 1e-2f, 0.9f, 1e-4f, grad.gpu, param.gpu, nullptr, m.gpu);
   expect_close("sgd param", param);
   expect_close("sgd momentum", m);
   const double want = testing::sum_squares(cpu_, n, grad.cpu.data());

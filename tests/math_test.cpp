@@ -166,6 +166,47 @@ TEST(CpuBackend, LayerNormAndSoftmax) {
   }
 }
 
+// The fused residual add + LayerNorm is the add then the norm, bit for bit;
+// ops asked for a bf16 copy write exactly bfloat16 of their output.
+TEST(CpuBackend, AddLayerNormAndBf16Copies) {
+  CpuBackend be;
+  const int rows = 5, cols = 37;
+  const int64_t n = rows * cols;
+  const std::vector<float> x0 = testing::random_normal(n, 21, 3.0f);
+  const std::vector<float> res = testing::random_normal(n, 22);
+  const std::vector<float> gamma = testing::random_normal(cols, 23);
+  const std::vector<float> beta = testing::random_normal(cols, 24);
+  std::vector<float> xa(x0), xb(x0), ya(n), yb(n), ma(rows), mb(rows), ra(rows), rb(rows);
+  std::vector<uint16_t> y16(n);
+  be.axpy(n, 1.0f, res.data(), xa.data());
+  be.layernorm_forward(rows, cols, 1e-6f, xa.data(), gamma.data(), beta.data(), ya.data(),
+                       ma.data(), ra.data());
+  be.add_layernorm_forward(rows, cols, 1e-6f, res.data(), xb.data(), gamma.data(), beta.data(),
+                           yb.data(), y16.data(), mb.data(), rb.data());
+  EXPECT_EQ(xa, xb);
+  EXPECT_EQ(ya, yb);
+  EXPECT_EQ(ma, mb);
+  EXPECT_EQ(ra, rb);
+  auto expect_copy = [](const char* what, const std::vector<float>& y,
+                        const std::vector<uint16_t>& copy) {
+    for (size_t i = 0; i < y.size(); ++i) ASSERT_EQ(copy[i], to_bf16(y[i])) << what << " " << i;
+  };
+  expect_copy("add_layernorm_forward", yb, y16);
+  std::vector<float> a(x0), g(n);
+  be.bias_gelu(rows, cols, beta.data(), a.data(), g.data(), y16.data());
+  expect_copy("bias_gelu", g, y16);
+  std::vector<float> p(x0);
+  be.softmax_forward(rows, cols, 0.5f, p.data(), y16.data());
+  expect_copy("softmax_forward", p, y16);
+  std::vector<float> d(res);
+  be.softmax_backward(rows, cols, 0.5f, p.data(), d.data(), y16.data());
+  expect_copy("softmax_backward", d, y16);
+  std::vector<float> w(x0), m(n, 0.0f), v(n, 0.0f);
+  be.adam_update(n, 1e-2f, 0.9f, 0.999f, 1e-8f, 0.0f, 1, res.data(), w.data(), y16.data(), m.data(),
+                 v.data());
+  expect_copy("adam_update", w, y16);
+}
+
 TEST(CpuBackend, PatchifyOrder) {
   CpuBackend be;
   // one 4x4 image with 2 channels, patch 2: pixel value encodes (y, x, c)

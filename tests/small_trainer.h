@@ -4,6 +4,9 @@
 // clipping.
 #pragma once
 
+#include <cstdint>
+#include <vector>
+
 #include "launch/trainer.h"
 #include "tests/test_util.h"
 
@@ -32,6 +35,27 @@ inline TrainerOptions small_trainer_options(bool moe, Routing routing, Precision
   o.global_batch = global_batch;
   o.precision = precision;
   return o;
+}
+
+// Rank `rank`'s labels and super-class labels (4 super-classes) for
+// `per_rank` images of the global batch.
+struct SmallBatch {
+  std::vector<int32_t> labels, superclass;
+  int64_t rows() const { return static_cast<int64_t>(labels.size()); }
+  LossTargets targets() const { return {rows(), labels.data(), nullptr, nullptr}; }
+  // The super-class labels a Mobile V-MoE step takes, or null.
+  const int32_t* superclass_for(Routing routing) const {
+    return routing == Routing::kImage ? superclass.data() : nullptr;
+  }
+};
+
+inline SmallBatch small_batch(int rank, int64_t per_rank, int num_classes) {
+  SmallBatch b;
+  for (int64_t i = 0; i < per_rank; ++i) {
+    b.labels.push_back(static_cast<int32_t>((rank * per_rank + i) * 7 % num_classes));
+    b.superclass.push_back(static_cast<int32_t>((rank * per_rank + i) % 4));
+  }
+  return b;
 }
 
 }  // namespace vmoe::testing

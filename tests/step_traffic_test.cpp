@@ -43,13 +43,9 @@ TEST_P(StepTraffic, NoHostCopyOrWaitInsideTheStep) {
   Trainer trainer(be, options, &groups);
   const ImageShape& s = options.model.image;
   const int64_t pixels = int64_t{s.height} * s.width * s.channels;
-  std::vector<int32_t> labels, superclass;
-  for (int64_t i = 0; i < per_rank; ++i) {
-    labels.push_back(static_cast<int32_t>((r * per_rank + i) * 7 % options.model.num_classes));
-    superclass.push_back(static_cast<int32_t>((r * per_rank + i) % 4));
-  }
-  const LossTargets targets{per_rank, labels.data(), nullptr, nullptr};
-  const int32_t* sc = model.routing == Routing::kImage ? superclass.data() : nullptr;
+  const testing::SmallBatch batch = testing::small_batch(r, per_rank, options.model.num_classes);
+  const LossTargets targets = batch.targets();
+  const int32_t* sc = batch.superclass_for(model.routing);
   // Staged inputs: images, loss weights, labels (+ super-class labels).
   const int64_t inputs = sc != nullptr ? 4 : 3;
   for (int step = 0; step < 3; ++step) {

@@ -18,6 +18,12 @@ namespace {
 
 CBLAS_TRANSPOSE cblas_trans(Trans t) { return t == Trans::kYes ? CblasTrans : CblasNoTrans; }
 
+// y16 = bfloat16(x) when a copy is asked for (the ops' bf16 outputs).
+void write_bf16(int64_t n, const float* x, uint16_t* y16) {
+  if (y16 == nullptr) return;
+  for (int64_t i = 0; i < n; ++i) y16[i] = vmoe::to_bf16(x[i]);
+}
+
 }  // namespace
 
 // ---- memory ------------------------------------------------------------------
@@ -52,32 +58,39 @@ void CpuBackend::zero(void* x, size_t bytes) {
 
 namespace {
 
-// A copy of the `rows` x `cols` matrix at x (leading dimension ld) with every
-// element rounded to bfloat16: the CPU's emulation of bf16 GEMM inputs.
-const float* rounded_to_bf16(const float* x, int rows, int cols, int ld, std::vector<float>& out) {
+// The `rows` x `cols` matrix of `in` (leading dimension ld) with every
+// element rounded to bfloat16, as floats: the CPU's emulation of bf16 GEMM
+// inputs. From the input's bf16 copy where it has one, else rounded here.
+const float* as_bf16_floats(GemmInput in, int rows, int cols, int ld, std::vector<float>& out) {
   const int64_t span = int64_t{rows - 1} * ld + cols;
   out.resize(static_cast<size_t>(span));
+  if (in.bf16 != nullptr) {
 #pragma omp simd
-  for (int64_t i = 0; i < span; ++i) out[i] = round_to_bf16(x[i]);
+    for (int64_t i = 0; i < span; ++i) out[i] = from_bf16(in.bf16[i]);
+  } else {
+#pragma omp simd
+    for (int64_t i = 0; i < span; ++i) out[i] = round_to_bf16(in.f32[i]);
+  }
   return out.data();
 }
 
 }  // namespace
 
-void CpuBackend::gemm(Trans ta, Trans tb, int m, int n, int k, float alpha, const float* a,
-                      int lda, const float* b, int ldb, float beta, float* c, int ldc) {
-  if (m == 0 || n == 0) return;
+void CpuBackend::gemm_impl(Trans ta, Trans tb, int m, int n, int k, float alpha, GemmInput a,
+                           int lda, GemmInput b, int ldb, float beta, float* c, int ldc) {
   if (gemm_log_ != nullptr) gemm_log_->push_back({ta, tb, m, n, k, lda, ldb, ldc});
+  const float* a32 = a.f32;
+  const float* b32 = b.f32;
   if (precision_ == Precision::kBf16 && k > 0) {
     thread_local std::vector<float> a16, b16;
-    a = ta == Trans::kNo ? rounded_to_bf16(a, m, k, lda, a16) : rounded_to_bf16(a, k, m, lda, a16);
-    b = tb == Trans::kNo ? rounded_to_bf16(b, k, n, ldb, b16) : rounded_to_bf16(b, n, k, ldb, b16);
+    a32 = ta == Trans::kNo ? as_bf16_floats(a, m, k, lda, a16) : as_bf16_floats(a, k, m, lda, a16);
+    b32 = tb == Trans::kNo ? as_bf16_floats(b, k, n, ldb, b16) : as_bf16_floats(b, n, k, ldb, b16);
   }
-  cblas_sgemm(CblasRowMajor, cblas_trans(ta), cblas_trans(tb), m, n, k, alpha, a, lda, b, ldb,
+  cblas_sgemm(CblasRowMajor, cblas_trans(ta), cblas_trans(tb), m, n, k, alpha, a32, lda, b32, ldb,
               beta, c, ldc);
 }
 
-void CpuBackend::to_bf16(int64_t n, const float* x, uint16_t* y) {
+void CpuBackend::to_bf16_impl(int64_t n, const float* x, uint16_t* y) {
   for (int64_t i = 0; i < n; ++i) y[i] = vmoe::to_bf16(x[i]);
 }
 
@@ -85,13 +98,13 @@ void CpuBackend::from_bf16(int64_t n, const uint16_t* x, float* y) {
   for (int64_t i = 0; i < n; ++i) y[i] = vmoe::from_bf16(x[i]);
 }
 
-void CpuBackend::gemm_batched(Trans ta, Trans tb, int m, int n, int k, float alpha,
-                              const float* a, int lda, const float* b, int ldb, float beta,
-                              float* c, int ldc, BatchLevel outer, BatchLevel inner) {
+void CpuBackend::gemm_batched_impl(Trans ta, Trans tb, int m, int n, int k, float alpha,
+                                   GemmInput a, int lda, GemmInput b, int ldb, float beta, float* c,
+                                   int ldc, BatchLevel outer, BatchLevel inner) {
   for (int64_t i = 0; i < outer.count; ++i) {
     for (int64_t j = 0; j < inner.count; ++j) {
-      gemm(ta, tb, m, n, k, alpha, a + i * outer.a + j * inner.a, lda,
-           b + i * outer.b + j * inner.b, ldb, beta, c + i * outer.c + j * inner.c, ldc);
+      gemm_impl(ta, tb, m, n, k, alpha, a.offset(i * outer.a + j * inner.a), lda,
+                b.offset(i * outer.b + j * inner.b), ldb, beta, c + i * outer.c + j * inner.c, ldc);
     }
   }
 }
@@ -108,20 +121,25 @@ void CpuBackend::axpy(int64_t n, float alpha, const float* x, float* y) {
   cpu_loops::axpy(n, alpha, x, y);
 }
 
-void CpuBackend::add_bias(int64_t rows, int cols, const float* bias, float* y) {
+void CpuBackend::add_bias(int64_t rows, int cols, const float* bias, float* y, uint16_t* y16) {
   cpu_loops::add_bias(rows, cols, bias, y);
+  write_bf16(rows * cols, y, y16);
 }
 
 void CpuBackend::bias_grad(int64_t rows, int cols, const float* dy, float* dbias) {
   cpu_loops::bias_grad(rows, cols, dy, dbias);
 }
 
-void CpuBackend::bias_gelu(int64_t rows, int cols, const float* bias, float* a, float* g) {
+void CpuBackend::bias_gelu(int64_t rows, int cols, const float* bias, float* a, float* g,
+                           uint16_t* g16) {
   cpu_loops::bias_gelu(rows, cols, bias, a, g);
+  write_bf16(rows * cols, g, g16);
 }
 
-void CpuBackend::gelu_backward(int64_t n, const float* a, const float* dg, float* da) {
+void CpuBackend::gelu_backward(int64_t n, const float* a, const float* dg, float* da,
+                               uint16_t* da16) {
   cpu_loops::gelu_backward(n, a, dg, da);
+  write_bf16(n, da, da16);
 }
 
 void CpuBackend::tanh_forward(int64_t n, float* x) {
@@ -135,9 +153,17 @@ void CpuBackend::tanh_backward(int64_t n, const float* y, float* dy) {
 // ---- normalisation and softmax ------------------------------------------------------
 
 void CpuBackend::layernorm_forward(int64_t rows, int cols, float eps, const float* x,
-                                   const float* gamma, const float* beta, float* y, float* mean,
-                                   float* rstd) {
+                                   const float* gamma, const float* beta, float* y, uint16_t* y16,
+                                   float* mean, float* rstd) {
   cpu_loops::layernorm_forward(rows, cols, eps, x, gamma, beta, y, mean, rstd);
+  write_bf16(rows * cols, y, y16);
+}
+
+void CpuBackend::add_layernorm_forward(int64_t rows, int cols, float eps, const float* residual,
+                                       float* x, const float* gamma, const float* beta, float* y,
+                                       uint16_t* y16, float* mean, float* rstd) {
+  cpu_loops::add_layernorm_forward(rows, cols, eps, residual, x, gamma, beta, y, mean, rstd);
+  write_bf16(rows * cols, y, y16);
 }
 
 void CpuBackend::layernorm_backward(int64_t rows, int cols, const float* x, const float* gamma,
@@ -146,12 +172,15 @@ void CpuBackend::layernorm_backward(int64_t rows, int cols, const float* x, cons
   cpu_loops::layernorm_backward(rows, cols, x, gamma, mean, rstd, dy, dx, dgamma, dbeta);
 }
 
-void CpuBackend::softmax_forward(int64_t rows, int cols, float scale, float* x) {
+void CpuBackend::softmax_forward(int64_t rows, int cols, float scale, float* x, uint16_t* x16) {
   cpu_loops::softmax_forward(rows, cols, scale, x);
+  write_bf16(rows * cols, x, x16);
 }
 
-void CpuBackend::softmax_backward(int64_t rows, int cols, float scale, const float* p, float* d) {
+void CpuBackend::softmax_backward(int64_t rows, int cols, float scale, const float* p, float* d,
+                                  uint16_t* d16) {
   cpu_loops::softmax_backward(rows, cols, scale, p, d);
+  write_bf16(rows * cols, d, d16);
 }
 
 // ---- ViT embedding and pooling ------------------------------------------------------
@@ -238,13 +267,15 @@ void CpuBackend::sigmoid_cross_entropy(int64_t rows, int classes, const float* l
 
 void CpuBackend::adam_update(int64_t n, float lr, float beta1, float beta2, float eps,
                              float weight_decay, int64_t step, const float* grad, float* param,
-                             float* m, float* v) {
+                             uint16_t* param16, float* m, float* v) {
   cpu_loops::adam_update(n, lr, beta1, beta2, eps, weight_decay, step, grad, param, m, v);
+  write_bf16(n, param, param16);
 }
 
 void CpuBackend::sgd_update(int64_t n, float lr, float momentum, float weight_decay,
-                            const float* grad, float* param, float* buf) {
+                            const float* grad, float* param, uint16_t* param16, float* buf) {
   cpu_loops::sgd_update(n, lr, momentum, weight_decay, grad, param, buf);
+  write_bf16(n, param, param16);
 }
 
 void CpuBackend::sum_squares(int64_t n, const float* x, double* out) {

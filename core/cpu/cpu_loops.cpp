@@ -125,20 +125,40 @@ VMOE_CPU_CLONES void tanh_backward(int64_t n, const float* y, float* dy) {
 
 // ---- normalisation and softmax ------------------------------------------------------
 
+namespace {
+
+// One row of LayerNorm: yr = (xr - mean) * rstd * gamma + beta.
+inline void layernorm_row(int cols, float eps, const float* xr, const float* gamma,
+                          const float* beta, float* yr, float* mean, float* rstd) {
+  const float inv_cols = 1.0f / static_cast<float>(cols);
+  const float mu = lane_sum<float>(cols, [&](int64_t c) { return xr[c]; }) * inv_cols;
+  const float sq = lane_sum<float>(cols, [&](int64_t c) { return (xr[c] - mu) * (xr[c] - mu); });
+  const float rs = 1.0f / std::sqrt(sq * inv_cols + eps);
+#pragma omp simd
+  for (int c = 0; c < cols; ++c) yr[c] = (xr[c] - mu) * rs * gamma[c] + beta[c];
+  *mean = mu;
+  *rstd = rs;
+}
+
+}  // namespace
+
 VMOE_CPU_CLONES void layernorm_forward(int64_t rows, int cols, float eps, const float* x,
                                        const float* gamma, const float* beta, float* y, float* mean,
                                        float* rstd) {
-  const float inv_cols = 1.0f / static_cast<float>(cols);
+  for (int64_t r = 0; r < rows; ++r)
+    layernorm_row(cols, eps, x + r * cols, gamma, beta, y + r * cols, mean + r, rstd + r);
+}
+
+// The row is normalised while it is still in cache from the add.
+VMOE_CPU_CLONES void add_layernorm_forward(int64_t rows, int cols, float eps, const float* residual,
+                                           float* x, const float* gamma, const float* beta,
+                                           float* y, float* mean, float* rstd) {
   for (int64_t r = 0; r < rows; ++r) {
-    const float* xr = x + r * cols;
-    float* yr = y + r * cols;
-    const float mu = lane_sum<float>(cols, [&](int64_t c) { return xr[c]; }) * inv_cols;
-    const float sq = lane_sum<float>(cols, [&](int64_t c) { return (xr[c] - mu) * (xr[c] - mu); });
-    const float rs = 1.0f / std::sqrt(sq * inv_cols + eps);
+    float* xr = x + r * cols;
+    const float* rr = residual + r * cols;
 #pragma omp simd
-    for (int c = 0; c < cols; ++c) yr[c] = (xr[c] - mu) * rs * gamma[c] + beta[c];
-    mean[r] = mu;
-    rstd[r] = rs;
+    for (int c = 0; c < cols; ++c) xr[c] += rr[c];
+    layernorm_row(cols, eps, xr, gamma, beta, y + r * cols, mean + r, rstd + r);
   }
 }
 

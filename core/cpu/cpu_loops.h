@@ -25,6 +25,10 @@ void tanh_backward(int64_t n, const float* y, float* dy);
 
 void layernorm_forward(int64_t rows, int cols, float eps, const float* x, const float* gamma,
                        const float* beta, float* y, float* mean, float* rstd);
+// x += residual, then layernorm_forward of x (one pass per row).
+void add_layernorm_forward(int64_t rows, int cols, float eps, const float* residual, float* x,
+                           const float* gamma, const float* beta, float* y, float* mean,
+                           float* rstd);
 void layernorm_backward(int64_t rows, int cols, const float* x, const float* gamma,
                         const float* mean, const float* rstd, const float* dy, float* dx,
                         float* dgamma, float* dbeta);

@@ -136,30 +136,29 @@ cublasOperation_t op(Trans t) { return t == Trans::kYes ? CUBLAS_OP_T : CUBLAS_O
 
 // Row-major C = alpha op(A) op(B) + beta C is column-major Cᵀ = op(B)ᵀ op(A)ᵀ:
 // cuBLAS gets B first, with m and n swapped.
-void CudaBackend::gemm(Trans ta, Trans tb, int m, int n, int k, float alpha, const float* a,
-                       int lda, const float* b, int ldb, float beta, float* c, int ldc) {
-  if (m == 0 || n == 0) return;
+void CudaBackend::gemm_impl(Trans ta, Trans tb, int m, int n, int k, float alpha, GemmInput a,
+                            int lda, GemmInput b, int ldb, float beta, float* c, int ldc) {
   if (precision_ == Precision::kBf16 && k > 0) {
     gemm_bf16(ta, tb, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc, {}, {});
     return;
   }
-  VMOE_CUBLAS_CHECK(cublasSgemm(cublas_, op(tb), op(ta), n, m, k, &alpha, b, ldb, a, lda, &beta,
-                                c, ldc));
+  VMOE_CUBLAS_CHECK(
+      cublasSgemm(cublas_, op(tb), op(ta), n, m, k, &alpha, b.f32, ldb, a.f32, lda, &beta, c, ldc));
 }
 
-void CudaBackend::gemm_batched(Trans ta, Trans tb, int m, int n, int k, float alpha,
-                               const float* a, int lda, const float* b, int ldb, float beta,
-                               float* c, int ldc, BatchLevel outer, BatchLevel inner) {
-  if (m == 0 || n == 0) return;
+void CudaBackend::gemm_batched_impl(Trans ta, Trans tb, int m, int n, int k, float alpha,
+                                    GemmInput a, int lda, GemmInput b, int ldb, float beta,
+                                    float* c, int ldc, BatchLevel outer, BatchLevel inner) {
   if (precision_ == Precision::kBf16 && k > 0) {
     gemm_bf16(ta, tb, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc, outer, inner);
     return;
   }
   const auto [loop, batch] = loop_and_batch(outer, inner);
   for (int64_t o = 0; o < loop.count; ++o) {
-    VMOE_CUBLAS_CHECK(cublasSgemmStridedBatched(
-        cublas_, op(tb), op(ta), n, m, k, &alpha, b + o * loop.b, ldb, batch.b, a + o * loop.a,
-        lda, batch.a, &beta, c + o * loop.c, ldc, batch.c, static_cast<int>(batch.count)));
+    VMOE_CUBLAS_CHECK(
+        cublasSgemmStridedBatched(cublas_, op(tb), op(ta), n, m, k, &alpha, b.f32 + o * loop.b, ldb,
+                                  batch.b, a.f32 + o * loop.a, lda, batch.a, &beta, c + o * loop.c,
+                                  ldc, batch.c, static_cast<int>(batch.count)));
   }
 }
 

@@ -49,32 +49,39 @@ class CudaBackend final : public Backend {
   void deallocate(void* ptr) override;
   void copy(void* dst, const void* src, size_t bytes) override;
   void zero(void* x, size_t bytes) override;
-  void to_bf16(int64_t n, const float* x, uint16_t* y) override;
   void from_bf16(int64_t n, const uint16_t* x, float* y) override;
-
-  void gemm(Trans ta, Trans tb, int m, int n, int k, float alpha, const float* a, int lda,
-            const float* b, int ldb, float beta, float* c, int ldc) override;
-  void gemm_batched(Trans ta, Trans tb, int m, int n, int k, float alpha, const float* a, int lda,
-                    const float* b, int ldb, float beta, float* c, int ldc, BatchLevel outer,
-                    BatchLevel inner) override;
+  // The forms without bf16 copies (Backend's overloads).
+  using Backend::add_bias;
+  using Backend::bias_gelu;
+  using Backend::gelu_backward;
+  using Backend::layernorm_forward;
+  using Backend::softmax_backward;
+  using Backend::softmax_forward;
 
   void fill(float* x, int64_t n, float value) override;
   void scale(float* x, int64_t n, float alpha) override;
   void axpy(int64_t n, float alpha, const float* x, float* y) override;
-  void add_bias(int64_t rows, int cols, const float* bias, float* y) override;
+  void add_bias(int64_t rows, int cols, const float* bias, float* y, uint16_t* y16) override;
   void bias_grad(int64_t rows, int cols, const float* dy, float* dbias) override;
-  void bias_gelu(int64_t rows, int cols, const float* bias, float* a, float* g) override;
-  void gelu_backward(int64_t n, const float* a, const float* dg, float* da) override;
+  void bias_gelu(int64_t rows, int cols, const float* bias, float* a, float* g,
+                 uint16_t* g16) override;
+  void gelu_backward(int64_t n, const float* a, const float* dg, float* da,
+                     uint16_t* da16) override;
   void tanh_forward(int64_t n, float* x) override;
   void tanh_backward(int64_t n, const float* y, float* dy) override;
 
   void layernorm_forward(int64_t rows, int cols, float eps, const float* x, const float* gamma,
-                         const float* beta, float* y, float* mean, float* rstd) override;
+                         const float* beta, float* y, uint16_t* y16, float* mean,
+                         float* rstd) override;
+  void add_layernorm_forward(int64_t rows, int cols, float eps, const float* residual, float* x,
+                             const float* gamma, const float* beta, float* y, uint16_t* y16,
+                             float* mean, float* rstd) override;
   void layernorm_backward(int64_t rows, int cols, const float* x, const float* gamma,
                           const float* mean, const float* rstd, const float* dy, float* dx,
                           float* dgamma, float* dbeta) override;
-  void softmax_forward(int64_t rows, int cols, float scale, float* x) override;
-  void softmax_backward(int64_t rows, int cols, float scale, const float* p, float* d) override;
+  void softmax_forward(int64_t rows, int cols, float scale, float* x, uint16_t* x16) override;
+  void softmax_backward(int64_t rows, int cols, float scale, const float* p, float* d,
+                        uint16_t* d16) override;
 
   void patchify(int64_t batch, int height, int width, int channels, int patch,
                 const float* images, float* patches) override;
@@ -95,9 +102,10 @@ class CudaBackend final : public Backend {
                              float* loss, float* dlogits) override;
 
   void adam_update(int64_t n, float lr, float beta1, float beta2, float eps, float weight_decay,
-                   int64_t step, const float* grad, float* param, float* m, float* v) override;
+                   int64_t step, const float* grad, float* param, uint16_t* param16, float* m,
+                   float* v) override;
   void sgd_update(int64_t n, float lr, float momentum, float weight_decay, const float* grad,
-                  float* param, float* buf) override;
+                  float* param, uint16_t* param16, float* buf) override;
   void sum_squares(int64_t n, const float* x, double* out) override;
   void clip_scale(const double* sq, double expert_divisor, float max_norm, double* norm,
                   float* scale) override;
@@ -148,6 +156,12 @@ class CudaBackend final : public Backend {
   void copy_to_host_impl(void* dst, const void* src, size_t bytes) override;
   void upload_pixels_impl(int64_t n, const uint8_t* host, float* dst) override;
   void synchronize_impl() override;
+  void to_bf16_impl(int64_t n, const float* x, uint16_t* y) override;
+  void gemm_impl(Trans ta, Trans tb, int m, int n, int k, float alpha, GemmInput a, int lda,
+                 GemmInput b, int ldb, float beta, float* c, int ldc) override;
+  void gemm_batched_impl(Trans ta, Trans tb, int m, int n, int k, float alpha, GemmInput a, int lda,
+                         GemmInput b, int ldb, float beta, float* c, int ldc, BatchLevel outer,
+                         BatchLevel inner) override;
 
  private:
   // Host waits for the GPU, marked for the WaitObserver: where a stuck NCCL
@@ -156,8 +170,8 @@ class CudaBackend final : public Backend {
   void wait_for(cudaEvent_t event) const;
   // gemm_batched with bfloat16 inputs (cuda_bf16.cu): A and B are converted
   // once per call, every matrix of both levels, then multiplied level by level.
-  void gemm_bf16(Trans ta, Trans tb, int m, int n, int k, float alpha, const float* a, int lda,
-                 const float* b, int ldb, float beta, float* c, int ldc, BatchLevel outer,
+  void gemm_bf16(Trans ta, Trans tb, int m, int n, int k, float alpha, GemmInput a, int lda,
+                 GemmInput b, int ldb, float beta, float* c, int ldc, BatchLevel outer,
                  BatchLevel inner);
   // Scratch device memory of at least `bytes`, reused across calls (reductions).
   void* scratch(size_t bytes);

@@ -1,6 +1,7 @@
 // The CUDA backend's mixed precision: bfloat16 conversions with the shared
-// rounding of core/math.h, and GEMMs on bfloat16 inputs (converted into
-// temporary buffers) with fp32 accumulation and output (cublasGemmEx).
+// rounding of core/math.h, and GEMMs on bfloat16 inputs with fp32
+// accumulation and output (cublasGemmEx). An input's bf16 copy is used as it
+// is; an input without one is converted into a temporary buffer.
 #include <cuda_bf16.h>
 
 #include <cstdint>
@@ -34,7 +35,7 @@ int64_t extent(int rows, int cols, int ld, int64_t outer_count, int64_t outer_st
 
 }  // namespace
 
-void CudaBackend::to_bf16(int64_t n, const float* x, uint16_t* y) {
+void CudaBackend::to_bf16_impl(int64_t n, const float* x, uint16_t* y) {
   if (n == 0) return;
   to_bf16_kernel<<<grid_for(n), kThreads, 0, stream_>>>(n, x, y);
   VMOE_CUDA_LAUNCH_CHECK();
@@ -47,20 +48,26 @@ void CudaBackend::from_bf16(int64_t n, const uint16_t* x, float* y) {
 }
 
 // Row-major C = alpha op(A) op(B) + beta C, as column-major Cᵀ = op(B)ᵀ op(A)ᵀ
-// (see gemm), with A and B in bfloat16: each converted once for the whole call
-// (converting per matrix would convert overlapping strided views, e.g. the
-// heads of one QKV buffer, many times over).
-void CudaBackend::gemm_bf16(Trans ta, Trans tb, int m, int n, int k, float alpha, const float* a,
-                            int lda, const float* b, int ldb, float beta, float* c, int ldc,
+// (see gemm), with A and B in bfloat16: an input without a bf16 copy is
+// converted once for the whole call (converting per matrix would convert
+// overlapping strided views, e.g. the heads of one QKV buffer, many times).
+void CudaBackend::gemm_bf16(Trans ta, Trans tb, int m, int n, int k, float alpha, GemmInput a,
+                            int lda, GemmInput b, int ldb, float beta, float* c, int ldc,
                             BatchLevel outer, BatchLevel inner) {
-  const int64_t na = extent(ta == Trans::kNo ? m : k, ta == Trans::kNo ? k : m, lda, outer.count,
-                            outer.a, inner.count, inner.a);
-  const int64_t nb = extent(tb == Trans::kNo ? k : n, tb == Trans::kNo ? n : k, ldb, outer.count,
-                            outer.b, inner.count, inner.b);
-  auto* a16 = static_cast<uint16_t*>(allocator_.allocate(na * sizeof(uint16_t)));
-  auto* b16 = static_cast<uint16_t*>(allocator_.allocate(nb * sizeof(uint16_t)));
-  to_bf16(na, a, a16);
-  to_bf16(nb, b, b16);
+  // The input's bf16 copy, or a converted temporary (freed after the call).
+  const auto bf16_of = [&](GemmInput in, int rows, int cols, int ld, int64_t outer_stride,
+                           int64_t inner_stride) -> const uint16_t* {
+    if (in.bf16 != nullptr) return in.bf16;
+    const int64_t n_elems =
+        extent(rows, cols, ld, outer.count, outer_stride, inner.count, inner_stride);
+    auto* tmp = static_cast<uint16_t*>(allocator_.allocate(n_elems * sizeof(uint16_t)));
+    to_bf16_impl(n_elems, in.f32, tmp);
+    return tmp;
+  };
+  const uint16_t* a16 =
+      bf16_of(a, ta == Trans::kNo ? m : k, ta == Trans::kNo ? k : m, lda, outer.a, inner.a);
+  const uint16_t* b16 =
+      bf16_of(b, tb == Trans::kNo ? k : n, tb == Trans::kNo ? n : k, ldb, outer.b, inner.b);
   const auto [loop, batch] = loop_and_batch(outer, inner);
   for (int64_t o = 0; o < loop.count; ++o) {
     VMOE_CUBLAS_CHECK(cublasGemmStridedBatchedEx(
@@ -69,8 +76,8 @@ void CudaBackend::gemm_bf16(Trans ta, Trans tb, int m, int n, int k, float alpha
         batch.c, static_cast<int>(batch.count), CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT));
   }
   // Stream order: later work reusing these blocks runs after these GEMMs.
-  allocator_.deallocate(a16);
-  allocator_.deallocate(b16);
+  if (a.bf16 == nullptr) allocator_.deallocate(const_cast<uint16_t*>(a16));
+  if (b.bf16 == nullptr) allocator_.deallocate(const_cast<uint16_t*>(b16));
 }
 
 }  // namespace vmoe

@@ -97,37 +97,55 @@ __global__ void scale_kernel(int64_t n, float alpha, float* x) {
 __global__ void axpy_kernel(int64_t n, float alpha, const float* x, float* y) {
   VMOE_GRID_LOOP(i, n) y[i] = fmaf(alpha, x[i], y[i]);
 }
-__global__ void add_bias_kernel(int64_t n, int cols, const float* bias, float* y) {
-  VMOE_GRID_LOOP(i, n) y[i] += bias[i % cols];
+// y[i] = v, and y16[i] = bfloat16(v) where a bf16 copy is asked for.
+__device__ __forceinline__ void store(float* y, uint16_t* y16, int64_t i, float v) {
+  y[i] = v;
+  if (y16 != nullptr) y16[i] = to_bf16(v);
 }
-__global__ void bias_gelu_kernel(int64_t n, int cols, const float* bias, float* a, float* g) {
+__global__ void add_bias_kernel(int64_t n, int cols, const float* bias, float* y, uint16_t* y16) {
+  VMOE_GRID_LOOP(i, n) store(y, y16, i, y[i] + bias[i % cols]);
+}
+__global__ void bias_gelu_kernel(int64_t n, int cols, const float* bias, float* a, float* g,
+                                 uint16_t* g16) {
   VMOE_GRID_LOOP(i, n) {
     const float v = a[i] + bias[i % cols];
     a[i] = v;
-    g[i] = gelu(v);
+    store(g, g16, i, gelu(v));
   }
 }
-__global__ void gelu_backward_kernel(int64_t n, const float* a, const float* dg, float* da) {
-  VMOE_GRID_LOOP(i, n) da[i] = dg[i] * gelu_grad(a[i]);
+__global__ void gelu_backward_kernel(int64_t n, const float* a, const float* dg, float* da,
+                                     uint16_t* da16) {
+  VMOE_GRID_LOOP(i, n) store(da, da16, i, dg[i] * gelu_grad(a[i]));
 }
 
 // ---- normalisation and softmax (one block per row) -------------------------------------
 
-__global__ void layernorm_forward_kernel(int64_t rows, int cols, float eps, const float* x,
-                                         const float* gamma, const float* beta, float* y,
-                                         float* mean, float* rstd) {
+// residual (nullable) is first added into x: the fused residual add.
+__global__ void layernorm_forward_kernel(int64_t rows, int cols, float eps, const float* residual,
+                                         float* x, const float* gamma, const float* beta, float* y,
+                                         uint16_t* y16, float* mean, float* rstd) {
   __shared__ float red[32];
   const float inv_cols = 1.0f / static_cast<float>(cols);
   VMOE_ROW_LOOP(r, rows) {
-    const float* xr = x + r * cols;
+    float* xr = x + r * cols;
     float* yr = y + r * cols;
     float sum = 0.0f;
-    for (int c = tid(); c < cols; c += nthreads()) sum += xr[c];
+    if (residual != nullptr) {
+      const float* rr = residual + r * cols;
+      for (int c = tid(); c < cols; c += nthreads()) {
+        xr[c] += rr[c];  // each thread rereads only its own columns below
+        sum += xr[c];
+      }
+    } else {
+      for (int c = tid(); c < cols; c += nthreads()) sum += xr[c];
+    }
     const float mu = block_reduce(sum, SumOp{}, red) * inv_cols;
     float sq = 0.0f;
     for (int c = tid(); c < cols; c += nthreads()) sq += (xr[c] - mu) * (xr[c] - mu);
     const float rs = 1.0f / sqrtf(block_reduce(sq, SumOp{}, red) * inv_cols + eps);
-    for (int c = tid(); c < cols; c += nthreads()) yr[c] = (xr[c] - mu) * rs * gamma[c] + beta[c];
+    uint16_t* yr16 = y16 != nullptr ? y16 + r * cols : nullptr;
+    for (int c = tid(); c < cols; c += nthreads())
+      store(yr, yr16, c, (xr[c] - mu) * rs * gamma[c] + beta[c]);
     if (tid() == 0) {
       mean[r] = mu;
       rstd[r] = rs;
@@ -183,7 +201,8 @@ struct LayerNormParamAcc {
   }
 };
 
-__global__ void softmax_forward_kernel(int64_t rows, int cols, float scale, float* x) {
+__global__ void softmax_forward_kernel(int64_t rows, int cols, float scale, float* x,
+                                       uint16_t* x16) {
   __shared__ float red[32];
   VMOE_ROW_LOOP(r, rows) {
     float* xr = x + r * cols;
@@ -197,12 +216,13 @@ __global__ void softmax_forward_kernel(int64_t rows, int cols, float scale, floa
       sum += e;
     }
     const float inv = 1.0f / block_reduce(sum, SumOp{}, red);
-    for (int c = tid(); c < cols; c += nthreads()) xr[c] *= inv;
+    uint16_t* xr16 = x16 != nullptr ? x16 + r * cols : nullptr;
+    for (int c = tid(); c < cols; c += nthreads()) store(xr, xr16, c, xr[c] * inv);
   }
 }
 
 __global__ void softmax_backward_kernel(int64_t rows, int cols, float scale, const float* p,
-                                        float* d) {
+                                        float* d, uint16_t* d16) {
   __shared__ float red[32];
   VMOE_ROW_LOOP(r, rows) {
     const float* pr = p + r * cols;
@@ -210,7 +230,9 @@ __global__ void softmax_backward_kernel(int64_t rows, int cols, float scale, con
     float dot = 0.0f;
     for (int c = tid(); c < cols; c += nthreads()) dot += pr[c] * dr[c];
     dot = block_reduce(dot, SumOp{}, red);
-    for (int c = tid(); c < cols; c += nthreads()) dr[c] = scale * pr[c] * (dr[c] - dot);
+    uint16_t* dr16 = d16 != nullptr ? d16 + r * cols : nullptr;
+    for (int c = tid(); c < cols; c += nthreads())
+      store(dr, dr16, c, scale * pr[c] * (dr[c] - dot));
   }
 }
 
@@ -335,10 +357,10 @@ void CudaBackend::axpy(int64_t n, float alpha, const float* x, float* y) {
 }
 
 // y[r, :] += bias
-void CudaBackend::add_bias(int64_t rows, int cols, const float* bias, float* y) {
+void CudaBackend::add_bias(int64_t rows, int cols, const float* bias, float* y, uint16_t* y16) {
   const int64_t n = rows * cols;
   if (n <= 0) return;
-  add_bias_kernel<<<grid_for(n), kThreads, 0, stream_>>>(n, cols, bias, y);
+  add_bias_kernel<<<grid_for(n), kThreads, 0, stream_>>>(n, cols, bias, y, y16);
   VMOE_CUDA_LAUNCH_CHECK();
 }
 
@@ -351,17 +373,19 @@ void CudaBackend::bias_grad(int64_t rows, int cols, const float* dy, float* dbia
 }
 
 // a[r, :] += bias; g = gelu(a)
-void CudaBackend::bias_gelu(int64_t rows, int cols, const float* bias, float* a, float* g) {
+void CudaBackend::bias_gelu(int64_t rows, int cols, const float* bias, float* a, float* g,
+                            uint16_t* g16) {
   const int64_t n = rows * cols;
   if (n <= 0) return;
-  bias_gelu_kernel<<<grid_for(n), kThreads, 0, stream_>>>(n, cols, bias, a, g);
+  bias_gelu_kernel<<<grid_for(n), kThreads, 0, stream_>>>(n, cols, bias, a, g, g16);
   VMOE_CUDA_LAUNCH_CHECK();
 }
 
 // da = dg * gelu'(a) (overwrite)
-void CudaBackend::gelu_backward(int64_t n, const float* a, const float* dg, float* da) {
+void CudaBackend::gelu_backward(int64_t n, const float* a, const float* dg, float* da,
+                                uint16_t* da16) {
   if (n <= 0) return;
-  gelu_backward_kernel<<<grid_for(n), kThreads, 0, stream_>>>(n, a, dg, da);
+  gelu_backward_kernel<<<grid_for(n), kThreads, 0, stream_>>>(n, a, dg, da, da16);
   VMOE_CUDA_LAUNCH_CHECK();
 }
 
@@ -381,11 +405,21 @@ void CudaBackend::tanh_backward(int64_t n, const float* y, float* dy) {
 
 // y = (x - mean) rstd gamma + beta per row; writes mean and rstd [rows].
 void CudaBackend::layernorm_forward(int64_t rows, int cols, float eps, const float* x,
-                                    const float* gamma, const float* beta, float* y, float* mean,
-                                    float* rstd) {
+                                    const float* gamma, const float* beta, float* y, uint16_t* y16,
+                                    float* mean, float* rstd) {
   if (rows <= 0) return;
   layernorm_forward_kernel<<<grid_rows(rows), row_threads(cols), 0, stream_>>>(
-      rows, cols, eps, x, gamma, beta, y, mean, rstd);
+      rows, cols, eps, nullptr, const_cast<float*>(x), gamma, beta, y, y16, mean, rstd);
+  VMOE_CUDA_LAUNCH_CHECK();
+}
+
+// x += residual; y = LayerNorm(x), in one pass over the row.
+void CudaBackend::add_layernorm_forward(int64_t rows, int cols, float eps, const float* residual,
+                                        float* x, const float* gamma, const float* beta, float* y,
+                                        uint16_t* y16, float* mean, float* rstd) {
+  if (rows <= 0) return;
+  layernorm_forward_kernel<<<grid_rows(rows), row_threads(cols), 0, stream_>>>(
+      rows, cols, eps, residual, x, gamma, beta, y, y16, mean, rstd);
   VMOE_CUDA_LAUNCH_CHECK();
 }
 
@@ -405,17 +439,19 @@ void CudaBackend::layernorm_backward(int64_t rows, int cols, const float* x, con
 }
 
 // x[r, :] = softmax(scale * x[r, :]) in place.
-void CudaBackend::softmax_forward(int64_t rows, int cols, float scale, float* x) {
+void CudaBackend::softmax_forward(int64_t rows, int cols, float scale, float* x, uint16_t* x16) {
   if (rows <= 0 || cols <= 0) return;
-  softmax_forward_kernel<<<grid_rows(rows), row_threads(cols), 0, stream_>>>(rows, cols, scale, x);
+  softmax_forward_kernel<<<grid_rows(rows), row_threads(cols), 0, stream_>>>(rows, cols, scale, x,
+                                                                             x16);
   VMOE_CUDA_LAUNCH_CHECK();
 }
 
 // d = scale * p * (d - <p, d>) in place.
-void CudaBackend::softmax_backward(int64_t rows, int cols, float scale, const float* p, float* d) {
+void CudaBackend::softmax_backward(int64_t rows, int cols, float scale, const float* p, float* d,
+                                   uint16_t* d16) {
   if (rows <= 0 || cols <= 0) return;
   softmax_backward_kernel<<<grid_rows(rows), row_threads(cols), 0, stream_>>>(rows, cols, scale, p,
-                                                                              d);
+                                                                              d, d16);
   VMOE_CUDA_LAUNCH_CHECK();
 }
 

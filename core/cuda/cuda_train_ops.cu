@@ -68,22 +68,26 @@ __global__ void sigmoid_cross_entropy_kernel(int64_t rows, int classes, const fl
 
 // ---- optimisers and sum of squares ------------------------------------------------------
 
-__global__ void adam_kernel(int64_t n, AdamParams a, const float* grad, float* param, float* m,
-                            float* v) {
+// The updates also refresh the weights' bf16 copy (param16, nullable).
+__global__ void adam_kernel(int64_t n, AdamParams a, const float* grad, float* param,
+                            uint16_t* param16, float* m, float* v) {
   VMOE_GRID_LOOP(i, n) {
     float p = param[i], mi = m[i], vi = v[i];
     vmoe::adam_update(a, grad[i], p, mi, vi);
     param[i] = p;
+    if (param16 != nullptr) param16[i] = to_bf16(p);
     m[i] = mi;
     v[i] = vi;
   }
 }
 
-__global__ void sgd_kernel(int64_t n, SgdParams s, const float* grad, float* param, float* buf) {
+__global__ void sgd_kernel(int64_t n, SgdParams s, const float* grad, float* param,
+                           uint16_t* param16, float* buf) {
   VMOE_GRID_LOOP(i, n) {
     float p = param[i], b = buf[i];
     vmoe::sgd_update(s, grad[i], p, b);
     param[i] = p;
+    if (param16 != nullptr) param16[i] = to_bf16(p);
     buf[i] = b;
   }
 }
@@ -173,19 +177,19 @@ void CudaBackend::sigmoid_cross_entropy(int64_t rows, int classes, const float* 
 // Adam with decoupled weight decay; bias corrections in double on the host, as the CPU.
 void CudaBackend::adam_update(int64_t n, float lr, float beta1, float beta2, float eps,
                               float weight_decay, int64_t step, const float* grad, float* param,
-                              float* m, float* v) {
+                              uint16_t* param16, float* m, float* v) {
   if (n <= 0) return;
   const AdamParams a = adam_params(lr, beta1, beta2, eps, weight_decay, step);
-  adam_kernel<<<grid_for(n), kThreads, 0, stream_>>>(n, a, grad, param, m, v);
+  adam_kernel<<<grid_for(n), kThreads, 0, stream_>>>(n, a, grad, param, param16, m, v);
   VMOE_CUDA_LAUNCH_CHECK();
 }
 
 // SGD with heavy-ball momentum and decoupled weight decay.
 void CudaBackend::sgd_update(int64_t n, float lr, float momentum, float weight_decay,
-                             const float* grad, float* param, float* buf) {
+                             const float* grad, float* param, uint16_t* param16, float* buf) {
   if (n <= 0) return;
   const SgdParams s{lr, momentum, weight_decay};
-  sgd_kernel<<<grid_for(n), kThreads, 0, stream_>>>(n, s, grad, param, buf);
+  sgd_kernel<<<grid_for(n), kThreads, 0, stream_>>>(n, s, grad, param, param16, buf);
   VMOE_CUDA_LAUNCH_CHECK();
 }
 

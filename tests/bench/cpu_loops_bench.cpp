@@ -85,6 +85,12 @@ std::vector<Loop> loops() {
          cpu_loops::layernorm_forward(r, c, 1e-6f, in.a.data(), in.c.data(), in.d.data(),
                                       in.b.data(), stats->data(), stats->data() + r);
        }},
+      {"add_layernorm_forward", 0.15,
+       [stats](Inputs& in, int64_t r, int c) {
+         cpu_loops::add_layernorm_forward(r, c, 1e-6f, in.d.data(), in.a.data(), in.c.data(),
+                                          in.zero.data(), in.b.data(), stats->data(),
+                                          stats->data() + r);
+       }},
       {"layernorm_backward", 0.05,
        [stats](Inputs& in, int64_t r, int c) {
          cpu_loops::layernorm_forward(r, c, 1e-6f, in.a.data(), in.c.data(), in.d.data(),

@@ -1,0 +1,175 @@
+// Mixed precision on the GPU against the CPU: bf16 GEMMs, conversions, and
+// the bf16 copies GEMM inputs carry (core/backend.h GemmInput): a GEMM given
+// a copy computes the same bits as one converting the fp32 values, and every
+// op that writes a copy beside its fp32 output writes exactly bfloat16 of it.
+// Without a GPU every test skips, saying why.
+#include <gtest/gtest.h>
+
+#include <cstdint>
+#include <vector>
+
+#include "core/math.h"
+#include "tests/cuda_ops_fixture.h"
+
+namespace vmoe {
+namespace {
+
+using testing::CudaOps;
+
+// Mixed precision: both backends multiply the same bfloat16-rounded inputs
+// in fp32, so only the summation order differs (bound: normalised MSE 1e-6).
+TEST_F(CudaOps, Bf16GemmAndConversions) {
+  const int m = 64, n = 48, k = 96;
+  cpu_.set_precision(Precision::kBf16);
+  gpu_->set_precision(Precision::kBf16);
+  Both<float> a = random(m * k, 70), b = random(k * n, 71), c = random(m * n, 72);
+  cpu_.gemm(Trans::kNo, Trans::kYes, m, n, k, 1.0f, a.cpu.data(), k, b.cpu.data(), k, 0.5f,
+            c.cpu.data(), n);
+  gpu_->gemm(Trans::kNo, Trans::kYes, m, n, k, 1.0f, a.gpu, k, b.gpu, k, 0.5f, c.gpu, n);
+  expect_close("bf16 gemm", c, 1e-6);
+  Both<float> ba = random(6 * m * k, 73), bb = random(6 * k * n, 74), bc = random(6 * m * n, 75);
+  const BatchLevel o{2, 3 * m * k, 3 * k * n, 3 * m * n}, i{3, m * k, k * n, m * n};
+  cpu_.gemm_batched(Trans::kYes, Trans::kNo, m, n, k, 0.5f, ba.cpu.data(), m, bb.cpu.data(), n,
+                    0.0f, bc.cpu.data(), n, o, i);
+  gpu_->gemm_batched(Trans::kYes, Trans::kNo, m, n, k, 0.5f, ba.gpu, m, bb.gpu, n, 0.0f, bc.gpu, n,
+                     o, i);
+  expect_close("bf16 gemm_batched", bc, 1e-6);
+  // Attention's shape: Q Kᵀ per (image, head) over strided views of one QKV
+  // buffer [images, T, 3D] (both levels strided, the smaller one looped).
+  const int images = 3, T = 17, heads = 4, hd = 8, D = heads * hd;
+  Both<float> qkv = random(images * T * 3 * D, 76), s = random(images * heads * T * T, 77);
+  const BatchLevel per_image{images, T * 3 * D, T * 3 * D, heads * T * T};
+  const BatchLevel per_head{heads, hd, hd, T * T};
+  cpu_.gemm_batched(Trans::kNo, Trans::kYes, T, T, hd, 0.125f, qkv.cpu.data(), 3 * D,
+                    qkv.cpu.data() + D, 3 * D, 0.0f, s.cpu.data(), T, per_image, per_head);
+  gpu_->gemm_batched(Trans::kNo, Trans::kYes, T, T, hd, 0.125f, qkv.gpu, 3 * D, qkv.gpu + D, 3 * D,
+                     0.0f, s.gpu, T, per_image, per_head);
+  expect_close("bf16 gemm_batched (attention views)", s, 1e-6);
+  Both<uint16_t> h = both(std::vector<uint16_t>(a.cpu.size()));
+  cpu_.to_bf16(static_cast<int64_t>(a.cpu.size()), a.cpu.data(), h.cpu.data());
+  gpu_->to_bf16(static_cast<int64_t>(a.cpu.size()), a.gpu, h.gpu);
+  expect_equal("to_bf16", h);
+  Both<float> back = both(std::vector<float>(a.cpu.size()));
+  cpu_.from_bf16(static_cast<int64_t>(a.cpu.size()), h.cpu.data(), back.cpu.data());
+  gpu_->from_bf16(static_cast<int64_t>(a.cpu.size()), h.gpu, back.gpu);
+  expect_equal("from_bf16", back);
+}
+
+// The bf16 copy of a GPU array, made on the host with the shared rounding.
+std::vector<uint16_t> host_bf16(const std::vector<float>& x) {
+  std::vector<uint16_t> out(x.size());
+  for (size_t i = 0; i < x.size(); ++i) out[i] = to_bf16(x[i]);
+  return out;
+}
+
+TEST_F(CudaOps, GemmsUseTheBf16CopiesTheyAreGiven) {
+  gpu_->set_precision(Precision::kBf16);
+  const int images = 3, T = 17, heads = 4, hd = 8, D = heads * hd;
+  Both<float> qkv = random(images * T * 3 * D, 80);
+  Both<uint16_t> qkv16 = both(host_bf16(qkv.cpu));
+  Both<float> with = random(images * heads * T * T, 81),
+              without = random(images * heads * T * T, 82);
+  const BatchLevel per_image{images, T * 3 * D, T * 3 * D, heads * T * T};
+  const BatchLevel per_head{heads, hd, hd, T * T};
+  const GemmInput q(qkv.gpu, qkv16.gpu);
+  const int64_t converted = gpu_->bf16_conversions().gemm_inputs;
+  gpu_->gemm_batched(Trans::kNo, Trans::kYes, T, T, hd, 0.125f, q, 3 * D, q.offset(D), 3 * D, 0.0f,
+                     with.gpu, T, per_image, per_head);
+  EXPECT_EQ(gpu_->bf16_conversions().gemm_inputs, converted) << "copies given: none converted";
+  gpu_->gemm_batched(Trans::kNo, Trans::kYes, T, T, hd, 0.125f, qkv.gpu, 3 * D, qkv.gpu + D, 3 * D,
+                     0.0f, without.gpu, T, per_image, per_head);
+  EXPECT_EQ(gpu_->bf16_conversions().gemm_inputs, converted + 2);
+  EXPECT_EQ(from_gpu(with), from_gpu(without));
+  // A plain GEMM with one input carrying a copy (a weight) and one not.
+  const int m = 40, n = 24, k = 56;
+  Both<float> a = random(m * k, 83), w = random(k * n, 84);
+  Both<uint16_t> w16 = both(host_bf16(w.cpu));
+  Both<float> c1 = random(m * n, 85), c2 = random(m * n, 86);
+  gpu_->gemm(Trans::kNo, Trans::kNo, m, n, k, 1.0f, a.gpu, k, {w.gpu, w16.gpu}, n, 0.0f, c1.gpu, n);
+  gpu_->gemm(Trans::kNo, Trans::kNo, m, n, k, 1.0f, a.gpu, k, w.gpu, n, 0.0f, c2.gpu, n);
+  EXPECT_EQ(from_gpu(c1), from_gpu(c2));
+}
+
+TEST_F(CudaOps, OpsWriteExactBf16CopiesOfTheirOutputs) {
+  const int rows = 37, cols = 300;
+  const int64_t n = rows * cols;
+  auto copy_of = [&](int64_t count) { return both(std::vector<uint16_t>(count)); };
+  // Each op runs twice on the GPU from the same inputs, without and with the
+  // copy: the fp32 outputs must agree bit for bit, the copy be their bf16.
+  auto check = [&](const char* what, const Both<float>& out, const std::vector<float>& plain,
+                   const Both<uint16_t>& copy) {
+    const std::vector<float> got = from_gpu(out);
+    EXPECT_EQ(got, plain) << what << ": the fp32 output changed";
+    EXPECT_EQ(from_gpu(copy), host_bf16(got)) << what << ": copy";
+  };
+  Both<float> bias = random(cols, 90);
+  {
+    Both<float> y = random(n, 91);
+    const std::vector<float> start = y.cpu;
+    gpu_->add_bias(rows, cols, bias.gpu, y.gpu);
+    const std::vector<float> plain = from_gpu(y);
+    gpu_->copy_to_device(y.gpu, start.data(), n * sizeof(float));
+    Both<uint16_t> y16 = copy_of(n);
+    gpu_->add_bias(rows, cols, bias.gpu, y.gpu, y16.gpu);
+    check("add_bias", y, plain, y16);
+  }
+  {
+    Both<float> a = random(n, 92), g = random(n, 93);
+    const std::vector<float> start = a.cpu;
+    gpu_->bias_gelu(rows, cols, bias.gpu, a.gpu, g.gpu);
+    const std::vector<float> plain = from_gpu(g);
+    gpu_->copy_to_device(a.gpu, start.data(), n * sizeof(float));
+    Both<uint16_t> g16 = copy_of(n);
+    gpu_->bias_gelu(rows, cols, bias.gpu, a.gpu, g.gpu, g16.gpu);
+    check("bias_gelu", g, plain, g16);
+    Both<float> da = random(n, 94);
+    gpu_->gelu_backward(n, a.gpu, g.gpu, da.gpu);
+    const std::vector<float> dplain = from_gpu(da);
+    Both<uint16_t> da16 = copy_of(n);
+    gpu_->gelu_backward(n, a.gpu, g.gpu, da.gpu, da16.gpu);
+    check("gelu_backward", da, dplain, da16);
+  }
+  {
+    Both<float> x = random(n, 95, 3.0f), gamma = random(cols, 96), beta = random(cols, 97);
+    Both<float> y = random(n, 98), mean = random(rows, 99), rstd = random(rows, 100);
+    gpu_->layernorm_forward(rows, cols, 1e-6f, x.gpu, gamma.gpu, beta.gpu, y.gpu, mean.gpu,
+                            rstd.gpu);
+    const std::vector<float> plain = from_gpu(y);
+    Both<uint16_t> y16 = copy_of(n);
+    gpu_->layernorm_forward(rows, cols, 1e-6f, x.gpu, gamma.gpu, beta.gpu, y.gpu, y16.gpu, mean.gpu,
+                            rstd.gpu);
+    check("layernorm_forward", y, plain, y16);
+  }
+  {
+    Both<float> p = random(rows * 17, 101, 4.0f);
+    const std::vector<float> start = p.cpu;
+    gpu_->softmax_forward(rows, 17, 0.4f, p.gpu);
+    const std::vector<float> plain = from_gpu(p);
+    gpu_->copy_to_device(p.gpu, start.data(), start.size() * sizeof(float));
+    Both<uint16_t> p16 = copy_of(rows * 17);
+    gpu_->softmax_forward(rows, 17, 0.4f, p.gpu, p16.gpu);
+    check("softmax_forward", p, plain, p16);
+    Both<float> d = random(rows * 17, 102);
+    const std::vector<float> dstart = d.cpu;
+    gpu_->softmax_backward(rows, 17, 0.4f, p.gpu, d.gpu);
+    const std::vector<float> dplain = from_gpu(d);
+    gpu_->copy_to_device(d.gpu, dstart.data(), dstart.size() * sizeof(float));
+    Both<uint16_t> d16 = copy_of(rows * 17);
+    gpu_->softmax_backward(rows, 17, 0.4f, p.gpu, d.gpu, d16.gpu);
+    check("softmax_backward", d, dplain, d16);
+  }
+  {  // The optimisers refresh the weights' copy in their update pass.
+    const int64_t count = 100003;
+    Both<float> grad = random(count, 103), param = random(count, 104);
+    Both<float> m = random(count, 105, 0.1f), v = both(std::vector<float>(count, 0.01f));
+    Both<uint16_t> p16 = copy_of(count);
+    gpu_->adam_update(count, 1e-3f, 0.9f, 0.999f, 1e-8f, 0.1f, 3, grad.gpu, param.gpu, p16.gpu,
+                      m.gpu, v.gpu);
+    EXPECT_EQ(from_gpu(p16), host_bf16(from_gpu(param))) << "adam_update copy";
+    gpu_->sgd_update(count, 1e-2f, 0.9f, 1e-4f, grad.gpu, param.gpu, p16.gpu, m.gpu);
+    EXPECT_EQ(from_gpu(p16), host_bf16(from_gpu(param))) << "sgd_update copy";
+  }
+}
+
+}  // namespace
+}  // namespace vmoe
