@@ -221,14 +221,14 @@ class Backend {
   }
   // dbias += sum_r dy[r, :]
   virtual void bias_grad(int64_t rows, int cols, const float* dy, float* dbias) = 0;
-  // a[r, :] += bias; g = gelu(a)   (a keeps the pre-activation for backward);
-  // g16 (nullable) = bfloat16(g).
+  // g = gelu(a + bias[r, :]); a = gelu'(a + bias) (the derivative, computed
+  // with the same exp, is what backward needs); g16 (nullable) = bfloat16(g).
   virtual void bias_gelu(int64_t rows, int cols, const float* bias, float* a, float* g,
                          uint16_t* g16) = 0;
   void bias_gelu(int64_t rows, int cols, const float* bias, float* a, float* g) {
     bias_gelu(rows, cols, bias, a, g, nullptr);
   }
-  // da = dg * gelu'(a); da16 (nullable) = bfloat16(da).
+  // da = dg * a, a = bias_gelu's derivative; da16 (nullable) = bfloat16(da).
   virtual void gelu_backward(int64_t n, const float* a, const float* dg, float* da,
                              uint16_t* da16) = 0;
   void gelu_backward(int64_t n, const float* a, const float* dg, float* da) {

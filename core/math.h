@@ -104,6 +104,15 @@ VMOE_HD float gelu_grad(float x) {
   return fmaf(x, 0.39894228040143268f * e, normal_cdf_given(x, e));
 }
 
+// Both at once, sharing the exp (the same bits as gelu(x) and gelu_grad(x)):
+// the forward pass keeps the derivative, so backward is a multiply.
+VMOE_HD void gelu_and_grad(float x, float& g, float& d) {
+  const float e = exp_fast(-0.5f * x * x);
+  const float cdf = normal_cdf_given(x, e);
+  g = x * cdf;
+  d = fmaf(x, 0.39894228040143268f * e, cdf);
+}
+
 // d tanh(x) / dx from tanh's output y.
 VMOE_HD float tanh_grad(float y) { return 1.0f - y * y; }
 

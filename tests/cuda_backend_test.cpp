@@ -94,7 +94,7 @@ TEST_F(CudaOps, ElementwiseAndBias) {
   Both<float> a = random(n, 12), g = random(n, 13);
   cpu_.bias_gelu(rows, cols, bias.cpu.data(), a.cpu.data(), g.cpu.data());
   gpu_->bias_gelu(rows, cols, bias.gpu, a.gpu, g.gpu);
-  expect_close("bias_gelu pre-activation", a);
+  expect_close("bias_gelu derivative", a);
   expect_close("bias_gelu", g);
   Both<float> da = random(n, 14);
   cpu_.gelu_backward(n, a.cpu.data(), g.cpu.data(), da.cpu.data());

@@ -106,16 +106,17 @@ VMOE_CPU_CLONES void bias_gelu(int64_t rows, int cols, const float* bias, float*
     float* gr = g + r * cols;
 #pragma omp simd
     for (int c = 0; c < cols; ++c) {
-      const float v = ar[c] + bias[c];
-      ar[c] = v;
-      gr[c] = gelu(v);
+      float g, d;
+      gelu_and_grad(ar[c] + bias[c], g, d);
+      ar[c] = d;
+      gr[c] = g;
     }
   }
 }
 
-VMOE_CPU_CLONES void gelu_backward(int64_t n, const float* a, const float* dg, float* da) {
+VMOE_CPU_CLONES void gelu_backward(int64_t n, const float* d, const float* dg, float* da) {
 #pragma omp simd
-  for (int64_t i = 0; i < n; ++i) da[i] = dg[i] * gelu_grad(a[i]);
+  for (int64_t i = 0; i < n; ++i) da[i] = dg[i] * d[i];
 }
 
 VMOE_CPU_CLONES void tanh_backward(int64_t n, const float* y, float* dy) {

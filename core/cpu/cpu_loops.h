@@ -19,8 +19,10 @@ void scale(float* x, int64_t n, float alpha);
 void axpy(int64_t n, float alpha, const float* x, float* y);
 void add_bias(int64_t rows, int cols, const float* bias, float* y);
 void bias_grad(int64_t rows, int cols, const float* dy, float* dbias);
+// g = gelu(a + bias), a = gelu'(a + bias) (kept for backward).
 void bias_gelu(int64_t rows, int cols, const float* bias, float* a, float* g);
-void gelu_backward(int64_t n, const float* a, const float* dg, float* da);
+// da = dg * d, d = bias_gelu's derivative.
+void gelu_backward(int64_t n, const float* d, const float* dg, float* da);
 void tanh_backward(int64_t n, const float* y, float* dy);
 
 void layernorm_forward(int64_t rows, int cols, float eps, const float* x, const float* gamma,

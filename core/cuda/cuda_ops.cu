@@ -108,14 +108,15 @@ __global__ void add_bias_kernel(int64_t n, int cols, const float* bias, float* y
 __global__ void bias_gelu_kernel(int64_t n, int cols, const float* bias, float* a, float* g,
                                  uint16_t* g16) {
   VMOE_GRID_LOOP(i, n) {
-    const float v = a[i] + bias[i % cols];
-    a[i] = v;
-    store(g, g16, i, gelu(v));
+    float gv, dv;
+    gelu_and_grad(a[i] + bias[i % cols], gv, dv);
+    a[i] = dv;
+    store(g, g16, i, gv);
   }
 }
 __global__ void gelu_backward_kernel(int64_t n, const float* a, const float* dg, float* da,
                                      uint16_t* da16) {
-  VMOE_GRID_LOOP(i, n) store(da, da16, i, dg[i] * gelu_grad(a[i]));
+  VMOE_GRID_LOOP(i, n) store(da, da16, i, dg[i] * a[i]);
 }
 
 // ---- normalisation and softmax (one block per row) -------------------------------------
@@ -372,7 +373,7 @@ void CudaBackend::bias_grad(int64_t rows, int cols, const float* dy, float* dbia
   column_sums(stream_, partial, plan, rows, cols, RowsOf{dy, cols}, AddTo{dbias});
 }
 
-// a[r, :] += bias; g = gelu(a)
+// g = gelu(a + bias); a = gelu'(a + bias)
 void CudaBackend::bias_gelu(int64_t rows, int cols, const float* bias, float* a, float* g,
                             uint16_t* g16) {
   const int64_t n = rows * cols;
@@ -381,7 +382,7 @@ void CudaBackend::bias_gelu(int64_t rows, int cols, const float* bias, float* a,
   VMOE_CUDA_LAUNCH_CHECK();
 }
 
-// da = dg * gelu'(a) (overwrite)
+// da = dg * a, a = bias_gelu's derivative (overwrite)
 void CudaBackend::gelu_backward(int64_t n, const float* a, const float* dg, float* da,
                                 uint16_t* da16) {
   if (n <= 0) return;
