@@ -9,17 +9,21 @@
 #include "core/cuda/cuda_backend.h"
 #include "core/cuda/cuda_check.h"
 #include "core/cuda/cuda_launch.cuh"
+#include "core/cuda/cuda_packs.cuh"
 #include "core/math.h"
 
 namespace vmoe {
 namespace {
 
+// n counts packs of W values (cuda_packs.cuh).
+template <int W>
 __global__ void to_bf16_kernel(int64_t n, const float* x, uint16_t* y) {
-  VMOE_GRID_LOOP(i, n) y[i] = to_bf16(x[i]);
+  VMOE_GRID_LOOP(i, n) store_bf16<W>(y, i, load<W>(x, i));
 }
 
+template <int W>
 __global__ void from_bf16_kernel(int64_t n, const uint16_t* x, float* y) {
-  VMOE_GRID_LOOP(i, n) y[i] = from_bf16(x[i]);
+  VMOE_GRID_LOOP(i, n) store<W>(y, i, load_bf16<W>(x, i));
 }
 
 cublasOperation_t op(Trans t) { return t == Trans::kYes ? CUBLAS_OP_T : CUBLAS_OP_N; }
@@ -37,13 +41,13 @@ int64_t extent(int rows, int cols, int ld, int64_t outer_count, int64_t outer_st
 
 void CudaBackend::to_bf16_impl(int64_t n, const float* x, uint16_t* y) {
   if (n == 0) return;
-  to_bf16_kernel<<<grid_for(n), kThreads, 0, stream_>>>(n, x, y);
+  VMOE_LAUNCH_PACKED(to_bf16_kernel, pack_width(n, {x}, {y}), n, x, y);
   VMOE_CUDA_LAUNCH_CHECK();
 }
 
 void CudaBackend::from_bf16(int64_t n, const uint16_t* x, float* y) {
   if (n == 0) return;
-  from_bf16_kernel<<<grid_for(n), kThreads, 0, stream_>>>(n, x, y);
+  VMOE_LAUNCH_PACKED(from_bf16_kernel, pack_width(n, {y}, {x}), n, x, y);
   VMOE_CUDA_LAUNCH_CHECK();
 }
 

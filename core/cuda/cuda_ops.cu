@@ -14,6 +14,7 @@
 #include "core/cuda/cuda_backend.h"
 #include "core/cuda/cuda_check.h"
 #include "core/cuda/cuda_launch.cuh"
+#include "core/cuda/cuda_packs.cuh"
 #include "core/math.h"
 
 namespace vmoe {
@@ -88,35 +89,70 @@ struct AddTo {
 
 // ---- element-wise ---------------------------------------------------------------------
 
+// Element-wise kernels run over packs of W floats (cuda_packs.cuh): n is a
+// count of packs, and a row's bias packs are cols / W.
+template <int W>
 __global__ void fill_kernel(int64_t n, float value, float* x) {
-  VMOE_GRID_LOOP(i, n) x[i] = value;
+  Pack<W> v;
+  for (int l = 0; l < W; ++l) v.v[l] = value;
+  VMOE_GRID_LOOP(i, n) store<W>(x, i, v);
 }
+template <int W>
 __global__ void scale_kernel(int64_t n, float alpha, float* x) {
-  VMOE_GRID_LOOP(i, n) x[i] *= alpha;
+  VMOE_GRID_LOOP(i, n) {
+    Pack<W> v = load<W>(x, i);
+    for (int l = 0; l < W; ++l) v.v[l] *= alpha;
+    store<W>(x, i, v);
+  }
 }
+template <int W>
 __global__ void axpy_kernel(int64_t n, float alpha, const float* x, float* y) {
-  VMOE_GRID_LOOP(i, n) y[i] = fmaf(alpha, x[i], y[i]);
+  VMOE_GRID_LOOP(i, n) {
+    const Pack<W> a = load<W>(x, i);
+    Pack<W> b = load<W>(y, i);
+    for (int l = 0; l < W; ++l) b.v[l] = fmaf(alpha, a.v[l], b.v[l]);
+    store<W>(y, i, b);
+  }
 }
-// y[i] = v, and y16[i] = bfloat16(v) where a bf16 copy is asked for.
+template <int W>
+__global__ void add_bias_kernel(int64_t n, int cols, const float* bias, float* y, uint16_t* y16) {
+  const int64_t bias_packs = cols / W;
+  VMOE_GRID_LOOP(i, n) {
+    const Pack<W> b = load<W>(bias, i % bias_packs);
+    Pack<W> v = load<W>(y, i);
+    for (int l = 0; l < W; ++l) v.v[l] += b.v[l];
+    store<W>(y, i, v);
+    store_bf16<W>(y16, i, v);
+  }
+}
+template <int W>
+__global__ void bias_gelu_kernel(int64_t n, int cols, const float* bias, float* a, float* g,
+                                 uint16_t* g16) {
+  const int64_t bias_packs = cols / W;
+  VMOE_GRID_LOOP(i, n) {
+    const Pack<W> b = load<W>(bias, i % bias_packs);
+    Pack<W> v = load<W>(a, i), out;
+    for (int l = 0; l < W; ++l) gelu_and_grad(v.v[l] + b.v[l], out.v[l], v.v[l]);
+    store<W>(a, i, v);
+    store<W>(g, i, out);
+    store_bf16<W>(g16, i, out);
+  }
+}
+template <int W>
+__global__ void gelu_backward_kernel(int64_t n, const float* a, const float* dg, float* da,
+                                     uint16_t* da16) {
+  VMOE_GRID_LOOP(i, n) {
+    const Pack<W> d = load<W>(a, i);
+    Pack<W> v = load<W>(dg, i);
+    for (int l = 0; l < W; ++l) v.v[l] *= d.v[l];
+    store<W>(da, i, v);
+    store_bf16<W>(da16, i, v);
+  }
+}
+// y[i] = v, and y16[i] = bfloat16(v) where a bf16 copy is asked for (row kernels).
 __device__ __forceinline__ void store(float* y, uint16_t* y16, int64_t i, float v) {
   y[i] = v;
   if (y16 != nullptr) y16[i] = to_bf16(v);
-}
-__global__ void add_bias_kernel(int64_t n, int cols, const float* bias, float* y, uint16_t* y16) {
-  VMOE_GRID_LOOP(i, n) store(y, y16, i, y[i] + bias[i % cols]);
-}
-__global__ void bias_gelu_kernel(int64_t n, int cols, const float* bias, float* a, float* g,
-                                 uint16_t* g16) {
-  VMOE_GRID_LOOP(i, n) {
-    float gv, dv;
-    gelu_and_grad(a[i] + bias[i % cols], gv, dv);
-    a[i] = dv;
-    store(g, g16, i, gv);
-  }
-}
-__global__ void gelu_backward_kernel(int64_t n, const float* a, const float* dg, float* da,
-                                     uint16_t* da16) {
-  VMOE_GRID_LOOP(i, n) store(da, da16, i, dg[i] * a[i]);
 }
 
 // ---- normalisation and softmax (one block per row) -------------------------------------
@@ -340,20 +376,20 @@ __global__ void tanh_backward_kernel(int64_t n, const float* y, float* dy) {
 
 void CudaBackend::fill(float* x, int64_t n, float value) {
   if (n <= 0) return;
-  fill_kernel<<<grid_for(n), kThreads, 0, stream_>>>(n, value, x);
+  VMOE_LAUNCH_PACKED(fill_kernel, pack_width(n, {x}), n, value, x);
   VMOE_CUDA_LAUNCH_CHECK();
 }
 
 void CudaBackend::scale(float* x, int64_t n, float alpha) {
   if (n <= 0) return;
-  scale_kernel<<<grid_for(n), kThreads, 0, stream_>>>(n, alpha, x);
+  VMOE_LAUNCH_PACKED(scale_kernel, pack_width(n, {x}), n, alpha, x);
   VMOE_CUDA_LAUNCH_CHECK();
 }
 
 // y += alpha x
 void CudaBackend::axpy(int64_t n, float alpha, const float* x, float* y) {
   if (n <= 0) return;
-  axpy_kernel<<<grid_for(n), kThreads, 0, stream_>>>(n, alpha, x, y);
+  VMOE_LAUNCH_PACKED(axpy_kernel, pack_width(n, {x, y}), n, alpha, x, y);
   VMOE_CUDA_LAUNCH_CHECK();
 }
 
@@ -361,7 +397,8 @@ void CudaBackend::axpy(int64_t n, float alpha, const float* x, float* y) {
 void CudaBackend::add_bias(int64_t rows, int cols, const float* bias, float* y, uint16_t* y16) {
   const int64_t n = rows * cols;
   if (n <= 0) return;
-  add_bias_kernel<<<grid_for(n), kThreads, 0, stream_>>>(n, cols, bias, y, y16);
+  const int width = cols % 4 == 0 ? pack_width(n, {bias, y}, {y16}) : 1;
+  VMOE_LAUNCH_PACKED(add_bias_kernel, width, n, cols, bias, y, y16);
   VMOE_CUDA_LAUNCH_CHECK();
 }
 
@@ -378,7 +415,8 @@ void CudaBackend::bias_gelu(int64_t rows, int cols, const float* bias, float* a,
                             uint16_t* g16) {
   const int64_t n = rows * cols;
   if (n <= 0) return;
-  bias_gelu_kernel<<<grid_for(n), kThreads, 0, stream_>>>(n, cols, bias, a, g, g16);
+  const int width = cols % 4 == 0 ? pack_width(n, {bias, a, g}, {g16}) : 1;
+  VMOE_LAUNCH_PACKED(bias_gelu_kernel, width, n, cols, bias, a, g, g16);
   VMOE_CUDA_LAUNCH_CHECK();
 }
 
@@ -386,7 +424,7 @@ void CudaBackend::bias_gelu(int64_t rows, int cols, const float* bias, float* a,
 void CudaBackend::gelu_backward(int64_t n, const float* a, const float* dg, float* da,
                                 uint16_t* da16) {
   if (n <= 0) return;
-  gelu_backward_kernel<<<grid_for(n), kThreads, 0, stream_>>>(n, a, dg, da, da16);
+  VMOE_LAUNCH_PACKED(gelu_backward_kernel, pack_width(n, {a, dg, da}, {da16}), n, a, dg, da, da16);
   VMOE_CUDA_LAUNCH_CHECK();
 }
 

@@ -13,6 +13,7 @@
 #include "core/cuda/cuda_backend.h"
 #include "core/cuda/cuda_check.h"
 #include "core/cuda/cuda_launch.cuh"
+#include "core/cuda/cuda_packs.cuh"
 #include "core/math.h"
 
 namespace vmoe {
@@ -68,27 +69,32 @@ __global__ void sigmoid_cross_entropy_kernel(int64_t rows, int classes, const fl
 
 // ---- optimisers and sum of squares ------------------------------------------------------
 
-// The updates also refresh the weights' bf16 copy (param16, nullable).
+// The updates also refresh the weights' bf16 copy (param16, nullable); n
+// counts packs of W floats (cuda_packs.cuh).
+template <int W>
 __global__ void adam_kernel(int64_t n, AdamParams a, const float* grad, float* param,
                             uint16_t* param16, float* m, float* v) {
   VMOE_GRID_LOOP(i, n) {
-    float p = param[i], mi = m[i], vi = v[i];
-    vmoe::adam_update(a, grad[i], p, mi, vi);
-    param[i] = p;
-    if (param16 != nullptr) param16[i] = to_bf16(p);
-    m[i] = mi;
-    v[i] = vi;
+    const Pack<W> g = load<W>(grad, i);
+    Pack<W> p = load<W>(param, i), mi = load<W>(m, i), vi = load<W>(v, i);
+    for (int l = 0; l < W; ++l) vmoe::adam_update(a, g.v[l], p.v[l], mi.v[l], vi.v[l]);
+    store<W>(param, i, p);
+    store_bf16<W>(param16, i, p);
+    store<W>(m, i, mi);
+    store<W>(v, i, vi);
   }
 }
 
+template <int W>
 __global__ void sgd_kernel(int64_t n, SgdParams s, const float* grad, float* param,
                            uint16_t* param16, float* buf) {
   VMOE_GRID_LOOP(i, n) {
-    float p = param[i], b = buf[i];
-    vmoe::sgd_update(s, grad[i], p, b);
-    param[i] = p;
-    if (param16 != nullptr) param16[i] = to_bf16(p);
-    buf[i] = b;
+    const Pack<W> g = load<W>(grad, i);
+    Pack<W> p = load<W>(param, i), b = load<W>(buf, i);
+    for (int l = 0; l < W; ++l) vmoe::sgd_update(s, g.v[l], p.v[l], b.v[l]);
+    store<W>(param, i, p);
+    store_bf16<W>(param16, i, p);
+    store<W>(buf, i, b);
   }
 }
 
@@ -180,7 +186,8 @@ void CudaBackend::adam_update(int64_t n, float lr, float beta1, float beta2, flo
                               uint16_t* param16, float* m, float* v) {
   if (n <= 0) return;
   const AdamParams a = adam_params(lr, beta1, beta2, eps, weight_decay, step);
-  adam_kernel<<<grid_for(n), kThreads, 0, stream_>>>(n, a, grad, param, param16, m, v);
+  VMOE_LAUNCH_PACKED(adam_kernel, pack_width(n, {grad, param, m, v}, {param16}), n, a, grad, param,
+                     param16, m, v);
   VMOE_CUDA_LAUNCH_CHECK();
 }
 
@@ -189,7 +196,8 @@ void CudaBackend::sgd_update(int64_t n, float lr, float momentum, float weight_d
                              const float* grad, float* param, uint16_t* param16, float* buf) {
   if (n <= 0) return;
   const SgdParams s{lr, momentum, weight_decay};
-  sgd_kernel<<<grid_for(n), kThreads, 0, stream_>>>(n, s, grad, param, param16, buf);
+  VMOE_LAUNCH_PACKED(sgd_kernel, pack_width(n, {grad, param, buf}, {param16}), n, s, grad, param,
+                     param16, buf);
   VMOE_CUDA_LAUNCH_CHECK();
 }
 

@@ -7,7 +7,7 @@
 #   tests/gpu/check.sh BUNDLE.tar.xz      the tarball of make_bundle.sh, or the
 #   tests/gpu/check.sh BUNDLE_DIR         folder it was unpacked into (env.sh is sourced)
 #
-# Rows: the op tests (cuda_backend_test, cuda_bf16_test), NCCL (nccl_test on 1 rank, and on N
+# Rows: the op tests (cuda_backend_test, cuda_bf16_test, cuda_packs_test), NCCL (nccl_test on 1 rank, and on N
 # when N GPUs are visible), checkpoints GPU <-> CPU bit for bit, our error for
 # two ranks on one GPU, then on 1 rank (and N) a small V-MoE trained on the
 # GPU against the CPU: losses, periodic checkpoints with keep-N, resume on the
@@ -132,6 +132,9 @@ else
   log=$out/cuda_bf16_test.log
   "$(prog cuda_bf16_test)" >"$log" 2>&1
   gtest_row "cuda_bf16_test (bf16 GEMMs, the copies GEMM inputs carry)" "$log" $?
+  log=$out/cuda_packs_test.log
+  "$(prog cuda_packs_test)" >"$log" 2>&1
+  gtest_row "cuda_packs_test (128-bit element-wise kernels)" "$log" $?
   for n in 1 $([[ $ranks_n -gt 1 && $backend == cuda ]] && echo "$ranks_n"); do
     log=$out/nccl_test_$n.log
     "$mpiexec" -np "$n" --oversubscribe "$(prog nccl_test)" >"$log" 2>&1
