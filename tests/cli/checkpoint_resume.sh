@@ -2,8 +2,10 @@
 # Trains 20 steps on N ranks with a checkpoint at step 10, then resumes from
 # that checkpoint on M ranks and trains to step 20. Same N and M: the losses
 # of steps 11-20 must be bit-identical to the uninterrupted run's; otherwise
-# (resharding) equal within 1e-4 relative.
-#   checkpoint_resume.sh MPIEXEC VMOE_TRAIN DATA_DIR WORK_DIR N M
+# (resharding) equal within 1e-4 relative. Flags after M go to both runs
+# (e.g. --precision=bf16: the weights' bf16 copy is rebuilt from the
+# checkpoint, so the resumed run must still be bit-identical).
+#   checkpoint_resume.sh MPIEXEC VMOE_TRAIN DATA_DIR WORK_DIR N M [FLAGS...]
 set -eu
 mpiexec=$1
 train=$2
@@ -11,6 +13,7 @@ data=$3
 work=$4
 n=$5
 m=$6
+extra=("${@:7}")
 export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 OPENBLAS_NUM_THREADS=1
 rm -rf "$work"
 mkdir -p "$work"
@@ -21,7 +24,8 @@ run() {  # ranks run_dir [flags]
     --eval_data="$data/test.h5" --run_dir="$dir" --total_steps=20 --batch_size=64 \
     --eval_batch_size=512 --hidden_size=32 --num_layers=2 --num_heads=2 --mlp_dim=64 \
     --patch_size=7 --warmup_steps=5 --learning_rate=3e-3 --log_every=1 --seed=5 \
-    --moe_layers=every:2 --num_experts=4 --num_selected=2 --checkpoint_every=10 "$@" \
+    --moe_layers=every:2 --num_experts=4 --num_selected=2 --checkpoint_every=10 \
+    ${extra[@]+"${extra[@]}"} "$@" \
     >"$dir.log" 2>&1 || { cat "$dir.log"; return 1; }
 }
 run "$n" "$work/full"
