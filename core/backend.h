@@ -372,6 +372,9 @@ class Backend {
   // (source rank, expert) after an all-to-all, into expert-major order).
   virtual void transpose_blocks(int64_t outer, int64_t inner, int64_t block, const float* src,
                                 float* dst) = 0;
+  // The same for bfloat16 payloads (the expert exchange under bf16).
+  virtual void transpose_blocks(int64_t outer, int64_t inner, int64_t block, const uint16_t* src,
+                                uint16_t* dst) = 0;
   // d[r, index[r, c]] += dvalue[r, c]: the gradient of top_k's values.
   virtual void top_k_backward(int64_t rows, int cols, int k, const int32_t* index,
                               const float* dvalue, float* d) = 0;

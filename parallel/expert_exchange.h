@@ -8,6 +8,11 @@
 // L local experts, G groups, S, D] and transposes the first two axes, so each
 // expert's rows are contiguous ([L, P * G * S, D], parallel/experts.h); the
 // outputs go back the same way. Backward mirrors both exchanges.
+//
+// Under bf16 the payload is converted once where it leaves, travels and is
+// transposed as bfloat16 (half the bytes each way), and the receiver keeps
+// the bf16 values it got as the GEMM input copy of the experts' input and of
+// their output gradient (core/backend.h GemmInput).
 #pragma once
 
 #include "comm/communicator.h"
@@ -22,15 +27,17 @@ class ExpertExchange {
   ExpertExchange(Backend& be, Communicator& ep, const ExpertPlacement& placement);
 
   // send: the fixed layout of `groups` groups of `capacity` slots of
-  // item_rows rows. Fills expert_in [L, expert_rows(), dim].
+  // item_rows rows. Fills expert_in [L, expert_rows(), dim], and under bf16
+  // expert_in16 (its bf16 copy; required then, else ignored).
   void dispatch(const float* send, int64_t groups, int capacity, int item_rows, int dim,
-                float* expert_in);
+                float* expert_in, uint16_t* expert_in16);
   // Rows per local expert of the last dispatch.
   int64_t expert_rows() const { return expert_rows_; }
   // expert_out [L, expert_rows(), dim] -> back, the sender's fixed layout.
   void combine(const float* expert_out, float* back);
-  // dback (fixed layout, dL/d back) -> dexpert_out [L, expert_rows(), dim].
-  void combine_backward(const float* dback, float* dexpert_out);
+  // dback (fixed layout, dL/d back) -> dexpert_out [L, expert_rows(), dim],
+  // and under bf16 its bf16 copy dexpert_out16 (as dispatch's).
+  void combine_backward(const float* dback, float* dexpert_out, uint16_t* dexpert_out16);
   // dexpert_in [L, expert_rows(), dim] -> dsend (fixed layout, dL/d send).
   void dispatch_backward(const float* dexpert_in, float* dsend);
 
@@ -38,20 +45,33 @@ class ExpertExchange {
   void collect_activations(ActivationSet& set) { set.add(recv_, ret_, send16_, recv16_); }
 
  private:
-  // All-to-all of `count` floats per rank; as bfloat16 when the backend's
-  // precision says so (half the bytes).
-  void exchange(const float* send, float* recv, int64_t count);
-  // [P, L, block] <-> [L, P, block] (block = one expert's rows from one source).
-  void to_expert_major(const float* src, float* dst);
-  void to_source_major(const float* src, float* dst);
+  bool bf16() const { return be_->precision() == Precision::kBf16; }
+  // fp32: the all-to-all of one chunk per rank.
+  void exchange32(const float* send, float* recv);
+  // bf16: the fixed layout (source-major) converted and sent; recv16_ holds
+  // what arrived.
+  void send_bf16(const float* fixed);
+  // bf16: expert-major values converted, put in source-major order and sent.
+  void send_expert_major_bf16(const float* expert_major);
+  // [P, L, block] <-> [L, P, block] (block = one expert's rows from one
+  // source), of floats or of bf16 payloads.
+  template <typename T>
+  void to_expert_major(const T* src, T* dst) {
+    be_->transpose_blocks(placement_.ep_size, placement_.local_experts, block(), src, dst);
+  }
+  template <typename T>
+  void to_source_major(const T* src, T* dst) {
+    be_->transpose_blocks(placement_.local_experts, placement_.ep_size, block(), src, dst);
+  }
+  int64_t block() const { return expert_rows_ / placement_.ep_size * dim_; }
 
   Backend* be_;
   Communicator* ep_;
   ExpertPlacement placement_;
   int dim_ = 0;
   int64_t fixed_rows_ = 0, chunk_rows_ = 0, expert_rows_ = 0;
-  Tensor recv_, ret_;                       // source-major, as received / to return
-  DeviceTensor<uint16_t> send16_, recv16_;  // bf16 payloads (Precision::kBf16)
+  Tensor recv_, ret_;           // fp32: source-major, as received / to return
+  Bf16Tensor send16_, recv16_;  // bf16: the payloads sent and received
 };
 
 }  // namespace vmoe

@@ -40,18 +40,17 @@ ExpertMlps::ExpertMlps(Backend& be, ParamStore& store, const std::string& name, 
   b2_ = add("fc2/bias", {local_experts, dim}, false, 0, 0);
 }
 
-void ExpertMlps::forward(const float* in, int64_t rows, float* out) {
+void ExpertMlps::forward(GemmInput input, int64_t rows, float* out) {
   const int64_t D = dim_, M = hidden_, R = rows;
   rows_ = rows;
   pre_.resize({local_ * R, M});
   act_.resize({local_ * R, M});
   uint16_t* act16 = bf16_copy(act16_, {local_ * R, M});
-  uint16_t* in16 = bf16_copy(in16_, {local_ * R, D});
-  if (in16 != nullptr) be_->to_bf16(local_ * R * D, in, in16);
+  const GemmInput in = with_copy(input);
   const int r = static_cast<int>(R);
-  be_->gemm_batched(Trans::kNo, Trans::kNo, r, hidden_, dim_, 1.0f, {in, in16}, dim_,
-                    store_->weight(w1_), hidden_, 0.0f, pre_.data(), hidden_,
-                    per_expert(local_, R * D, D * M, R * M), {});
+  be_->gemm_batched(Trans::kNo, Trans::kNo, r, hidden_, dim_, 1.0f, in, dim_, store_->weight(w1_),
+                    hidden_, 0.0f, pre_.data(), hidden_, per_expert(local_, R * D, D * M, R * M),
+                    {});
   for (int l = 0; l < local_; ++l)
     be_->bias_gelu(R, hidden_, store_->value(b1_) + l * M, pre_.data() + l * R * M,
                    act_.data() + l * R * M, act16 != nullptr ? act16 + l * R * M : nullptr);
@@ -61,14 +60,26 @@ void ExpertMlps::forward(const float* in, int64_t rows, float* out) {
   for (int l = 0; l < local_; ++l) be_->add_bias(R, dim_, store_->value(b2_) + l * D, out + l * R * D);
 }
 
-void ExpertMlps::backward(const float* in, const float* dout, float* din, Workspace& ws) {
+GemmInput ExpertMlps::with_copy(GemmInput in) {
+  if (in.bf16 != nullptr) return in;
+  uint16_t* own = bf16_copy(in16_, {local_ * rows_, dim_});
+  if (own != nullptr) be_->to_bf16(local_ * rows_ * dim_, in.f32, own);
+  return {in.f32, own};
+}
+
+void ExpertMlps::backward(GemmInput input, GemmInput dout_in, float* din, Workspace& ws) {
+  const float* dout = dout_in.f32;
   const int64_t D = dim_, M = hidden_, R = rows_;
   const int r = static_cast<int>(R);
   dact_.resize(pre_.shape());
   float* dact = dact_.data();
   uint16_t* dact16 = bf16_copy(dact16_, pre_.shape());
-  // dout feeds two GEMMs: converted once.
-  const GemmInput dy = ws.shared_input(Scratch::kExpertOutGrad, dout, {local_ * R, D});
+  // dout feeds two GEMMs: converted once, unless it came with its copy.
+  const GemmInput dy = dout_in.bf16 != nullptr
+                           ? dout_in
+                           : ws.shared_input(Scratch::kExpertOutGrad, dout, {local_ * R, D});
+  // The input's copy: as given to forward, else the one forward made.
+  const GemmInput in = input.bf16 != nullptr ? input : GemmInput{input.f32, in16_.data()};
   be_->gemm_batched(Trans::kNo, Trans::kYes, r, hidden_, dim_, 1.0f, dy, dim_, store_->weight(w2_),
                     dim_, 0.0f, dact, hidden_, per_expert(local_, R * D, M * D, R * M), {});
   be_->gemm_batched(Trans::kYes, Trans::kNo, hidden_, dim_, r, 1.0f, {act_.data(), act16_.data()},
@@ -77,8 +88,8 @@ void ExpertMlps::backward(const float* in, const float* dout, float* din, Worksp
   for (int l = 0; l < local_; ++l)
     be_->bias_grad(R, dim_, dout + l * R * D, store_->grad(b2_) + l * D);
   be_->gelu_backward(local_ * R * M, pre_.data(), dact, dact, dact16);
-  be_->gemm_batched(Trans::kYes, Trans::kNo, dim_, hidden_, r, 1.0f, {in, in16_.data()}, dim_,
-                    {dact, dact16}, hidden_, 1.0f, store_->grad(w1_), hidden_,
+  be_->gemm_batched(Trans::kYes, Trans::kNo, dim_, hidden_, r, 1.0f, in, dim_, {dact, dact16},
+                    hidden_, 1.0f, store_->grad(w1_), hidden_,
                     per_expert(local_, R * D, R * M, D * M), {});
   for (int l = 0; l < local_; ++l)
     be_->bias_grad(R, hidden_, dact + l * R * M, store_->grad(b1_) + l * M);

@@ -26,10 +26,12 @@ class ExpertMlps {
 
   int local_experts() const { return local_; }
   // out[l] = expert l (in[l]) for in, out [local experts, rows, D]. Saves what
-  // backward needs (under bf16 also the input's bf16 copy, converted once).
-  void forward(const float* in, int64_t rows, float* out);
-  // din = dL/din (overwrites); parameter gradients accumulate.
-  void backward(const float* in, const float* dout, float* din, Workspace& ws);
+  // backward needs. Under bf16 an input without a bf16 copy is converted once
+  // (kept for backward).
+  void forward(GemmInput in, int64_t rows, float* out);
+  // din = dL/din (overwrites); parameter gradients accumulate. `in` as given
+  // to forward; dout's bf16 copy, if it has none, is made once for both GEMMs.
+  void backward(GemmInput in, GemmInput dout, float* din, Workspace& ws);
   // The hidden activations and their gradient (core/activation_pool.h).
   void collect_activations(ActivationSet& set) {
     set.add(pre_, act_, dact_);
@@ -42,6 +44,9 @@ class ExpertMlps {
   ParamStore* store_;
   int local_, dim_, hidden_;
   ParamId w1_, b1_, w2_, b2_;
+  // `in` with a bf16 copy under bf16: its own, or one made into in16_.
+  GemmInput with_copy(GemmInput in);
+
   int64_t rows_ = 0;  // per expert, of the last forward
   Tensor pre_, act_, dact_;  // fc1 output (then GELU's derivative), GELU output, its gradient
   Bf16Tensor act16_, dact16_, in16_;  // bf16 copies of GEMM inputs, under bf16

@@ -33,9 +33,9 @@ MoeLayer::MoeLayer(Backend& be, ParamStore& store, const std::string& name,
                    const ExpertSharding& sharding)
     : MoeLayer(be, store, name, config, dim, hidden, block, sharding, &router) {}
 
-MoeLayer::MoeLayer(Backend& be, ParamStore& store, const std::string& name,
-                   const MoeConfig& config, int dim, int hidden, int block,
-                   const ExpertSharding& sharding, ImageRouter* router)
+MoeLayer::MoeLayer(Backend& be, ParamStore& store, const std::string& name, const MoeConfig& config,
+                   int dim, int hidden, int block, const ExpertSharding& sharding,
+                   ImageRouter* router)
     : be_(&be),
       config_(&config),
       dim_(dim),
@@ -47,10 +47,15 @@ MoeLayer::MoeLayer(Backend& be, ParamStore& store, const std::string& name,
       rows_(be),
       buf_in_(be),
       buf_out_(be),
+      buf_in16_(be),
       send_(be),
       back_(be) {
   if (sharding.ep != nullptr && sharding.placement.ep_size > 1)
     exchange_ = std::make_unique<ExpertExchange>(be, *sharding.ep, sharding.placement);
+}
+
+GemmInput MoeLayer::expert_input() const {
+  return {buf_in_.data(), exchange_ ? buf_in16_.data() : nullptr};
 }
 
 Router& MoeLayer::router() { return own_router_ ? *own_router_ : image_router_->router(); }
@@ -86,14 +91,16 @@ void MoeLayer::forward(GemmInput input, int64_t images, int tokens, float* y, co
     }
     be_->zero(fixed, buffer_bytes);  // empty slots: zeros (parallel/experts.h)
     be_->moe_dispatch(items, s.k, item_rows_, dim_, x, rows_.data(), fixed);
-    if (exchange_)
-      exchange_->dispatch(send_.data(), s.groups, s.capacity, item_rows_, dim_, buf_in_.data());
+    if (exchange_) {
+      exchange_->dispatch(send_.data(), s.groups, s.capacity, item_rows_, dim_, buf_in_.data(),
+                          bf16_copy(buf_in16_, {capacity_rows, dim_}));
+    }
   }
   {
     PhaseScope timed("experts");
     const int64_t rows = exchange_ ? exchange_->expert_rows()
                                    : s.groups * int64_t{s.capacity} * item_rows_;
-    experts_.forward(buf_in_.data(), rows, buf_out_.data());
+    experts_.forward(expert_input(), rows, buf_out_.data());
   }
   PhaseScope timed("combine");
   if (exchange_) exchange_->combine(buf_out_.data(), back_.data());
@@ -115,15 +122,21 @@ void MoeLayer::backward(GemmInput input, const float* dy, float* dx, Workspace& 
     PhaseScope timed("combine");
     // Empty slots get a zero gradient, so they add nothing to the experts'.
     be_->zero(a, static_cast<size_t>(capacity_rows * dim_) * sizeof(float));
-    be_->moe_combine_backward(items, s.k, item_rows_, dim_, dy, combined, rows_.data(), r.gate(),
-                              a, r.d_gate());
-    if (exchange_) exchange_->combine_backward(a, b);
+    be_->moe_combine_backward(items, s.k, item_rows_, dim_, dy, combined, rows_.data(), r.gate(), a,
+                              r.d_gate());
   }
   float* dout = exchange_ ? b : a;  // dL/d expert output, expert-major
   float* din = exchange_ ? a : b;   // dL/d expert input, expert-major
+  // Its bf16 copy as received, where it crossed an exchange under bf16.
+  uint16_t* dout16 = nullptr;
+  if (exchange_) {
+    PhaseScope timed("combine");
+    dout16 = ws.get_bf16(Scratch::kExpertOutGrad, {capacity_rows, dim_});
+    exchange_->combine_backward(a, b, dout16);
+  }
   {
     PhaseScope timed("experts");
-    experts_.backward(buf_in_.data(), dout, din, ws);
+    experts_.backward(expert_input(), {dout, dout16}, din, ws);
   }
   {
     PhaseScope timed("dispatch");
@@ -140,6 +153,7 @@ void MoeLayer::collect_activations(ActivationSet& set) {
   // storage with a dense MLP's (core/activation_pool.h).
   experts_.collect_activations(set);
   set.add(buf_in_, buf_out_, send_, back_, rows_);
+  set.add(buf_in16_);
   if (own_router_) own_router_->collect_activations(set);
   if (exchange_) exchange_->collect_activations(set);
 }

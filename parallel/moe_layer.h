@@ -54,6 +54,8 @@ class MoeLayer final : public FeedForward {
   void collect_activations(ActivationSet& set) override;
 
   Router& router();
+  // The experts' input, with the bf16 copy the exchange received (bf16 only).
+  GemmInput expert_input() const;
   bool exchanges() const { return exchange_ != nullptr; }
   ExpertMlps& experts() { return experts_; }
   // Matrix-product FLOPs per token: router plus k experts.
@@ -73,6 +75,7 @@ class MoeLayer final : public FeedForward {
   int item_rows_ = 1;
   IntTensor rows_;           // buffer row of each (item, choice)
   Tensor buf_in_, buf_out_;  // the experts' input and output, expert-major
+  Bf16Tensor buf_in16_;      // exchange under bf16: the input's bf16 copy, as received
   Tensor send_, back_;       // exchange only: the fixed layout, sent and returned
 };
 

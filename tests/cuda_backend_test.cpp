@@ -391,6 +391,12 @@ TEST_F(CudaOps, DispatchCombineAndBackward) {
   gpu_->transpose_blocks(4, 3, 25 * dim, out.gpu, back.gpu);
   expect_close("transpose_blocks back", back, 0.0);
   EXPECT_EQ(back.cpu, buf.cpu);
+  std::vector<uint16_t> host16(300 * dim);
+  for (size_t i = 0; i < host16.size(); ++i) host16[i] = static_cast<uint16_t>(i * 7919);
+  Both<uint16_t> in16 = both(host16), out16 = both(std::vector<uint16_t>(host16.size()));
+  cpu_.transpose_blocks(3, 4, 25 * dim, in16.cpu.data(), out16.cpu.data());
+  gpu_->transpose_blocks(3, 4, 25 * dim, in16.gpu, out16.gpu);
+  expect_equal("transpose_blocks", out16);
 }
 
 TEST_F(CudaOps, TopKBackwardAndAuxLosses) {

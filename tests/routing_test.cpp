@@ -156,6 +156,11 @@ TEST(Dispatch, TransposeBlocks) {
   std::vector<float> dst(12);
   be.transpose_blocks(2, 3, 2, src.data(), dst.data());
   EXPECT_EQ(dst, (std::vector<float>{0, 1, 10, 11, 2, 3, 12, 13, 4, 5, 14, 15}));
+  // bf16 payloads (the expert exchange under bf16) move the same way.
+  const std::vector<uint16_t> src16 = {0, 1, 2, 3, 4, 5, 10, 11, 12, 13, 14, 15};
+  std::vector<uint16_t> dst16(12);
+  be.transpose_blocks(2, 3, 2, src16.data(), dst16.data());
+  EXPECT_EQ(dst16, (std::vector<uint16_t>{0, 1, 10, 11, 2, 3, 12, 13, 4, 5, 14, 15}));
 }
 
 TEST(Dispatch, RoundTripAndDrops) {

@@ -90,12 +90,26 @@ void CpuBackend::moe_dispatch_backward(int64_t items, int k, int item_rows, int 
   cpu_loops::moe_dispatch_backward(items, k, item_rows, dim, dbuf, row, dx);
 }
 
-void CpuBackend::transpose_blocks(int64_t outer, int64_t inner, int64_t block, const float* src,
-                                  float* dst) {
-  const size_t bytes = static_cast<size_t>(block) * sizeof(float);
+namespace {
+
+template <typename T>
+void transpose_blocks_of(int64_t outer, int64_t inner, int64_t block, const T* src, T* dst) {
+  const size_t bytes = static_cast<size_t>(block) * sizeof(T);
   for (int64_t i = 0; i < inner; ++i)
     for (int64_t o = 0; o < outer; ++o)
       std::memcpy(dst + (i * outer + o) * block, src + (o * inner + i) * block, bytes);
+}
+
+}  // namespace
+
+void CpuBackend::transpose_blocks(int64_t outer, int64_t inner, int64_t block, const float* src,
+                                  float* dst) {
+  transpose_blocks_of(outer, inner, block, src, dst);
+}
+
+void CpuBackend::transpose_blocks(int64_t outer, int64_t inner, int64_t block, const uint16_t* src,
+                                  uint16_t* dst) {
+  transpose_blocks_of(outer, inner, block, src, dst);
 }
 
 void CpuBackend::top_k_backward(int64_t rows, int cols, int k, const int32_t* index,

@@ -138,6 +138,8 @@ class CudaBackend final : public Backend {
                              const int32_t* row, float* dx) override;
   void transpose_blocks(int64_t outer, int64_t inner, int64_t block, const float* src,
                         float* dst) override;
+  void transpose_blocks(int64_t outer, int64_t inner, int64_t block, const uint16_t* src,
+                        uint16_t* dst) override;
   void top_k_backward(int64_t rows, int cols, int k, const int32_t* index, const float* dvalue,
                       float* d) override;
   void router_aux_losses(const RouterAuxArgs& args) override;

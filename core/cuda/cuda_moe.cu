@@ -107,12 +107,22 @@ __global__ void dispatch_backward_kernel(int64_t items, int k, int64_t n, int di
 }
 
 // dst[i, o, :] = src[o, i, :] over [outer, inner, block] floats.
-__global__ void transpose_blocks_kernel(int64_t outer, int64_t inner, int64_t block,
-                                        const float* src, float* dst) {
+template <typename T>
+__global__ void transpose_blocks_kernel(int64_t outer, int64_t inner, int64_t block, const T* src,
+                                        T* dst) {
   VMOE_GRID_LOOP(j, outer * inner * block) {
     const int64_t b = j % block, t = j / block, o = t % outer, i = t / outer;
     dst[j] = src[(o * inner + i) * block + b];
   }
+}
+
+template <typename T>
+void launch_transpose(cudaStream_t stream, int64_t outer, int64_t inner, int64_t block,
+                      const T* src, T* dst) {
+  const int64_t n = outer * inner * block;
+  if (n <= 0) return;
+  transpose_blocks_kernel<<<grid_for(n), kThreads, 0, stream>>>(outer, inner, block, src, dst);
+  VMOE_CUDA_LAUNCH_CHECK();
 }
 
 }  // namespace
@@ -166,10 +176,12 @@ void CudaBackend::moe_dispatch_backward(int64_t items, int k, int item_rows, int
 
 void CudaBackend::transpose_blocks(int64_t outer, int64_t inner, int64_t block, const float* src,
                                    float* dst) {
-  const int64_t n = outer * inner * block;
-  if (n <= 0) return;
-  transpose_blocks_kernel<<<grid_for(n), kThreads, 0, stream_>>>(outer, inner, block, src, dst);
-  VMOE_CUDA_LAUNCH_CHECK();
+  launch_transpose(stream_, outer, inner, block, src, dst);
+}
+
+void CudaBackend::transpose_blocks(int64_t outer, int64_t inner, int64_t block, const uint16_t* src,
+                                   uint16_t* dst) {
+  launch_transpose(stream_, outer, inner, block, src, dst);
 }
 
 }  // namespace vmoe
