@@ -228,6 +228,15 @@ class Backend {
   void bias_gelu(int64_t rows, int cols, const float* bias, float* a, float* g) {
     bias_gelu(rows, cols, bias, a, g, nullptr);
   }
+  // The same three over the experts' expert-major rows [experts, rows, cols]
+  // with their biases [experts, cols]: one call for all local experts, no
+  // host loop over them.
+  virtual void expert_add_bias(int experts, int64_t rows, int cols, const float* bias,
+                               float* y) = 0;
+  virtual void expert_bias_gelu(int experts, int64_t rows, int cols, const float* bias, float* a,
+                                float* g, uint16_t* g16) = 0;
+  virtual void expert_bias_grad(int experts, int64_t rows, int cols, const float* dy,
+                                float* dbias) = 0;
   // da = dg * a, a = bias_gelu's derivative; da16 (nullable) = bfloat16(da).
   virtual void gelu_backward(int64_t n, const float* a, const float* dg, float* da,
                              uint16_t* da16) = 0;

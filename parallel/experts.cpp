@@ -51,13 +51,11 @@ void ExpertMlps::forward(GemmInput input, int64_t rows, float* out) {
   be_->gemm_batched(Trans::kNo, Trans::kNo, r, hidden_, dim_, 1.0f, in, dim_, store_->weight(w1_),
                     hidden_, 0.0f, pre_.data(), hidden_, per_expert(local_, R * D, D * M, R * M),
                     {});
-  for (int l = 0; l < local_; ++l)
-    be_->bias_gelu(R, hidden_, store_->value(b1_) + l * M, pre_.data() + l * R * M,
-                   act_.data() + l * R * M, act16 != nullptr ? act16 + l * R * M : nullptr);
+  be_->expert_bias_gelu(local_, R, hidden_, store_->value(b1_), pre_.data(), act_.data(), act16);
   be_->gemm_batched(Trans::kNo, Trans::kNo, r, dim_, hidden_, 1.0f, {act_.data(), act16}, hidden_,
                     store_->weight(w2_), dim_, 0.0f, out, dim_,
                     per_expert(local_, R * M, M * D, R * D), {});
-  for (int l = 0; l < local_; ++l) be_->add_bias(R, dim_, store_->value(b2_) + l * D, out + l * R * D);
+  be_->expert_add_bias(local_, R, dim_, store_->value(b2_), out);
 }
 
 GemmInput ExpertMlps::with_copy(GemmInput in) {
@@ -85,14 +83,12 @@ void ExpertMlps::backward(GemmInput input, GemmInput dout_in, float* din, Worksp
   be_->gemm_batched(Trans::kYes, Trans::kNo, hidden_, dim_, r, 1.0f, {act_.data(), act16_.data()},
                     hidden_, dy, dim_, 1.0f, store_->grad(w2_), dim_,
                     per_expert(local_, R * M, R * D, M * D), {});
-  for (int l = 0; l < local_; ++l)
-    be_->bias_grad(R, dim_, dout + l * R * D, store_->grad(b2_) + l * D);
+  be_->expert_bias_grad(local_, R, dim_, dout, store_->grad(b2_));
   be_->gelu_backward(local_ * R * M, pre_.data(), dact, dact, dact16);
   be_->gemm_batched(Trans::kYes, Trans::kNo, dim_, hidden_, r, 1.0f, in, dim_, {dact, dact16},
                     hidden_, 1.0f, store_->grad(w1_), hidden_,
                     per_expert(local_, R * D, R * M, D * M), {});
-  for (int l = 0; l < local_; ++l)
-    be_->bias_grad(R, hidden_, dact + l * R * M, store_->grad(b1_) + l * M);
+  be_->expert_bias_grad(local_, R, hidden_, dact, store_->grad(b1_));
   be_->gemm_batched(Trans::kNo, Trans::kYes, r, dim_, hidden_, 1.0f, {dact, dact16}, hidden_,
                     store_->weight(w1_), hidden_, 0.0f, din, dim_,
                     per_expert(local_, R * M, D * M, R * D), {});

@@ -108,6 +108,31 @@ TEST_F(CudaOps, ElementwiseAndBias) {
   expect_close("tanh_backward", da);
 }
 
+// The experts' biases in one call over expert-major rows (no host loop over
+// experts): each expert's rows get its own bias row.
+TEST_F(CudaOps, ExpertBiases) {
+  const int experts = 3, rows = 21, cols = 40;
+  const int64_t n = int64_t{experts} * rows * cols;
+  Both<float> bias = random(experts * cols, 60), y = random(n, 61), a = random(n, 62);
+  Both<float> g = random(n, 63), dbias = random(experts * cols, 64);
+  cpu_.expert_add_bias(experts, rows, cols, bias.cpu.data(), y.cpu.data());
+  gpu_->expert_add_bias(experts, rows, cols, bias.gpu, y.gpu);
+  expect_close("expert_add_bias", y);
+  cpu_.expert_bias_gelu(experts, rows, cols, bias.cpu.data(), a.cpu.data(), g.cpu.data(), nullptr);
+  gpu_->expert_bias_gelu(experts, rows, cols, bias.gpu, a.gpu, g.gpu, nullptr);
+  expect_close("expert_bias_gelu", g);
+  expect_close("expert_bias_gelu derivative", a);
+  cpu_.expert_bias_grad(experts, rows, cols, y.cpu.data(), dbias.cpu.data());
+  gpu_->expert_bias_grad(experts, rows, cols, y.gpu, dbias.gpu);
+  expect_close("expert_bias_grad", dbias);
+  // The CPU op is the per-expert op, expert by expert.
+  std::vector<float> want = y.cpu;
+  for (int e = 0; e < experts; ++e)
+    cpu_.add_bias(rows, cols, bias.cpu.data() + e * cols, want.data() + e * rows * cols);
+  cpu_.expert_add_bias(experts, rows, cols, bias.cpu.data(), y.cpu.data());
+  EXPECT_EQ(y.cpu, want);
+}
+
 TEST_F(CudaOps, LayerNormAndSoftmax) {
   const int rows = 45, cols = 384;
   Both<float> x = random(rows * cols, 15, 3.0f), gamma = random(cols, 16), beta = random(cols, 17);

@@ -207,6 +207,31 @@ TEST(CpuBackend, AddLayerNormAndBf16Copies) {
   expect_copy("adam_update", w, y16);
 }
 
+// The experts' bias ops over [experts, rows, cols] are the dense ops with
+// expert e's bias row on expert e's rows.
+TEST(CpuBackend, ExpertBiasOpsAreThePerExpertOps) {
+  CpuBackend be;
+  const int experts = 3, rows = 7, cols = 13;
+  const int64_t n = int64_t{experts} * rows * cols;
+  const std::vector<float> bias = testing::random_normal(experts * cols, 31);
+  const std::vector<float> x = testing::random_normal(n, 32);
+  std::vector<float> a(x), b(x), ga(n), gb(n), da(experts * cols, 0.5f), db(da);
+  std::vector<uint16_t> g16(n);
+  be.expert_bias_gelu(experts, rows, cols, bias.data(), a.data(), ga.data(), g16.data());
+  be.expert_add_bias(experts, rows, cols, bias.data(), a.data());
+  be.expert_bias_grad(experts, rows, cols, a.data(), da.data());
+  for (int e = 0; e < experts; ++e) {
+    const int64_t at = int64_t{e} * rows * cols;
+    be.bias_gelu(rows, cols, bias.data() + e * cols, b.data() + at, gb.data() + at);
+    be.add_bias(rows, cols, bias.data() + e * cols, b.data() + at);
+    be.bias_grad(rows, cols, b.data() + at, db.data() + e * cols);
+  }
+  EXPECT_EQ(a, b);
+  EXPECT_EQ(ga, gb);
+  EXPECT_EQ(da, db);
+  for (int64_t i = 0; i < n; ++i) ASSERT_EQ(g16[i], to_bf16(ga[i])) << i;
+}
+
 TEST(CpuBackend, PatchifyOrder) {
   CpuBackend be;
   // one 4x4 image with 2 channels, patch 2: pixel value encodes (y, x, c)

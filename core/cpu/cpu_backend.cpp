@@ -136,6 +136,26 @@ void CpuBackend::bias_gelu(int64_t rows, int cols, const float* bias, float* a, 
   write_bf16(rows * cols, g, g16);
 }
 
+void CpuBackend::expert_add_bias(int experts, int64_t rows, int cols, const float* bias, float* y) {
+  for (int e = 0; e < experts; ++e)
+    cpu_loops::add_bias(rows, cols, bias + e * cols, y + e * rows * cols);
+}
+
+void CpuBackend::expert_bias_gelu(int experts, int64_t rows, int cols, const float* bias, float* a,
+                                  float* g, uint16_t* g16) {
+  for (int e = 0; e < experts; ++e) {
+    const int64_t at = e * rows * cols;
+    cpu_loops::bias_gelu(rows, cols, bias + e * cols, a + at, g + at);
+  }
+  write_bf16(experts * rows * cols, g, g16);
+}
+
+void CpuBackend::expert_bias_grad(int experts, int64_t rows, int cols, const float* dy,
+                                  float* dbias) {
+  for (int e = 0; e < experts; ++e)
+    cpu_loops::bias_grad(rows, cols, dy + e * rows * cols, dbias + e * cols);
+}
+
 void CpuBackend::gelu_backward(int64_t n, const float* a, const float* dg, float* da,
                                uint16_t* da16) {
   cpu_loops::gelu_backward(n, a, dg, da);

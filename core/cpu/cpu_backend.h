@@ -42,6 +42,11 @@ class CpuBackend final : public Backend {
   void bias_grad(int64_t rows, int cols, const float* dy, float* dbias) override;
   void bias_gelu(int64_t rows, int cols, const float* bias, float* a, float* g,
                  uint16_t* g16) override;
+  void expert_add_bias(int experts, int64_t rows, int cols, const float* bias, float* y) override;
+  void expert_bias_gelu(int experts, int64_t rows, int cols, const float* bias, float* a, float* g,
+                        uint16_t* g16) override;
+  void expert_bias_grad(int experts, int64_t rows, int cols, const float* dy,
+                        float* dbias) override;
   void gelu_backward(int64_t n, const float* a, const float* dg, float* da,
                      uint16_t* da16) override;
   void tanh_forward(int64_t n, float* x) override;

@@ -81,6 +81,15 @@ struct RowsOf {
   int64_t ld;
   __device__ float operator()(int64_t r, int64_t c) const { return x[r * ld + c]; }
 };
+// Column c = e * cols + j of expert-major rows [experts, rows, cols].
+struct ExpertRowsOf {
+  const float* x;
+  int64_t rows;
+  int cols;
+  __device__ float operator()(int64_t r, int64_t c) const {
+    return x[(c / cols * rows + r) * cols + c % cols];
+  }
+};
 // acc: out[c] += s.
 struct AddTo {
   float* out;
@@ -91,6 +100,15 @@ struct AddTo {
 
 // Element-wise kernels run over packs of W floats (cuda_packs.cuh): n is a
 // count of packs, and a row's bias packs are cols / W.
+
+// The bias pack of pack i: rows [b * rows_per_bias, (b + 1) * rows_per_bias)
+// read bias row b (an expert's bias over its rows; one row for dense layers).
+template <int W>
+__device__ __forceinline__ Pack<W> bias_pack(const float* bias, int64_t i, int cols,
+                                             int64_t rows_per_bias) {
+  const int64_t row_packs = cols / W, row = i / row_packs;
+  return load<W>(bias, row / rows_per_bias * row_packs + i % row_packs);
+}
 template <int W>
 __global__ void fill_kernel(int64_t n, float value, float* x) {
   Pack<W> v;
@@ -115,10 +133,10 @@ __global__ void axpy_kernel(int64_t n, float alpha, const float* x, float* y) {
   }
 }
 template <int W>
-__global__ void add_bias_kernel(int64_t n, int cols, const float* bias, float* y, uint16_t* y16) {
-  const int64_t bias_packs = cols / W;
+__global__ void add_bias_kernel(int64_t n, int cols, int64_t rows_per_bias, const float* bias,
+                                float* y, uint16_t* y16) {
   VMOE_GRID_LOOP(i, n) {
-    const Pack<W> b = load<W>(bias, i % bias_packs);
+    const Pack<W> b = bias_pack<W>(bias, i, cols, rows_per_bias);
     Pack<W> v = load<W>(y, i);
     for (int l = 0; l < W; ++l) v.v[l] += b.v[l];
     store<W>(y, i, v);
@@ -126,11 +144,10 @@ __global__ void add_bias_kernel(int64_t n, int cols, const float* bias, float* y
   }
 }
 template <int W>
-__global__ void bias_gelu_kernel(int64_t n, int cols, const float* bias, float* a, float* g,
-                                 uint16_t* g16) {
-  const int64_t bias_packs = cols / W;
+__global__ void bias_gelu_kernel(int64_t n, int cols, int64_t rows_per_bias, const float* bias,
+                                 float* a, float* g, uint16_t* g16) {
   VMOE_GRID_LOOP(i, n) {
-    const Pack<W> b = load<W>(bias, i % bias_packs);
+    const Pack<W> b = bias_pack<W>(bias, i, cols, rows_per_bias);
     Pack<W> v = load<W>(a, i), out;
     for (int l = 0; l < W; ++l) gelu_and_grad(v.v[l] + b.v[l], out.v[l], v.v[l]);
     store<W>(a, i, v);
@@ -398,7 +415,7 @@ void CudaBackend::add_bias(int64_t rows, int cols, const float* bias, float* y, 
   const int64_t n = rows * cols;
   if (n <= 0) return;
   const int width = cols % 4 == 0 ? pack_width(n, {bias, y}, {y16}) : 1;
-  VMOE_LAUNCH_PACKED(add_bias_kernel, width, n, cols, bias, y, y16);
+  VMOE_LAUNCH_PACKED(add_bias_kernel, width, n, cols, rows, bias, y, y16);
   VMOE_CUDA_LAUNCH_CHECK();
 }
 
@@ -416,8 +433,37 @@ void CudaBackend::bias_gelu(int64_t rows, int cols, const float* bias, float* a,
   const int64_t n = rows * cols;
   if (n <= 0) return;
   const int width = cols % 4 == 0 ? pack_width(n, {bias, a, g}, {g16}) : 1;
-  VMOE_LAUNCH_PACKED(bias_gelu_kernel, width, n, cols, bias, a, g, g16);
+  VMOE_LAUNCH_PACKED(bias_gelu_kernel, width, n, cols, rows, bias, a, g, g16);
   VMOE_CUDA_LAUNCH_CHECK();
+}
+
+void CudaBackend::expert_add_bias(int experts, int64_t rows, int cols, const float* bias,
+                                  float* y) {
+  const int64_t n = experts * rows * cols;
+  if (n <= 0) return;
+  const int width = cols % 4 == 0 ? pack_width(n, {bias, y}) : 1;
+  VMOE_LAUNCH_PACKED(add_bias_kernel, width, n, cols, rows, bias, y, nullptr);
+  VMOE_CUDA_LAUNCH_CHECK();
+}
+
+void CudaBackend::expert_bias_gelu(int experts, int64_t rows, int cols, const float* bias, float* a,
+                                   float* g, uint16_t* g16) {
+  const int64_t n = experts * rows * cols;
+  if (n <= 0) return;
+  const int width = cols % 4 == 0 ? pack_width(n, {bias, a, g}, {g16}) : 1;
+  VMOE_LAUNCH_PACKED(bias_gelu_kernel, width, n, cols, rows, bias, a, g, g16);
+  VMOE_CUDA_LAUNCH_CHECK();
+}
+
+// dbias[e, c] += sum over expert e's rows of dy: one column sum over
+// experts * cols columns.
+void CudaBackend::expert_bias_grad(int experts, int64_t rows, int cols, const float* dy,
+                                   float* dbias) {
+  if (experts <= 0 || rows <= 0 || cols <= 0) return;
+  const ColPlan plan = col_plan(rows);
+  const int64_t columns = int64_t{experts} * cols;
+  auto* partial = static_cast<float*>(scratch(sizeof(float) * plan.chunks * columns));
+  column_sums(stream_, partial, plan, rows, columns, ExpertRowsOf{dy, rows, cols}, AddTo{dbias});
 }
 
 // da = dg * a, a = bias_gelu's derivative (overwrite)
