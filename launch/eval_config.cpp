@@ -138,11 +138,14 @@ FewShotTarget parse_fewshot_target(const std::string& spec) {
 
 std::string dataset_name(const std::string& path) {
   // A shard list or glob is named after its first item, pattern characters
-  // dropped: "data/synth/test-*.h5" -> "synth_test-".
+  // and the separators they leave at the end dropped: "data/synth/test-*.h5"
+  // -> "synth_test".
   const fs::path p(path.substr(0, path.find(',')));
   const std::string folder = p.parent_path().filename().string();
   std::string name = folder.empty() ? p.stem().string() : folder + "_" + p.stem().string();
   std::erase_if(name, [](char ch) { return ch == '*' || ch == '?' || ch == '[' || ch == ']'; });
+  while (name.size() > 1 && (name.back() == '-' || name.back() == '_' || name.back() == '.'))
+    name.pop_back();
   return name;
 }
 

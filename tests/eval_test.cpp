@@ -6,6 +6,7 @@
 
 #include "comm/mpi_communicator.h"
 #include "core/cpu/cpu_backend.h"
+#include "launch/eval_config.h"
 #include "launch/evaluation.h"
 #include "launch/features.h"
 #include "launch/routing_analysis.h"
@@ -16,6 +17,16 @@
 
 namespace vmoe {
 namespace {
+
+// Datasets are reported under a name made from their path: folder and stem,
+// a glob's pattern characters and the separators they leave dropped.
+TEST(DatasetName, FromPathsListsAndGlobs) {
+  EXPECT_EQ(dataset_name("data/fmnist/test.h5"), "fmnist_test");
+  EXPECT_EQ(dataset_name("test.h5"), "test");
+  EXPECT_EQ(dataset_name("data/synth/test-*.h5"), "synth_test");
+  EXPECT_EQ(dataset_name("data/synth/val_[0-9]*.h5"), "synth_val_0-9");
+  EXPECT_EQ(dataset_name("a/b/x-00000.h5,a/b/x-00001.h5"), "b_x-00000");
+}
 
 using testing::world;
 
