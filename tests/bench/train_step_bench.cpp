@@ -193,7 +193,19 @@ int main(int argc, char** argv) {
   be.synchronize();
   world.barrier();
   const auto start = std::chrono::steady_clock::now();
+  const HostTraffic traffic_before = be.traffic();
+  const Bf16Conversions conversions_before = be.bf16_conversions();
   for (int i = 0; i < FLAGS_steps; ++i) step();
+  // Per step: host copies and waits (0 but the uploads asked for), and bf16
+  // conversions (GEMM inputs converted inside GEMMs, explicit ones).
+  const double host_events =
+      static_cast<double>(be.traffic().total() - traffic_before.total()) / FLAGS_steps;
+  const double gemm_conversions =
+      static_cast<double>(be.bf16_conversions().gemm_inputs - conversions_before.gemm_inputs) /
+      FLAGS_steps;
+  const double explicit_conversions = static_cast<double>(be.bf16_conversions().explicit_calls -
+                                                          conversions_before.explicit_calls) /
+                                      FLAGS_steps;
   be.synchronize();
   world.barrier();
   const double seconds =
@@ -229,6 +241,9 @@ int main(int argc, char** argv) {
     std::printf(" step_gemms_GFLOP/s=%.1f step/gemms=%.1f%% gemm_time=%.1f%%",
                 replay.flops_per_s / 1e9, 100 * flops / replay.flops_per_s,
                 100 * replay.seconds_per_step * FLAGS_steps / seconds);
+  std::printf(" host_events/step=%.0f", host_events);
+  if (FLAGS_precision == "bf16")
+    std::printf(" bf16_conversions/step=%.0f+%.0f", gemm_conversions, explicit_conversions);
   if (be.name() == "cpu")
     std::printf(" blas=%s loops=%s", openblas_core().c_str(), cpu_loops_isa());
   if (FLAGS_phases) {
