@@ -14,14 +14,8 @@ work=$3
 rm -rf "$work"
 mkdir -p "$work"
 fail() { echo "FAIL: $*"; exit 1; }
-run() {  # total_steps [flags]: prints combined output, returns the exit code
-  local steps=$1
-  shift
-  OPENBLAS_NUM_THREADS=1 "$train" --train_data="$data/train.h5" --run_dir="$work/run" \
-    --total_steps="$steps" --batch_size=32 --hidden_size=16 --num_layers=2 --num_heads=2 \
-    --mlp_dim=32 --patch_size=7 --moe_layers=every:2 --num_experts=4 --checkpoint_every=10 \
-    --keep_checkpoints=5 --log_every=10 "$@" 2>&1
-}
+source "$(dirname "$0")/tiny_run.sh"
+ckpt_flags=(--checkpoint_every=10 --keep_checkpoints=5 --log_every=10)
 ckpt=$work/run/checkpoints
 run 10 >/dev/null || fail "first run"
 [[ -f $ckpt/ckpt-0000000010.h5 ]] || fail "no checkpoint at step 10"

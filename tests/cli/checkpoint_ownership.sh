@@ -17,14 +17,8 @@ work=$4
 rm -rf "$work"
 mkdir -p "$work"
 fail() { echo "FAIL: $*"; exit 1; }
-run() {  # total_steps [flags]: prints combined output, returns the exit code
-  local steps=$1
-  shift
-  OPENBLAS_NUM_THREADS=1 "$train" --train_data="$data/train.h5" --run_dir="$work/run" \
-    --total_steps="$steps" --batch_size=32 --hidden_size=16 --num_layers=2 --num_heads=2 \
-    --mlp_dim=32 --patch_size=7 --moe_layers=every:2 --num_experts=4 --checkpoint_every=2 \
-    --keep_checkpoints=2 --log_every=1 "$@" 2>&1
-}
+source "$(dirname "$0")/tiny_run.sh"
+ckpt_flags=(--checkpoint_every=2 --keep_checkpoints=2 --log_every=1)
 ckpt=$work/run/checkpoints
 listing() { ls "$ckpt" | tr '\n' ' '; }
 damage() {  # overwrites bytes at a sixth of a file: in the parameters, written first
