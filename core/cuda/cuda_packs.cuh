@@ -64,6 +64,13 @@ __device__ __forceinline__ Pack<W> load_bf16(const uint16_t* p16, int64_t i) {
   return r;
 }
 
+// y[i] = v, and y16[i] = bfloat16(v) where a bf16 copy is asked for (one element:
+// the row kernels).
+__device__ __forceinline__ void store(float* y, uint16_t* y16, int64_t i, float v) {
+  y[i] = v;
+  if (y16 != nullptr) y16[i] = to_bf16(v);
+}
+
 // 4 when n divides by 4, every float pointer is 16-byte aligned and every
 // bf16 pointer 8-byte aligned (null pointers are not read), else 1.
 inline int pack_width(int64_t n, std::initializer_list<const void*> floats,

@@ -1,0 +1,197 @@
+// CudaBackend: the element-wise ops (fill, scale, axpy, biases and their
+// gradients, bias + GELU and its backward, the experts' biases, tanh).
+// Semantics: core/backend.h; each kernel mirrors its CPU loop (core/cpu/) with
+// the shared bodies of core/math.h. The element-wise kernels move 4 floats
+// per load and store where they can (cuda_packs.cuh).
+#include <cmath>
+#include <cstdint>
+
+#include "core/cuda/cuda_backend.h"
+#include "core/cuda/cuda_check.h"
+#include "core/cuda/cuda_column_sums.cuh"
+#include "core/cuda/cuda_launch.cuh"
+#include "core/cuda/cuda_packs.cuh"
+#include "core/math.h"
+
+namespace vmoe {
+namespace {
+
+// ---- element-wise ---------------------------------------------------------------------
+
+// Element-wise kernels run over packs of W floats (cuda_packs.cuh): n is a
+// count of packs, and a row's bias packs are cols / W.
+
+// The bias pack of pack i: rows [b * rows_per_bias, (b + 1) * rows_per_bias)
+// read bias row b (an expert's bias over its rows; one row for dense layers).
+template <int W>
+__device__ __forceinline__ Pack<W> bias_pack(const float* bias, int64_t i, int cols,
+                                             int64_t rows_per_bias) {
+  const int64_t row_packs = cols / W, row = i / row_packs;
+  return load<W>(bias, row / rows_per_bias * row_packs + i % row_packs);
+}
+template <int W>
+__global__ void fill_kernel(int64_t n, float value, float* x) {
+  Pack<W> v;
+  for (int l = 0; l < W; ++l) v.v[l] = value;
+  VMOE_GRID_LOOP(i, n) store<W>(x, i, v);
+}
+template <int W>
+__global__ void scale_kernel(int64_t n, float alpha, float* x) {
+  VMOE_GRID_LOOP(i, n) {
+    Pack<W> v = load<W>(x, i);
+    for (int l = 0; l < W; ++l) v.v[l] *= alpha;
+    store<W>(x, i, v);
+  }
+}
+template <int W>
+__global__ void axpy_kernel(int64_t n, float alpha, const float* x, float* y) {
+  VMOE_GRID_LOOP(i, n) {
+    const Pack<W> a = load<W>(x, i);
+    Pack<W> b = load<W>(y, i);
+    for (int l = 0; l < W; ++l) b.v[l] = fmaf(alpha, a.v[l], b.v[l]);
+    store<W>(y, i, b);
+  }
+}
+template <int W>
+__global__ void add_bias_kernel(int64_t n, int cols, int64_t rows_per_bias, const float* bias,
+                                float* y, uint16_t* y16) {
+  VMOE_GRID_LOOP(i, n) {
+    const Pack<W> b = bias_pack<W>(bias, i, cols, rows_per_bias);
+    Pack<W> v = load<W>(y, i);
+    for (int l = 0; l < W; ++l) v.v[l] += b.v[l];
+    store<W>(y, i, v);
+    store_bf16<W>(y16, i, v);
+  }
+}
+template <int W>
+__global__ void bias_gelu_kernel(int64_t n, int cols, int64_t rows_per_bias, const float* bias,
+                                 float* a, float* g, uint16_t* g16) {
+  VMOE_GRID_LOOP(i, n) {
+    const Pack<W> b = bias_pack<W>(bias, i, cols, rows_per_bias);
+    Pack<W> v = load<W>(a, i), out;
+    for (int l = 0; l < W; ++l) gelu_and_grad(v.v[l] + b.v[l], out.v[l], v.v[l]);
+    store<W>(a, i, v);
+    store<W>(g, i, out);
+    store_bf16<W>(g16, i, out);
+  }
+}
+template <int W>
+__global__ void gelu_backward_kernel(int64_t n, const float* a, const float* dg, float* da,
+                                     uint16_t* da16) {
+  VMOE_GRID_LOOP(i, n) {
+    const Pack<W> d = load<W>(a, i);
+    Pack<W> v = load<W>(dg, i);
+    for (int l = 0; l < W; ++l) v.v[l] *= d.v[l];
+    store<W>(da, i, v);
+    store_bf16<W>(da16, i, v);
+  }
+}
+
+// x = tanh(x); dy *= 1 - y^2 (the pre-logits layer).
+__global__ void tanh_kernel(int64_t n, float* x) {
+  VMOE_GRID_LOOP(i, n) x[i] = tanhf(x[i]);
+}
+__global__ void tanh_backward_kernel(int64_t n, const float* y, float* dy) {
+  VMOE_GRID_LOOP(i, n) dy[i] *= tanh_grad(y[i]);
+}
+
+}  // namespace
+
+// ---- element-wise ---------------------------------------------------------------------
+
+void CudaBackend::fill(float* x, int64_t n, float value) {
+  if (n <= 0) return;
+  VMOE_LAUNCH_PACKED(fill_kernel, pack_width(n, {x}), n, value, x);
+  VMOE_CUDA_LAUNCH_CHECK();
+}
+
+void CudaBackend::scale(float* x, int64_t n, float alpha) {
+  if (n <= 0) return;
+  VMOE_LAUNCH_PACKED(scale_kernel, pack_width(n, {x}), n, alpha, x);
+  VMOE_CUDA_LAUNCH_CHECK();
+}
+
+// y += alpha x
+void CudaBackend::axpy(int64_t n, float alpha, const float* x, float* y) {
+  if (n <= 0) return;
+  VMOE_LAUNCH_PACKED(axpy_kernel, pack_width(n, {x, y}), n, alpha, x, y);
+  VMOE_CUDA_LAUNCH_CHECK();
+}
+
+// y[r, :] += bias
+void CudaBackend::add_bias(int64_t rows, int cols, const float* bias, float* y, uint16_t* y16) {
+  const int64_t n = rows * cols;
+  if (n <= 0) return;
+  const int width = cols % 4 == 0 ? pack_width(n, {bias, y}, {y16}) : 1;
+  VMOE_LAUNCH_PACKED(add_bias_kernel, width, n, cols, rows, bias, y, y16);
+  VMOE_CUDA_LAUNCH_CHECK();
+}
+
+// dbias += sum_r dy[r, :]
+void CudaBackend::bias_grad(int64_t rows, int cols, const float* dy, float* dbias) {
+  if (rows <= 0 || cols <= 0) return;
+  const ColPlan plan = col_plan(rows);
+  auto* partial = static_cast<float*>(scratch(sizeof(float) * plan.chunks * cols));
+  column_sums(stream_, partial, plan, rows, cols, RowsOf{dy, cols}, AddTo{dbias});
+}
+
+// g = gelu(a + bias); a = gelu'(a + bias)
+void CudaBackend::bias_gelu(int64_t rows, int cols, const float* bias, float* a, float* g,
+                            uint16_t* g16) {
+  const int64_t n = rows * cols;
+  if (n <= 0) return;
+  const int width = cols % 4 == 0 ? pack_width(n, {bias, a, g}, {g16}) : 1;
+  VMOE_LAUNCH_PACKED(bias_gelu_kernel, width, n, cols, rows, bias, a, g, g16);
+  VMOE_CUDA_LAUNCH_CHECK();
+}
+
+void CudaBackend::expert_add_bias(int experts, int64_t rows, int cols, const float* bias,
+                                  float* y) {
+  const int64_t n = experts * rows * cols;
+  if (n <= 0) return;
+  const int width = cols % 4 == 0 ? pack_width(n, {bias, y}) : 1;
+  VMOE_LAUNCH_PACKED(add_bias_kernel, width, n, cols, rows, bias, y, nullptr);
+  VMOE_CUDA_LAUNCH_CHECK();
+}
+
+void CudaBackend::expert_bias_gelu(int experts, int64_t rows, int cols, const float* bias, float* a,
+                                   float* g, uint16_t* g16) {
+  const int64_t n = experts * rows * cols;
+  if (n <= 0) return;
+  const int width = cols % 4 == 0 ? pack_width(n, {bias, a, g}, {g16}) : 1;
+  VMOE_LAUNCH_PACKED(bias_gelu_kernel, width, n, cols, rows, bias, a, g, g16);
+  VMOE_CUDA_LAUNCH_CHECK();
+}
+
+// dbias[e, c] += sum over expert e's rows of dy: one column sum over
+// experts * cols columns.
+void CudaBackend::expert_bias_grad(int experts, int64_t rows, int cols, const float* dy,
+                                   float* dbias) {
+  if (experts <= 0 || rows <= 0 || cols <= 0) return;
+  const ColPlan plan = col_plan(rows);
+  const int64_t columns = int64_t{experts} * cols;
+  auto* partial = static_cast<float*>(scratch(sizeof(float) * plan.chunks * columns));
+  column_sums(stream_, partial, plan, rows, columns, ExpertRowsOf{dy, rows, cols}, AddTo{dbias});
+}
+
+// da = dg * a, a = bias_gelu's derivative (overwrite)
+void CudaBackend::gelu_backward(int64_t n, const float* a, const float* dg, float* da,
+                                uint16_t* da16) {
+  if (n <= 0) return;
+  VMOE_LAUNCH_PACKED(gelu_backward_kernel, pack_width(n, {a, dg, da}, {da16}), n, a, dg, da, da16);
+  VMOE_CUDA_LAUNCH_CHECK();
+}
+
+void CudaBackend::tanh_forward(int64_t n, float* x) {
+  if (n <= 0) return;
+  tanh_kernel<<<grid_for(n), kThreads, 0, stream_>>>(n, x);
+  VMOE_CUDA_LAUNCH_CHECK();
+}
+
+void CudaBackend::tanh_backward(int64_t n, const float* y, float* dy) {
+  if (n <= 0) return;
+  tanh_backward_kernel<<<grid_for(n), kThreads, 0, stream_>>>(n, y, dy);
+  VMOE_CUDA_LAUNCH_CHECK();
+}
+
+}  // namespace vmoe
