@@ -43,6 +43,7 @@ const std::set<std::string> kEvalKnobs = {"eval_data",
                                           "eval_capacity_sweep",
                                           "expert_parallel",
                                           "prefetch",
+                                          "tensorboard_dir",
                                           "backend",
                                           "device",
                                           "precision",
@@ -176,7 +177,8 @@ EvalConfig eval_config_from_flags(int world) {
                " is a training flag: vmoe_eval takes the model from the checkpoint (it accepts "
                "--eval_data, --eval_batch_size, --eval_capacity_ratio, --eval_num_selected, "
                "--eval_batch_priority, --eval_capacity_sweep, --expert_parallel, --prefetch, "
-               "--backend, --device, --precision, --tf32, --collective_timeout)");
+               "--backend, --device, --precision, --tf32, --collective_timeout, "
+               "--tensorboard_dir)");
     const auto it = saved.find(f.name);
     if (f.is_default && it != saved.end() && !kNotReplayed.count(f.name))
       gflags::SetCommandLineOption(f.name.c_str(), it->second.c_str());

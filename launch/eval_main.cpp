@@ -6,6 +6,7 @@
 #include <cmath>
 #include <cstdio>
 #include <filesystem>
+#include <memory>
 
 #include "checkpoints/checkpoint.h"
 #include "comm/mpi_communicator.h"
@@ -21,6 +22,7 @@
 #include "launch/metrics_log.h"
 #include "launch/mpi_program.h"
 #include "launch/routing_analysis.h"
+#include "launch/tensorboard.h"
 #include "launch/trainer.h"
 
 namespace vmoe {
@@ -213,6 +215,10 @@ int run(MpiCommunicator& world) {
         moe.eval_capacity_ratio, moe.eval_batch_priority ? "batch-priority" : "vanilla");
   }
 
+  // Rank 0's TensorBoard scalars: vmoe_eval/<dataset>/<metric> at the checkpoint's step.
+  std::unique_ptr<TensorBoardWriter> tensorboard;
+  if (world.rank() == 0 && !c.run.tensorboard_dir.empty())
+    tensorboard = std::make_unique<TensorBoardWriter>(c.run.tensorboard_dir);
   std::string datasets;
   for (const std::string& path : c.eval_data) {
     const DatasetInfo info = inspect_dataset(path);
@@ -233,6 +239,13 @@ int run(MpiCommunicator& world) {
         .add("loss", r.mean_loss()).add("examples", r.count);
     if (moe.enabled()) record.add("dropped", r.dropped_fraction());
     datasets += (datasets.empty() ? "\n  " : ",\n  ") + record.str();
+    if (tensorboard) {
+      const std::string tag = "vmoe_eval/" + name + "/";
+      std::vector<std::pair<std::string, double>> values = {
+          {tag + "precision_at_1", r.precision_at_1()}, {tag + "loss", r.mean_loss()}};
+      if (moe.enabled()) values.emplace_back(tag + "dropped", r.dropped_fraction());
+      tensorboard->scalars(c.state.step, values);
+    }
     if (routing && world.rank() == 0) {
       routing->write(c.out_dir + "/routing/" + name, info.class_names);
       say(world, "  routing analysis: %s/routing/%s/\n", c.out_dir.c_str(), name.c_str());
@@ -296,7 +309,8 @@ int main(int argc, char** argv) {
                 "[--eval_capacity_sweep=0.5,1,1.5] [--fewshot=data/x,...]\nAlso accepted: "
                 "--eval_batch_size, --eval_capacity_ratio, --eval_num_selected, "
                 "--eval_batch_priority, --expert_parallel, --prefetch, --backend, --device, "
-                "--precision, --tf32 (see vmoe_train --help).",
+                "--precision, --tf32, --tensorboard_dir (per-dataset scalars at the "
+                "checkpoint's step) (see vmoe_train --help).",
        .help_source = "eval_config",
        .run = vmoe::run,
        .matrix_products = true});
