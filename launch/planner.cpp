@@ -103,7 +103,7 @@ Plan plan_run(const TrainerOptions& o, const ClusterShape& cluster) {
   // ---- memory, in floats (4 bytes) unless noted ----
   const double b = static_cast<double>(p.rank_batch), T = m.tokens(), n = b * T;
   const double D = m.hidden_size, M = m.mlp_dim, H = m.num_heads, K = m.num_classes;
-  const double F = m.feature_size(), Pl = m.pre_logits_size, E = moe.num_experts;
+  const double Pl = m.pre_logits_size, E = moe.num_experts;
   const double k = moe.num_selected;
   const double Np = m.patches(), patch_len = double{1} * m.patch_size * m.patch_size * m.image.channels;
   const bool token = moe.routing == Routing::kToken;
@@ -116,8 +116,8 @@ Plan plan_run(const TrainerOptions& o, const ClusterShape& cluster) {
     p.capacity_rows = static_cast<int64_t>(R);
   }
   const double probs = b * H * T * T;
-  const double block_common = 7 * n * D + 4 * n + probs;  // + the block input, in resid
-  const double dense_ff = 2 * n * M;
+  double block_common = 7 * n * D + 4 * n + probs;  // + the block input, in resid
+  double dense_ff = 2 * n * M;
   const double moe_ff = token ? router_floats(n, E, k) + n * k : b * k;
   const int dense_blocks = m.num_layers - p.moe_layers;
   double outside = b * m.image.height * m.image.width * m.image.channels  // uploaded images
@@ -128,16 +128,26 @@ Plan plan_run(const TrainerOptions& o, const ClusterShape& cluster) {
                    + 2 * b + (m.multi_label ? b * K : b);                 // loss
   if (moe.enabled() && !token) outside += 2 * b * D + 3 * b + b * E + router_floats(b, E, k);
   const double inputs = (m.num_layers + 1) * n * D;
-  const double per_moe_capacity = 2 * R * D + 3 * R * M;
+  // bf16: the copies GEMMs read (halves, so half a float each): LN outputs,
+  // q|k|v, probabilities and context per block, GELU outputs, the experts'
+  // input, GELU output and its gradient, patches and the head's inputs; the
+  // workspace's copies of gradients read by two GEMMs.
+  const double half = p.bf16 ? 0.5 : 0.0;
+  block_common += half * (6 * n * D + probs);
+  dense_ff += half * n * M;
+  outside += half * (b * Np * patch_len + b * D + b * Pl);
+  const double per_moe_capacity = 2 * R * D + 3 * R * M + half * (R * D + 2 * R * M);
   const bool exchanges = moe.enabled() && P > 1;
-  // fp32 send/back/recv/ret, plus (bf16) two payloads of R*D halves = R*D floats.
-  const double per_moe_exchange = exchanges ? 4 * R * D + (p.bf16 ? R * D : 0.0) : 0.0;
-  const double scratch = 5 * n * D + probs + (dense_blocks > 0 ? n * M : 0.0) +
-                         (moe.enabled() ? 2 * R * D : 0.0);
+  // fp32: send, back, received and to-return buffers; bf16: send and back,
+  // and the two payloads of R*D halves (received data is transposed as bf16).
+  const double per_moe_exchange = exchanges ? (p.bf16 ? 3 * R * D : 4 * R * D) : 0.0;
+  const double scratch =
+      (5 * n * D + probs + (dense_blocks > 0 ? n * M : 0.0) + (moe.enabled() ? 2 * R * D : 0.0)) *
+      (1 + half);
   const double S = static_cast<double>(p.params.per_rank);
 
   MemoryBreakdown& a = p.memory;
-  a.parameters = 4 * S;
+  a.parameters = (4 + 4 * half) * S;  // bf16: the weights' copy, 2 bytes each
   a.gradients = 4 * S;
   a.optimizer = (o.optimizer.kind == OptimizerKind::kAdam ? 8 : 4) * S;
   a.activations = 4 * (outside + inputs + m.num_layers * block_common + dense_blocks * dense_ff +
@@ -150,12 +160,9 @@ Plan plan_run(const TrainerOptions& o, const ClusterShape& cluster) {
   a.allreduce = cluster.ranks > 1
                     ? 4 * std::min(static_cast<double>(o.allreduce_bucket_floats), largest_region)
                     : 0.0;
-  if (p.bf16) {
-    const double expert_rows = moe.enabled() ? R / std::max(1, p.local_experts) : 0.0;
-    const double pair = std::max({n * D + n * M, probs + 3 * n * D, 4 * n * D,
-                                  expert_rows * (D + M) + D * M, b * F + F * K + b * K});
-    a.bf16_staging = 2 * pair;
-  }
+  // bf16: the one GEMM input still converted inside its GEMM (the patch
+  // projection's gradient), in a temporary on the GPU.
+  if (p.bf16) a.bf16_staging = 2 * b * Np * D;
 
   MemoryBreakdown& r = p.memory_remat;
   r = a;
@@ -240,7 +247,7 @@ std::string format_plan(const Plan& p, const std::string& title) {
   auto row = [&](const char* name, double x, double y) {
     out += printf_string("  %-22s %9.2f %14.2f\n", name, x / kGiB, y / kGiB);
   };
-  row("parameters (fp32)", a.parameters, r.parameters);
+  row(p.bf16 ? "parameters (+bf16)" : "parameters (fp32)", a.parameters, r.parameters);
   row("gradients (fp32)", a.gradients, r.gradients);
   row("optimizer state", a.optimizer, r.optimizer);
   row("activations", a.activations, r.activations);

@@ -12,9 +12,13 @@
 // routing), I = 1 (token) or T (image: a slot holds a whole image), and
 // R = E*g*C*I, the rows of one MoE layer's fixed expert buffer.
 //
-// Memory (fp32 = 4 bytes; bf16 changes only what the code changes: GEMM
-// inputs are converted on the fly and the exchange payloads travel as bf16;
-// weights, gradients, optimiser state and stored activations stay fp32):
+// Memory (fp32 = 4 bytes; bf16 adds what the code adds: the weights' bf16
+// copy, 2 bytes per parameter, and a bf16 copy beside each stored activation
+// a GEMM reads (LN outputs, q|k|v, probabilities, context, GELU outputs, the
+// experts' input and hidden values, patches, head inputs) and beside the
+// workspace's gradients read by two GEMMs; the exchange's payloads travel and
+// are transposed as bf16; gradients, optimiser state and the fp32 activations
+// stay as they are):
 //   parameters   4 * (dense + local experts)            gradients: the same
 //   optimizer    Adam 8 bytes per parameter (2 moments), SGD 4 (momentum)
 //   activations  what forward keeps for backward, for L blocks:
@@ -31,12 +35,14 @@
 //                experts' hidden pre-GELU, post-GELU and its gradient 3RM
 //                (ExpertMlps keeps dact per layer)
 //   exchange     per MoE layer with P > 1: send, returned, received and
-//                to-return buffers 4RD fp32, plus bf16 payload copies 2RD*2 B
+//                to-return buffers 4RD fp32; bf16: send and returned 2RD fp32
+//                plus the sent and received payloads 2RD*2 B
 //   scratch      the backward workspace, shared by all blocks: nD + 3nD + nD
 //                + b*H*T^2 (+ nM with a dense MLP, + 2RD with MoE layers)
 //   all-reduce   one --allreduce_bucket_mb bucket (in place; counted once for
 //                the library's reduction buffer)
-//   bf16 staging the largest pair of GEMM operands converted to bf16 (CUDA)
+//   bf16 staging the one GEMM input converted inside its GEMM (the patch
+//                projection's gradient, b*Np*D halves; a temporary on a GPU)
 // With recomputation (vmoe_train --remat) only the block inputs (L+1)nD are
 // kept, plus one block's full activations, one MoE layer's capacity and
 // exchange buffers (measured: 94-97% of the planned saving, remat_bench.sh).
