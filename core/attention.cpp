@@ -42,7 +42,6 @@ void SelfAttention::forward(GemmInput x, int64_t images, int tokens, float* y) {
   context_.resize({rows, D});
   uint16_t* qkv16 = bf16_copy(qkv16_, {rows, 3 * D});
   uint16_t* probs16 = bf16_copy(probs16_, {images, H, T, T});
-  uint16_t* context16 = bf16_copy(context16_, {rows, D});
   qkv_.forward(*be_, x, rows, qkv_act_.data(), qkv16);
   const GemmInput q(qkv_act_.data(), qkv16);
   const GemmInput k = q.offset(D);
@@ -58,8 +57,7 @@ void SelfAttention::forward(GemmInput x, int64_t images, int tokens, float* y) {
                     {probs_.data(), probs16}, tokens, v, 3 * dim_, 0.0f, context_.data(), dim_,
                     {images, H * T * T, T * 3 * D, T * D}, {H, T * T, hd, hd});
   // A GEMM's output: converted once, for out's forward and its weight gradient.
-  if (context16 != nullptr) be_->to_bf16(rows * D, context_.data(), context16);
-  out_.forward(*be_, {context_.data(), context16}, rows, y);
+  out_.forward(*be_, with_bf16_copy(context16_, context_.data(), {rows, D}), rows, y);
 }
 
 void SelfAttention::backward(GemmInput x, const float* dy, float* dx, Workspace& ws) {

@@ -56,7 +56,7 @@ void ParamStore::allocate(Backend& backend) {
   if (backend.precision() == Precision::kBf16) {
     values_bf16_.bind(backend);
     values_bf16_.resize({cursor});
-    refresh_bf16();
+    backend.zero(values_bf16_.data(), cursor * sizeof(uint16_t));  // bf16(0): zero bits
   }
   allocated_ = true;
 }

@@ -36,11 +36,9 @@ void PatchEmbedding::forward(const float* images, int64_t batch, float* tokens) 
   proj_.resize({rows, dim_});
   be_->patchify(batch, image_.height, image_.width, image_.channels, patch_, images,
                 patches_.data());
-  uint16_t* patches16 = bf16_copy(patches16_, {rows, k});
-  if (patches16 != nullptr) be_->to_bf16(rows * k, patches_.data(), patches16);
   be_->gemm(Trans::kNo, Trans::kNo, static_cast<int>(rows), dim_, k, 1.0f,
-            {patches_.data(), patches16}, k, store_->weight(kernel_), dim_, 0.0f, proj_.data(),
-            dim_);
+            with_bf16_copy(patches16_, patches_.data(), {rows, k}), k, store_->weight(kernel_),
+            dim_, 0.0f, proj_.data(), dim_);
   be_->embed_tokens(batch, patches(), dim_, proj_.data(), store_->value(bias_),
                     class_token_ ? store_->value(cls_) : nullptr, store_->value(pos_), tokens);
 }

@@ -114,4 +114,13 @@ inline uint16_t* bf16_copy(Bf16Tensor& t, const Shape& shape) {
   return t.data();
 }
 
+// x [shape] as a GEMM input: under bf16 with its copy converted into t (for
+// values no op wrote a copy of, e.g. a GEMM's output read by two GEMMs);
+// x alone under fp32.
+inline GemmInput with_bf16_copy(Bf16Tensor& t, const float* x, const Shape& shape) {
+  uint16_t* copy = bf16_copy(t, shape);
+  if (copy != nullptr) t.backend().to_bf16(num_elements(shape), x, copy);
+  return {x, copy};
+}
+
 }  // namespace vmoe

@@ -113,15 +113,17 @@ void ViT::forward(const float* images, int64_t batch, const Pass& pass) {
 
   const float* encoded = resid_.back().data();
   pooled_.resize({batch, D});
-  uint16_t* pooled16 = bf16_copy(pooled16_, {batch, D});
+  GemmInput pooled = pooled_.data();  // with its bf16 copy under bf16
   if (c.classifier == Pooling::kToken) {
     // LN(x)[:, 0] == LN(x[:, 0]): normalise only the class tokens.
     norm_in_.resize({batch, D});
     norm_mean_.resize({batch});
     norm_rstd_.resize({batch});
     be_->pool_rows(batch, T, D, /*mean=*/false, encoded, norm_in_.data());
+    uint16_t* pooled16 = bf16_copy(pooled16_, {batch, D});
     norm_.forward(*be_, norm_in_.data(), batch, pooled_.data(), norm_mean_.data(),
                   norm_rstd_.data(), pooled16);
+    pooled.bf16 = pooled16;
   } else {
     norm_out_.resize({batch * T, D});
     norm_mean_.resize({batch * T});
@@ -129,14 +131,13 @@ void ViT::forward(const float* images, int64_t batch, const Pass& pass) {
     norm_.forward(*be_, encoded, batch * T, norm_out_.data(), norm_mean_.data(),
                   norm_rstd_.data());
     be_->pool_rows(batch, T, D, /*mean=*/true, norm_out_.data(), pooled_.data());
-    if (pooled16 != nullptr) be_->to_bf16(batch * D, pooled_.data(), pooled16);
+    pooled = with_bf16_copy(pooled16_, pooled_.data(), {batch, D});
   }
   if (c.pre_logits_size > 0) {
     pre_.resize({batch, c.pre_logits_size});
-    pre_logits_.forward(*be_, {pooled_.data(), pooled16}, batch, pre_.data());
+    pre_logits_.forward(*be_, pooled, batch, pre_.data());
     be_->tanh_forward(batch * c.pre_logits_size, pre_.data());
-    uint16_t* pre16 = bf16_copy(pre16_, {batch, c.pre_logits_size});
-    if (pre16 != nullptr) be_->to_bf16(batch * c.pre_logits_size, pre_.data(), pre16);
+    with_bf16_copy(pre16_, pre_.data(), {batch, c.pre_logits_size});  // head_input() reads it
   }
   logits_.resize({batch, c.num_classes});
   head_.forward(*be_, head_input(), batch, logits_.data());

@@ -41,10 +41,7 @@ class Workspace {
   // x [shape] as a GEMM input read by several GEMMs: under bf16 converted
   // once into the slot's bf16 storage, so they share one conversion.
   GemmInput shared_input(Scratch slot, const float* x, const Shape& shape) {
-    uint16_t* copy = get_bf16(slot, shape);
-    if (copy == nullptr) return x;
-    bf16_slots_[static_cast<int>(slot)].backend().to_bf16(num_elements(shape), x, copy);
-    return {x, copy};
+    return with_bf16_copy(bf16_slots_[static_cast<int>(slot)], x, shape);
   }
 
  private:

@@ -46,7 +46,9 @@ void ExpertMlps::forward(GemmInput input, int64_t rows, float* out) {
   pre_.resize({local_ * R, M});
   act_.resize({local_ * R, M});
   uint16_t* act16 = bf16_copy(act16_, {local_ * R, M});
-  const GemmInput in = with_copy(input);
+  // Under bf16 an input without a copy gets one, kept for backward.
+  const GemmInput in =
+      input.bf16 != nullptr ? input : with_bf16_copy(in16_, input.f32, {local_ * R, D});
   const int r = static_cast<int>(R);
   be_->gemm_batched(Trans::kNo, Trans::kNo, r, hidden_, dim_, 1.0f, in, dim_, store_->weight(w1_),
                     hidden_, 0.0f, pre_.data(), hidden_, per_expert(local_, R * D, D * M, R * M),
@@ -56,13 +58,6 @@ void ExpertMlps::forward(GemmInput input, int64_t rows, float* out) {
                     store_->weight(w2_), dim_, 0.0f, out, dim_,
                     per_expert(local_, R * M, M * D, R * D), {});
   be_->expert_add_bias(local_, R, dim_, store_->value(b2_), out);
-}
-
-GemmInput ExpertMlps::with_copy(GemmInput in) {
-  if (in.bf16 != nullptr) return in;
-  uint16_t* own = bf16_copy(in16_, {local_ * rows_, dim_});
-  if (own != nullptr) be_->to_bf16(local_ * rows_ * dim_, in.f32, own);
-  return {in.f32, own};
 }
 
 void ExpertMlps::backward(GemmInput input, GemmInput dout_in, float* din, Workspace& ws) {

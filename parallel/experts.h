@@ -44,9 +44,6 @@ class ExpertMlps {
   ParamStore* store_;
   int local_, dim_, hidden_;
   ParamId w1_, b1_, w2_, b2_;
-  // `in` with a bf16 copy under bf16: its own, or one made into in16_.
-  GemmInput with_copy(GemmInput in);
-
   int64_t rows_ = 0;  // per expert, of the last forward
   Tensor pre_, act_, dact_;  // fc1 output (then GELU's derivative), GELU output, its gradient
   Bf16Tensor act16_, dact16_, in16_;  // bf16 copies of GEMM inputs, under bf16

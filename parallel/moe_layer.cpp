@@ -55,6 +55,8 @@ MoeLayer::MoeLayer(Backend& be, ParamStore& store, const std::string& name, cons
 }
 
 GemmInput MoeLayer::expert_input() const {
+  // Without an exchange buf_in16_ is never written (under remat it may even
+  // hold another block's pool storage): the experts convert their input.
   return {buf_in_.data(), exchange_ ? buf_in16_.data() : nullptr};
 }
 

@@ -91,7 +91,7 @@ void CpuBackend::gemm_impl(Trans ta, Trans tb, int m, int n, int k, float alpha,
 }
 
 void CpuBackend::to_bf16_impl(int64_t n, const float* x, uint16_t* y) {
-  for (int64_t i = 0; i < n; ++i) y[i] = vmoe::to_bf16(x[i]);
+  write_bf16(n, x, y);
 }
 
 void CpuBackend::from_bf16(int64_t n, const uint16_t* x, float* y) {

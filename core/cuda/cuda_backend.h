@@ -180,6 +180,9 @@ class CudaBackend final : public Backend {
   void gemm_bf16(Trans ta, Trans tb, int m, int n, int k, float alpha, GemmInput a, int lda,
                  GemmInput b, int ldb, float beta, float* c, int ldc, BatchLevel outer,
                  BatchLevel inner);
+  // y[e, r, :] += bias[e, :] over expert-major rows; y16 (nullable) = bf16(y).
+  void add_bias_per_expert(int experts, int64_t rows, int cols, const float* bias, float* y,
+                           uint16_t* y16);
   // Scratch device memory of at least `bytes`, reused across calls (reductions).
   void* scratch(size_t bytes);
 

@@ -119,38 +119,34 @@ void CudaBackend::axpy(int64_t n, float alpha, const float* x, float* y) {
 }
 
 // y[r, :] += bias
+// The dense bias ops are the experts' with one expert (one bias row for all
+// rows).
 void CudaBackend::add_bias(int64_t rows, int cols, const float* bias, float* y, uint16_t* y16) {
-  const int64_t n = rows * cols;
-  if (n <= 0) return;
-  const int width = cols % 4 == 0 ? pack_width(n, {bias, y}, {y16}) : 1;
-  VMOE_LAUNCH_PACKED(add_bias_kernel, width, n, cols, rows, bias, y, y16);
-  VMOE_CUDA_LAUNCH_CHECK();
+  add_bias_per_expert(1, rows, cols, bias, y, y16);
 }
 
 // dbias += sum_r dy[r, :]
 void CudaBackend::bias_grad(int64_t rows, int cols, const float* dy, float* dbias) {
-  if (rows <= 0 || cols <= 0) return;
-  const ColPlan plan = col_plan(rows);
-  auto* partial = static_cast<float*>(scratch(sizeof(float) * plan.chunks * cols));
-  column_sums(stream_, partial, plan, rows, cols, RowsOf{dy, cols}, AddTo{dbias});
+  expert_bias_grad(1, rows, cols, dy, dbias);
 }
 
 // g = gelu(a + bias); a = gelu'(a + bias)
 void CudaBackend::bias_gelu(int64_t rows, int cols, const float* bias, float* a, float* g,
                             uint16_t* g16) {
-  const int64_t n = rows * cols;
-  if (n <= 0) return;
-  const int width = cols % 4 == 0 ? pack_width(n, {bias, a, g}, {g16}) : 1;
-  VMOE_LAUNCH_PACKED(bias_gelu_kernel, width, n, cols, rows, bias, a, g, g16);
-  VMOE_CUDA_LAUNCH_CHECK();
+  expert_bias_gelu(1, rows, cols, bias, a, g, g16);
 }
 
 void CudaBackend::expert_add_bias(int experts, int64_t rows, int cols, const float* bias,
                                   float* y) {
+  add_bias_per_expert(experts, rows, cols, bias, y, nullptr);
+}
+
+void CudaBackend::add_bias_per_expert(int experts, int64_t rows, int cols, const float* bias,
+                                      float* y, uint16_t* y16) {
   const int64_t n = experts * rows * cols;
   if (n <= 0) return;
-  const int width = cols % 4 == 0 ? pack_width(n, {bias, y}) : 1;
-  VMOE_LAUNCH_PACKED(add_bias_kernel, width, n, cols, rows, bias, y, nullptr);
+  const int width = cols % 4 == 0 ? pack_width(n, {bias, y}, {y16}) : 1;
+  VMOE_LAUNCH_PACKED(add_bias_kernel, width, n, cols, rows, bias, y, y16);
   VMOE_CUDA_LAUNCH_CHECK();
 }
 
