@@ -148,12 +148,23 @@ VMOE_HD void adam_update(const AdamParams& a, float grad, float& param, float& m
 // CPU, the device when images travel as uint8).
 VMOE_HD float scale_pixel(uint8_t x) { return static_cast<float>(x) / 127.5f - 1.0f; }
 
+// a*x + b*y with each product rounded, as the host computes it
+// (-ffp-contract=off); nvcc would fuse one product into an FMA.
+VMOE_HD float sum_of_products(float a, float x, float b, float y) {
+#ifdef __CUDA_ARCH__
+  return __fadd_rn(__fmul_rn(a, x), __fmul_rn(b, y));
+#else
+  return a * x + b * y;
+#endif
+}
+
 // Mixup of a pair of images, element by element: (a, b) <- (lambda a + (1 -
-// lambda) b, lambda b + (1 - lambda) a), as datasets' mix_images.
+// lambda) b, lambda b + (1 - lambda) a), as datasets' mix_images; the same
+// bits on both backends.
 VMOE_HD void mix_pair(float lambda, float& a, float& b) {
   const float mu = 1.0f - lambda, x = a, y = b;
-  a = lambda * x + mu * y;
-  b = lambda * y + mu * x;
+  a = sum_of_products(lambda, x, mu, y);
+  b = sum_of_products(lambda, y, mu, x);
 }
 
 // Gradient clipping by the global norm: norm = sqrt(dense + expert / divisor)
