@@ -73,8 +73,13 @@ double gemm_peak(vmoe::Backend& be, int n) {
   vmoe::Tensor a(be, {n, n}), b(be, {n, n}), c(be, {n, n});
   be.fill(a.data(), a.size(), 0.5f);
   be.fill(b.data(), b.size(), 0.25f);
+  // Under bf16 the inputs carry their copies, as the step's GEMMs do: the
+  // peak is the GEMM's, not a conversion's.
+  vmoe::Bf16Tensor a16(be), b16(be);
+  const vmoe::GemmInput ga = vmoe::with_bf16_copy(a16, a.data(), a.shape());
+  const vmoe::GemmInput gb = vmoe::with_bf16_copy(b16, b.data(), b.shape());
   auto once = [&] {
-    be.gemm(Trans::kNo, Trans::kNo, n, n, n, 1.0f, a.data(), n, b.data(), n, 0.0f, c.data(), n);
+    be.gemm(Trans::kNo, Trans::kNo, n, n, n, 1.0f, ga, n, gb, n, 0.0f, c.data(), n);
   };
   once();
   be.synchronize();
