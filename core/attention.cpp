@@ -37,25 +37,27 @@ void SelfAttention::forward(GemmInput x, int64_t images, int tokens, float* y) {
   images_ = images;
   tokens_ = tokens;
   const int64_t rows = images * tokens, T = tokens, D = dim_, hd = head_dim_, H = heads_;
+  const int ld = scores_ld(tokens);
+  const int64_t Tl = T * ld;  // one head's scores
   qkv_act_.resize({rows, 3 * D});
-  probs_.resize({images, H, T, T});
+  probs_.resize({images, H, T, ld});
   context_.resize({rows, D});
   uint16_t* qkv16 = bf16_copy(qkv16_, {rows, 3 * D});
-  uint16_t* probs16 = bf16_copy(probs16_, {images, H, T, T});
+  uint16_t* probs16 = bf16_copy(probs16_, {images, H, T, ld});
   qkv_.forward(*be_, x, rows, qkv_act_.data(), qkv16);
   const GemmInput q(qkv_act_.data(), qkv16);
   const GemmInput k = q.offset(D);
   const GemmInput v = q.offset(2 * D);
   // scores[b, h] = Q_bh K_bh^T
   be_->gemm_batched(Trans::kNo, Trans::kYes, tokens, tokens, head_dim_, 1.0f, q, 3 * dim_, k,
-                    3 * dim_, 0.0f, probs_.data(), tokens, {images, T * 3 * D, T * 3 * D, H * T * T},
-                    {H, hd, hd, T * T});
-  be_->softmax_forward(images * H * T, tokens, 1.0f / std::sqrt(static_cast<float>(hd)),
+                    3 * dim_, 0.0f, probs_.data(), ld, {images, T * 3 * D, T * 3 * D, H * Tl},
+                    {H, hd, hd, Tl});
+  be_->softmax_forward(images * H * T, tokens, ld, 1.0f / std::sqrt(static_cast<float>(hd)),
                        probs_.data(), probs16);
   // context[b, :, h] = P_bh V_bh
   be_->gemm_batched(Trans::kNo, Trans::kNo, tokens, head_dim_, tokens, 1.0f,
-                    {probs_.data(), probs16}, tokens, v, 3 * dim_, 0.0f, context_.data(), dim_,
-                    {images, H * T * T, T * 3 * D, T * D}, {H, T * T, hd, hd});
+                    {probs_.data(), probs16}, ld, v, 3 * dim_, 0.0f, context_.data(), dim_,
+                    {images, H * Tl, T * 3 * D, T * D}, {H, Tl, hd, hd});
   // A GEMM's output: converted once, for out's forward and its weight gradient.
   out_.forward(*be_, with_bf16_copy(context16_, context_.data(), {rows, D}), rows, y);
 }
@@ -64,10 +66,12 @@ void SelfAttention::backward(GemmInput x, const float* dy, float* dx, Workspace&
   PhaseScope timed_("attention");
   const int64_t rows = images_ * tokens_, T = tokens_, D = dim_, hd = head_dim_, H = heads_;
   const int tokens = tokens_;
+  const int ld = scores_ld(tokens);
+  const int64_t Tl = T * ld;
   float* dcontext = ws.get(Scratch::kContextGrad, {rows, D});
-  float* dprobs = ws.get(Scratch::kScoresGrad, {images_, H, T, T});
+  float* dprobs = ws.get(Scratch::kScoresGrad, {images_, H, T, ld});
   float* dqkv = ws.get(Scratch::kQkvGrad, {rows, 3 * D});
-  uint16_t* dprobs16 = ws.get_bf16(Scratch::kScoresGrad, {images_, H, T, T});
+  uint16_t* dprobs16 = ws.get_bf16(Scratch::kScoresGrad, {images_, H, T, ld});
   const GemmInput dy_in = ws.shared_input(Scratch::kOutputGrad, dy, {rows, D});
   out_.backward(*be_, {context_.data(), context16_.data()}, dy_in, rows, dcontext);
   // dcontext and dqkv are GEMM outputs, each read by two GEMMs: converted once.
@@ -78,22 +82,19 @@ void SelfAttention::backward(GemmInput x, const float* dy, float* dx, Workspace&
   const GemmInput p(probs_.data(), probs16_.data());
   // dP_bh = dC_bh V_bh^T
   be_->gemm_batched(Trans::kNo, Trans::kYes, tokens, tokens, head_dim_, 1.0f, dc, dim_, v, 3 * dim_,
-                    0.0f, dprobs, tokens, {images_, T * D, T * 3 * D, H * T * T},
-                    {H, hd, hd, T * T});
+                    0.0f, dprobs, ld, {images_, T * D, T * 3 * D, H * Tl}, {H, hd, hd, Tl});
   // dV_bh = P_bh^T dC_bh
-  be_->gemm_batched(Trans::kYes, Trans::kNo, tokens, head_dim_, tokens, 1.0f, p, tokens, dc, dim_,
-                    0.0f, dqkv + 2 * D, 3 * dim_, {images_, H * T * T, T * D, T * 3 * D},
-                    {H, T * T, hd, hd});
-  be_->softmax_backward(images_ * H * T, tokens, 1.0f / std::sqrt(static_cast<float>(hd)),
+  be_->gemm_batched(Trans::kYes, Trans::kNo, tokens, head_dim_, tokens, 1.0f, p, ld, dc, dim_, 0.0f,
+                    dqkv + 2 * D, 3 * dim_, {images_, H * Tl, T * D, T * 3 * D}, {H, Tl, hd, hd});
+  be_->softmax_backward(images_ * H * T, tokens, ld, 1.0f / std::sqrt(static_cast<float>(hd)),
                         probs_.data(), dprobs, dprobs16);
   const GemmInput ds(dprobs, dprobs16);
   // dQ_bh = dS_bh K_bh ; dK_bh = dS_bh^T Q_bh
-  be_->gemm_batched(Trans::kNo, Trans::kNo, tokens, head_dim_, tokens, 1.0f, ds, tokens, k,
-                    3 * dim_, 0.0f, dqkv, 3 * dim_, {images_, H * T * T, T * 3 * D, T * 3 * D},
-                    {H, T * T, hd, hd});
-  be_->gemm_batched(Trans::kYes, Trans::kNo, tokens, head_dim_, tokens, 1.0f, ds, tokens, q,
-                    3 * dim_, 0.0f, dqkv + D, 3 * dim_, {images_, H * T * T, T * 3 * D, T * 3 * D},
-                    {H, T * T, hd, hd});
+  be_->gemm_batched(Trans::kNo, Trans::kNo, tokens, head_dim_, tokens, 1.0f, ds, ld, k, 3 * dim_,
+                    0.0f, dqkv, 3 * dim_, {images_, H * Tl, T * 3 * D, T * 3 * D}, {H, Tl, hd, hd});
+  be_->gemm_batched(Trans::kYes, Trans::kNo, tokens, head_dim_, tokens, 1.0f, ds, ld, q, 3 * dim_,
+                    0.0f, dqkv + D, 3 * dim_, {images_, H * Tl, T * 3 * D, T * 3 * D},
+                    {H, Tl, hd, hd});
   qkv_.backward(*be_, x, ws.shared_input(Scratch::kQkvGrad, dqkv, {rows, 3 * D}), rows, dx);
 }
 

@@ -3,6 +3,10 @@
 // Heads are never transposed into their own buffers: the head h of image b
 // is a strided view (row stride 3D) into the projection output, and the
 // batched GEMMs run over (images, heads) with two stride levels.
+//
+// A row of scores is T values in a row of scores_ld(T) >= T: every row and
+// every head's matrix then starts 32-byte aligned (16 in bf16), which the
+// GPU's tensor-core GEMM kernels need; the padding is never read.
 #pragma once
 
 #include <string>
@@ -14,6 +18,11 @@ namespace vmoe {
 
 class ActivationSet;
 class Workspace;
+
+// The row stride of the attention scores and probabilities for T tokens.
+inline int scores_ld(int tokens) {
+  return (tokens + 7) / 8 * 8;
+}
 
 class SelfAttention {
  public:
@@ -35,7 +44,7 @@ class SelfAttention {
   int64_t images_ = 0;
   int tokens_ = 0;
   Tensor qkv_act_;  // [B*T, 3D]
-  Tensor probs_;    // [B, H, T, T]
+  Tensor probs_;    // [B, H, T, scores_ld(T)]
   Tensor context_;  // [B*T, D], heads side by side
   Bf16Tensor qkv16_, probs16_, context16_;  // bf16 copies, under bf16
 };

@@ -267,17 +267,21 @@ class Backend {
   virtual void layernorm_backward(int64_t rows, int cols, const float* x, const float* gamma,
                                   const float* mean, const float* rstd, const float* dy, float* dx,
                                   float* dgamma, float* dbeta) = 0;
-  // x[r, :] = softmax(scale * x[r, :]) in place; x16 (nullable) = bfloat16(x).
-  virtual void softmax_forward(int64_t rows, int cols, float scale, float* x, uint16_t* x16) = 0;
-  void softmax_forward(int64_t rows, int cols, float scale, float* x) {
-    softmax_forward(rows, cols, scale, x, nullptr);
+  // x[r, :cols] = softmax(scale * x[r, :cols]) in place, rows ld apart (ld >=
+  // cols; the columns between are neither read nor written); x16 (nullable,
+  // same layout) = bfloat16(x).
+  virtual void softmax_forward(int64_t rows, int cols, int ld, float scale, float* x,
+                               uint16_t* x16) = 0;
+  void softmax_forward(int64_t rows, int cols, float scale, float* x, uint16_t* x16 = nullptr) {
+    softmax_forward(rows, cols, cols, scale, x, x16);
   }
   // d = scale * p * (d - <p, d>) in place (d holds dL/dp on entry, dL/dlogits
-  // on exit); d16 (nullable) = bfloat16(d).
-  virtual void softmax_backward(int64_t rows, int cols, float scale, const float* p, float* d,
-                                uint16_t* d16) = 0;
-  void softmax_backward(int64_t rows, int cols, float scale, const float* p, float* d) {
-    softmax_backward(rows, cols, scale, p, d, nullptr);
+  // on exit), rows ld apart as in softmax_forward; d16 (nullable) = bfloat16(d).
+  virtual void softmax_backward(int64_t rows, int cols, int ld, float scale, const float* p,
+                                float* d, uint16_t* d16) = 0;
+  void softmax_backward(int64_t rows, int cols, float scale, const float* p, float* d,
+                        uint16_t* d16 = nullptr) {
+    softmax_backward(rows, cols, cols, scale, p, d, d16);
   }
 
   // ---- ViT embedding and pooling -----------------------------------------------

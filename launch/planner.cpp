@@ -6,6 +6,7 @@
 #include <utility>
 
 #include "comm/process_groups.h"
+#include "core/attention.h"
 #include "core/check.h"
 #include "parallel/moe_model.h"
 
@@ -115,7 +116,7 @@ Plan plan_run(const TrainerOptions& o, const ClusterShape& cluster) {
     R = E * groups * p.capacity * (token ? 1.0 : T);
     p.capacity_rows = static_cast<int64_t>(R);
   }
-  const double probs = b * H * T * T;
+  const double probs = b * H * T * scores_ld(static_cast<int>(T));
   double block_common = 7 * n * D + 4 * n + probs;  // + the block input, in resid
   double dense_ff = 2 * n * M;
   const double moe_ff = token ? router_floats(n, E, k) + n * k : b * k;

@@ -7,8 +7,10 @@
 #include <cmath>
 #include <memory>
 #include <numeric>
+#include <string>
 #include <vector>
 
+#include "core/attention.h"
 #include "tests/cuda_ops_fixture.h"
 
 namespace vmoe {
@@ -133,43 +135,68 @@ TEST_F(CudaOps, ExpertBiases) {
   EXPECT_EQ(y.cpu, want);
 }
 
-TEST_F(CudaOps, LayerNormAndSoftmax) {
-  const int rows = 45, cols = 384;
-  Both<float> x = random(rows * cols, 15, 3.0f), gamma = random(cols, 16), beta = random(cols, 17);
-  Both<float> y = random(rows * cols, 18), mean = random(rows, 19), rstd = random(rows, 20);
-  cpu_.layernorm_forward(rows, cols, 1e-6f, x.cpu.data(), gamma.cpu.data(), beta.cpu.data(),
-                         y.cpu.data(), mean.cpu.data(), rstd.cpu.data());
-  gpu_->layernorm_forward(rows, cols, 1e-6f, x.gpu, gamma.gpu, beta.gpu, y.gpu, mean.gpu, rstd.gpu);
-  expect_close("layernorm y", y);
-  expect_close("layernorm mean", mean);
-  expect_close("layernorm rstd", rstd);
-  Both<float> resid = random(rows * cols, 27), sum = random(rows * cols, 28, 2.0f);
-  cpu_.add_layernorm_forward(rows, cols, 1e-6f, resid.cpu.data(), sum.cpu.data(), gamma.cpu.data(),
-                             beta.cpu.data(), y.cpu.data(), nullptr, mean.cpu.data(),
-                             rstd.cpu.data());
-  gpu_->add_layernorm_forward(rows, cols, 1e-6f, resid.gpu, sum.gpu, gamma.gpu, beta.gpu, y.gpu,
-                              nullptr, mean.gpu, rstd.gpu);
-  expect_close("add_layernorm sum", sum);
-  expect_close("add_layernorm y", y);
-  expect_close("add_layernorm mean", mean);
-  expect_close("add_layernorm rstd", rstd);
-  Both<float> dy = random(rows * cols, 21), dx = random(rows * cols, 22);
-  Both<float> dgamma = random(cols, 23), dbeta = random(cols, 24);
-  cpu_.layernorm_backward(rows, cols, x.cpu.data(), gamma.cpu.data(), mean.cpu.data(),
-                          rstd.cpu.data(), dy.cpu.data(), dx.cpu.data(), dgamma.cpu.data(),
-                          dbeta.cpu.data());
-  gpu_->layernorm_backward(rows, cols, x.gpu, gamma.gpu, mean.gpu, rstd.gpu, dy.gpu, dx.gpu, dgamma.gpu, dbeta.gpu);
-  expect_close("layernorm dx", dx);
-  expect_close("layernorm dgamma", dgamma);
-  expect_close("layernorm dbeta", dbeta);
-  Both<float> p = random(rows * 17, 25, 4.0f);
-  cpu_.softmax_forward(rows, 17, 0.4f, p.cpu.data());
-  gpu_->softmax_forward(rows, 17, 0.4f, p.gpu);
-  expect_close("softmax", p);
-  Both<float> d = random(rows * 17, 26);
-  cpu_.softmax_backward(rows, 17, 0.4f, p.cpu.data(), d.cpu.data());
-  gpu_->softmax_backward(rows, 17, 0.4f, p.gpu, d.gpu);
-  expect_close("softmax_backward", d);
+// Rows a warp holds (384: 12 per lane; 768: 24 of 32 registers) and longer
+// ones (one block per row).
+TEST_F(CudaOps, LayerNorm) {
+  for (const int cols : {384, 768, 1100}) {
+    SCOPED_TRACE("cols " + std::to_string(cols));
+    const int rows = 45;
+    Both<float> x = random(rows * cols, 15, 3.0f), gamma = random(cols, 16),
+                beta = random(cols, 17);
+    Both<float> y = random(rows * cols, 18), mean = random(rows, 19), rstd = random(rows, 20);
+    cpu_.layernorm_forward(rows, cols, 1e-6f, x.cpu.data(), gamma.cpu.data(), beta.cpu.data(),
+                           y.cpu.data(), mean.cpu.data(), rstd.cpu.data());
+    gpu_->layernorm_forward(rows, cols, 1e-6f, x.gpu, gamma.gpu, beta.gpu, y.gpu, mean.gpu,
+                            rstd.gpu);
+    expect_close("layernorm y", y);
+    expect_close("layernorm mean", mean);
+    expect_close("layernorm rstd", rstd);
+    Both<float> resid = random(rows * cols, 27), sum = random(rows * cols, 28, 2.0f);
+    cpu_.add_layernorm_forward(rows, cols, 1e-6f, resid.cpu.data(), sum.cpu.data(),
+                               gamma.cpu.data(), beta.cpu.data(), y.cpu.data(), nullptr,
+                               mean.cpu.data(), rstd.cpu.data());
+    gpu_->add_layernorm_forward(rows, cols, 1e-6f, resid.gpu, sum.gpu, gamma.gpu, beta.gpu, y.gpu,
+                                nullptr, mean.gpu, rstd.gpu);
+    expect_close("add_layernorm sum", sum);
+    expect_close("add_layernorm y", y);
+    expect_close("add_layernorm mean", mean);
+    expect_close("add_layernorm rstd", rstd);
+    Both<float> dy = random(rows * cols, 21), dx = random(rows * cols, 22);
+    Both<float> dgamma = random(cols, 23), dbeta = random(cols, 24);
+    cpu_.layernorm_backward(rows, cols, x.cpu.data(), gamma.cpu.data(), mean.cpu.data(),
+                            rstd.cpu.data(), dy.cpu.data(), dx.cpu.data(), dgamma.cpu.data(),
+                            dbeta.cpu.data());
+    gpu_->layernorm_backward(rows, cols, x.gpu, gamma.gpu, mean.gpu, rstd.gpu, dy.gpu, dx.gpu,
+                             dgamma.gpu, dbeta.gpu);
+    expect_close("layernorm dx", dx);
+    expect_close("layernorm dgamma", dgamma);
+    expect_close("layernorm dbeta", dbeta);
+  }
+}
+
+// Softmax rows of a warp (17, 197) and of a block (1100), packed and with the
+// attention's padded row stride (the gap must stay untouched).
+TEST_F(CudaOps, Softmax) {
+  const int rows = 45;
+  for (const int cols : {17, 197, 1100}) {
+    for (const int ld : {cols, scores_ld(cols) + 8}) {
+      SCOPED_TRACE("cols " + std::to_string(cols) + ", ld " + std::to_string(ld));
+      Both<float> p = random(rows * ld, 25, 4.0f);
+      cpu_.softmax_forward(rows, cols, ld, 0.4f, p.cpu.data(), nullptr);
+      gpu_->softmax_forward(rows, cols, ld, 0.4f, p.gpu, nullptr);
+      expect_close("softmax", p);
+      Both<float> d = random(rows * ld, 26);
+      cpu_.softmax_backward(rows, cols, ld, 0.4f, p.cpu.data(), d.cpu.data(), nullptr);
+      gpu_->softmax_backward(rows, cols, ld, 0.4f, p.gpu, d.gpu, nullptr);
+      expect_close("softmax_backward", d);
+      const std::vector<float> pg = from_gpu(p), dg = from_gpu(d);
+      for (int r = 0; r < rows; ++r)
+        for (int c = cols; c < ld; ++c) {
+          ASSERT_EQ(pg[r * ld + c], p.cpu[r * ld + c]) << "softmax wrote its row gap";
+          ASSERT_EQ(dg[r * ld + c], d.cpu[r * ld + c]) << "softmax_backward wrote its row gap";
+        }
+    }
+  }
 }
 
 TEST_F(CudaOps, PatchesTokensPooling) {
@@ -424,48 +451,65 @@ TEST_F(CudaOps, DispatchCombineAndBackward) {
   expect_equal("transpose_blocks", out16);
 }
 
+// Groups of fewer and of more items than the CUDA kernel stages at once
+// (chunks of up to 256), with and without router noise.
 TEST_F(CudaOps, TopKBackwardAndAuxLosses) {
-  const int64_t groups = 3;
-  const int items = 50, experts = 6, k = 2;
-  const int64_t n = groups * items;
-  Both<float> logits = random(n * experts, 60), noise = random(n * experts, 61, 0.2f);
-  std::vector<float> noisy(logits.cpu), probs(logits.cpu);
-  for (size_t i = 0; i < noisy.size(); ++i) noisy[i] += noise.cpu[i];
-  std::vector<float> noisy_probs = noisy;
-  cpu_.softmax_forward(n, experts, 1.0f, probs.data());
-  cpu_.softmax_forward(n, experts, 1.0f, noisy_probs.data());
-  std::vector<int32_t> top(n * k);
-  std::vector<float> topv(n * k);
-  cpu_.top_k(n, experts, k, noisy_probs.data(), top.data(), topv.data());
-  Both<float> bn = both(noisy), bp = both(probs), bnp = both(noisy_probs);
-  Both<int32_t> bt = both(top);
-  Both<float> dvalue = random(n * k, 62), d = random(n * experts, 63);
-  cpu_.top_k_backward(n, experts, k, bt.cpu.data(), dvalue.cpu.data(), d.cpu.data());
-  gpu_->top_k_backward(n, experts, k, bt.gpu, dvalue.gpu, d.gpu);
-  expect_close("top_k_backward", d);
-  Both<float> losses = both(std::vector<float>(groups * 4, 0.0f)), dlogits = random(n * experts, 64);
-  RouterAuxArgs args{.groups = groups, .items = items, .experts = experts, .k = k, .sigma = 0.5f,
-                     .importance_weight = 0.01f, .load_weight = 0.02f, .gshard_weight = 0.03f,
-                     .z_weight = 0.001f, .grad_scale = 0.25f};
-  RouterAuxArgs on_cpu = args, on_gpu = args;
-  on_cpu.logits = logits.cpu.data();
-  on_cpu.noisy_logits = bn.cpu.data();
-  on_cpu.probs = bp.cpu.data();
-  on_cpu.noisy_probs = bnp.cpu.data();
-  on_cpu.top_index = bt.cpu.data();
-  on_cpu.group_losses = losses.cpu.data();
-  on_cpu.d_logits = dlogits.cpu.data();
-  on_gpu.logits = logits.gpu;
-  on_gpu.noisy_logits = bn.gpu;
-  on_gpu.probs = bp.gpu;
-  on_gpu.noisy_probs = bnp.gpu;
-  on_gpu.top_index = bt.gpu;
-  on_gpu.group_losses = losses.gpu;
-  on_gpu.d_logits = dlogits.gpu;
-  cpu_.router_aux_losses(on_cpu);
-  gpu_->router_aux_losses(on_gpu);
-  expect_close("router_aux_losses group losses", losses);
-  expect_close("router_aux_losses d_logits", dlogits);
+  struct Case {
+    int items, experts;
+    float sigma;
+  };
+  for (const Case c : {Case{50, 6, 0.5f}, Case{600, 8, 0.5f}, Case{300, 8, 0.0f}}) {
+    SCOPED_TRACE("items " + std::to_string(c.items) + ", experts " + std::to_string(c.experts));
+    const int64_t groups = 3;
+    const int items = c.items, experts = c.experts, k = 2;
+    const int64_t n = groups * items;
+    Both<float> logits = random(n * experts, 60), noise = random(n * experts, 61, 0.2f);
+    std::vector<float> noisy(logits.cpu), probs(logits.cpu);
+    for (size_t i = 0; i < noisy.size(); ++i) noisy[i] += noise.cpu[i];
+    std::vector<float> noisy_probs = noisy;
+    cpu_.softmax_forward(n, experts, 1.0f, probs.data());
+    cpu_.softmax_forward(n, experts, 1.0f, noisy_probs.data());
+    std::vector<int32_t> top(n * k);
+    std::vector<float> topv(n * k);
+    cpu_.top_k(n, experts, k, noisy_probs.data(), top.data(), topv.data());
+    Both<float> bn = both(noisy), bp = both(probs), bnp = both(noisy_probs);
+    Both<int32_t> bt = both(top);
+    Both<float> dvalue = random(n * k, 62), d = random(n * experts, 63);
+    cpu_.top_k_backward(n, experts, k, bt.cpu.data(), dvalue.cpu.data(), d.cpu.data());
+    gpu_->top_k_backward(n, experts, k, bt.gpu, dvalue.gpu, d.gpu);
+    expect_close("top_k_backward", d);
+    Both<float> losses = both(std::vector<float>(groups * 4, 0.0f)),
+                dlogits = random(n * experts, 64);
+    RouterAuxArgs args{.groups = groups,
+                       .items = items,
+                       .experts = experts,
+                       .k = k,
+                       .sigma = c.sigma,
+                       .importance_weight = 0.01f,
+                       .load_weight = 0.02f,
+                       .gshard_weight = 0.03f,
+                       .z_weight = 0.001f,
+                       .grad_scale = 0.25f};
+    RouterAuxArgs on_cpu = args, on_gpu = args;
+    on_cpu.logits = logits.cpu.data();
+    on_cpu.noisy_logits = bn.cpu.data();
+    on_cpu.probs = bp.cpu.data();
+    on_cpu.noisy_probs = bnp.cpu.data();
+    on_cpu.top_index = bt.cpu.data();
+    on_cpu.group_losses = losses.cpu.data();
+    on_cpu.d_logits = dlogits.cpu.data();
+    on_gpu.logits = logits.gpu;
+    on_gpu.noisy_logits = bn.gpu;
+    on_gpu.probs = bp.gpu;
+    on_gpu.noisy_probs = bnp.gpu;
+    on_gpu.top_index = bt.gpu;
+    on_gpu.group_losses = losses.gpu;
+    on_gpu.d_logits = dlogits.gpu;
+    cpu_.router_aux_losses(on_cpu);
+    gpu_->router_aux_losses(on_gpu);
+    expect_close("router_aux_losses group losses", losses);
+    expect_close("router_aux_losses d_logits", dlogits);
+  }
 }
 
 }  // namespace

@@ -24,6 +24,13 @@ void write_bf16(int64_t n, const float* x, uint16_t* y16) {
   for (int64_t i = 0; i < n; ++i) y16[i] = vmoe::to_bf16(x[i]);
 }
 
+// The same for rows of `cols` values, `ld` apart (the gaps untouched).
+void write_bf16_rows(int64_t rows, int cols, int ld, const float* x, uint16_t* y16) {
+  if (ld == cols) return write_bf16(rows * cols, x, y16);
+  if (y16 == nullptr) return;
+  for (int64_t r = 0; r < rows; ++r) write_bf16(cols, x + r * ld, y16 + r * ld);
+}
+
 }  // namespace
 
 // ---- memory ------------------------------------------------------------------
@@ -192,15 +199,16 @@ void CpuBackend::layernorm_backward(int64_t rows, int cols, const float* x, cons
   cpu_loops::layernorm_backward(rows, cols, x, gamma, mean, rstd, dy, dx, dgamma, dbeta);
 }
 
-void CpuBackend::softmax_forward(int64_t rows, int cols, float scale, float* x, uint16_t* x16) {
-  cpu_loops::softmax_forward(rows, cols, scale, x);
-  write_bf16(rows * cols, x, x16);
+void CpuBackend::softmax_forward(int64_t rows, int cols, int ld, float scale, float* x,
+                                 uint16_t* x16) {
+  cpu_loops::softmax_forward(rows, cols, ld, scale, x);
+  write_bf16_rows(rows, cols, ld, x, x16);
 }
 
-void CpuBackend::softmax_backward(int64_t rows, int cols, float scale, const float* p, float* d,
-                                  uint16_t* d16) {
-  cpu_loops::softmax_backward(rows, cols, scale, p, d);
-  write_bf16(rows * cols, d, d16);
+void CpuBackend::softmax_backward(int64_t rows, int cols, int ld, float scale, const float* p,
+                                  float* d, uint16_t* d16) {
+  cpu_loops::softmax_backward(rows, cols, ld, scale, p, d);
+  write_bf16_rows(rows, cols, ld, d, d16);
 }
 
 // ---- ViT embedding and pooling ------------------------------------------------------

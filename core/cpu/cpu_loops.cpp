@@ -189,9 +189,9 @@ VMOE_CPU_CLONES void layernorm_backward(int64_t rows, int cols, const float* x, 
   }
 }
 
-VMOE_CPU_CLONES void softmax_forward(int64_t rows, int cols, float scale, float* x) {
+VMOE_CPU_CLONES void softmax_forward(int64_t rows, int cols, int ld, float scale, float* x) {
   for (int64_t r = 0; r < rows; ++r) {
-    float* xr = x + r * cols;
+    float* xr = x + r * ld;
     const float mx = lane_max(cols, [&](int64_t c) { return xr[c]; });
 #pragma omp simd
     for (int c = 0; c < cols; ++c) xr[c] = exp_fast(scale * (xr[c] - mx));
@@ -201,11 +201,11 @@ VMOE_CPU_CLONES void softmax_forward(int64_t rows, int cols, float scale, float*
   }
 }
 
-VMOE_CPU_CLONES void softmax_backward(int64_t rows, int cols, float scale, const float* p,
+VMOE_CPU_CLONES void softmax_backward(int64_t rows, int cols, int ld, float scale, const float* p,
                                       float* d) {
   for (int64_t r = 0; r < rows; ++r) {
-    const float* pr = p + r * cols;
-    float* dr = d + r * cols;
+    const float* pr = p + r * ld;
+    float* dr = d + r * ld;
     const float dot = lane_sum<float>(cols, [&](int64_t c) { return pr[c] * dr[c]; });
 #pragma omp simd
     for (int c = 0; c < cols; ++c) dr[c] = scale * pr[c] * (dr[c] - dot);

@@ -34,8 +34,8 @@ void add_layernorm_forward(int64_t rows, int cols, float eps, const float* resid
 void layernorm_backward(int64_t rows, int cols, const float* x, const float* gamma,
                         const float* mean, const float* rstd, const float* dy, float* dx,
                         float* dgamma, float* dbeta);
-void softmax_forward(int64_t rows, int cols, float scale, float* x);
-void softmax_backward(int64_t rows, int cols, float scale, const float* p, float* d);
+void softmax_forward(int64_t rows, int cols, int ld, float scale, float* x);
+void softmax_backward(int64_t rows, int cols, int ld, float scale, const float* p, float* d);
 
 void embed_tokens(int64_t batch, int patches, int dim, const float* proj, const float* bias,
                   const float* cls, const float* pos, float* tokens);

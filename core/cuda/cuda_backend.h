@@ -84,8 +84,9 @@ class CudaBackend final : public Backend {
   void layernorm_backward(int64_t rows, int cols, const float* x, const float* gamma,
                           const float* mean, const float* rstd, const float* dy, float* dx,
                           float* dgamma, float* dbeta) override;
-  void softmax_forward(int64_t rows, int cols, float scale, float* x, uint16_t* x16) override;
-  void softmax_backward(int64_t rows, int cols, float scale, const float* p, float* d,
+  void softmax_forward(int64_t rows, int cols, int ld, float scale, float* x,
+                       uint16_t* x16) override;
+  void softmax_backward(int64_t rows, int cols, int ld, float scale, const float* p, float* d,
                         uint16_t* d16) override;
 
   void patchify(int64_t batch, int height, int width, int channels, int patch,

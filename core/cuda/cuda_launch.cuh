@@ -47,6 +47,26 @@ struct MaxOp {  // std::max's rule, as the CPU
   __device__ float operator()(float a, float b) const { return a < b ? b : a; }
 };
 
+// Reduces v over the warp in a fixed butterfly order; every lane gets the result.
+template <class T, class Op>
+__device__ T warp_reduce(T v, Op op) {
+  for (int o = 16; o > 0; o >>= 1) v = op(v, __shfl_xor_sync(kFull, v, o));
+  return v;
+}
+
+// Warp-per-row kernels: a row of up to 32 * N values held in registers, lane
+// l owning columns l, l + 32, ... (coalesced). Rows are strided over warps.
+#define VMOE_WARP_ROW_LOOP(r, rows)                                                          \
+  for (int64_t r = int64_t{blockIdx.x} * (blockDim.x >> 5) + (threadIdx.x >> 5); r < (rows); \
+       r += int64_t{gridDim.x} * (blockDim.x >> 5))
+__device__ inline int lane_id() {
+  return static_cast<int>(threadIdx.x & 31);
+}
+// Blocks of kThreads for warp-per-row kernels over `rows`.
+inline unsigned grid_warp_rows(int64_t rows) {
+  return grid_cap((rows + kThreads / 32 - 1) / (kThreads / 32));
+}
+
 // Reduces v over the block (blockDim.x a multiple of 32) in a fixed order and
 // returns the result to every thread. `red` is shared [32]; all threads call.
 template <class T, class Op>

@@ -1,13 +1,8 @@
-// CudaBackend: LayerNorm (with the fused residual add), softmax, the ViT
-// embedding and pooling. Element-wise ops are in cuda_elementwise.cu; losses,
+// CudaBackend: the ViT embedding and pooling. LayerNorm and softmax are in
+// cuda_norm_softmax.cu, element-wise ops in cuda_elementwise.cu; losses,
 // optimisers and sum_squares in cuda_train_ops.cu.
 // Semantics: core/backend.h; each kernel mirrors its loop in
-// core/cpu_backend.cpp (same accumulate-vs-overwrite rules, same expressions,
-// the shared bodies of core/math.h).
-// Deterministic: no float atomics. Row reductions are one block per row with a
-// fixed-shape tree; column reductions run in two passes (per-chunk partial
-// sums into scratch, then one thread per column summing the chunks in order),
-// and every launch shape depends only on the sizes.
+// core/cpu/cpu_loops.cpp. Deterministic: no float atomics.
 #include <algorithm>
 #include <cmath>
 #include <cstdint>
@@ -16,129 +11,10 @@
 #include "core/cuda/cuda_check.h"
 #include "core/cuda/cuda_column_sums.cuh"
 #include "core/cuda/cuda_launch.cuh"
-#include "core/cuda/cuda_packs.cuh"
 #include "core/math.h"
 
 namespace vmoe {
 namespace {
-
-// ---- normalisation and softmax (one block per row) -------------------------------------
-
-// residual (nullable) is first added into x: the fused residual add.
-__global__ void layernorm_forward_kernel(int64_t rows, int cols, float eps, const float* residual,
-                                         float* x, const float* gamma, const float* beta, float* y,
-                                         uint16_t* y16, float* mean, float* rstd) {
-  __shared__ float red[32];
-  const float inv_cols = 1.0f / static_cast<float>(cols);
-  VMOE_ROW_LOOP(r, rows) {
-    float* xr = x + r * cols;
-    float* yr = y + r * cols;
-    float sum = 0.0f;
-    if (residual != nullptr) {
-      const float* rr = residual + r * cols;
-      for (int c = tid(); c < cols; c += nthreads()) {
-        xr[c] += rr[c];  // each thread rereads only its own columns below
-        sum += xr[c];
-      }
-    } else {
-      for (int c = tid(); c < cols; c += nthreads()) sum += xr[c];
-    }
-    const float mu = block_reduce(sum, SumOp{}, red) * inv_cols;
-    float sq = 0.0f;
-    for (int c = tid(); c < cols; c += nthreads()) sq += (xr[c] - mu) * (xr[c] - mu);
-    const float rs = 1.0f / sqrtf(block_reduce(sq, SumOp{}, red) * inv_cols + eps);
-    uint16_t* yr16 = y16 != nullptr ? y16 + r * cols : nullptr;
-    for (int c = tid(); c < cols; c += nthreads())
-      store(yr, yr16, c, (xr[c] - mu) * rs * gamma[c] + beta[c]);
-    if (tid() == 0) {
-      mean[r] = mu;
-      rstd[r] = rs;
-    }
-  }
-}
-
-// dx += (dy gamma - mean(dy gamma) - xhat mean(dy gamma xhat)) rstd, per row.
-__global__ void layernorm_dx_kernel(int64_t rows, int cols, const float* x, const float* gamma,
-                                    const float* mean, const float* rstd, const float* dy,
-                                    float* dx) {
-  __shared__ float red[32];
-  const float inv_cols = 1.0f / static_cast<float>(cols);
-  VMOE_ROW_LOOP(r, rows) {
-    const float* xr = x + r * cols;
-    const float* dyr = dy + r * cols;
-    float* dxr = dx + r * cols;
-    const float mu = mean[r], rs = rstd[r];
-    float sum_g = 0.0f, sum_gx = 0.0f;
-    for (int c = tid(); c < cols; c += nthreads()) {
-      const float xhat = (xr[c] - mu) * rs;
-      const float g = dyr[c] * gamma[c];
-      sum_g += g;
-      sum_gx += g * xhat;
-    }
-    const float mean_g = block_reduce(sum_g, SumOp{}, red) * inv_cols;
-    const float mean_gx = block_reduce(sum_gx, SumOp{}, red) * inv_cols;
-    for (int c = tid(); c < cols; c += nthreads()) {
-      const float xhat = (xr[c] - mu) * rs;
-      dxr[c] += (dyr[c] * gamma[c] - mean_g - xhat * mean_gx) * rs;
-    }
-  }
-}
-
-// Column c < cols: dy * xhat (dgamma); c >= cols: dy (dbeta).
-struct LayerNormParamGrad {
-  const float *x, *dy, *mean, *rstd;
-  int cols;
-  __device__ float operator()(int64_t r, int64_t c) const {
-    if (c >= cols) return dy[r * cols + (c - cols)];
-    const float xhat = (x[r * cols + c] - mean[r]) * rstd[r];
-    return dy[r * cols + c] * xhat;
-  }
-};
-struct LayerNormParamAcc {
-  float *dgamma, *dbeta;
-  int cols;
-  __device__ void operator()(int64_t c, float s) const {
-    if (c < cols)
-      dgamma[c] += s;
-    else
-      dbeta[c - cols] += s;
-  }
-};
-
-__global__ void softmax_forward_kernel(int64_t rows, int cols, float scale, float* x,
-                                       uint16_t* x16) {
-  __shared__ float red[32];
-  VMOE_ROW_LOOP(r, rows) {
-    float* xr = x + r * cols;
-    float mx = -INFINITY;
-    for (int c = tid(); c < cols; c += nthreads()) mx = MaxOp{}(mx, xr[c]);
-    mx = block_reduce(mx, MaxOp{}, red);
-    float sum = 0.0f;
-    for (int c = tid(); c < cols; c += nthreads()) {
-      const float e = exp_fast(scale * (xr[c] - mx));
-      xr[c] = e;
-      sum += e;
-    }
-    const float inv = 1.0f / block_reduce(sum, SumOp{}, red);
-    uint16_t* xr16 = x16 != nullptr ? x16 + r * cols : nullptr;
-    for (int c = tid(); c < cols; c += nthreads()) store(xr, xr16, c, xr[c] * inv);
-  }
-}
-
-__global__ void softmax_backward_kernel(int64_t rows, int cols, float scale, const float* p,
-                                        float* d, uint16_t* d16) {
-  __shared__ float red[32];
-  VMOE_ROW_LOOP(r, rows) {
-    const float* pr = p + r * cols;
-    float* dr = d + r * cols;
-    float dot = 0.0f;
-    for (int c = tid(); c < cols; c += nthreads()) dot += pr[c] * dr[c];
-    dot = block_reduce(dot, SumOp{}, red);
-    uint16_t* dr16 = d16 != nullptr ? d16 + r * cols : nullptr;
-    for (int c = tid(); c < cols; c += nthreads())
-      store(dr, dr16, c, scale * pr[c] * (dr[c] - dot));
-  }
-}
 
 // ---- ViT embedding and pooling ---------------------------------------------------------
 
@@ -230,60 +106,6 @@ __global__ void pool_rows_backward_kernel(int64_t n, int tokens, int rows_per_im
 }
 
 }  // namespace
-
-// ---- normalisation and softmax --------------------------------------------------------
-
-// y = (x - mean) rstd gamma + beta per row; writes mean and rstd [rows].
-void CudaBackend::layernorm_forward(int64_t rows, int cols, float eps, const float* x,
-                                    const float* gamma, const float* beta, float* y, uint16_t* y16,
-                                    float* mean, float* rstd) {
-  if (rows <= 0) return;
-  layernorm_forward_kernel<<<grid_rows(rows), row_threads(cols), 0, stream_>>>(
-      rows, cols, eps, nullptr, const_cast<float*>(x), gamma, beta, y, y16, mean, rstd);
-  VMOE_CUDA_LAUNCH_CHECK();
-}
-
-// x += residual; y = LayerNorm(x), in one pass over the row.
-void CudaBackend::add_layernorm_forward(int64_t rows, int cols, float eps, const float* residual,
-                                        float* x, const float* gamma, const float* beta, float* y,
-                                        uint16_t* y16, float* mean, float* rstd) {
-  if (rows <= 0) return;
-  layernorm_forward_kernel<<<grid_rows(rows), row_threads(cols), 0, stream_>>>(
-      rows, cols, eps, residual, x, gamma, beta, y, y16, mean, rstd);
-  VMOE_CUDA_LAUNCH_CHECK();
-}
-
-// dx += ..., dgamma += sum_r dy xhat, dbeta += sum_r dy.
-void CudaBackend::layernorm_backward(int64_t rows, int cols, const float* x, const float* gamma,
-                                     const float* mean, const float* rstd, const float* dy,
-                                     float* dx, float* dgamma, float* dbeta) {
-  if (rows <= 0 || cols <= 0) return;
-  layernorm_dx_kernel<<<grid_rows(rows), row_threads(cols), 0, stream_>>>(rows, cols, x, gamma,
-                                                                          mean, rstd, dy, dx);
-  VMOE_CUDA_LAUNCH_CHECK();
-  // dgamma and dbeta as one column sum over 2 * cols columns.
-  const ColPlan plan = col_plan(rows);
-  auto* partial = static_cast<float*>(scratch(sizeof(float) * plan.chunks * 2 * cols));
-  column_sums(stream_, partial, plan, rows, int64_t{2} * cols,
-              LayerNormParamGrad{x, dy, mean, rstd, cols}, LayerNormParamAcc{dgamma, dbeta, cols});
-}
-
-// x[r, :] = softmax(scale * x[r, :]) in place.
-void CudaBackend::softmax_forward(int64_t rows, int cols, float scale, float* x, uint16_t* x16) {
-  if (rows <= 0 || cols <= 0) return;
-  softmax_forward_kernel<<<grid_rows(rows), row_threads(cols), 0, stream_>>>(rows, cols, scale, x,
-                                                                             x16);
-  VMOE_CUDA_LAUNCH_CHECK();
-}
-
-// d = scale * p * (d - <p, d>) in place.
-void CudaBackend::softmax_backward(int64_t rows, int cols, float scale, const float* p, float* d,
-                                   uint16_t* d16) {
-  if (rows <= 0 || cols <= 0) return;
-  softmax_backward_kernel<<<grid_rows(rows), row_threads(cols), 0, stream_>>>(rows, cols, scale, p,
-                                                                              d, d16);
-  VMOE_CUDA_LAUNCH_CHECK();
-}
 
 // ---- ViT embedding and pooling ----------------------------------------------------------
 

@@ -141,47 +141,70 @@ __global__ void assign_slots_kernel(int64_t groups, int items, int k, int expert
   }
 }
 
-// Block per group (looping). Items in parallel: lse (z-loss) and thr (the
-// k-th noisy logit, load loss) to scratch. Then one task per expert sums over
-// the items sequentially, the CPU's order (task E: the z-loss); thread 0
-// forms the losses and stats[g] = {weighted d_importance, d_load, weighted
-// GShard term} [3, E] (see AuxGradTerms).
-__global__ void aux_group_kernel(RouterAuxArgs a, float* lse, float* thr, float* stats) {
-  extern __shared__ float aux_shared[];  // importance, load, frac, prob: [4, E]
+// Block per group (looping), items in chunks of `chunk`. Per chunk, items in
+// parallel (thread per item): lse (z-loss) and thr (the k-th noisy logit,
+// load loss) to scratch, and every term the sums add into shared memory, each
+// rounded as the CPU rounds it (no fused multiply-add). Then one task per
+// expert adds its chunk's terms in item order, the CPU's order (task E: the
+// z-loss): the serial part is only adds from shared memory. Thread 0 forms
+// the losses and stats[g] = {weighted d_importance, d_load, weighted GShard
+// term} [3, E] (see AuxGradTerms).
+__global__ void aux_group_kernel(RouterAuxArgs a, int chunk, float* lse, float* thr, float* stats) {
+  // Shared: sums [4, E] (importance, load, frac, prob), then per chunk the
+  // terms [chunk, E] of probs, load and prob, top-1 [chunk], z terms [chunk].
+  extern __shared__ float aux_shared[];
   __shared__ float z_loss;
   const int E = a.experts, S = a.items, k = a.k;
   const float inv_s = 1.0f / static_cast<float>(S);
   float *importance = aux_shared, *load = aux_shared + E, *frac = aux_shared + 2 * E;
   float* prob = aux_shared + 3 * E;
+  float* t_probs = aux_shared + 4 * E;
+  float* t_load = t_probs + chunk * E;
+  float* t_prob = t_load + chunk * E;
+  float* t_z = t_prob + chunk * E;
+  int* t_top = reinterpret_cast<int*>(t_z + chunk);
   for (int64_t g = blockIdx.x; g < a.groups; g += gridDim.x) {
     const int64_t first = g * S;
-    for (int s = threadIdx.x; s < S; s += blockDim.x) {
-      const int64_t r = first + s;
-      lse[r] = logsumexp_row(a.logits + r * E, E);
-      if (a.sigma > 0.0f) thr[r] = a.noisy_logits[r * E + a.top_index[r * k + k - 1]];
-    }
-    __syncthreads();
-    for (int e = threadIdx.x; e <= E; e += blockDim.x) {
-      if (e == E) {
-        float zl = 0.0f;
-        for (int s = 0; s < S; ++s) zl += lse[first + s] * lse[first + s] * inv_s;
-        z_loss = zl;
-        continue;
+    float acc = 0.0f, ld = 0.0f, fr = 0.0f, pr = 0.0f;  // task e's running sums
+    for (int s0 = 0; s0 < S; s0 += chunk) {
+      const int n = min(chunk, S - s0);
+      for (int i = threadIdx.x; i < n; i += blockDim.x) {
+        const int64_t r = first + s0 + i;
+        const float* z = a.logits + r * E;
+        const float l = logsumexp_row(z, E);
+        lse[r] = l;
+        t_z[i] = __fmul_rn(__fmul_rn(l, l), inv_s);
+        t_top[i] = a.top_index[r * k];
+        const float th = a.sigma > 0.0f ? a.noisy_logits[r * E + a.top_index[r * k + k - 1]] : 0.0f;
+        if (a.sigma > 0.0f) thr[r] = th;
+        for (int e = 0; e < E; ++e) {
+          t_probs[i * E + e] = a.probs[r * E + e];
+          t_prob[i * E + e] = __fmul_rn(a.noisy_probs[r * E + e], inv_s);
+          t_load[i * E + e] =
+              a.sigma > 0.0f ? __fmul_rn(normal_cdf(__fdiv_rn(z[e] - th, a.sigma)), inv_s) : 0.0f;
+        }
       }
-      float im = 0.0f, ld = 0.0f, fr = 0.0f, pr = 0.0f;
-#pragma unroll 4
-      for (int s = 0; s < S; ++s) {
-        const int64_t r = first + s;
-        im += a.probs[r * E + e];
-        pr += a.noisy_probs[r * E + e] * inv_s;
-        if (a.top_index[r * k] == e) fr += inv_s;
-        if (a.sigma > 0.0f) ld += normal_cdf((a.logits[r * E + e] - thr[r]) / a.sigma) * inv_s;
+      __syncthreads();
+      const int e = threadIdx.x;
+      if (e < E) {
+        for (int i = 0; i < n; ++i) {
+          acc += t_probs[i * E + e];
+          pr += t_prob[i * E + e];
+          if (t_top[i] == e) fr += inv_s;
+          if (a.sigma > 0.0f) ld += t_load[i * E + e];
+        }
+      } else if (e == E) {
+        for (int i = 0; i < n; ++i) acc += t_z[i];
       }
-      importance[e] = im;
-      load[e] = ld;
-      frac[e] = fr;
-      prob[e] = pr;
+      __syncthreads();  // the chunk's terms are reused by the next chunk
     }
+    if (threadIdx.x < E) {
+      importance[threadIdx.x] = acc;
+      load[threadIdx.x] = ld;
+      frac[threadIdx.x] = fr;
+      prob[threadIdx.x] = pr;
+    }
+    if (threadIdx.x == E) z_loss = acc;
     __syncthreads();
     if (threadIdx.x == 0) {
       float* st = stats + g * 3 * E;
@@ -189,14 +212,14 @@ __global__ void aux_group_kernel(RouterAuxArgs a, float* lse, float* thr, float*
       losses[0] = cv_squared(importance, E, st);
       losses[1] = a.sigma > 0.0f ? cv_squared(load, E, st + E) : 0.0f;
       float gshard = 0.0f;
-      for (int e = 0; e < E; ++e) gshard += frac[e] * prob[e];
+      for (int i = 0; i < E; ++i) gshard += __fmul_rn(frac[i], prob[i]);
       losses[2] = static_cast<float>(E) * gshard;
       losses[3] = z_loss;
       // Weighted once per group, the vectors the gradient's softmax terms need.
       const float wi = a.importance_weight * a.grad_scale, wg = a.gshard_weight * a.grad_scale;
-      for (int e = 0; e < E; ++e) {
-        st[e] = wi * st[e];
-        st[2 * E + e] = wg * static_cast<float>(E) * frac[e] * inv_s;
+      for (int i = 0; i < E; ++i) {
+        st[i] = wi * st[i];
+        st[2 * E + i] = wg * static_cast<float>(E) * frac[i] * inv_s;
       }
     }
     __syncthreads();  // shared arrays are reused by the next group
@@ -290,17 +313,20 @@ void CudaBackend::top_k_backward(int64_t rows, int cols, int k, const int32_t* i
 void CudaBackend::router_aux_losses(const RouterAuxArgs& a) {
   if (a.groups <= 0) return;
   const int E = a.experts;
-  const size_t shared = 4 * size_t(E) * sizeof(float);
-  // The kernel's static z_loss shares the 48 KiB with the dynamic arrays.
-  VMOE_CHECK(E > 0 && shared + sizeof(float) <= kSharedBytes, "router_aux_losses: ", E,
-             " experts (the CUDA backend supports up to ", (kSharedBytes - sizeof(float)) / 16,
-             ")");
+  // Dynamic shared memory: 4 E sums, then chunk items of 3 E + 2 terms; the
+  // kernel's static z_loss shares the 48 KiB. Thread E sums the z-loss.
+  const int64_t free_floats = int64_t(kSharedBytes / sizeof(float)) - 1 - 4 * int64_t{E};
+  const int chunk = static_cast<int>(std::min<int64_t>(kThreads, free_floats / (3 * E + 2)));
+  VMOE_CHECK(E > 0 && E < kThreads && chunk >= 1, "router_aux_losses: ", E,
+             " experts (the CUDA backend supports up to ", kThreads - 1, ")");
+  const size_t shared = (4 * size_t(E) + size_t(chunk) * (3 * E + 2)) * sizeof(float);
   const int64_t n = a.groups * a.items;
   // Scratch: lse [n], thr [n], stats [groups, 3, E].
   float* lse = static_cast<float*>(scratch((2 * n + a.groups * 3 * E) * sizeof(float)));
   float* thr = lse + n;
   float* stats = thr + n;
-  aux_group_kernel<<<grid_cap(a.groups, 65535), kThreads, shared, stream_>>>(a, lse, thr, stats);
+  aux_group_kernel<<<grid_cap(a.groups, 65535), kThreads, shared, stream_>>>(a, chunk, lse, thr,
+                                                                             stats);
   VMOE_CUDA_LAUNCH_CHECK();
   if (n > 0) {
     aux_backward_kernel<<<grid_for(n, 128), 128, 0, stream_>>>(a, lse, thr, stats);

@@ -75,10 +75,12 @@ std::vector<Loop> loops() {
          cpu_loops::gelu_backward(r * c, in.a.data(), in.c.data(), in.b.data());
        }},
       {"softmax_forward", 0.05,
-       [](Inputs& in, int64_t r, int c) { cpu_loops::softmax_forward(r, c, 0.125f, in.a.data()); }},
+       [](Inputs& in, int64_t r, int c) {
+         cpu_loops::softmax_forward(r, c, c, 0.125f, in.a.data());
+       }},
       {"softmax_backward", 0.15,
        [](Inputs& in, int64_t r, int c) {
-         cpu_loops::softmax_backward(r, c, 0.125f, in.c.data(), in.b.data());
+         cpu_loops::softmax_backward(r, c, c, 0.125f, in.c.data(), in.b.data());
        }},
       {"layernorm_forward", 0.15,
        [stats](Inputs& in, int64_t r, int c) {

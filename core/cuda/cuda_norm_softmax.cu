@@ -1,0 +1,370 @@
+// CudaBackend: LayerNorm (with the fused residual add) and softmax.
+// Semantics: core/backend.h; each kernel mirrors its loop in
+// core/cpu/cpu_loops.cpp (same expressions, the shared bodies of core/math.h).
+// Deterministic: rows up to 1024 values are one warp per row, held in
+// registers (read once, written once); longer rows one block per row; both
+// reduce in a fixed-shape tree. LayerNorm's parameter gradients are column
+// sums in two passes (cuda_column_sums.cuh).
+#include <algorithm>
+#include <cmath>
+#include <cstdint>
+#include <type_traits>
+
+#include "core/cuda/cuda_backend.h"
+#include "core/cuda/cuda_check.h"
+#include "core/cuda/cuda_column_sums.cuh"
+#include "core/cuda/cuda_launch.cuh"
+#include "core/cuda/cuda_packs.cuh"
+#include "core/math.h"
+
+namespace vmoe {
+namespace {
+
+// ---- normalisation and softmax (one block per row) -------------------------------------
+
+// residual (nullable) is first added into x: the fused residual add.
+__global__ void layernorm_forward_kernel(int64_t rows, int cols, float eps, const float* residual,
+                                         float* x, const float* gamma, const float* beta, float* y,
+                                         uint16_t* y16, float* mean, float* rstd) {
+  __shared__ float red[32];
+  const float inv_cols = 1.0f / static_cast<float>(cols);
+  VMOE_ROW_LOOP(r, rows) {
+    float* xr = x + r * cols;
+    float* yr = y + r * cols;
+    float sum = 0.0f;
+    if (residual != nullptr) {
+      const float* rr = residual + r * cols;
+      for (int c = tid(); c < cols; c += nthreads()) {
+        xr[c] += rr[c];  // each thread rereads only its own columns below
+        sum += xr[c];
+      }
+    } else {
+      for (int c = tid(); c < cols; c += nthreads()) sum += xr[c];
+    }
+    const float mu = block_reduce(sum, SumOp{}, red) * inv_cols;
+    float sq = 0.0f;
+    for (int c = tid(); c < cols; c += nthreads()) sq += (xr[c] - mu) * (xr[c] - mu);
+    const float rs = 1.0f / sqrtf(block_reduce(sq, SumOp{}, red) * inv_cols + eps);
+    uint16_t* yr16 = y16 != nullptr ? y16 + r * cols : nullptr;
+    for (int c = tid(); c < cols; c += nthreads())
+      store(yr, yr16, c, (xr[c] - mu) * rs * gamma[c] + beta[c]);
+    if (tid() == 0) {
+      mean[r] = mu;
+      rstd[r] = rs;
+    }
+  }
+}
+
+// dx += (dy gamma - mean(dy gamma) - xhat mean(dy gamma xhat)) rstd, per row.
+__global__ void layernorm_dx_kernel(int64_t rows, int cols, const float* x, const float* gamma,
+                                    const float* mean, const float* rstd, const float* dy,
+                                    float* dx) {
+  __shared__ float red[32];
+  const float inv_cols = 1.0f / static_cast<float>(cols);
+  VMOE_ROW_LOOP(r, rows) {
+    const float* xr = x + r * cols;
+    const float* dyr = dy + r * cols;
+    float* dxr = dx + r * cols;
+    const float mu = mean[r], rs = rstd[r];
+    float sum_g = 0.0f, sum_gx = 0.0f;
+    for (int c = tid(); c < cols; c += nthreads()) {
+      const float xhat = (xr[c] - mu) * rs;
+      const float g = dyr[c] * gamma[c];
+      sum_g += g;
+      sum_gx += g * xhat;
+    }
+    const float mean_g = block_reduce(sum_g, SumOp{}, red) * inv_cols;
+    const float mean_gx = block_reduce(sum_gx, SumOp{}, red) * inv_cols;
+    for (int c = tid(); c < cols; c += nthreads()) {
+      const float xhat = (xr[c] - mu) * rs;
+      dxr[c] += (dyr[c] * gamma[c] - mean_g - xhat * mean_gx) * rs;
+    }
+  }
+}
+
+// Column c < cols: dy * xhat (dgamma); c >= cols: dy (dbeta).
+struct LayerNormParamGrad {
+  const float *x, *dy, *mean, *rstd;
+  int cols;
+  __device__ float operator()(int64_t r, int64_t c) const {
+    if (c >= cols) return dy[r * cols + (c - cols)];
+    const float xhat = (x[r * cols + c] - mean[r]) * rstd[r];
+    return dy[r * cols + c] * xhat;
+  }
+};
+struct LayerNormParamAcc {
+  float *dgamma, *dbeta;
+  int cols;
+  __device__ void operator()(int64_t c, float s) const {
+    if (c < cols)
+      dgamma[c] += s;
+    else
+      dbeta[c - cols] += s;
+  }
+};
+
+// Rows longer than a warp's registers hold: one block per row, three passes.
+__global__ void softmax_forward_kernel(int64_t rows, int cols, int ld, float scale, float* x,
+                                       uint16_t* x16) {
+  __shared__ float red[32];
+  VMOE_ROW_LOOP(r, rows) {
+    float* xr = x + r * ld;
+    float mx = -INFINITY;
+    for (int c = tid(); c < cols; c += nthreads()) mx = MaxOp{}(mx, xr[c]);
+    mx = block_reduce(mx, MaxOp{}, red);
+    float sum = 0.0f;
+    for (int c = tid(); c < cols; c += nthreads()) {
+      const float e = exp_fast(scale * (xr[c] - mx));
+      xr[c] = e;
+      sum += e;
+    }
+    const float inv = 1.0f / block_reduce(sum, SumOp{}, red);
+    uint16_t* xr16 = x16 != nullptr ? x16 + r * ld : nullptr;
+    for (int c = tid(); c < cols; c += nthreads()) store(xr, xr16, c, xr[c] * inv);
+  }
+}
+
+__global__ void softmax_backward_kernel(int64_t rows, int cols, int ld, float scale, const float* p,
+                                        float* d, uint16_t* d16) {
+  __shared__ float red[32];
+  VMOE_ROW_LOOP(r, rows) {
+    const float* pr = p + r * ld;
+    float* dr = d + r * ld;
+    float dot = 0.0f;
+    for (int c = tid(); c < cols; c += nthreads()) dot += pr[c] * dr[c];
+    dot = block_reduce(dot, SumOp{}, red);
+    uint16_t* dr16 = d16 != nullptr ? d16 + r * ld : nullptr;
+    for (int c = tid(); c < cols; c += nthreads())
+      store(dr, dr16, c, scale * pr[c] * (dr[c] - dot));
+  }
+}
+
+// Rows of up to 32 * N: one warp per row, read once and written once (the
+// attention scores [B, H, T, T] are the step's largest activation).
+template <int N>
+__global__ void softmax_forward_warp_kernel(int64_t rows, int cols, int ld, float scale, float* x,
+                                            uint16_t* x16) {
+  const int l = lane_id();
+  VMOE_WARP_ROW_LOOP(r, rows) {
+    float* xr = x + r * ld;
+    float v[N];
+    float mx = -INFINITY;
+#pragma unroll
+    for (int j = 0; j < N; ++j) {
+      const int c = l + 32 * j;
+      v[j] = c < cols ? xr[c] : -INFINITY;
+      mx = MaxOp{}(mx, v[j]);
+    }
+    mx = warp_reduce(mx, MaxOp{});
+    float sum = 0.0f;
+#pragma unroll
+    for (int j = 0; j < N; ++j) {
+      v[j] = l + 32 * j < cols ? exp_fast(scale * (v[j] - mx)) : 0.0f;
+      sum += v[j];
+    }
+    const float inv = 1.0f / warp_reduce(sum, SumOp{});
+    uint16_t* xr16 = x16 != nullptr ? x16 + r * ld : nullptr;
+#pragma unroll
+    for (int j = 0; j < N; ++j)
+      if (l + 32 * j < cols) store(xr, xr16, l + 32 * j, v[j] * inv);
+  }
+}
+
+template <int N>
+__global__ void softmax_backward_warp_kernel(int64_t rows, int cols, int ld, float scale,
+                                             const float* p, float* d, uint16_t* d16) {
+  const int l = lane_id();
+  VMOE_WARP_ROW_LOOP(r, rows) {
+    const float* pr = p + r * ld;
+    float* dr = d + r * ld;
+    float pv[N], dv[N];
+    float dot = 0.0f;
+#pragma unroll
+    for (int j = 0; j < N; ++j) {
+      const int c = l + 32 * j;
+      pv[j] = c < cols ? pr[c] : 0.0f;
+      dv[j] = c < cols ? dr[c] : 0.0f;
+      dot += pv[j] * dv[j];
+    }
+    dot = warp_reduce(dot, SumOp{});
+    uint16_t* dr16 = d16 != nullptr ? d16 + r * ld : nullptr;
+#pragma unroll
+    for (int j = 0; j < N; ++j)
+      if (l + 32 * j < cols) store(dr, dr16, l + 32 * j, scale * pv[j] * (dv[j] - dot));
+  }
+}
+
+// Calls launch(std::integral_constant<int, N>{}) with the smallest N in
+// {1, 2, 4, 8, 16, 32} such that a warp holds `cols` in N registers per lane;
+// false (nothing launched) for longer rows.
+template <class Launch>
+bool with_row_registers(int cols, Launch&& launch) {
+  if (cols <= 32) return launch(std::integral_constant<int, 1>{}), true;
+  if (cols <= 64) return launch(std::integral_constant<int, 2>{}), true;
+  if (cols <= 128) return launch(std::integral_constant<int, 4>{}), true;
+  if (cols <= 256) return launch(std::integral_constant<int, 8>{}), true;
+  if (cols <= 512) return launch(std::integral_constant<int, 16>{}), true;
+  if (cols <= 1024) return launch(std::integral_constant<int, 32>{}), true;
+  return false;
+}
+
+// LayerNorm of rows of up to 32 * N (residual, nullable, first added into x):
+// one warp per row, x read once.
+template <int N>
+__global__ void layernorm_forward_warp_kernel(int64_t rows, int cols, float eps,
+                                              const float* residual, float* x, const float* gamma,
+                                              const float* beta, float* y, uint16_t* y16,
+                                              float* mean, float* rstd) {
+  const int l = lane_id();
+  const float inv_cols = 1.0f / static_cast<float>(cols);
+  VMOE_WARP_ROW_LOOP(r, rows) {
+    float* xr = x + r * cols;
+    const float* rr = residual != nullptr ? residual + r * cols : nullptr;
+    float v[N];
+    float sum = 0.0f;
+#pragma unroll
+    for (int j = 0; j < N; ++j) {
+      const int c = l + 32 * j;
+      v[j] = 0.0f;
+      if (c < cols) {
+        v[j] = xr[c];
+        if (rr != nullptr) {
+          v[j] += rr[c];
+          xr[c] = v[j];
+        }
+      }
+      sum += v[j];
+    }
+    const float mu = warp_reduce(sum, SumOp{}) * inv_cols;
+    float sq = 0.0f;
+#pragma unroll
+    for (int j = 0; j < N; ++j)
+      if (l + 32 * j < cols) sq += (v[j] - mu) * (v[j] - mu);
+    const float rs = 1.0f / sqrtf(warp_reduce(sq, SumOp{}) * inv_cols + eps);
+    float* yr = y + r * cols;
+    uint16_t* yr16 = y16 != nullptr ? y16 + r * cols : nullptr;
+#pragma unroll
+    for (int j = 0; j < N; ++j) {
+      const int c = l + 32 * j;
+      if (c < cols) store(yr, yr16, c, (v[j] - mu) * rs * gamma[c] + beta[c]);
+    }
+    if (l == 0) {
+      mean[r] = mu;
+      rstd[r] = rs;
+    }
+  }
+}
+
+// layernorm_dx_kernel with one warp per row, x and dy read once.
+template <int N>
+__global__ void layernorm_dx_warp_kernel(int64_t rows, int cols, const float* x, const float* gamma,
+                                         const float* mean, const float* rstd, const float* dy,
+                                         float* dx) {
+  const int l = lane_id();
+  const float inv_cols = 1.0f / static_cast<float>(cols);
+  VMOE_WARP_ROW_LOOP(r, rows) {
+    const float* xr = x + r * cols;
+    const float* dyr = dy + r * cols;
+    const float mu = mean[r], rs = rstd[r];
+    float xhat[N], g[N];
+    float sum_g = 0.0f, sum_gx = 0.0f;
+#pragma unroll
+    for (int j = 0; j < N; ++j) {
+      const int c = l + 32 * j;
+      xhat[j] = g[j] = 0.0f;
+      if (c < cols) {
+        xhat[j] = (xr[c] - mu) * rs;
+        g[j] = dyr[c] * gamma[c];
+      }
+      sum_g += g[j];
+      sum_gx += g[j] * xhat[j];
+    }
+    const float mean_g = warp_reduce(sum_g, SumOp{}) * inv_cols;
+    const float mean_gx = warp_reduce(sum_gx, SumOp{}) * inv_cols;
+    float* dxr = dx + r * cols;
+#pragma unroll
+    for (int j = 0; j < N; ++j) {
+      const int c = l + 32 * j;
+      if (c < cols) dxr[c] += (g[j] - mean_g - xhat[j] * mean_gx) * rs;
+    }
+  }
+}
+
+}  // namespace
+
+// ---- normalisation and softmax --------------------------------------------------------
+
+// y = (x - mean) rstd gamma + beta per row; writes mean and rstd [rows].
+void CudaBackend::layernorm_forward(int64_t rows, int cols, float eps, const float* x,
+                                    const float* gamma, const float* beta, float* y, uint16_t* y16,
+                                    float* mean, float* rstd) {
+  // x is only written when a residual is given.
+  add_layernorm_forward(rows, cols, eps, nullptr, const_cast<float*>(x), gamma, beta, y, y16, mean,
+                        rstd);
+}
+
+// x += residual; y = LayerNorm(x), in one pass over the row.
+void CudaBackend::add_layernorm_forward(int64_t rows, int cols, float eps, const float* residual,
+                                        float* x, const float* gamma, const float* beta, float* y,
+                                        uint16_t* y16, float* mean, float* rstd) {
+  if (rows <= 0) return;
+  const bool warps = with_row_registers(cols, [&](auto n) {
+    layernorm_forward_warp_kernel<decltype(n)::value>
+        <<<grid_warp_rows(rows), kThreads, 0, stream_>>>(rows, cols, eps, residual, x, gamma, beta,
+                                                         y, y16, mean, rstd);
+  });
+  if (!warps)
+    layernorm_forward_kernel<<<grid_rows(rows), row_threads(cols), 0, stream_>>>(
+        rows, cols, eps, residual, x, gamma, beta, y, y16, mean, rstd);
+  VMOE_CUDA_LAUNCH_CHECK();
+}
+
+// dx += ..., dgamma += sum_r dy xhat, dbeta += sum_r dy.
+void CudaBackend::layernorm_backward(int64_t rows, int cols, const float* x, const float* gamma,
+                                     const float* mean, const float* rstd, const float* dy,
+                                     float* dx, float* dgamma, float* dbeta) {
+  if (rows <= 0 || cols <= 0) return;
+  const bool warps = with_row_registers(cols, [&](auto n) {
+    layernorm_dx_warp_kernel<decltype(n)::value>
+        <<<grid_warp_rows(rows), kThreads, 0, stream_>>>(rows, cols, x, gamma, mean, rstd, dy, dx);
+  });
+  if (!warps)
+    layernorm_dx_kernel<<<grid_rows(rows), row_threads(cols), 0, stream_>>>(rows, cols, x, gamma,
+                                                                            mean, rstd, dy, dx);
+  VMOE_CUDA_LAUNCH_CHECK();
+  // dgamma and dbeta as one column sum over 2 * cols columns.
+  const ColPlan plan = col_plan(rows);
+  auto* partial = static_cast<float*>(scratch(sizeof(float) * plan.chunks * 2 * cols));
+  column_sums(stream_, partial, plan, rows, int64_t{2} * cols,
+              LayerNormParamGrad{x, dy, mean, rstd, cols}, LayerNormParamAcc{dgamma, dbeta, cols});
+}
+
+// x[r, :] = softmax(scale * x[r, :]) in place.
+void CudaBackend::softmax_forward(int64_t rows, int cols, int ld, float scale, float* x,
+                                  uint16_t* x16) {
+  if (rows <= 0 || cols <= 0) return;
+  const bool warps = with_row_registers(cols, [&](auto n) {
+    softmax_forward_warp_kernel<decltype(n)::value>
+        <<<grid_warp_rows(rows), kThreads, 0, stream_>>>(rows, cols, ld, scale, x, x16);
+  });
+  if (!warps)
+    softmax_forward_kernel<<<grid_rows(rows), row_threads(cols), 0, stream_>>>(rows, cols, ld,
+                                                                               scale, x, x16);
+  VMOE_CUDA_LAUNCH_CHECK();
+}
+
+// d = scale * p * (d - <p, d>) in place.
+void CudaBackend::softmax_backward(int64_t rows, int cols, int ld, float scale, const float* p,
+                                   float* d, uint16_t* d16) {
+  if (rows <= 0 || cols <= 0) return;
+  const bool warps = with_row_registers(cols, [&](auto n) {
+    softmax_backward_warp_kernel<decltype(n)::value>
+        <<<grid_warp_rows(rows), kThreads, 0, stream_>>>(rows, cols, ld, scale, p, d, d16);
+  });
+  if (!warps)
+    softmax_backward_kernel<<<grid_rows(rows), row_threads(cols), 0, stream_>>>(rows, cols, ld,
+                                                                                scale, p, d, d16);
+  VMOE_CUDA_LAUNCH_CHECK();
+}
+
+}  // namespace vmoe
