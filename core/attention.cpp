@@ -36,6 +36,7 @@ void SelfAttention::forward(GemmInput x, int64_t images, int tokens, float* y) {
   PhaseScope timed_("attention");
   images_ = images;
   tokens_ = tokens;
+  if (be_->attention_pad_to() > 0) return forward_head_major(x, y);
   const int64_t rows = images * tokens, T = tokens, D = dim_, hd = head_dim_, H = heads_;
   const int ld = scores_ld(tokens);
   const int64_t Tl = T * ld;  // one head's scores
@@ -64,6 +65,7 @@ void SelfAttention::forward(GemmInput x, int64_t images, int tokens, float* y) {
 
 void SelfAttention::backward(GemmInput x, const float* dy, float* dx, Workspace& ws) {
   PhaseScope timed_("attention");
+  if (be_->attention_pad_to() > 0) return backward_head_major(x, dy, dx, ws);
   const int64_t rows = images_ * tokens_, T = tokens_, D = dim_, hd = head_dim_, H = heads_;
   const int tokens = tokens_;
   const int ld = scores_ld(tokens);
@@ -96,6 +98,89 @@ void SelfAttention::backward(GemmInput x, const float* dy, float* dx, Workspace&
                     0.0f, dqkv + D, 3 * dim_, {images_, H * Tl, T * 3 * D, T * 3 * D},
                     {H, Tl, hd, hd});
   qkv_.backward(*be_, x, ws.shared_input(Scratch::kQkvGrad, dqkv, {rows, 3 * D}), rows, dx);
+}
+
+// ---- head-major: heads packed [slab, B, H, Tp, hd], Tp = T padded ------------------------
+// The padding rows of q, k, v and of the context gradient are zeros, so every
+// product over Tp equals the one over T: padded score columns are 0 (softmax
+// keeps them 0), padded query rows give rows the unpacking drops, and their
+// gradient rows are 0.
+
+int SelfAttention::padded_tokens() const {
+  const int n = be_->attention_pad_to();
+  return (tokens_ + n - 1) / n * n;
+}
+
+void SelfAttention::forward_head_major(GemmInput x, float* y) {
+  const int64_t images = images_, rows = images * tokens_, D = dim_, hd = head_dim_, H = heads_;
+  const int64_t Tp = padded_tokens(), mat = Tp * hd, slab = images * H * mat;
+  const float scale = 1.0f / std::sqrt(static_cast<float>(hd));
+  {
+    Tensor projected(*be_, {rows, 3 * D});
+    qkv_.forward(*be_, x, rows, projected.data(), nullptr);
+    qkv_act_.resize({3, images, H, Tp, hd});
+    be_->pack_heads(images, tokens_, static_cast<int>(Tp), heads_, head_dim_, 3, projected.data(),
+                    qkv_act_.data(), bf16_copy(qkv16_, {3, images, H, Tp, hd}));
+  }
+  const GemmInput q(qkv_act_.data(), qkv16_.data());
+  const GemmInput k = q.offset(slab), v = q.offset(2 * slab);
+  const int tp = static_cast<int>(Tp);
+  probs_.resize({images, H, Tp, Tp});
+  uint16_t* probs16 = bf16_copy(probs16_, {images, H, Tp, Tp});
+  const BatchLevel one{1, 0, 0, 0};
+  // scores[bh] = Q_bh K_bh^T: one launch over all images and heads.
+  be_->gemm_batched(Trans::kNo, Trans::kYes, tp, tp, head_dim_, 1.0f, q, head_dim_, k, head_dim_,
+                    0.0f, probs_.data(), tp, {images * H, mat, mat, Tp * Tp}, one);
+  be_->softmax_forward(images * H * Tp, tokens_, tp, scale, probs_.data(), probs16);
+  Tensor heads_context(*be_, {images, H, Tp, hd});
+  be_->gemm_batched(Trans::kNo, Trans::kNo, tp, head_dim_, tp, 1.0f, {probs_.data(), probs16}, tp,
+                    v, head_dim_, 0.0f, heads_context.data(), head_dim_,
+                    {images * H, Tp * Tp, mat, mat}, one);
+  context_.resize({rows, D});
+  uint16_t* context16 = bf16_copy(context16_, {rows, D});
+  be_->unpack_heads(images, tokens_, tp, heads_, head_dim_, 1, heads_context.data(),
+                    context_.data(), context16);
+  out_.forward(*be_, {context_.data(), context16}, rows, y);
+}
+
+void SelfAttention::backward_head_major(GemmInput x, const float* dy, float* dx, Workspace& ws) {
+  const int64_t images = images_, rows = images * tokens_, D = dim_, hd = head_dim_, H = heads_;
+  const int64_t Tp = padded_tokens(), mat = Tp * hd, slab = images * H * mat;
+  const int tp = static_cast<int>(Tp);
+  const float scale = 1.0f / std::sqrt(static_cast<float>(hd));
+  const BatchLevel one{1, 0, 0, 0};
+  float* dcontext = ws.get(Scratch::kContextGrad, {rows, D});
+  const GemmInput dy_in = ws.shared_input(Scratch::kOutputGrad, dy, {rows, D});
+  out_.backward(*be_, {context_.data(), context16_.data()}, dy_in, rows, dcontext);
+  // The context gradient, head-major: read by two GEMMs.
+  float* dheads_context = ws.get(Scratch::kHeadsContextGrad, {images, H, Tp, hd});
+  uint16_t* dheads_context16 = ws.get_bf16(Scratch::kHeadsContextGrad, {images, H, Tp, hd});
+  be_->pack_heads(images, tokens_, tp, heads_, head_dim_, 1, dcontext, dheads_context,
+                  dheads_context16);
+  const GemmInput dc(dheads_context, dheads_context16);
+  const GemmInput q(qkv_act_.data(), qkv16_.data());
+  const GemmInput k = q.offset(slab), v = q.offset(2 * slab);
+  const GemmInput p(probs_.data(), probs16_.data());
+  float* dprobs = ws.get(Scratch::kScoresGrad, {images, H, Tp, Tp});
+  uint16_t* dprobs16 = ws.get_bf16(Scratch::kScoresGrad, {images, H, Tp, Tp});
+  float* dheads = ws.get(Scratch::kHeadsGrad, {3, images, H, Tp, hd});
+  // dP_bh = dC_bh V_bh^T ; dV_bh = P_bh^T dC_bh
+  be_->gemm_batched(Trans::kNo, Trans::kYes, tp, tp, head_dim_, 1.0f, dc, head_dim_, v, head_dim_,
+                    0.0f, dprobs, tp, {images * H, mat, mat, Tp * Tp}, one);
+  be_->gemm_batched(Trans::kYes, Trans::kNo, tp, head_dim_, tp, 1.0f, p, tp, dc, head_dim_, 0.0f,
+                    dheads + 2 * slab, head_dim_, {images * H, Tp * Tp, mat, mat}, one);
+  be_->softmax_backward(images * H * Tp, tokens_, tp, scale, probs_.data(), dprobs, dprobs16);
+  const GemmInput ds(dprobs, dprobs16);
+  // dQ_bh = dS_bh K_bh ; dK_bh = dS_bh^T Q_bh
+  be_->gemm_batched(Trans::kNo, Trans::kNo, tp, head_dim_, tp, 1.0f, ds, tp, k, head_dim_, 0.0f,
+                    dheads, head_dim_, {images * H, Tp * Tp, mat, mat}, one);
+  be_->gemm_batched(Trans::kYes, Trans::kNo, tp, head_dim_, tp, 1.0f, ds, tp, q, head_dim_, 0.0f,
+                    dheads + slab, head_dim_, {images * H, Tp * Tp, mat, mat}, one);
+  // Back to rows [B*T, 3D], written with its bf16 copy: read by two GEMMs.
+  float* dqkv = ws.get(Scratch::kQkvGrad, {rows, 3 * D});
+  uint16_t* dqkv16 = ws.get_bf16(Scratch::kQkvGrad, {rows, 3 * D});
+  be_->unpack_heads(images, tokens_, tp, heads_, head_dim_, 3, dheads, dqkv, dqkv16);
+  qkv_.backward(*be_, x, {dqkv, dqkv16}, rows, dx);
 }
 
 }  // namespace vmoe

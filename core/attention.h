@@ -1,12 +1,17 @@
-// Multi-head self-attention with a fused q|k|v projection [D, 3D].
+// Multi-head self-attention with a fused q|k|v projection [D, 3D], in one
+// of two layouts (Backend::attention_pad_to()):
 //
-// Heads are never transposed into their own buffers: the head h of image b
-// is a strided view (row stride 3D) into the projection output, and the
-// batched GEMMs run over (images, heads) with two stride levels.
-//
-// A row of scores is T values in a row of scores_ld(T) >= T: every row and
-// every head's matrix then starts 32-byte aligned (16 in bf16), which the
-// GPU's tensor-core GEMM kernels need; the padding is never read.
+// - Strided (0, the CPU's default): heads are never copied; the head h of
+//   image b is a strided view (row stride 3D) into the projection output, and
+//   the batched GEMMs run over (images, heads) with two stride levels. A row
+//   of scores is T values in a row of scores_ld(T) >= T (rows 32-byte
+//   aligned); the gap is set to zero.
+// - Head-major (n > 0, the GPU's default): q, k, v are packed [3, B, H, Tp,
+//   hd] with tokens zero-padded to Tp, a multiple of n, and every batched GEMM
+//   is one launch over B*H matrices with sizes and strides that tensor-core
+//   kernels take (on an H200, strided T = 197 ran on cutlass_75 align1
+//   kernels). Costs the packing passes and Tp/T more attention work; the
+//   results are those of the strided layout (the padding adds zeros).
 #pragma once
 
 #include <string>
@@ -38,13 +43,18 @@ class SelfAttention {
   void collect_activations(ActivationSet& set);
 
  private:
+  // Backend::attention_pad_to() > 0: heads packed head-major, tokens padded.
+  int padded_tokens() const;
+  void forward_head_major(GemmInput x, float* y);
+  void backward_head_major(GemmInput x, const float* dy, float* dx, Workspace& ws);
+
   Backend* be_;
   int dim_, heads_, head_dim_;
   Linear qkv_, out_;
   int64_t images_ = 0;
   int tokens_ = 0;
-  Tensor qkv_act_;  // [B*T, 3D]
-  Tensor probs_;    // [B, H, T, scores_ld(T)]
+  Tensor qkv_act_;  // [B*T, 3D]; head-major: [3, B, H, Tp, hd]
+  Tensor probs_;    // [B, H, T, scores_ld(T)]; head-major: [B, H, Tp, Tp]
   Tensor context_;  // [B*T, D], heads side by side
   Bf16Tensor qkv16_, probs16_, context16_;  // bf16 copies, under bf16
 };

@@ -268,15 +268,16 @@ class Backend {
                                   const float* mean, const float* rstd, const float* dy, float* dx,
                                   float* dgamma, float* dbeta) = 0;
   // x[r, :cols] = softmax(scale * x[r, :cols]) in place, rows ld apart (ld >=
-  // cols; the columns between are neither read nor written); x16 (nullable,
-  // same layout) = bfloat16(x).
+  // cols; the columns between are not read and are set to 0); x16
+  // (nullable, same layout) = bfloat16(x).
   virtual void softmax_forward(int64_t rows, int cols, int ld, float scale, float* x,
                                uint16_t* x16) = 0;
   void softmax_forward(int64_t rows, int cols, float scale, float* x, uint16_t* x16 = nullptr) {
     softmax_forward(rows, cols, cols, scale, x, x16);
   }
   // d = scale * p * (d - <p, d>) in place (d holds dL/dp on entry, dL/dlogits
-  // on exit), rows ld apart as in softmax_forward; d16 (nullable) = bfloat16(d).
+  // on exit), rows ld apart as in softmax_forward (the gap set to 0); d16
+  // (nullable) = bfloat16(d).
   virtual void softmax_backward(int64_t rows, int cols, int ld, float scale, const float* p,
                                 float* d, uint16_t* d16) = 0;
   void softmax_backward(int64_t rows, int cols, float scale, const float* p, float* d,
@@ -302,6 +303,24 @@ class Backend {
   // dx[b, ...] += the gradient of pool_rows (the same row, or spread 1/T over all).
   virtual void pool_rows_backward(int64_t batch, int tokens, int dim, bool mean,
                                   const float* dout, float* dx) = 0;
+
+  // ---- attention heads, head-major (core/attention.h) ----------------------------
+  // y[s, b, h, t, c] = x[b T + t, (s H + h) hd + c] for t < T, 0 for T <= t <
+  // padded: `slabs` groups of H heads (3 for q|k|v) of `images` images; x is
+  // [images T, slabs H hd], y [slabs, images, H, padded, hd]; y16 (nullable)
+  // = bfloat16(y).
+  virtual void pack_heads(int64_t images, int tokens, int padded, int heads, int head_dim,
+                          int slabs, const float* x, float* y, uint16_t* y16) = 0;
+  // The inverse, the padding dropped: x = rows t < T of y; x16 (nullable) =
+  // bfloat16(x).
+  virtual void unpack_heads(int64_t images, int tokens, int padded, int heads, int head_dim,
+                            int slabs, const float* y, float* x, uint16_t* x16) = 0;
+  // Attention's layout: 0 = strided views of each head in the q|k|v
+  // projection (no copies); n > 0 = heads packed head-major with tokens
+  // padded to a multiple of n, so its batched GEMMs are single launches with
+  // sizes and strides that tensor-core kernels take (the CUDA default, 8).
+  int attention_pad_to() const { return attention_pad_to_; }
+  void set_attention_pad_to(int n) { attention_pad_to_ = n; }
 
   // ---- losses -------------------------------------------------------------------
   // Softmax cross-entropy per row; rows with weight 0 contribute nothing.
@@ -429,6 +448,7 @@ class Backend {
   };
 
   Precision precision_ = Precision::kFp32;
+  int attention_pad_to_ = 0;
 
  private:
   // Counts the inputs a bf16 GEMM will convert; drops the copies when they

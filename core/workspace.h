@@ -15,9 +15,11 @@ enum class Scratch : int {
   kScoresGrad,
   kContextGrad,
   kHiddenGrad,
-  kExpertInGrad,   // MoE: gradient of the dispatched buffers
-  kExpertOutGrad,  // MoE: gradient of the expert outputs
-  kOutputGrad,     // a layer's incoming gradient (bf16 copies only)
+  kExpertInGrad,      // MoE: gradient of the dispatched buffers
+  kExpertOutGrad,     // MoE: gradient of the expert outputs
+  kOutputGrad,        // a layer's incoming gradient (bf16 copies only)
+  kHeadsGrad,         // head-major attention: d(q|k|v) [3, B, H, Tp, hd]
+  kHeadsContextGrad,  // head-major attention: d(context) [B, H, Tp, hd]
   kCount
 };
 

@@ -32,6 +32,7 @@ struct Model {
   bool remat = false;
   Pooling pooling = Pooling::kToken;
   int pre_logits = 0;
+  int attention_pad_to = 0;  // head-major attention (the GPU's layout)
   // Conversions in one step on each rank (ConversionsPerStepArePinned).
   int64_t per_step_1_rank = 0, per_step_more_ranks = 0;
 };
@@ -56,6 +57,7 @@ class Bf16Copies : public ::testing::TestWithParam<Model> {
     ProcessGroups groups(world(), model.moe ? options.moe.num_experts : 0, 0);
     CpuBackend be;
     be.set_use_bf16_copies(use_copies);
+    be.set_attention_pad_to(model.attention_pad_to);
     Trainer trainer(be, options, &groups);
     const ImageShape& s = options.model.image;
     const int64_t pixels = int64_t{s.height} * s.width * s.channels;
@@ -113,6 +115,9 @@ TEST_P(Bf16Copies, SameBitsAsConvertingEveryInputAtEveryUse) {
 //    and their output gradient: 2; on 2 or 4 ranks instead the 4 all-to-all
 //    payloads sent (2 more in the recompute), the experts reading the bf16
 //    values they received;
+//  * head-major attention instead: only the gradient entering out (the
+//    packing and unpacking write the copies of the context, its gradient and
+//    q|k|v's gradient): 1;
 //  * once: the patches, the head's input gradient and the patch projection's
 //    gradient (read by one GEMM, converted there); gap pooling and a
 //    pre-logits layer add the pooled features, the tanh output and its
@@ -142,6 +147,16 @@ INSTANTIATE_TEST_SUITE_P(
               .remat = true,
               .per_step_1_rank = 31,
               .per_step_more_ranks = 37},
+        Model{.name = "dense_head_major",
+              .attention_pad_to = 8,
+              .per_step_1_rank = 11,
+              .per_step_more_ranks = 11},
+        Model{.name = "vmoe_remat_head_major",
+              .moe = true,
+              .remat = true,
+              .attention_pad_to = 8,
+              .per_step_1_rank = 15,
+              .per_step_more_ranks = 21},
         Model{.name = "mobile_vmoe",
               .moe = true,
               .routing = Routing::kImage,

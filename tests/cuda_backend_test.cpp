@@ -175,7 +175,7 @@ TEST_F(CudaOps, LayerNorm) {
 }
 
 // Softmax rows of a warp (17, 197) and of a block (1100), packed and with the
-// attention's padded row stride (the gap must stay untouched).
+// attention's padded row stride (the gap set to zero on both).
 TEST_F(CudaOps, Softmax) {
   const int rows = 45;
   for (const int cols : {17, 197, 1100}) {
@@ -192,10 +192,36 @@ TEST_F(CudaOps, Softmax) {
       const std::vector<float> pg = from_gpu(p), dg = from_gpu(d);
       for (int r = 0; r < rows; ++r)
         for (int c = cols; c < ld; ++c) {
-          ASSERT_EQ(pg[r * ld + c], p.cpu[r * ld + c]) << "softmax wrote its row gap";
-          ASSERT_EQ(dg[r * ld + c], d.cpu[r * ld + c]) << "softmax_backward wrote its row gap";
+          ASSERT_EQ(p.cpu[r * ld + c], 0.0f) << "the CPU's softmax gap";
+          ASSERT_EQ(pg[r * ld + c], 0.0f) << "the GPU's softmax gap";
+          ASSERT_EQ(dg[r * ld + c], 0.0f) << "the GPU's softmax_backward gap";
         }
     }
+  }
+}
+
+// Heads to head-major with padding and back (q|k|v: 3 slabs; context: 1).
+TEST_F(CudaOps, PackAndUnpackHeads) {
+  const int64_t images = 3;
+  const int tokens = 13, padded = 16, heads = 4, head_dim = 8;
+  for (const int slabs : {1, 3}) {
+    const int64_t rows = images * tokens, width = int64_t{slabs} * heads * head_dim;
+    const int64_t packed = slabs * images * heads * padded * head_dim;
+    Both<float> x = random(rows * width, 90), y = random(packed, 91);
+    Both<uint16_t> y16 = both(std::vector<uint16_t>(packed, 1));
+    cpu_.pack_heads(images, tokens, padded, heads, head_dim, slabs, x.cpu.data(), y.cpu.data(),
+                    y16.cpu.data());
+    gpu_->pack_heads(images, tokens, padded, heads, head_dim, slabs, x.gpu, y.gpu, y16.gpu);
+    expect_equal("pack_heads", y);
+    expect_equal("pack_heads bf16", y16);
+    Both<float> back = random(rows * width, 92);
+    Both<uint16_t> back16 = both(std::vector<uint16_t>(rows * width, 1));
+    cpu_.unpack_heads(images, tokens, padded, heads, head_dim, slabs, y.cpu.data(), back.cpu.data(),
+                      back16.cpu.data());
+    gpu_->unpack_heads(images, tokens, padded, heads, head_dim, slabs, y.gpu, back.gpu, back16.gpu);
+    expect_equal("unpack_heads", back);
+    expect_equal("unpack_heads bf16", back16);
+    EXPECT_EQ(back.cpu, x.cpu) << "unpack(pack(x)) is x";
   }
 }
 

@@ -24,13 +24,6 @@ void write_bf16(int64_t n, const float* x, uint16_t* y16) {
   for (int64_t i = 0; i < n; ++i) y16[i] = vmoe::to_bf16(x[i]);
 }
 
-// The same for rows of `cols` values, `ld` apart (the gaps untouched).
-void write_bf16_rows(int64_t rows, int cols, int ld, const float* x, uint16_t* y16) {
-  if (ld == cols) return write_bf16(rows * cols, x, y16);
-  if (y16 == nullptr) return;
-  for (int64_t r = 0; r < rows; ++r) write_bf16(cols, x + r * ld, y16 + r * ld);
-}
-
 }  // namespace
 
 // ---- memory ------------------------------------------------------------------
@@ -202,13 +195,13 @@ void CpuBackend::layernorm_backward(int64_t rows, int cols, const float* x, cons
 void CpuBackend::softmax_forward(int64_t rows, int cols, int ld, float scale, float* x,
                                  uint16_t* x16) {
   cpu_loops::softmax_forward(rows, cols, ld, scale, x);
-  write_bf16_rows(rows, cols, ld, x, x16);
+  write_bf16(rows * ld, x, x16);  // the gaps are zeros
 }
 
 void CpuBackend::softmax_backward(int64_t rows, int cols, int ld, float scale, const float* p,
                                   float* d, uint16_t* d16) {
   cpu_loops::softmax_backward(rows, cols, ld, scale, p, d);
-  write_bf16_rows(rows, cols, ld, d, d16);
+  write_bf16(rows * ld, d, d16);
 }
 
 // ---- ViT embedding and pooling ------------------------------------------------------
@@ -250,6 +243,35 @@ void CpuBackend::pool_rows(int64_t batch, int tokens, int dim, bool mean, const 
 void CpuBackend::pool_rows_backward(int64_t batch, int tokens, int dim, bool mean,
                                     const float* dout, float* dx) {
   cpu_loops::pool_rows_backward(batch, tokens, dim, mean, dout, dx);
+}
+
+// ---- attention heads ----------------------------------------------------------------
+
+void CpuBackend::pack_heads(int64_t images, int tokens, int padded, int heads, int head_dim,
+                            int slabs, const float* x, float* y, uint16_t* y16) {
+  const int64_t width = int64_t{slabs} * heads * head_dim;  // x's row
+  for (int64_t sbh = 0; sbh < slabs * images * heads; ++sbh) {
+    const int64_t h = sbh % heads, b = (sbh / heads) % images, s = sbh / (heads * images);
+    const float* src = x + b * tokens * width + (s * heads + h) * head_dim;
+    float* dst = y + sbh * padded * head_dim;
+    for (int t = 0; t < tokens; ++t)
+      std::copy(src + t * width, src + t * width + head_dim, dst + t * head_dim);
+    std::fill(dst + int64_t{tokens} * head_dim, dst + int64_t{padded} * head_dim, 0.0f);
+  }
+  write_bf16(slabs * images * heads * padded * head_dim, y, y16);
+}
+
+void CpuBackend::unpack_heads(int64_t images, int tokens, int padded, int heads, int head_dim,
+                              int slabs, const float* y, float* x, uint16_t* x16) {
+  const int64_t width = int64_t{slabs} * heads * head_dim;
+  for (int64_t sbh = 0; sbh < slabs * images * heads; ++sbh) {
+    const int64_t h = sbh % heads, b = (sbh / heads) % images, s = sbh / (heads * images);
+    const float* src = y + sbh * padded * head_dim;
+    float* dst = x + b * tokens * width + (s * heads + h) * head_dim;
+    for (int t = 0; t < tokens; ++t)
+      std::copy(src + t * head_dim, src + (t + 1) * head_dim, dst + t * width);
+  }
+  write_bf16(images * tokens * width, x, x16);
 }
 
 // ---- losses ------------------------------------------------------------------------

@@ -76,6 +76,10 @@ class CpuBackend final : public Backend {
                  float* out) override;
   void pool_rows_backward(int64_t batch, int tokens, int dim, bool mean, const float* dout,
                           float* dx) override;
+  void pack_heads(int64_t images, int tokens, int padded, int heads, int head_dim, int slabs,
+                  const float* x, float* y, uint16_t* y16) override;
+  void unpack_heads(int64_t images, int tokens, int padded, int heads, int head_dim, int slabs,
+                    const float* y, float* x, uint16_t* x16) override;
 
   void softmax_cross_entropy(int64_t rows, int classes, const float* logits,
                              const int32_t* labels, const float* weight, float grad_scale,

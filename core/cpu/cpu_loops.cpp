@@ -198,6 +198,7 @@ VMOE_CPU_CLONES void softmax_forward(int64_t rows, int cols, int ld, float scale
     const float inv = 1.0f / lane_sum<float>(cols, [&](int64_t c) { return xr[c]; });
 #pragma omp simd
     for (int c = 0; c < cols; ++c) xr[c] *= inv;
+    std::fill(xr + cols, xr + ld, 0.0f);
   }
 }
 
@@ -209,6 +210,7 @@ VMOE_CPU_CLONES void softmax_backward(int64_t rows, int cols, int ld, float scal
     const float dot = lane_sum<float>(cols, [&](int64_t c) { return pr[c] * dr[c]; });
 #pragma omp simd
     for (int c = 0; c < cols; ++c) dr[c] = scale * pr[c] * (dr[c] - dot);
+    std::fill(dr + cols, dr + ld, 0.0f);
   }
 }
 

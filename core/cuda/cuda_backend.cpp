@@ -34,6 +34,9 @@ CudaBackend::CudaBackend(int device) : device_(device) {
   VMOE_CUBLAS_CHECK(cublasSetStream(cublas_, stream_));
   // fp32 GEMMs stay fp32: no TF32 unless asked for (the tests compare with the CPU).
   VMOE_CUBLAS_CHECK(cublasSetMathMode(cublas_, CUBLAS_DEFAULT_MATH));
+  // Head-major attention: GEMMs of 8-aligned sizes run on the tensor-core
+  // kernels (strided views of T = 197 tokens ran on cutlass_75 align1 ones).
+  set_attention_pad_to(8);
 }
 
 CudaBackend::~CudaBackend() {

@@ -121,6 +121,7 @@ __global__ void softmax_forward_kernel(int64_t rows, int cols, int ld, float sca
     const float inv = 1.0f / block_reduce(sum, SumOp{}, red);
     uint16_t* xr16 = x16 != nullptr ? x16 + r * ld : nullptr;
     for (int c = tid(); c < cols; c += nthreads()) store(xr, xr16, c, xr[c] * inv);
+    for (int c = cols + tid(); c < ld; c += nthreads()) store(xr, xr16, c, 0.0f);
   }
 }
 
@@ -136,6 +137,7 @@ __global__ void softmax_backward_kernel(int64_t rows, int cols, int ld, float sc
     uint16_t* dr16 = d16 != nullptr ? d16 + r * ld : nullptr;
     for (int c = tid(); c < cols; c += nthreads())
       store(dr, dr16, c, scale * pr[c] * (dr[c] - dot));
+    for (int c = cols + tid(); c < ld; c += nthreads()) store(dr, dr16, c, 0.0f);
   }
 }
 
@@ -167,6 +169,7 @@ __global__ void softmax_forward_warp_kernel(int64_t rows, int cols, int ld, floa
 #pragma unroll
     for (int j = 0; j < N; ++j)
       if (l + 32 * j < cols) store(xr, xr16, l + 32 * j, v[j] * inv);
+    for (int c = cols + l; c < ld; c += 32) store(xr, xr16, c, 0.0f);
   }
 }
 
@@ -191,11 +194,12 @@ __global__ void softmax_backward_warp_kernel(int64_t rows, int cols, int ld, flo
 #pragma unroll
     for (int j = 0; j < N; ++j)
       if (l + 32 * j < cols) store(dr, dr16, l + 32 * j, scale * pv[j] * (dv[j] - dot));
+    for (int c = cols + l; c < ld; c += 32) store(dr, dr16, c, 0.0f);
   }
 }
 
 // Calls launch(std::integral_constant<int, N>{}) with the smallest N in
-// {1, 2, 4, 8, 16, 32} such that a warp holds `cols` in N registers per lane;
+// {1, 2, 4, 8, 16, 24, 32} such that a warp holds `cols` in N registers per lane;
 // false (nothing launched) for longer rows.
 template <class Launch>
 bool with_row_registers(int cols, Launch&& launch) {
@@ -204,6 +208,7 @@ bool with_row_registers(int cols, Launch&& launch) {
   if (cols <= 128) return launch(std::integral_constant<int, 4>{}), true;
   if (cols <= 256) return launch(std::integral_constant<int, 8>{}), true;
   if (cols <= 512) return launch(std::integral_constant<int, 16>{}), true;
+  if (cols <= 768) return launch(std::integral_constant<int, 24>{}), true;  // D of ViT-B
   if (cols <= 1024) return launch(std::integral_constant<int, 32>{}), true;
   return false;
 }

@@ -11,6 +11,7 @@
 #include "core/cuda/cuda_check.h"
 #include "core/cuda/cuda_column_sums.cuh"
 #include "core/cuda/cuda_launch.cuh"
+#include "core/cuda/cuda_packs.cuh"
 #include "core/math.h"
 
 namespace vmoe {
@@ -105,6 +106,41 @@ __global__ void pool_rows_backward_kernel(int64_t n, int tokens, int rows_per_im
   }
 }
 
+// ---- attention heads ---------------------------------------------------------------------
+
+// One thread per element o = (((s B + b) H + h) padded + t) hd + c of the
+// head-major side; rows t >= T are the padding.
+struct HeadsIndex {
+  int64_t images;
+  int tokens, padded, heads, head_dim, slabs;
+  // The row-major side's offset of o, or -1 for padding.
+  __device__ int64_t row_major(int64_t o) const {
+    const int64_t c = o % head_dim, t = (o / head_dim) % padded,
+                  sbh = o / (int64_t{head_dim} * padded);
+    if (t >= tokens) return -1;
+    const int64_t h = sbh % heads, b = (sbh / heads) % images, s = sbh / (int64_t{heads} * images);
+    const int64_t width = int64_t{slabs} * heads * head_dim;
+    return (b * tokens + t) * width + (s * heads + h) * head_dim + c;
+  }
+  __host__ __device__ int64_t size() const {
+    return int64_t{slabs} * images * heads * padded * head_dim;
+  }
+};
+
+__global__ void pack_heads_kernel(HeadsIndex ix, const float* x, float* y, uint16_t* y16) {
+  VMOE_GRID_LOOP(o, ix.size()) {
+    const int64_t i = ix.row_major(o);
+    store(y, y16, o, i >= 0 ? x[i] : 0.0f);
+  }
+}
+
+__global__ void unpack_heads_kernel(HeadsIndex ix, const float* y, float* x, uint16_t* x16) {
+  VMOE_GRID_LOOP(o, ix.size()) {
+    const int64_t i = ix.row_major(o);
+    if (i >= 0) store(x, x16, i, y[o]);
+  }
+}
+
 }  // namespace
 
 // ---- ViT embedding and pooling ----------------------------------------------------------
@@ -173,6 +209,24 @@ void CudaBackend::pool_rows_backward(int64_t batch, int tokens, int dim, bool me
   if (n <= 0) return;
   pool_rows_backward_kernel<<<grid_for(n), kThreads, 0, stream_>>>(n, tokens, rows_per_image, dim,
                                                                    w, dout, dx);
+  VMOE_CUDA_LAUNCH_CHECK();
+}
+
+// ---- attention heads ----------------------------------------------------------------------
+
+void CudaBackend::pack_heads(int64_t images, int tokens, int padded, int heads, int head_dim,
+                             int slabs, const float* x, float* y, uint16_t* y16) {
+  const HeadsIndex ix{images, tokens, padded, heads, head_dim, slabs};
+  if (ix.size() <= 0) return;
+  pack_heads_kernel<<<grid_for(ix.size()), kThreads, 0, stream_>>>(ix, x, y, y16);
+  VMOE_CUDA_LAUNCH_CHECK();
+}
+
+void CudaBackend::unpack_heads(int64_t images, int tokens, int padded, int heads, int head_dim,
+                               int slabs, const float* y, float* x, uint16_t* x16) {
+  const HeadsIndex ix{images, tokens, padded, heads, head_dim, slabs};
+  if (ix.size() <= 0) return;
+  unpack_heads_kernel<<<grid_for(ix.size()), kThreads, 0, stream_>>>(ix, y, x, x16);
   VMOE_CUDA_LAUNCH_CHECK();
 }
 
