@@ -1,17 +1,19 @@
 // Multi-head self-attention with a fused q|k|v projection [D, 3D], in one
 // of two layouts (Backend::attention_pad_to()):
 //
-// - Strided (0, the CPU's default): heads are never copied; the head h of
+// - Strided (0, the default): heads are never copied; the head h of
 //   image b is a strided view (row stride 3D) into the projection output, and
 //   the batched GEMMs run over (images, heads) with two stride levels. A row
 //   of scores is T values in a row of scores_ld(T) >= T (rows 32-byte
 //   aligned); the gap is set to zero.
-// - Head-major (n > 0, the GPU's default): q, k, v are packed [3, B, H, Tp,
+// - Head-major (n > 0; 8 for a GPU): q, k, v are packed [3, B, H, Tp,
 //   hd] with tokens zero-padded to Tp, a multiple of n, and every batched GEMM
 //   is one launch over B*H matrices with sizes and strides that tensor-core
 //   kernels take (on an H200, strided T = 197 ran on cutlass_75 align1
 //   kernels). Costs the packing passes and Tp/T more attention work; the
-//   results are those of the strided layout (the padding adds zeros).
+//   results are those of the strided layout (the padding adds zeros). Not
+//   yet the GPU's default: measured slower there with the first packing
+//   kernels (see core/cuda/cuda_backend.cpp).
 #pragma once
 
 #include <string>

@@ -318,7 +318,8 @@ class Backend {
   // Attention's layout: 0 = strided views of each head in the q|k|v
   // projection (no copies); n > 0 = heads packed head-major with tokens
   // padded to a multiple of n, so its batched GEMMs are single launches with
-  // sizes and strides that tensor-core kernels take (the CUDA default, 8).
+  // sizes and strides that tensor-core kernels take (8 on a GPU). Default 0
+  // on both backends (see core/attention.h).
   int attention_pad_to() const { return attention_pad_to_; }
   void set_attention_pad_to(int n) { attention_pad_to_ = n; }
 

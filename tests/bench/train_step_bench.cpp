@@ -55,6 +55,9 @@ DEFINE_string(backend, "cpu", "cpu or cuda");
 DEFINE_int32(device, -1, "--backend=cuda: this rank's GPU (-1 = local rank modulo the visible)");
 DEFINE_string(precision, "fp32", "fp32 or bf16 (matrix-product inputs and exchanges)");
 DEFINE_bool(tf32, false, "--backend=cuda: fp32 GEMMs on TF32 tensor cores");
+DEFINE_int32(attention_pad_to, -1,
+             "attention layout: 0 = strided heads, n > 0 = head-major with tokens padded to a "
+             "multiple of n (-1: the backend's default)");
 DEFINE_bool(upload, false, "copy the batch from the host every step (as training does)");
 DEFINE_bool(blas_core, false,
             "print the OpenBLAS kernels this run would use, and exit "
@@ -157,6 +160,7 @@ int main(int argc, char** argv) {
     std::fprintf(stderr, "train_step_bench: --tf32 needs --backend=cuda\n");
     return 1;
   }
+  if (FLAGS_attention_pad_to >= 0) be.set_attention_pad_to(FLAGS_attention_pad_to);
   TrainerOptions o;
   o.precision = FLAGS_precision == "bf16" ? Precision::kBf16 : Precision::kFp32;
   o.model.image = {FLAGS_image, FLAGS_image, FLAGS_channels};

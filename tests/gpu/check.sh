@@ -14,7 +14,7 @@
 # GPU (bit for bit), each backend resuming the other's checkpoint,
 # fine-tuning (--init_from), vmoe_eval (precision@1, capacity sweep, routing
 # analysis, few-shot) GPU against CPU; last the training-step benchmark
-# (train_step_bench: V-MoE-S/32 and B/16 at 224², fp32, bf16 and TF32, the
+# (train_step_bench: V-MoE-S/32 and B/16 at 224², fp32, bf16, TF32 and B/16 bf16 with head-major attention; the
 # batch on the device): images/s, MFU against a GEMM peak measured on the
 # same GPU, the largest phases; and the input pipeline (loader_bench: 224²
 # JPEG shards to 8-bit batches on all but two cores). Exit status 1 if any
@@ -253,17 +253,18 @@ if [[ -n ${VMOE_TORCH_PEER:-} ]] &&
   env -u LD_LIBRARY_PATH "${VMOE_TORCH_PYTHON:-$py}" -c 'import torch' >/dev/null 2>&1; then
   peer_ok=1
 fi
-for run in 0:fp32 0:bf16 0:tf32 1:fp32 1:bf16; do
+for run in 0:fp32 0:bf16 0:tf32 1:fp32 1:bf16 1:bf16-head-major; do
   i=${run%%:*} precision=${run##*:}
   if [[ $i -eq 0 ]]; then flags=("${s32[@]}"); else flags=("${b16[@]}"); fi
   log=$out/bench_${i}_$precision.log
   name="step ${models[$i]}, $precision"
   extra=(--precision="$precision")
   [[ $precision == tf32 ]] && extra=(--precision=fp32 --tf32)
-  if [[ $precision == tf32 && $backend != cuda ]]; then continue; fi
+  [[ $precision == bf16-head-major ]] && extra=(--precision=bf16 --attention_pad_to=8)
+  if [[ $precision != fp32 && $precision != bf16 && $backend != cuda ]]; then continue; fi
   if on gpu 1 "$log" train_step_bench "${flags[@]}" "${common[@]}" "${extra[@]}"; then
     detail="ours $("$py" "$here/compare.py" bench "$log")"
-    if [[ $peer_ok -eq 1 && $precision != tf32 ]]; then
+    if [[ $peer_ok -eq 1 && ($precision == fp32 || $precision == bf16) ]]; then
       plog=$out/peer_${i}_$precision.log
       env -u LD_LIBRARY_PATH "${VMOE_TORCH_PYTHON:-$py}" "$VMOE_TORCH_PEER" "${flags[@]}" \
         --experts=8 --k=2 --moe_every=2 --group=8 --steps=10 --warmup=3 \
