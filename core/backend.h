@@ -17,6 +17,9 @@
 #include <string>
 #include <vector>
 
+#include "core/math.h"
+#include "core/schedule.h"
+
 namespace vmoe {
 
 enum class Trans : bool { kNo = false, kYes = true };
@@ -336,13 +339,20 @@ class Backend {
                                      float* loss, float* dlogits) = 0;
 
   // ---- optimisers and reductions --------------------------------------------------
-  // One update of `param` (and its state); param16 (nullable) =
-  // bfloat16(param) afterwards: the weights' bf16 copy, refreshed in the same
-  // pass.
-  virtual void adam_update(int64_t n, float lr, float beta1, float beta2, float eps,
-                           float weight_decay, int64_t step, const float* grad, float* param,
+  // Starts an optimiser step where it runs: *s = the rate schedule.at(*step)
+  // and Adam's bias corrections for update *step + 1 (core/math.h
+  // update_scalars), then ++*step; step and s in device memory. The updates
+  // read s there: no step-dependent scalar crosses from the host (what
+  // replaying a captured step needs).
+  virtual void begin_update(const LrSchedule& schedule, float beta1, float beta2, int64_t* step,
+                            UpdateScalars* s) = 0;
+  // One update of `param` (and its state) with the step's scalars s (device);
+  // param16 (nullable) = bfloat16(param) afterwards: the weights' bf16 copy,
+  // refreshed in the same pass.
+  virtual void adam_update(int64_t n, float beta1, float beta2, float eps, float weight_decay,
+                           const UpdateScalars* s, const float* grad, float* param,
                            uint16_t* param16, float* m, float* v) = 0;
-  virtual void sgd_update(int64_t n, float lr, float momentum, float weight_decay,
+  virtual void sgd_update(int64_t n, float momentum, float weight_decay, const UpdateScalars* s,
                           const float* grad, float* param, uint16_t* param16, float* buf) = 0;
   // *out = sum x^2, in double precision (device memory; overwrites).
   virtual void sum_squares(int64_t n, const float* x, double* out) = 0;
@@ -366,9 +376,12 @@ class Backend {
                                const float* mask, int64_t* hits) = 0;
 
   // ---- mixture of experts (semantics in parallel/README.md) ----------------------
-  // x[i] += scale * normal_at(key, stream, first + i): the same numbers on any device.
+  // x[i] += scale * normal_at(key, stream, first + *step * per_step + i):
+  // the same numbers on any device; step (nullable: 0) in device memory, the
+  // optimiser's counter during training (not a host argument per step).
   virtual void add_normal_noise(int64_t n, float scale, uint64_t key, uint64_t stream,
-                                uint64_t first, float* x) = 0;
+                                uint64_t first, const int64_t* step, uint64_t per_step,
+                                float* x) = 0;
   // The k largest values of each row, descending (ties: lower index first).
   virtual void top_k(int64_t rows, int cols, int k, const float* x, int32_t* index,
                      float* value) = 0;

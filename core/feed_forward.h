@@ -29,6 +29,9 @@ struct Metric {
 struct Pass {
   bool training = false;
   int64_t step = 0;           // optimiser steps taken so far
+  // The same in device memory (Optimizer::device_step), read there by the
+  // router's noise (not a host argument per step); null: use `step`.
+  const int64_t* device_step = nullptr;
   int64_t first_image = 0;    // global index of this rank's first image in the batch
   int64_t global_images = 0;  // images in the global batch (0: this rank's batch)
   const float* image_mask = nullptr;  // device [images] 1/0; 0 = padding, routed nowhere

@@ -126,16 +126,25 @@ VMOE_HD float softplus(float x) {
 // One element of Adam with decoupled weight decay:
 //   m = b1 m + (1-b1) g;  v = b2 v + (1-b2) g^2
 //   p -= lr * (m / c1 / (sqrt(v / c2) + eps) + wd * p)
-// with c1 = 1 - b1^t and c2 = 1 - b2^t precomputed on the host.
+// with c1 = 1 - b1^t and c2 = 1 - b2^t computed once per step.
 struct AdamParams {
   float lr, beta1, beta2, eps, weight_decay, correction1, correction2;
 };
-// The step's parameters, bias corrections 1 - beta^step in double (host).
-inline AdamParams adam_params(float lr, float beta1, float beta2, float eps, float weight_decay,
-                              int64_t step) {
-  return {lr, beta1, beta2, eps, weight_decay,
-          static_cast<float>(1.0 - std::pow(static_cast<double>(beta1), step)),
-          static_cast<float>(1.0 - std::pow(static_cast<double>(beta2), step))};
+// What changes from one optimiser step to the next: the learning rate and
+// Adam's bias corrections. Computed and kept in device memory
+// (Backend::begin_update), not passed from the host.
+struct UpdateScalars {
+  float lr, correction1, correction2;
+};
+// For update number `step` (1-based) at rate lr: corrections 1 - beta^step in double.
+VMOE_HD UpdateScalars update_scalars(double lr, float beta1, float beta2, int64_t step) {
+  return {static_cast<float>(lr),
+          static_cast<float>(1.0 - pow(static_cast<double>(beta1), static_cast<double>(step))),
+          static_cast<float>(1.0 - pow(static_cast<double>(beta2), static_cast<double>(step)))};
+}
+VMOE_HD AdamParams adam_params(const UpdateScalars& s, float beta1, float beta2, float eps,
+                               float weight_decay) {
+  return {s.lr, beta1, beta2, eps, weight_decay, s.correction1, s.correction2};
 }
 VMOE_HD void adam_update(const AdamParams& a, float grad, float& param, float& m, float& v) {
   m = fmaf(a.beta1, m, (1.0f - a.beta1) * grad);

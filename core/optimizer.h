@@ -8,6 +8,7 @@
 #include <vector>
 
 #include "core/param_store.h"
+#include "core/schedule.h"
 
 namespace vmoe {
 
@@ -27,10 +28,19 @@ class Optimizer {
  public:
   Optimizer(const OptimizerConfig& config, ParamStore& store);
 
-  // Applies one update with learning rate `lr` using the store's gradients.
-  void step(float lr);
+  // Applies one update at the rate schedule.at(steps taken) using the store's
+  // gradients. The rate and Adam's bias corrections are computed where the
+  // update runs, from the step counter kept there (device_step()): no
+  // step-dependent scalar is passed from the host.
+  void step(const LrSchedule& schedule);
+  // One update at a constant rate.
+  void step(float lr) { step(LrSchedule{.base = lr, .decay = Decay::kConstant}); }
   int64_t steps_taken() const { return step_; }
-  void set_steps_taken(int64_t s) { step_ = s; }
+  // Sets both counters (resuming): one copy to the device, outside any step.
+  void set_steps_taken(int64_t s);
+  // The steps taken, in device memory: read by the step's other kernels that
+  // depend on the step (the router's noise).
+  const int64_t* device_step() const { return device_step_.data(); }
   // State buffers (Adam: m, v; SGD: momentum), each with the store's layout.
   std::vector<Tensor>& state() { return state_; }
   const OptimizerConfig& config() const { return config_; }
@@ -39,7 +49,9 @@ class Optimizer {
   OptimizerConfig config_;
   ParamStore* store_;
   Backend* be_;
-  int64_t step_ = 0;
+  int64_t step_ = 0;  // host mirror of device_step_
+  DeviceTensor<int64_t> device_step_;
+  DeviceTensor<UpdateScalars> scalars_;  // this step's rate and corrections
   std::vector<Tensor> state_;
 };
 

@@ -110,6 +110,7 @@ StepResult Trainer::train_staged() {
   model_->forward(images_.data(), rows,
                   Pass{.training = true,
                        .step = step(),
+                       .device_step = optimizer_->device_step(),
                        .first_image = rank_ * rank_batch_,
                        .global_images = options_.global_batch});
   dlogits_.resize({rows, options_.model.num_classes});
@@ -129,7 +130,7 @@ StepResult Trainer::train_staged() {
   be_->clip_scale(grad_sq_.data(), sync_ ? sync_->expert_divisor() : 1.0, max_norm,
                   metrics_.sums(grad_norm_), clip_factor_.data());
   if (max_norm > 0.0f) be_->scale_by(params_.size(), clip_factor_.data(), params_.grads().data());
-  optimizer_->step(static_cast<float>(r.lr));
+  optimizer_->step(options_.schedule);  // r.lr again, computed where the update runs
   ++steps_since_read_;
 
   const HostTraffic after = be_->traffic();

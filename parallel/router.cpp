@@ -72,11 +72,18 @@ void Router::forward(const float* x, int64_t groups, int items, int items_per_im
     const int64_t rank_items = n / items_per_image;  // images here
     const int64_t global_items =
         (pass.global_images > 0 ? pass.global_images : rank_items) * items_per_image;
-    const uint64_t first =
-        (static_cast<uint64_t>(pass.step) * global_items + pass.first_image * items_per_image) * E;
+    // Counter (step * global_items + first item) * E, the step's part read on the device.
+    const uint64_t per_step = static_cast<uint64_t>(global_items) * E;
+    const uint64_t here = static_cast<uint64_t>(pass.first_image * items_per_image) * E;
     noisy_.resize({n, E});
     be_->copy(noisy_.data(), logits_.data(), n * E * sizeof(float));
-    be_->add_normal_noise(n * E, sigma, seed_, stream_, first, noisy_.data());
+    if (pass.device_step != nullptr)
+      be_->add_normal_noise(n * E, sigma, seed_, stream_, here, pass.device_step, per_step,
+                            noisy_.data());
+    else
+      be_->add_normal_noise(n * E, sigma, seed_, stream_,
+                            here + static_cast<uint64_t>(pass.step) * per_step, nullptr, 0,
+                            noisy_.data());
     routed = noisy_.data();
   }
   be_->copy(noisy_probs_.data(), routed, n * E * sizeof(float));

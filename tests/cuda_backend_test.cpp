@@ -291,15 +291,30 @@ TEST_F(CudaOps, LossesOptimisersNorm) {
   Both<float> v = random(n, 48, 0.1f);
   for (float& x : v.cpu) x = std::fabs(x);
   gpu_->copy_to_device(v.gpu, v.cpu.data(), n * sizeof(float));
-  cpu_.adam_update(n, 1e-3f, 0.9f, 0.999f, 1e-8f, 0.1f, 7, grad.cpu.data(), param.cpu.data(),
+  // The step's scalars, computed by each backend from a device step counter.
+  const LrSchedule schedule{
+      .base = 1e-3, .end = 1e-5, .warmup_steps = 3, .total_steps = 20, .decay = Decay::kCosine};
+  Both<int64_t> counter = both(std::vector<int64_t>{6});
+  Both<UpdateScalars> s = update(0.0, 1);
+  cpu_.begin_update(schedule, 0.9f, 0.999f, counter.cpu.data(), s.cpu.data());
+  gpu_->begin_update(schedule, 0.9f, 0.999f, counter.gpu, s.gpu);
+  expect_equal("begin_update step", counter);
+  EXPECT_EQ(counter.cpu[0], 7);
+  const UpdateScalars on_gpu = from_gpu(s)[0], on_cpu = s.cpu[0];
+  EXPECT_FLOAT_EQ(on_gpu.lr, on_cpu.lr);
+  EXPECT_FLOAT_EQ(on_gpu.correction1, on_cpu.correction1);
+  EXPECT_FLOAT_EQ(on_gpu.correction2, on_cpu.correction2);
+  EXPECT_EQ(on_cpu.lr, static_cast<float>(schedule.at(6)));
+  cpu_.adam_update(n, 0.9f, 0.999f, 1e-8f, 0.1f, s.cpu.data(), grad.cpu.data(), param.cpu.data(),
                    nullptr, m.cpu.data(), v.cpu.data());
-  gpu_->adam_update(n, 1e-3f, 0.9f, 0.999f, 1e-8f, 0.1f, 7, grad.gpu, param.gpu, nullptr, m.gpu,
+  gpu_->adam_update(n, 0.9f, 0.999f, 1e-8f, 0.1f, s.gpu, grad.gpu, param.gpu, nullptr, m.gpu,
                     v.gpu);
   expect_close("adam param", param);
   expect_close("adam m", m);
   expect_close("adam v", v);
-  cpu_.sgd_update(n, 1e-2f, 0.9f, 1e-4f, grad.cpu.data(), param.cpu.data(), nullptr, m.cpu.data());
-  gpu_->sgd_update(n, 1e-2f, 0.9f, 1e-4f, grad.gpu, param.gpu, nullptr, m.gpu);
+  cpu_.sgd_update(n, 0.9f, 1e-4f, s.cpu.data(), grad.cpu.data(), param.cpu.data(), nullptr,
+                  m.cpu.data());
+  gpu_->sgd_update(n, 0.9f, 1e-4f, s.gpu, grad.gpu, param.gpu, nullptr, m.gpu);
   expect_close("sgd param", param);
   expect_close("sgd momentum", m);
   const double want = testing::sum_squares(cpu_, n, grad.cpu.data());
@@ -385,8 +400,10 @@ TEST_F(CudaOps, RoutingDecisionsAreIdentical) {
   const int items = 8 * 17, experts = 8, k = 2, capacity = 36;
   const int64_t n = groups * items;
   Both<float> logits = random(n * experts, 50);
-  cpu_.add_normal_noise(n * experts, 0.125f, 3, 4, 1000, logits.cpu.data());
-  gpu_->add_normal_noise(n * experts, 0.125f, 3, 4, 1000, logits.gpu);
+  // Counter 1000 + step 5 x 77 (the step read in device memory).
+  Both<int64_t> step = both(std::vector<int64_t>{5});
+  cpu_.add_normal_noise(n * experts, 0.125f, 3, 4, 1000, step.cpu.data(), 77, logits.cpu.data());
+  gpu_->add_normal_noise(n * experts, 0.125f, 3, 4, 1000, step.gpu, 77, logits.gpu);
   // The same normal_at draws; device logf/cosf may differ from glibc by an ulp.
   expect_close("add_normal_noise", logits, 1e-12);
   cpu_.softmax_forward(n, experts, 1.0f, logits.cpu.data());

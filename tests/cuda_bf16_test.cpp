@@ -163,10 +163,11 @@ TEST_F(CudaOps, OpsWriteExactBf16CopiesOfTheirOutputs) {
     Both<float> grad = random(count, 103), param = random(count, 104);
     Both<float> m = random(count, 105, 0.1f), v = both(std::vector<float>(count, 0.01f));
     Both<uint16_t> p16 = copy_of(count);
-    gpu_->adam_update(count, 1e-3f, 0.9f, 0.999f, 1e-8f, 0.1f, 3, grad.gpu, param.gpu, p16.gpu,
-                      m.gpu, v.gpu);
+    const Both<UpdateScalars> s = update(1e-3, 3);
+    gpu_->adam_update(count, 0.9f, 0.999f, 1e-8f, 0.1f, s.gpu, grad.gpu, param.gpu, p16.gpu, m.gpu,
+                      v.gpu);
     EXPECT_EQ(from_gpu(p16), host_bf16(from_gpu(param))) << "adam_update copy";
-    gpu_->sgd_update(count, 1e-2f, 0.9f, 1e-4f, grad.gpu, param.gpu, p16.gpu, m.gpu);
+    gpu_->sgd_update(count, 0.9f, 1e-4f, s.gpu, grad.gpu, param.gpu, p16.gpu, m.gpu);
     EXPECT_EQ(from_gpu(p16), host_bf16(from_gpu(param))) << "sgd_update copy";
   }
 }

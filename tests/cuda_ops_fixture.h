@@ -47,6 +47,11 @@ class CudaOps : public ::testing::Test {
     gpu_->copy_to_device(b.gpu, b.cpu.data(), b.cpu.size() * sizeof(T));
     return b;
   }
+  // An optimiser step's scalars (rate lr, update number step; betas 0.9,
+  // 0.999) on both sides.
+  Both<UpdateScalars> update(double lr, int64_t step) {
+    return both(std::vector<UpdateScalars>{update_scalars(lr, 0.9f, 0.999f, step)});
+  }
   Both<float> random(size_t n, uint64_t seed, float scale = 1.0f) {
     return both(random_normal(n, seed, scale));
   }

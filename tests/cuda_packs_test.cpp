@@ -67,9 +67,10 @@ TEST_F(CudaPacks, PackedAndSingleWidthsGiveTheSameBits) {
   });
   std::vector<float> v = random_normal(n, 5);
   for (float& e : v) e = e * e;
+  const Both<UpdateScalars> s = update(1e-3, 3);
   same_bits("adam, sgd", {g, x, y, v}, [&](const std::vector<float*>& b) {
-    gpu_->adam_update(n, 1e-3f, 0.9f, 0.999f, 1e-8f, 0.1f, 3, b[0], b[1], nullptr, b[2], b[3]);
-    gpu_->sgd_update(n, 1e-2f, 0.9f, 1e-4f, b[0], b[1], nullptr, b[2]);
+    gpu_->adam_update(n, 0.9f, 0.999f, 1e-8f, 0.1f, s.gpu, b[0], b[1], nullptr, b[2], b[3]);
+    gpu_->sgd_update(n, 0.9f, 1e-4f, s.gpu, b[0], b[1], nullptr, b[2]);
   });
   // The packed path against the CPU (an aligned, divisible size).
   Both<float> a = both(x), out = both(std::vector<float>(n)), bb = both(bias);

@@ -202,7 +202,8 @@ TEST(CpuBackend, AddLayerNormAndBf16Copies) {
   be.softmax_backward(rows, cols, 0.5f, p.data(), d.data(), y16.data());
   expect_copy("softmax_backward", d, y16);
   std::vector<float> w(x0), m(n, 0.0f), v(n, 0.0f);
-  be.adam_update(n, 1e-2f, 0.9f, 0.999f, 1e-8f, 0.0f, 1, res.data(), w.data(), y16.data(), m.data(),
+  const UpdateScalars s = update_scalars(1e-2, 0.9f, 0.999f, 1);
+  be.adam_update(n, 0.9f, 0.999f, 1e-8f, 0.0f, &s, res.data(), w.data(), y16.data(), m.data(),
                  v.data());
   expect_copy("adam_update", w, y16);
 }

@@ -67,6 +67,27 @@ TEST(Optimizer, SgdMomentumOverTheStore) {
   ASSERT_EQ(opt.state().size(), 1u);
 }
 
+// The rate and step live where the update runs: the device counter follows
+// the steps (and a resume), the rate is the schedule's at each step, and a
+// step with a schedule equals a step at that constant rate.
+TEST(Optimizer, StepCounterAndRateOnTheDevice) {
+  const LrSchedule schedule{
+      .base = 0.2, .end = 0.0, .warmup_steps = 2, .total_steps = 6, .decay = Decay::kCosine};
+  TwoParams a, b;
+  Optimizer with_schedule({.kind = OptimizerKind::kAdam, .weight_decay = 0.5f}, a.store);
+  Optimizer at_constant({.kind = OptimizerKind::kAdam, .weight_decay = 0.5f}, b.store);
+  for (int step = 0; step < 4; ++step) {
+    for (TwoParams* p : {&a, &b}) p->be.fill(p->store.grads().data(), p->store.size(), 0.5f);
+    with_schedule.step(schedule);
+    at_constant.step(static_cast<float>(schedule.at(step)));
+    EXPECT_EQ(*with_schedule.device_step(), step + 1);  // host memory on the CPU
+    EXPECT_EQ(a.get(a.kernel), b.get(b.kernel)) << "step " << step;
+  }
+  with_schedule.set_steps_taken(11);
+  EXPECT_EQ(with_schedule.steps_taken(), 11);
+  EXPECT_EQ(*with_schedule.device_step(), 11);
+}
+
 TEST(Optimizer, ClipByGlobalNorm) {
   TwoParams p;
   p.be.fill(p.store.grads().data(), p.store.size(), 0.0f);

@@ -315,16 +315,22 @@ void CpuBackend::sigmoid_cross_entropy(int64_t rows, int classes, const float* l
 
 // ---- optimisers and reductions --------------------------------------------------------
 
-void CpuBackend::adam_update(int64_t n, float lr, float beta1, float beta2, float eps,
-                             float weight_decay, int64_t step, const float* grad, float* param,
+void CpuBackend::begin_update(const LrSchedule& schedule, float beta1, float beta2, int64_t* step,
+                              UpdateScalars* s) {
+  *s = update_scalars(schedule.at(*step), beta1, beta2, *step + 1);
+  ++*step;
+}
+
+void CpuBackend::adam_update(int64_t n, float beta1, float beta2, float eps, float weight_decay,
+                             const UpdateScalars* s, const float* grad, float* param,
                              uint16_t* param16, float* m, float* v) {
-  cpu_loops::adam_update(n, lr, beta1, beta2, eps, weight_decay, step, grad, param, m, v);
+  cpu_loops::adam_update(n, adam_params(*s, beta1, beta2, eps, weight_decay), grad, param, m, v);
   write_bf16(n, param, param16);
 }
 
-void CpuBackend::sgd_update(int64_t n, float lr, float momentum, float weight_decay,
+void CpuBackend::sgd_update(int64_t n, float momentum, float weight_decay, const UpdateScalars* s,
                             const float* grad, float* param, uint16_t* param16, float* buf) {
-  cpu_loops::sgd_update(n, lr, momentum, weight_decay, grad, param, buf);
+  cpu_loops::sgd_update(n, SgdParams{s->lr, momentum, weight_decay}, grad, param, buf);
   write_bf16(n, param, param16);
 }
 

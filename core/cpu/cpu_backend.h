@@ -88,11 +88,13 @@ class CpuBackend final : public Backend {
                              const float* targets, const float* weight, float grad_scale,
                              float* loss, float* dlogits) override;
 
-  void adam_update(int64_t n, float lr, float beta1, float beta2, float eps, float weight_decay,
-                   int64_t step, const float* grad, float* param, uint16_t* param16, float* m,
-                   float* v) override;
-  void sgd_update(int64_t n, float lr, float momentum, float weight_decay, const float* grad,
-                  float* param, uint16_t* param16, float* buf) override;
+  void begin_update(const LrSchedule& schedule, float beta1, float beta2, int64_t* step,
+                    UpdateScalars* s) override;
+  void adam_update(int64_t n, float beta1, float beta2, float eps, float weight_decay,
+                   const UpdateScalars* s, const float* grad, float* param, uint16_t* param16,
+                   float* m, float* v) override;
+  void sgd_update(int64_t n, float momentum, float weight_decay, const UpdateScalars* s,
+                  const float* grad, float* param, uint16_t* param16, float* buf) override;
   void sum_squares(int64_t n, const float* x, double* out) override;
   void clip_scale(const double* sq, double expert_divisor, float max_norm, double* norm,
                   float* scale) override;
@@ -105,7 +107,7 @@ class CpuBackend final : public Backend {
 
   // Mixture of experts (cpu_backend_moe.cpp).
   void add_normal_noise(int64_t n, float scale, uint64_t key, uint64_t stream, uint64_t first,
-                        float* x) override;
+                        const int64_t* step, uint64_t per_step, float* x) override;
   void top_k(int64_t rows, int cols, int k, const float* x, int32_t* index,
              float* value) override;
   void assign_slots(int64_t groups, int items, int k, int experts, int capacity,

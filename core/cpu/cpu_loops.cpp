@@ -300,17 +300,14 @@ VMOE_CPU_CLONES void pool_rows_backward(int64_t batch, int tokens, int dim, bool
 
 // ---- optimisers and reductions --------------------------------------------------------
 
-VMOE_CPU_CLONES void adam_update(int64_t n, float lr, float beta1, float beta2, float eps,
-                                 float weight_decay, int64_t step, const float* grad, float* param,
+VMOE_CPU_CLONES void adam_update(int64_t n, const AdamParams& a, const float* grad, float* param,
                                  float* m, float* v) {
-  const AdamParams a = adam_params(lr, beta1, beta2, eps, weight_decay, step);
 #pragma omp simd
   for (int64_t i = 0; i < n; ++i) vmoe::adam_update(a, grad[i], param[i], m[i], v[i]);
 }
 
-VMOE_CPU_CLONES void sgd_update(int64_t n, float lr, float momentum, float weight_decay,
-                                const float* grad, float* param, float* buf) {
-  const SgdParams s{lr, momentum, weight_decay};
+VMOE_CPU_CLONES void sgd_update(int64_t n, const SgdParams& s, const float* grad, float* param,
+                                float* buf) {
 #pragma omp simd
   for (int64_t i = 0; i < n; ++i) vmoe::sgd_update(s, grad[i], param[i], buf[i]);
 }

@@ -45,10 +45,9 @@ void pool_rows(int64_t batch, int tokens, int dim, bool mean, const float* x, fl
 void pool_rows_backward(int64_t batch, int tokens, int dim, bool mean, const float* dout,
                         float* dx);
 
-void adam_update(int64_t n, float lr, float beta1, float beta2, float eps, float weight_decay,
-                 int64_t step, const float* grad, float* param, float* m, float* v);
-void sgd_update(int64_t n, float lr, float momentum, float weight_decay, const float* grad,
-                float* param, float* buf);
+void adam_update(int64_t n, const AdamParams& a, const float* grad, float* param, float* m,
+                 float* v);
+void sgd_update(int64_t n, const SgdParams& s, const float* grad, float* param, float* buf);
 void sum_squares(int64_t n, const float* x, double* out);
 void scale_by(int64_t n, const float* factor, float* x);
 void mix_pairs(int64_t pairs, int64_t n, float lambda, float* x);

@@ -19,8 +19,9 @@ namespace {
 
 constexpr size_t kSharedBytes = 48 * 1024;  // dynamic shared memory without opt-in
 
-__global__ void noise_kernel(int64_t n, float scale, uint64_t key, uint64_t stream,
-                             uint64_t first, float* x) {
+__global__ void noise_kernel(int64_t n, float scale, uint64_t key, uint64_t stream, uint64_t first,
+                             const int64_t* step, uint64_t per_step, float* x) {
+  if (step != nullptr) first += static_cast<uint64_t>(*step) * per_step;
   for (int64_t i = blockIdx.x * int64_t{blockDim.x} + threadIdx.x; i < n;
        i += int64_t{gridDim.x} * blockDim.x)
     x[i] += scale * normal_at(key, stream, first + static_cast<uint64_t>(i));
@@ -265,9 +266,11 @@ __global__ void count_assignments_kernel(int64_t items, int k, int experts,
 }  // namespace
 
 void CudaBackend::add_normal_noise(int64_t n, float scale, uint64_t key, uint64_t stream,
-                                   uint64_t first, float* x) {
+                                   uint64_t first, const int64_t* step, uint64_t per_step,
+                                   float* x) {
   if (n <= 0) return;
-  noise_kernel<<<grid_for(n), kThreads, 0, stream_>>>(n, scale, key, stream, first, x);
+  noise_kernel<<<grid_for(n), kThreads, 0, stream_>>>(n, scale, key, stream, first, step, per_step,
+                                                      x);
   VMOE_CUDA_LAUNCH_CHECK();
 }
 

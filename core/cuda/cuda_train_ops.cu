@@ -71,9 +71,18 @@ __global__ void sigmoid_cross_entropy_kernel(int64_t rows, int classes, const fl
 
 // The updates also refresh the weights' bf16 copy (param16, nullable); n
 // counts packs of W floats (cuda_packs.cuh).
+// The step's scalars are read on the device (Backend::begin_update).
+__global__ void begin_update_kernel(LrSchedule schedule, float beta1, float beta2, int64_t* step,
+                                    UpdateScalars* s) {
+  *s = update_scalars(schedule.at(*step), beta1, beta2, *step + 1);
+  ++*step;
+}
+
 template <int W>
-__global__ void adam_kernel(int64_t n, AdamParams a, const float* grad, float* param,
+__global__ void adam_kernel(int64_t n, float beta1, float beta2, float eps, float weight_decay,
+                            const UpdateScalars* s, const float* grad, float* param,
                             uint16_t* param16, float* m, float* v) {
+  const AdamParams a = adam_params(*s, beta1, beta2, eps, weight_decay);
   VMOE_GRID_LOOP(i, n) {
     const Pack<W> g = load<W>(grad, i);
     Pack<W> p = load<W>(param, i), mi = load<W>(m, i), vi = load<W>(v, i);
@@ -86,8 +95,9 @@ __global__ void adam_kernel(int64_t n, AdamParams a, const float* grad, float* p
 }
 
 template <int W>
-__global__ void sgd_kernel(int64_t n, SgdParams s, const float* grad, float* param,
-                           uint16_t* param16, float* buf) {
+__global__ void sgd_kernel(int64_t n, float momentum, float weight_decay, const UpdateScalars* u,
+                           const float* grad, float* param, uint16_t* param16, float* buf) {
+  const SgdParams s{u->lr, momentum, weight_decay};
   VMOE_GRID_LOOP(i, n) {
     const Pack<W> g = load<W>(grad, i);
     Pack<W> p = load<W>(param, i), b = load<W>(buf, i);
@@ -180,24 +190,29 @@ void CudaBackend::sigmoid_cross_entropy(int64_t rows, int classes, const float* 
 
 // ---- optimisers and reductions ----------------------------------------------------------
 
-// Adam with decoupled weight decay; bias corrections in double on the host, as the CPU.
-void CudaBackend::adam_update(int64_t n, float lr, float beta1, float beta2, float eps,
-                              float weight_decay, int64_t step, const float* grad, float* param,
+// One thread: the rate and Adam's bias corrections in double, as the CPU.
+void CudaBackend::begin_update(const LrSchedule& schedule, float beta1, float beta2, int64_t* step,
+                               UpdateScalars* s) {
+  begin_update_kernel<<<1, 1, 0, stream_>>>(schedule, beta1, beta2, step, s);
+  VMOE_CUDA_LAUNCH_CHECK();
+}
+
+// Adam with decoupled weight decay.
+void CudaBackend::adam_update(int64_t n, float beta1, float beta2, float eps, float weight_decay,
+                              const UpdateScalars* s, const float* grad, float* param,
                               uint16_t* param16, float* m, float* v) {
   if (n <= 0) return;
-  const AdamParams a = adam_params(lr, beta1, beta2, eps, weight_decay, step);
-  VMOE_LAUNCH_PACKED(adam_kernel, pack_width(n, {grad, param, m, v}, {param16}), n, a, grad, param,
-                     param16, m, v);
+  VMOE_LAUNCH_PACKED(adam_kernel, pack_width(n, {grad, param, m, v}, {param16}), n, beta1, beta2,
+                     eps, weight_decay, s, grad, param, param16, m, v);
   VMOE_CUDA_LAUNCH_CHECK();
 }
 
 // SGD with heavy-ball momentum and decoupled weight decay.
-void CudaBackend::sgd_update(int64_t n, float lr, float momentum, float weight_decay,
+void CudaBackend::sgd_update(int64_t n, float momentum, float weight_decay, const UpdateScalars* s,
                              const float* grad, float* param, uint16_t* param16, float* buf) {
   if (n <= 0) return;
-  const SgdParams s{lr, momentum, weight_decay};
-  VMOE_LAUNCH_PACKED(sgd_kernel, pack_width(n, {grad, param, buf}, {param16}), n, s, grad, param,
-                     param16, buf);
+  VMOE_LAUNCH_PACKED(sgd_kernel, pack_width(n, {grad, param, buf}, {param16}), n, momentum,
+                     weight_decay, s, grad, param, param16, buf);
   VMOE_CUDA_LAUNCH_CHECK();
 }
 

@@ -103,8 +103,9 @@ std::vector<Loop> loops() {
        }},
       {"adam_update", 0.05,
        [](Inputs& in, int64_t r, int c) {
-         cpu_loops::adam_update(r * c, 1e-3f, 0.9f, 0.999f, 1e-8f, 1e-4f, 7, in.a.data(),
-                                in.b.data(), in.c.data(), in.e.data());
+         const AdamParams a =
+             adam_params(update_scalars(1e-3, 0.9f, 0.999f, 7), 0.9f, 0.999f, 1e-8f, 1e-4f);
+         cpu_loops::adam_update(r * c, a, in.a.data(), in.b.data(), in.c.data(), in.e.data());
        }},
       {"moe_combine_backward", 0.15,
        [](Inputs& in, int64_t r, int c) {
