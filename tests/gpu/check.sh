@@ -16,7 +16,8 @@
 # analysis, few-shot) GPU against CPU; last the training-step benchmark
 # (train_step_bench: V-MoE-S/32 and B/16 at 224², fp32, bf16, TF32 and B/16 bf16 with head-major attention; the
 # batch on the device): images/s, MFU against a GEMM peak measured on the
-# same GPU, the largest phases; and the input pipeline (loader_bench: 224²
+# same GPU, the largest phases; one B/16 bf16 step's kernel times under
+# ncu where it is installed (VMOE_CHECK_NCU=0: skip); and the input pipeline (loader_bench: 224²
 # JPEG shards to 8-bit batches on all but two cores). Exit status 1 if any
 # row fails.
 #
@@ -276,6 +277,21 @@ for run in 0:fp32 0:bf16 0:tf32 1:fp32 1:bf16 1:bf16-head-major; do
     failed_run "$name" "$log"
   fi
 done
+
+# ---- where one B/16 bf16 step's time goes, per kernel (Nsight Compute, if installed) ----
+ncu=$(command -v ncu || ls /opt/nvidia/nsight-compute/*/ncu 2>/dev/null | head -1)
+if [[ $backend == cuda && -n $ncu && ${VMOE_CHECK_NCU:-1} != 0 ]]; then
+  log=$out/kernels_b16_bf16.csv
+  if timeout 120 "$ncu" --clock-control none --metrics gpu__time_duration.sum --csv --page raw \
+    "$(prog train_step_bench)" "${b16[@]}" "${common[@]}" --steps=1 --warmup=0 --peak_gemm=-1 \
+    --phases=false --precision=bf16 --backend=cuda >"$log" 2>"$out/ncu.err"; then
+    "$py" "$here/kernel_times.py" "$log" --top 25 >"$out/kernels_b16_bf16.txt"
+    row INFO "kernels of one B/16 bf16 step (ncu)" \
+      "$(head -n 1 "$out/kernels_b16_bf16.txt"); top: $(sed -n 2p "$out/kernels_b16_bf16.txt" | cut -c1-60) (kernels_b16_bf16.txt)"
+  else
+    row INFO "kernels of one B/16 bf16 step (ncu)" "ncu failed: $(tail -n 1 "$out/ncu.err")"
+  fi
+fi
 
 # ---- the input pipeline: 224² JPEG shards to 8-bit batches, no model ----------------
 cores=$(nproc)
