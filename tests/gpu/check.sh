@@ -7,7 +7,8 @@
 #   tests/gpu/check.sh BUNDLE.tar.xz      the tarball of make_bundle.sh, or the
 #   tests/gpu/check.sh BUNDLE_DIR         folder it was unpacked into (env.sh is sourced)
 #
-# Rows: the op tests (cuda_backend_test, cuda_bf16_test, cuda_packs_test), NCCL (nccl_test on 1 rank, and on N
+# Rows: the op tests (cuda_backend_test, cuda_bf16_test, cuda_packs_test; again under
+# compute-sanitizer memcheck where installed, VMOE_CHECK_SANITIZE=0: skip), NCCL (nccl_test on 1 rank, and on N
 # when N GPUs are visible), checkpoints GPU <-> CPU bit for bit, our error for
 # two ranks on one GPU, then on 1 rank (and N) a small V-MoE trained on the
 # GPU against the CPU: losses, periodic checkpoints with keep-N, resume on the
@@ -141,6 +142,20 @@ else
     "$mpiexec" -np "$n" --oversubscribe "$(prog nccl_test)" >"$log" 2>&1
     rc=$?
     gtest_row "nccl_test ($n rank(s))" "$log" $rc
+  done
+fi
+# Out-of-bounds and misaligned accesses of every op test's kernels (compute-sanitizer, if installed).
+sanitizer=$(command -v compute-sanitizer || ls /usr/local/cuda*/bin/compute-sanitizer 2>/dev/null | head -1)
+if [[ $backend == cuda && -n $sanitizer && ${VMOE_CHECK_SANITIZE:-1} != 0 ]]; then
+  for t in cuda_backend_test cuda_bf16_test cuda_packs_test; do
+    log=$out/memcheck_$t.log
+    timeout 180 "$sanitizer" --tool memcheck --error-exitcode 1 "$(prog "$t")" >"$log" 2>&1
+    rc=$?
+    if [[ $rc -eq 0 ]]; then
+      row PASS "memcheck $t" "$(grep -m1 -o 'ERROR SUMMARY: [0-9]* errors' "$log")"
+    else
+      row FAIL "memcheck $t" "exit $rc: $(grep -m1 -E 'Invalid|ERROR SUMMARY' "$log" | head -c 120)"
+    fi
   done
 fi
 log=$out/checkpoint_gpu_test.log
