@@ -53,8 +53,7 @@ void SelfAttention::forward(GemmInput x, int64_t images, int tokens, float* y) {
   be_->gemm_batched(Trans::kNo, Trans::kYes, tokens, tokens, head_dim_, 1.0f, q, 3 * dim_, k,
                     3 * dim_, 0.0f, probs_.data(), ld, {images, T * 3 * D, T * 3 * D, H * Tl},
                     {H, hd, hd, Tl});
-  be_->softmax_forward(images * H * T, tokens, ld, 1.0f / std::sqrt(static_cast<float>(hd)),
-                       probs_.data(), probs16);
+  be_->softmax_forward(images * H * T, tokens, ld, score_scale(), probs_.data(), probs16);
   // context[b, :, h] = P_bh V_bh
   be_->gemm_batched(Trans::kNo, Trans::kNo, tokens, head_dim_, tokens, 1.0f,
                     {probs_.data(), probs16}, ld, v, 3 * dim_, 0.0f, context_.data(), dim_,
@@ -88,8 +87,8 @@ void SelfAttention::backward(GemmInput x, const float* dy, float* dx, Workspace&
   // dV_bh = P_bh^T dC_bh
   be_->gemm_batched(Trans::kYes, Trans::kNo, tokens, head_dim_, tokens, 1.0f, p, ld, dc, dim_, 0.0f,
                     dqkv + 2 * D, 3 * dim_, {images_, H * Tl, T * D, T * 3 * D}, {H, Tl, hd, hd});
-  be_->softmax_backward(images_ * H * T, tokens, ld, 1.0f / std::sqrt(static_cast<float>(hd)),
-                        probs_.data(), dprobs, dprobs16);
+  be_->softmax_backward(images_ * H * T, tokens, ld, score_scale(), probs_.data(), dprobs,
+                        dprobs16);
   const GemmInput ds(dprobs, dprobs16);
   // dQ_bh = dS_bh K_bh ; dK_bh = dS_bh^T Q_bh
   be_->gemm_batched(Trans::kNo, Trans::kNo, tokens, head_dim_, tokens, 1.0f, ds, ld, k, 3 * dim_,
@@ -114,7 +113,7 @@ int SelfAttention::padded_tokens() const {
 void SelfAttention::forward_head_major(GemmInput x, float* y) {
   const int64_t images = images_, rows = images * tokens_, D = dim_, hd = head_dim_, H = heads_;
   const int64_t Tp = padded_tokens(), mat = Tp * hd, slab = images * H * mat;
-  const float scale = 1.0f / std::sqrt(static_cast<float>(hd));
+  const float scale = score_scale();
   {
     Tensor projected(*be_, {rows, 3 * D});
     qkv_.forward(*be_, x, rows, projected.data(), nullptr);
@@ -147,7 +146,7 @@ void SelfAttention::backward_head_major(GemmInput x, const float* dy, float* dx,
   const int64_t images = images_, rows = images * tokens_, D = dim_, hd = head_dim_, H = heads_;
   const int64_t Tp = padded_tokens(), mat = Tp * hd, slab = images * H * mat;
   const int tp = static_cast<int>(Tp);
-  const float scale = 1.0f / std::sqrt(static_cast<float>(hd));
+  const float scale = score_scale();
   const BatchLevel one{1, 0, 0, 0};
   float* dcontext = ws.get(Scratch::kContextGrad, {rows, D});
   const GemmInput dy_in = ws.shared_input(Scratch::kOutputGrad, dy, {rows, D});

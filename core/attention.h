@@ -16,6 +16,7 @@
 //   kernels (see core/cuda/cuda_backend.cpp).
 #pragma once
 
+#include <cmath>
 #include <string>
 
 #include "core/linear.h"
@@ -45,6 +46,8 @@ class SelfAttention {
   void collect_activations(ActivationSet& set);
 
  private:
+  // Scores are scaled by 1 / sqrt(head_dim) inside the softmax.
+  float score_scale() const { return 1.0f / std::sqrt(static_cast<float>(head_dim_)); }
   // Backend::attention_pad_to() > 0: heads packed head-major, tokens padded.
   int padded_tokens() const;
   void forward_head_major(GemmInput x, float* y);

@@ -153,6 +153,21 @@ VMOE_HD void adam_update(const AdamParams& a, float grad, float& param, float& m
   param -= a.lr * fmaf(a.weight_decay, param, step);
 }
 
+// Attention heads packed head-major (Backend::pack_heads): x is [images T,
+// slabs H hd] row-major; head sbh = (s images + b) H + h of the packed side
+// is [padded, hd].
+struct HeadsLayout {
+  int64_t images;
+  int tokens, padded, heads, head_dim, slabs;
+  VMOE_HD int64_t count() const { return slabs * images * heads; }
+  VMOE_HD int64_t width() const { return int64_t{slabs} * heads * head_dim; }  // a row of x
+  // The offset in x of head sbh's token 0, channel 0.
+  VMOE_HD int64_t row_major_base(int64_t sbh) const {
+    const int64_t h = sbh % heads, b = (sbh / heads) % images, s = sbh / (heads * images);
+    return b * tokens * width() + (s * heads + h) * head_dim;
+  }
+};
+
 // A uint8 pixel in [-1, 1]: exactly x / 127.5 - 1 in float (the loader on the
 // CPU, the device when images travel as uint8).
 VMOE_HD float scale_pixel(uint8_t x) { return static_cast<float>(x) / 127.5f - 1.0f; }

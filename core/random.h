@@ -68,6 +68,13 @@ VMOE_HD float normal_at(uint64_t key, uint64_t stream, uint64_t index) {
   return normal_from_bits(r.v[0], r.v[1]);
 }
 
+// The first counter of a draw that starts at `first` after *step earlier
+// draws of per_step counters each (step nullable: none; read where the draw
+// runs, e.g. the optimiser's device step counter).
+VMOE_HD uint64_t first_counter(uint64_t first, const int64_t* step, uint64_t per_step) {
+  return step != nullptr ? first + static_cast<uint64_t>(*step) * per_step : first;
+}
+
 // A sequential stream for host-side draws: every draw consumes one counter.
 class RandomStream {
  public:

@@ -77,13 +77,11 @@ void Router::forward(const float* x, int64_t groups, int items, int items_per_im
     const uint64_t here = static_cast<uint64_t>(pass.first_image * items_per_image) * E;
     noisy_.resize({n, E});
     be_->copy(noisy_.data(), logits_.data(), n * E * sizeof(float));
-    if (pass.device_step != nullptr)
-      be_->add_normal_noise(n * E, sigma, seed_, stream_, here, pass.device_step, per_step,
-                            noisy_.data());
-    else
-      be_->add_normal_noise(n * E, sigma, seed_, stream_,
-                            here + static_cast<uint64_t>(pass.step) * per_step, nullptr, 0,
-                            noisy_.data());
+    // The host's step where no device counter is given (tests driving a layer).
+    const uint64_t first =
+        pass.device_step != nullptr ? here : here + static_cast<uint64_t>(pass.step) * per_step;
+    be_->add_normal_noise(n * E, sigma, seed_, stream_, first, pass.device_step, per_step,
+                          noisy_.data());
     routed = noisy_.data();
   }
   be_->copy(noisy_probs_.data(), routed, n * E * sizeof(float));

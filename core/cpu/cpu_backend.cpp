@@ -249,29 +249,27 @@ void CpuBackend::pool_rows_backward(int64_t batch, int tokens, int dim, bool mea
 
 void CpuBackend::pack_heads(int64_t images, int tokens, int padded, int heads, int head_dim,
                             int slabs, const float* x, float* y, uint16_t* y16) {
-  const int64_t width = int64_t{slabs} * heads * head_dim;  // x's row
-  for (int64_t sbh = 0; sbh < slabs * images * heads; ++sbh) {
-    const int64_t h = sbh % heads, b = (sbh / heads) % images, s = sbh / (heads * images);
-    const float* src = x + b * tokens * width + (s * heads + h) * head_dim;
+  const HeadsLayout l{images, tokens, padded, heads, head_dim, slabs};
+  for (int64_t sbh = 0; sbh < l.count(); ++sbh) {
+    const float* src = x + l.row_major_base(sbh);
     float* dst = y + sbh * padded * head_dim;
     for (int t = 0; t < tokens; ++t)
-      std::copy(src + t * width, src + t * width + head_dim, dst + t * head_dim);
+      std::copy(src + t * l.width(), src + t * l.width() + head_dim, dst + t * head_dim);
     std::fill(dst + int64_t{tokens} * head_dim, dst + int64_t{padded} * head_dim, 0.0f);
   }
-  write_bf16(slabs * images * heads * padded * head_dim, y, y16);
+  write_bf16(l.count() * padded * head_dim, y, y16);
 }
 
 void CpuBackend::unpack_heads(int64_t images, int tokens, int padded, int heads, int head_dim,
                               int slabs, const float* y, float* x, uint16_t* x16) {
-  const int64_t width = int64_t{slabs} * heads * head_dim;
-  for (int64_t sbh = 0; sbh < slabs * images * heads; ++sbh) {
-    const int64_t h = sbh % heads, b = (sbh / heads) % images, s = sbh / (heads * images);
+  const HeadsLayout l{images, tokens, padded, heads, head_dim, slabs};
+  for (int64_t sbh = 0; sbh < l.count(); ++sbh) {
     const float* src = y + sbh * padded * head_dim;
-    float* dst = x + b * tokens * width + (s * heads + h) * head_dim;
+    float* dst = x + l.row_major_base(sbh);
     for (int t = 0; t < tokens; ++t)
-      std::copy(src + t * head_dim, src + (t + 1) * head_dim, dst + t * width);
+      std::copy(src + t * head_dim, src + (t + 1) * head_dim, dst + t * l.width());
   }
-  write_bf16(images * tokens * width, x, x16);
+  write_bf16(images * tokens * l.width(), x, x16);
 }
 
 // ---- losses ------------------------------------------------------------------------

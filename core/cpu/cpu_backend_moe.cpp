@@ -17,7 +17,7 @@ namespace vmoe {
 void CpuBackend::add_normal_noise(int64_t n, float scale, uint64_t key, uint64_t stream,
                                   uint64_t first, const int64_t* step, uint64_t per_step,
                                   float* x) {
-  if (step != nullptr) first += static_cast<uint64_t>(*step) * per_step;
+  first = first_counter(first, step, per_step);
   for (int64_t i = 0; i < n; ++i) x[i] += scale * normal_at(key, stream, first + i);
 }
 

@@ -108,44 +108,41 @@ __global__ void pool_rows_backward_kernel(int64_t n, int tokens, int rows_per_im
 
 // ---- attention heads ---------------------------------------------------------------------
 
-// Block (sbh, chunk): head sbh = (s B + b) H + h of the head-major side,
-// rows [chunk kRows, +kRows) of its `padded`; rows t >= T are the padding.
+// Block (sbh, chunk): head sbh of the head-major side (HeadsLayout), rows
+// [chunk kHeadRows, +kHeadRows) of its `padded`; rows t >= T are the padding.
 // The head's offsets are computed once per block (64-bit division per
 // element made the first version 10x slower than its memory traffic).
 constexpr int kHeadRows = 16;
-struct HeadsShape {
-  int images, tokens, padded, heads, head_dim, slabs;
-};
-// The row-major side's pointer to (t = 0, c = 0) of block sbh's head.
-__device__ inline int64_t row_major_base(const HeadsShape& sh, int sbh) {
-  const int h = sbh % sh.heads, b = (sbh / sh.heads) % sh.images, s = sbh / (sh.heads * sh.images);
-  return int64_t{b} * sh.tokens * (int64_t{sh.slabs} * sh.heads * sh.head_dim) +
-         int64_t{s * sh.heads + h} * sh.head_dim;
-}
 
-__global__ void pack_heads_kernel(HeadsShape sh, const float* x, float* y, uint16_t* y16) {
-  const int sbh = static_cast<int>(blockIdx.x), t0 = static_cast<int>(blockIdx.y) * kHeadRows;
-  const int64_t width = int64_t{sh.slabs} * sh.heads * sh.head_dim;
-  const float* src = x + row_major_base(sh, sbh);
-  const int64_t head = int64_t{sbh} * sh.padded * sh.head_dim;
-  const int n = min(kHeadRows, sh.padded - t0) * sh.head_dim;
+__global__ void pack_heads_kernel(HeadsLayout l, const float* x, float* y, uint16_t* y16) {
+  const int t0 = static_cast<int>(blockIdx.y) * kHeadRows;
+  const float* src = x + l.row_major_base(blockIdx.x);
+  const int64_t head = int64_t{blockIdx.x} * l.padded * l.head_dim, width = l.width();
+  const int n = min(kHeadRows, l.padded - t0) * l.head_dim;
   for (int i = tid(); i < n; i += nthreads()) {
-    const int t = t0 + i / sh.head_dim, c = i % sh.head_dim;
-    store(y, y16, head + int64_t{t} * sh.head_dim + c,
-          t < sh.tokens ? src[int64_t{t} * width + c] : 0.0f);
+    const int t = t0 + i / l.head_dim, c = i % l.head_dim;
+    store(y, y16, head + int64_t{t} * l.head_dim + c,
+          t < l.tokens ? src[int64_t{t} * width + c] : 0.0f);
   }
 }
 
-__global__ void unpack_heads_kernel(HeadsShape sh, const float* y, float* x, uint16_t* x16) {
-  const int sbh = static_cast<int>(blockIdx.x), t0 = static_cast<int>(blockIdx.y) * kHeadRows;
-  const int64_t width = int64_t{sh.slabs} * sh.heads * sh.head_dim;
-  const int64_t base = row_major_base(sh, sbh);
-  const float* src = y + int64_t{sbh} * sh.padded * sh.head_dim;
-  const int n = min(kHeadRows, sh.tokens - t0) * sh.head_dim;  // real rows only
+__global__ void unpack_heads_kernel(HeadsLayout l, const float* y, float* x, uint16_t* x16) {
+  const int t0 = static_cast<int>(blockIdx.y) * kHeadRows;
+  const int64_t base = l.row_major_base(blockIdx.x), width = l.width();
+  const float* src = y + int64_t{blockIdx.x} * l.padded * l.head_dim;
+  const int n = min(kHeadRows, l.tokens - t0) * l.head_dim;  // real rows only
   for (int i = tid(); i < n; i += nthreads()) {
-    const int t = t0 + i / sh.head_dim, c = i % sh.head_dim;
-    store(x, x16, base + int64_t{t} * width + c, src[int64_t{t} * sh.head_dim + c]);
+    const int t = t0 + i / l.head_dim, c = i % l.head_dim;
+    store(x, x16, base + int64_t{t} * width + c, src[int64_t{t} * l.head_dim + c]);
   }
+}
+
+// Grid: x over the layout's heads, y over chunks of `rows` rows.
+dim3 heads_grid(const char* op, const HeadsLayout& l, int rows) {
+  VMOE_CHECK(l.count() < (int64_t{1} << 31) && rows <= 65535 * kHeadRows, op, ": ", l.count(),
+             " heads of ", rows, " rows is beyond one launch");
+  return dim3(static_cast<unsigned>(l.count()),
+              static_cast<unsigned>((rows + kHeadRows - 1) / kHeadRows));
 }
 
 }  // namespace
@@ -221,30 +218,20 @@ void CudaBackend::pool_rows_backward(int64_t batch, int tokens, int dim, bool me
 
 // ---- attention heads ----------------------------------------------------------------------
 
-// Grid: x over the slabs x images x heads heads, y over chunks of rows.
 void CudaBackend::pack_heads(int64_t images, int tokens, int padded, int heads, int head_dim,
                              int slabs, const float* x, float* y, uint16_t* y16) {
-  const int64_t count = slabs * images * heads;
-  if (count <= 0 || padded <= 0 || head_dim <= 0) return;
-  VMOE_CHECK(count < (int64_t{1} << 31) && padded <= 65535 * kHeadRows, "pack_heads: ", count,
-             " heads of ", padded, " rows is beyond one launch");
-  const HeadsShape sh{static_cast<int>(images), tokens, padded, heads, head_dim, slabs};
-  const dim3 grid(static_cast<unsigned>(count),
-                  static_cast<unsigned>((padded + kHeadRows - 1) / kHeadRows));
-  pack_heads_kernel<<<grid, kThreads, 0, stream_>>>(sh, x, y, y16);
+  const HeadsLayout l{images, tokens, padded, heads, head_dim, slabs};
+  if (l.count() <= 0 || padded <= 0 || head_dim <= 0) return;
+  pack_heads_kernel<<<heads_grid("pack_heads", l, padded), kThreads, 0, stream_>>>(l, x, y, y16);
   VMOE_CUDA_LAUNCH_CHECK();
 }
 
 void CudaBackend::unpack_heads(int64_t images, int tokens, int padded, int heads, int head_dim,
                                int slabs, const float* y, float* x, uint16_t* x16) {
-  const int64_t count = slabs * images * heads;
-  if (count <= 0 || tokens <= 0 || head_dim <= 0) return;
-  VMOE_CHECK(count < (int64_t{1} << 31) && tokens <= 65535 * kHeadRows, "unpack_heads: ", count,
-             " heads of ", tokens, " rows is beyond one launch");
-  const HeadsShape sh{static_cast<int>(images), tokens, padded, heads, head_dim, slabs};
-  const dim3 grid(static_cast<unsigned>(count),
-                  static_cast<unsigned>((tokens + kHeadRows - 1) / kHeadRows));
-  unpack_heads_kernel<<<grid, kThreads, 0, stream_>>>(sh, y, x, x16);
+  const HeadsLayout l{images, tokens, padded, heads, head_dim, slabs};
+  if (l.count() <= 0 || tokens <= 0 || head_dim <= 0) return;
+  unpack_heads_kernel<<<heads_grid("unpack_heads", l, tokens), kThreads, 0, stream_>>>(l, y, x,
+                                                                                       x16);
   VMOE_CUDA_LAUNCH_CHECK();
 }
 

@@ -21,7 +21,7 @@ constexpr size_t kSharedBytes = 48 * 1024;  // dynamic shared memory without opt
 
 __global__ void noise_kernel(int64_t n, float scale, uint64_t key, uint64_t stream, uint64_t first,
                              const int64_t* step, uint64_t per_step, float* x) {
-  if (step != nullptr) first += static_cast<uint64_t>(*step) * per_step;
+  first = first_counter(first, step, per_step);
   for (int64_t i = blockIdx.x * int64_t{blockDim.x} + threadIdx.x; i < n;
        i += int64_t{gridDim.x} * blockDim.x)
     x[i] += scale * normal_at(key, stream, first + static_cast<uint64_t>(i));
