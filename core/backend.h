@@ -12,6 +12,7 @@
 #include <cstddef>
 #include <cstdint>
 #include <cstdlib>
+#include <functional>
 #include <initializer_list>
 #include <new>
 #include <string>
@@ -165,6 +166,19 @@ class Backend {
   // GPU, so copies run at full speed and asynchronously); any thread may call.
   virtual void* allocate_host(size_t bytes);
   virtual void deallocate_host(void* ptr);
+  // ---- captured steps (a CUDA graph on a GPU) ------------------------------
+  // capture() runs `body` once while recording the work it queues; replay()
+  // queues that work again in one call, from the same addresses. body must
+  // queue device work only (host state it changes is not changed again by a
+  // replay) and allocate nothing new once warm. Returns false, having run
+  // nothing, where recording failed (the caller runs body itself). The CPU
+  // records the closure and replays by calling it: the tests' stand-in.
+  virtual bool capture(const std::function<void()>& body) = 0;
+  virtual void replay() = 0;
+  // Captured, and no memory the recording uses freed since (caching_allocator.h).
+  virtual bool capture_valid() const = 0;
+  virtual void drop_capture() = 0;
+
   // Device to device.
   virtual void copy(void* dst, const void* src, size_t bytes) = 0;
   // bytes of x = 0.

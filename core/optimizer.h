@@ -32,7 +32,14 @@ class Optimizer {
   // gradients. The rate and Adam's bias corrections are computed where the
   // update runs, from the step counter kept there (device_step()): no
   // step-dependent scalar is passed from the host.
-  void step(const LrSchedule& schedule);
+  void step(const LrSchedule& schedule) {
+    queue_update(schedule);
+    count_step();
+  }
+  // step() in its two halves: the device work (what a captured step records)
+  // and the host's mirror of the counter (once per step, replays included).
+  void queue_update(const LrSchedule& schedule);
+  void count_step() { ++step_; }
   // One update at a constant rate.
   void step(float lr) { step(LrSchedule{.base = lr, .decay = Decay::kConstant}); }
   int64_t steps_taken() const { return step_; }

@@ -52,8 +52,8 @@ const std::set<std::string> kEvalKnobs = {"eval_data",
 // Flags of the training run that an evaluation must not replay.
 // (--tf32 is not replayed either: an evaluation is exact fp32 unless it asks.)
 const std::set<std::string> kNotReplayed = {
-    "eval_capacity_sweep", "resume", "init_from",          "init_skip",      "run_dir",
-    "checkpoint_dir",      "tf32",   "collective_timeout", "tensorboard_dir"};
+    "eval_capacity_sweep", "resume", "init_from",          "init_skip",       "run_dir",
+    "checkpoint_dir",      "tf32",   "collective_timeout", "tensorboard_dir", "capture_step"};
 
 bool is_train_flag(const gflags::CommandLineFlagInfo& f) {
   return f.filename.find("train_config.cpp") != std::string::npos;

@@ -108,6 +108,11 @@ DEFINE_int32(device, -1, "--backend=cuda: the GPU of this rank; -1 = local rank 
              "visible devices (one rank per GPU).");
 DEFINE_bool(tf32, false, "--backend=cuda: fp32 matrix products on TF32 tensor cores (inputs "
             "rounded to a 10-bit mantissa, fp32 accumulation). Off: exact fp32.");
+DEFINE_bool(capture_step, false,
+            "Record the training step once as a CUDA graph (after one "
+            "uncaptured step) and replay it: one launch instead of the step's thousands. "
+            "Recorded again when an evaluation reallocates memory it uses; runs uncaptured "
+            "(with a message) where recording fails. Same results bit for bit.");
 
 // ---- parallel layout ----------------------------------------------------------
 DEFINE_int32(expert_parallel, 0, "Ranks per expert-parallel group, P: it must divide the number "
@@ -355,6 +360,7 @@ TrainConfig config_from_flags(const DatasetInfo& train_info, const DatasetInfo& 
   VMOE_CHECK(!FLAGS_tf32 || FLAGS_backend == "cuda", "--tf32 applies to --backend=cuda (the CPU "
              "computes fp32 matrix products exactly)");
   c.tf32 = FLAGS_tf32;
+  c.trainer.capture_step = FLAGS_capture_step;
   VMOE_CHECK(FLAGS_expert_parallel >= 0, "--expert_parallel must be >= 0, got ",
              FLAGS_expert_parallel);
   c.expert_parallel = FLAGS_expert_parallel;

@@ -106,6 +106,35 @@ StepResult Trainer::train_staged() {
   StepResult r;
   r.lr = options_.schedule.at(optimizer_->steps_taken());
   const HostTraffic before = be_->traffic();
+  // A step is captured once an uncaptured one has warmed the memory it uses
+  // (again after the graph was dropped), and never while phases are timed
+  // (a timing event inside a graph cannot be read).
+  const bool want = options_.capture_step && !capture_failed_ && !PhaseTimer::instance().enabled();
+  if (want && be_->capture_valid()) {
+    be_->replay();
+  } else {
+    bool ran = false;
+    if (want && warm_) {
+      ran = be_->capture([this] { queue_step(); });  // records and runs it
+      capture_failed_ = !ran;
+      warm_ = false;
+    }
+    if (!ran) {
+      be_->drop_capture();  // a stale graph's claim on memory goes
+      queue_step();
+      warm_ = true;
+    }
+  }
+  optimizer_->count_step();
+  ++steps_since_read_;
+
+  const HostTraffic after = be_->traffic();
+  r.traffic = {after.to_device - before.to_device, after.to_host - before.to_host,
+               after.syncs - before.syncs};
+  return r;
+}
+
+void Trainer::queue_step() {
   const int64_t rows = staged_rows_;
   model_->forward(images_.data(), rows,
                   Pass{.training = true,
@@ -130,13 +159,7 @@ StepResult Trainer::train_staged() {
   be_->clip_scale(grad_sq_.data(), sync_ ? sync_->expert_divisor() : 1.0, max_norm,
                   metrics_.sums(grad_norm_), clip_factor_.data());
   if (max_norm > 0.0f) be_->scale_by(params_.size(), clip_factor_.data(), params_.grads().data());
-  optimizer_->step(options_.schedule);  // r.lr again, computed where the update runs
-  ++steps_since_read_;
-
-  const HostTraffic after = be_->traffic();
-  r.traffic = {after.to_device - before.to_device, after.to_host - before.to_host,
-               after.syncs - before.syncs};
-  return r;
+  optimizer_->queue_update(options_.schedule);  // the rate is computed where the update runs
 }
 
 TrainMetrics Trainer::read_metrics() {

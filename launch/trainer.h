@@ -28,6 +28,11 @@ struct TrainerOptions {
   int64_t global_batch = 0;  // the loss is the mean over the global batch
   int64_t allreduce_bucket_floats = int64_t{8} << 20;
   Precision precision = Precision::kFp32;  // bf16: GEMM inputs and exchange buffers
+  // Record the step once (after one uncaptured step) and replay it: a CUDA
+  // graph on a GPU, one launch for the step's kernels. Captured again when
+  // memory it uses is freed (e.g. by an evaluation's larger batch); runs
+  // uncaptured where recording fails or phases are timed.
+  bool capture_step = false;
 };
 
 struct StepResult {
@@ -115,6 +120,9 @@ class Trainer {
 
  private:
   void upload_images(const float* images, int64_t rows);
+  // The device work of one training step on the staged batch (all of it:
+  // what a captured step records).
+  void queue_step();
   void forward_eval(const float* images, int64_t rows, const uint8_t* mask);
   void set_superclass(const int32_t* superclass, const LossTargets& targets);
 
@@ -128,6 +136,8 @@ class Trainer {
   MetricStore metrics_;
   MetricId loss_sum_ = 0, grad_norm_ = 0;
   int64_t steps_since_read_ = 0;
+  bool warm_ = false;  // an uncaptured step ran since the last capture
+  bool capture_failed_ = false;
   std::unique_ptr<GradientSync> sync_;
   std::unique_ptr<ViT> model_;
   std::unique_ptr<Optimizer> optimizer_;

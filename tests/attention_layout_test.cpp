@@ -21,13 +21,7 @@ namespace {
 
 using testing::world;
 
-struct Case {
-  std::string name;
-  bool moe = false;
-  Routing routing = Routing::kToken;
-  bool remat = false;
-  Precision precision = Precision::kFp32;
-};
+using Case = testing::TrainCase;
 
 class AttentionLayout : public ::testing::TestWithParam<Case> {
  protected:
@@ -35,9 +29,7 @@ class AttentionLayout : public ::testing::TestWithParam<Case> {
     const Case c = GetParam();
     const int r = world().rank();
     const int64_t per_rank = 4;
-    TrainerOptions options =
-        testing::small_trainer_options(c.moe, c.routing, c.precision, per_rank * world().size());
-    options.model.remat = c.remat;
+    TrainerOptions options = testing::small_trainer_options(c, per_rank * world().size());
     ProcessGroups groups(world(), c.moe ? options.moe.num_experts : 0, 0);
     CpuBackend be;
     be.set_attention_pad_to(pad_to);

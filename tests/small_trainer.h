@@ -5,6 +5,7 @@
 #pragma once
 
 #include <cstdint>
+#include <string>
 #include <vector>
 
 #include "launch/trainer.h"
@@ -34,6 +35,21 @@ inline TrainerOptions small_trainer_options(bool moe, Routing routing, Precision
   o.seed = 7;
   o.global_batch = global_batch;
   o.precision = precision;
+  return o;
+}
+
+// One model of the trainer tests that compare two ways of training it.
+struct TrainCase {
+  std::string name;
+  bool moe = false;
+  Routing routing = Routing::kToken;
+  bool remat = false;
+  Precision precision = Precision::kFp32;
+};
+
+inline TrainerOptions small_trainer_options(const TrainCase& c, int64_t global_batch) {
+  TrainerOptions o = small_trainer_options(c.moe, c.routing, c.precision, global_batch);
+  o.model.remat = c.remat;
   return o;
 }
 

@@ -3,11 +3,10 @@
 #include <cblas.h>
 
 #include <algorithm>
-#include <vector>
 #include <cmath>
 #include <cstdlib>
 #include <cstring>
-#include <new>
+#include <vector>
 
 #include "core/check.h"
 #include "core/cpu/cpu_loops.h"
@@ -28,14 +27,57 @@ void write_bf16(int64_t n, const float* x, uint16_t* y16) {
 
 // ---- memory ------------------------------------------------------------------
 
-void* CpuBackend::allocate(size_t bytes) {
-  // 64-byte alignment: whole cache lines and aligned AVX-512 loads.
-  const size_t rounded = (std::max<size_t>(bytes, 1) + 63) / 64 * 64;
-  void* ptr = std::aligned_alloc(64, rounded);
-  if (ptr == nullptr) throw std::bad_alloc();
-  return ptr;
+namespace {
+
+// 64-byte alignment: whole cache lines and aligned AVX-512 loads (the
+// allocator's sizes are multiples of 512).
+void* host_malloc(size_t bytes) {
+  return std::aligned_alloc(64, bytes);
 }
-void CpuBackend::deallocate(void* ptr) { std::free(ptr); }
+void host_free(void* ptr) {
+  std::free(ptr);
+}
+
+}  // namespace
+
+CpuBackend::CpuBackend() : allocator_(SystemMemory{host_malloc, host_free, "host"}) {}
+
+void* CpuBackend::allocate(size_t bytes) {
+  return allocator_.allocate(bytes);
+}
+void CpuBackend::deallocate(void* ptr) {
+  allocator_.deallocate(ptr);
+}
+// The stand-in for a CUDA graph: the allocator keeps the blocks the captured
+// run used exactly as on a GPU (so the tests see a capture invalidated when
+// a GPU's would be), and a replay calls the closure again.
+bool CpuBackend::capture(const std::function<void()>& body) {
+  drop_capture();
+  allocator_.begin_capture();
+  try {
+    body();
+  } catch (...) {
+    allocator_.end_capture();
+    allocator_.release_capture();
+    throw;
+  }
+  allocator_.end_capture();
+  captured_ = body;
+  return true;
+}
+void CpuBackend::replay() {
+  VMOE_CHECK(capture_valid(), "replay without a valid capture");
+  captured_();
+}
+bool CpuBackend::capture_valid() const {
+  return captured_ != nullptr && !allocator_.capture_invalidated();
+}
+void CpuBackend::drop_capture() {
+  if (captured_ == nullptr) return;
+  captured_ = nullptr;
+  allocator_.release_capture();
+}
+
 void CpuBackend::copy_to_device_impl(void* dst, const void* src, size_t bytes) {
   if (bytes) std::memcpy(dst, src, bytes);
 }

@@ -5,6 +5,7 @@
 #pragma once
 
 #include "core/backend.h"
+#include "core/caching_allocator.h"
 
 namespace vmoe {
 
@@ -16,7 +17,11 @@ struct GemmShape {
 
 class CpuBackend final : public Backend {
  public:
+  CpuBackend();
   std::string name() const override { return "cpu"; }
+  // Memory is cached like the GPU's: activations keep their pages from one
+  // step to the next instead of being unmapped and faulted in again.
+  const CachingAllocator& allocator() const { return allocator_; }
 
   // While set, every GEMM's shape is appended to *log (null: stop): the step
   // benchmark replays a step's GEMMs alone, to time OpenBLAS at its shapes.
@@ -24,6 +29,10 @@ class CpuBackend final : public Backend {
 
   void* allocate(size_t bytes) override;
   void deallocate(void* ptr) override;
+  bool capture(const std::function<void()>& body) override;
+  void replay() override;
+  bool capture_valid() const override;
+  void drop_capture() override;
   void copy(void* dst, const void* src, size_t bytes) override;
   void zero(void* x, size_t bytes) override;
   void from_bf16(int64_t n, const uint16_t* x, float* y) override;
@@ -148,6 +157,8 @@ class CpuBackend final : public Backend {
   void upload_pixels_impl(int64_t n, const uint8_t* host, float* dst) override;
 
  private:
+  CachingAllocator allocator_;
+  std::function<void()> captured_;
   std::vector<GemmShape>* gemm_log_ = nullptr;
 };
 

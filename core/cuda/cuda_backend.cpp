@@ -23,7 +23,25 @@ int cuda_device_count() {
   return count;
 }
 
-CudaBackend::CudaBackend(int device) : device_(device) {
+namespace {
+
+// The device memory behind the caching allocator: nullptr when the GPU is full.
+void* device_malloc(size_t bytes) {
+  void* ptr = nullptr;
+  const cudaError_t err = cudaMalloc(&ptr, bytes);
+  if (err != cudaSuccess) (void)cudaGetLastError();  // not left for the next launch check
+  if (err == cudaErrorMemoryAllocation) return nullptr;
+  VMOE_CUDA_CHECK(err);
+  return ptr;
+}
+void device_free(void* ptr) {
+  cudaFree(ptr);
+}
+
+}  // namespace
+
+CudaBackend::CudaBackend(int device)
+    : device_(device), allocator_(SystemMemory{device_malloc, device_free, "GPU"}) {
   const int count = cuda_device_count();
   VMOE_CHECK(count > 0, "the CUDA backend needs a GPU, and this process sees none");
   VMOE_CHECK(device >= 0 && device < count, "CUDA device ", device, " does not exist (", count,
@@ -54,6 +72,7 @@ CudaBackend::~CudaBackend() {
   for (cudaEvent_t e : marks_) cudaEventDestroy(e);
   if (scratch_ != nullptr) allocator_.deallocate(scratch_);
   cublasDestroy(cublas_);
+  drop_capture();
   cudaStreamDestroy(stream_);
 }
 

@@ -18,7 +18,7 @@
 #include <vector>
 
 #include "core/backend.h"
-#include "core/cuda/cuda_allocator.h"
+#include "core/caching_allocator.h"
 
 namespace vmoe {
 
@@ -43,10 +43,14 @@ class CudaBackend final : public Backend {
   void clear_time_marks() override;
   int device() const { return device_; }
   cudaStream_t stream() const { return stream_; }
-  const CudaAllocator& allocator() const { return allocator_; }
+  const CachingAllocator& allocator() const { return allocator_; }
 
   void* allocate(size_t bytes) override;
   void deallocate(void* ptr) override;
+  bool capture(const std::function<void()>& body) override;
+  void replay() override;
+  bool capture_valid() const override;
+  void drop_capture() override;
   void copy(void* dst, const void* src, size_t bytes) override;
   void zero(void* x, size_t bytes) override;
   void from_bf16(int64_t n, const uint16_t* x, float* y) override;
@@ -205,7 +209,8 @@ class CudaBackend final : public Backend {
   size_t marks_used_ = 0;
   cudaStream_t stream_ = nullptr;
   cublasHandle_t cublas_ = nullptr;
-  CudaAllocator allocator_;
+  CachingAllocator allocator_;
+  cudaGraphExec_t graph_ = nullptr;  // the captured step (capture())
   void* scratch_ = nullptr;
   size_t scratch_bytes_ = 0;
 };
