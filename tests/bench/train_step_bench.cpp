@@ -20,6 +20,8 @@
 #include <cstdio>
 #include <map>
 #include <string>
+#include <tuple>
+#include <utility>
 #include <vector>
 
 #include "comm/mpi_communicator.h"
@@ -65,6 +67,11 @@ DEFINE_bool(blas_core, false,
 DEFINE_bool(replay_gemms, true,
             "--backend=cpu: also time one step's GEMMs alone (OpenBLAS at the step's shapes), "
             "the rate the step's GFLOP/s is held against");
+DEFINE_bool(capture_step, false,
+            "record the step once (a CUDA graph on a GPU) and replay it (not with --phases)");
+DEFINE_bool(gemm_shapes, false,
+            "--backend=cpu: print each GEMM shape of the step with its share of the GEMM time and "
+            "the rate OpenBLAS reaches on it alone");
 DEFINE_int32(peak_gemm, 0, "N of the N x N x N GEMM that measures the device's peak (0: 8192 "
              "on cuda, 1024 on cpu; -1: skip)");
 
@@ -100,6 +107,45 @@ double gemm_peak(vmoe::Backend& be, int n) {
   return 2.0 * size * size * size * reps / seconds;
 }
 
+// One line per distinct GEMM shape of the step: calls, share of the step's
+// GEMM FLOPs, and the rate OpenBLAS reaches on it alone (where time goes).
+void print_gemm_shapes(const std::vector<vmoe::GemmShape>& calls, const float* a, const float* b,
+                       float* c) {
+  using vmoe::Trans;
+  auto trans = [](Trans t) { return t == Trans::kYes ? CblasTrans : CblasNoTrans; };
+  std::map<std::tuple<int, int, int, int, int>, std::vector<vmoe::GemmShape>> groups;
+  double total_flops = 0;
+  for (const vmoe::GemmShape& g : calls) {
+    groups[{int(g.ta), int(g.tb), g.m, g.n, g.k}].push_back(g);
+    total_flops += 2.0 * g.m * g.n * g.k;
+  }
+  double total_seconds = 0;
+  std::vector<std::pair<double, std::string>> lines;
+  for (const auto& [key, group] : groups) {
+    double seconds = 0;
+    int reps = 0;
+    const auto start = std::chrono::steady_clock::now();
+    while (seconds < 0.05 || reps < 3) {
+      for (const vmoe::GemmShape& g : group)
+        cblas_sgemm(CblasRowMajor, trans(g.ta), trans(g.tb), g.m, g.n, g.k, 1.0f, a, g.lda, b,
+                    g.ldb, 0.0f, c, g.ldc);
+      ++reps;
+      seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+    }
+    const vmoe::GemmShape& g = group.front();
+    const double flops = 2.0 * g.m * g.n * g.k * group.size();
+    total_seconds += seconds / reps;
+    char line[200];
+    std::snprintf(line, sizeof line, "gemm %c%c m=%d n=%d k=%d calls=%zu flops=%.1f%% GFLOP/s=%.1f",
+                  g.ta == Trans::kYes ? 'T' : 'N', g.tb == Trans::kYes ? 'T' : 'N', g.m, g.n, g.k,
+                  group.size(), 100 * flops / total_flops, flops * reps / seconds / 1e9);
+    lines.push_back({seconds / reps, line});
+  }
+  std::sort(lines.rbegin(), lines.rend());
+  for (const auto& [seconds, line] : lines)
+    std::printf("%s time=%.1f%%\n", line.c_str(), 100 * seconds / total_seconds);
+}
+
 // The GEMMs of one training step, replayed alone with OpenBLAS on buffers of
 // the same shapes: their FLOP/s and seconds per step. The step's GFLOP/s is
 // held against that rate (the rest of the step is what keeps it below).
@@ -124,6 +170,7 @@ GemmReplay replay_gemms(const std::vector<vmoe::GemmShape>& calls) {
                   b.data(), g.ldb, 0.0f, c.data(), g.ldc);
   };
   once();
+  if (FLAGS_gemm_shapes) print_gemm_shapes(calls, a.data(), b.data(), c.data());
   int reps = 0;
   const auto start = std::chrono::steady_clock::now();
   double seconds = 0;
@@ -161,7 +208,16 @@ int main(int argc, char** argv) {
     return 1;
   }
   if (FLAGS_attention_pad_to >= 0) be.set_attention_pad_to(FLAGS_attention_pad_to);
+  if (FLAGS_capture_step && FLAGS_phases) {
+    // Phase timing needs the step uncaptured: off unless asked for by name.
+    if (!gflags::GetCommandLineFlagInfoOrDie("phases").is_default) {
+      std::fprintf(stderr, "train_step_bench: --phases times the step uncaptured; drop one\n");
+      return 1;
+    }
+    FLAGS_phases = false;
+  }
   TrainerOptions o;
+  o.capture_step = FLAGS_capture_step;
   o.precision = FLAGS_precision == "bf16" ? Precision::kBf16 : Precision::kFp32;
   o.model.image = {FLAGS_image, FLAGS_image, FLAGS_channels};
   o.model.patch_size = FLAGS_patch;
@@ -251,6 +307,7 @@ int main(int argc, char** argv) {
                 replay.flops_per_s / 1e9, 100 * flops / replay.flops_per_s,
                 100 * replay.seconds_per_step * FLAGS_steps / seconds);
   std::printf(" host_events/step=%.0f", host_events);
+  if (FLAGS_capture_step) std::printf(" replayed=%s", be.capture_valid() ? "yes" : "no");
   if (FLAGS_precision == "bf16")
     std::printf(" bf16_conversions/step=%.0f+%.0f", gemm_conversions, explicit_conversions);
   if (be.name() == "cpu")

@@ -12,10 +12,11 @@
 # when N GPUs are visible), checkpoints GPU <-> CPU bit for bit, our error for
 # two ranks on one GPU, then on 1 rank (and N) a small V-MoE trained on the
 # GPU against the CPU: losses, periodic checkpoints with keep-N, resume on the
-# GPU (bit for bit), each backend resuming the other's checkpoint,
+# GPU (bit for bit), each backend resuming the other's checkpoint, the
+# step captured as a CUDA graph (--capture_step, same losses bit for bit),
 # fine-tuning (--init_from), vmoe_eval (precision@1, capacity sweep, routing
 # analysis, few-shot) GPU against CPU; last the training-step benchmark
-# (train_step_bench: V-MoE-S/32 and B/16 at 224², fp32, bf16, TF32 and B/16 bf16 with head-major attention; the
+# (train_step_bench: V-MoE-S/32 and B/16 at 224², fp32, bf16, bf16 captured as a CUDA graph, TF32, B/16 bf16 with head-major attention; the
 # batch on the device): images/s, MFU against a GEMM peak measured on the
 # same GPU, the largest phases; one B/16 bf16 step's kernel times under
 # ncu where it is installed (VMOE_CHECK_NCU=0: skip); and the input pipeline (loader_bench: 224²
@@ -221,6 +222,18 @@ for r in 1 $([[ $ranks_n -gt 1 ]] && echo "$ranks_n"); do
         --from_step=30 --rtol=1e-3
     fi
   done
+  # The step captured as a CUDA graph and replayed: the same kernels, so the
+  # same losses bit for bit (evaluations between steps make it recapture).
+  if on gpu "$r" "$w/captured.log" vmoe_train "${model[@]}" --total_steps=40 --capture_step --eval_every=15 \
+    --run_dir="$w/captured"; then
+    if grep -q 'could not be captured' "$w/captured.log"; then
+      row FAIL "  captured step (CUDA graph)" "$(grep -m1 'could not be captured' "$w/captured.log" | head -c 160)"
+    else
+      compare_row "  captured step (CUDA graph): same losses bit for bit" losses "$w/gpu" "$w/captured"
+    fi
+  else
+    failed_run "  captured step (CUDA graph)" "$w/captured.log"
+  fi
   if on gpu "$r" "$w/finetune.log" vmoe_train "${model[@]}" --total_steps=10 \
     --run_dir="$w/finetune" --init_from="$w/gpu/checkpoints/ckpt-0000000040.h5" --init_skip=head; then
     row PASS "  fine-tune on GPU (--init_from)" "$(grep -m1 -o '(step [0-9]*) in .*' "$w/finetune.log" | sed 's/ in [0-9.]*s:/:/')"
@@ -269,7 +282,7 @@ if [[ -n ${VMOE_TORCH_PEER:-} ]] &&
   env -u LD_LIBRARY_PATH "${VMOE_TORCH_PYTHON:-$py}" -c 'import torch' >/dev/null 2>&1; then
   peer_ok=1
 fi
-for run in 0:fp32 0:bf16 0:tf32 1:fp32 1:bf16 1:bf16-head-major; do
+for run in 0:fp32 0:bf16 0:bf16-captured 0:tf32 1:fp32 1:bf16 1:bf16-captured 1:bf16-head-major; do
   i=${run%%:*} precision=${run##*:}
   if [[ $i -eq 0 ]]; then flags=("${s32[@]}"); else flags=("${b16[@]}"); fi
   log=$out/bench_${i}_$precision.log
@@ -277,6 +290,7 @@ for run in 0:fp32 0:bf16 0:tf32 1:fp32 1:bf16 1:bf16-head-major; do
   extra=(--precision="$precision")
   [[ $precision == tf32 ]] && extra=(--precision=fp32 --tf32)
   [[ $precision == bf16-head-major ]] && extra=(--precision=bf16 --attention_pad_to=8)
+  [[ $precision == bf16-captured ]] && extra=(--precision=bf16 --capture_step)
   if [[ $precision != fp32 && $precision != bf16 && $backend != cuda ]]; then continue; fi
   if on gpu 1 "$log" train_step_bench "${flags[@]}" "${common[@]}" "${extra[@]}"; then
     detail="ours $("$py" "$here/compare.py" bench "$log")"
