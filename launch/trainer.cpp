@@ -199,6 +199,7 @@ void Trainer::forward_eval(const float* images, int64_t rows, const uint8_t* mas
 }
 
 void Trainer::features(const float* images, int64_t rows, const uint8_t* mask, float* out) {
+  be_->drop_capture();  // see evaluate()
   forward_eval(images, rows, mask);
   be_->copy_to_host(out, model_->pre_logits(),
                     static_cast<size_t>(rows * options_.model.feature_size()) * sizeof(float));
@@ -206,6 +207,9 @@ void Trainer::features(const float* images, int64_t rows, const uint8_t* mask, f
 
 EvalResult Trainer::evaluate(const float* images, const LossTargets& targets,
                              const int32_t* superclass) {
+  // A captured step's graph keeps its temporaries reserved: dropped, they
+  // serve the evaluation instead of new memory (the next steps capture again).
+  be_->drop_capture();
   std::vector<Router*> routers = routers_of(*model_);
   for (Router* router : routers) router->reset_counts();
   set_superclass(superclass, targets);

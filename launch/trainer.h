@@ -29,8 +29,8 @@ struct TrainerOptions {
   int64_t allreduce_bucket_floats = int64_t{8} << 20;
   Precision precision = Precision::kFp32;  // bf16: GEMM inputs and exchange buffers
   // Record the step once (after one uncaptured step) and replay it: a CUDA
-  // graph on a GPU, one launch for the step's kernels. Captured again when
-  // memory it uses is freed (e.g. by an evaluation's larger batch); runs
+  // graph on a GPU, one launch for the step's kernels. Dropped by an
+  // evaluation and captured again when memory it uses is freed; runs
   // uncaptured where recording fails or phases are timed.
   bool capture_step = false;
 };
