@@ -21,13 +21,7 @@ namespace {
 
 using testing::world;
 
-struct Model {
-  std::string name;
-  bool moe = false;
-  Routing routing = Routing::kToken;
-  Precision precision = Precision::kFp32;
-  bool remat = false;
-};
+using Model = testing::TrainCase;
 
 class StepTraffic : public ::testing::TestWithParam<Model> {};
 
@@ -35,9 +29,7 @@ TEST_P(StepTraffic, NoHostCopyOrWaitInsideTheStep) {
   const Model model = GetParam();
   const int r = world().rank();
   const int64_t per_rank = 4;
-  TrainerOptions options = testing::small_trainer_options(model.moe, model.routing,
-                                                          model.precision, per_rank * world().size());
-  options.model.remat = model.remat;
+  TrainerOptions options = testing::small_trainer_options(model, per_rank * world().size());
   ProcessGroups groups(world(), model.moe ? options.moe.num_experts : 0, 0);
   CpuBackend be;
   Trainer trainer(be, options, &groups);
@@ -77,10 +69,10 @@ TEST_P(StepTraffic, NoHostCopyOrWaitInsideTheStep) {
 
 INSTANTIATE_TEST_SUITE_P(
     Models, StepTraffic,
-    ::testing::Values(Model{"dense"}, Model{"vmoe", true},
-                      Model{"vmoe_bf16", true, Routing::kToken, Precision::kBf16},
-                      Model{"vmoe_remat", true, Routing::kToken, Precision::kFp32, true},
-                      Model{"mobile_vmoe", true, Routing::kImage}),
+    ::testing::Values(Model{.name = "dense"}, Model{.name = "vmoe", .moe = true},
+                      Model{.name = "vmoe_bf16", .moe = true, .precision = Precision::kBf16},
+                      Model{.name = "vmoe_remat", .moe = true, .remat = true},
+                      Model{.name = "mobile_vmoe", .moe = true, .routing = Routing::kImage}),
     [](const auto& info) { return info.param.name; });
 
 }  // namespace
