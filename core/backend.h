@@ -67,7 +67,9 @@ enum class Precision { kFp32, kBf16 };
 struct GemmInput {
   GemmInput(const float* f32) : f32(f32) {}  // NOLINT: implicit, a plain fp32 input
   GemmInput(const float* f32, const uint16_t* bf16) : f32(f32), bf16(bf16) {}
-  GemmInput offset(int64_t n) const { return {f32 + n, bf16 != nullptr ? bf16 + n : nullptr}; }
+  GemmInput offset(int64_t n) const {
+    return {f32 != nullptr ? f32 + n : nullptr, bf16 != nullptr ? bf16 + n : nullptr};
+  }
   const float* f32;
   const uint16_t* bf16 = nullptr;
 };
@@ -191,6 +193,9 @@ class Backend {
   // every input as if none were given: the reference the copies are tested
   // against (same bits either way).
   void set_use_bf16_copies(bool on) { use_bf16_copies_ = on; }
+  // Whether GEMMs read only the bf16 copies of their inputs: then an
+  // activation that only GEMMs read is kept as bf16 alone (no fp32 values).
+  bool bf16_copies_suffice() const { return precision_ == Precision::kBf16 && use_bf16_copies_; }
   const Bf16Conversions& bf16_conversions() const { return conversions_; }
   // Records the fp32 address of every conversion counted (tests; null: off).
   void log_bf16_conversions(std::vector<const float*>* log) { conversion_log_ = log; }
@@ -240,6 +245,7 @@ class Backend {
   virtual void bias_grad(int64_t rows, int cols, const float* dy, float* dbias) = 0;
   // g = gelu(a + bias[r, :]); a = gelu'(a + bias) (the derivative, computed
   // with the same exp, is what backward needs); g16 (nullable) = bfloat16(g).
+  // g may be null when g16 is not (bf16_copies_suffice(): only the copy is read).
   virtual void bias_gelu(int64_t rows, int cols, const float* bias, float* a, float* g,
                          uint16_t* g16) = 0;
   void bias_gelu(int64_t rows, int cols, const float* bias, float* a, float* g) {

@@ -118,7 +118,10 @@ Plan plan_run(const TrainerOptions& o, const ClusterShape& cluster) {
   }
   const double probs = b * H * T * scores_ld(static_cast<int>(T));
   double block_common = 7 * n * D + 4 * n + probs;  // + the block input, in resid
-  double dense_ff = 2 * n * M;
+  // pre-activation (then GELU's derivative) and GELU output; under bf16 the
+  // output is kept only as its copy (only GEMMs read it).
+  const double gelu_out = p.bf16 ? 0.0 : 1.0;
+  double dense_ff = (1 + gelu_out) * n * M;
   const double moe_ff = token ? router_floats(n, E, k) + n * k : b * k;
   const int dense_blocks = m.num_layers - p.moe_layers;
   double outside = b * m.image.height * m.image.width * m.image.channels  // uploaded images
@@ -137,7 +140,7 @@ Plan plan_run(const TrainerOptions& o, const ClusterShape& cluster) {
   block_common += half * (6 * n * D + probs);
   dense_ff += half * n * M;
   outside += half * (b * Np * patch_len + b * D + b * Pl);
-  const double per_moe_capacity = 2 * R * D + 3 * R * M + half * (R * D + 2 * R * M);
+  const double per_moe_capacity = 2 * R * D + (2 + gelu_out) * R * M + half * (R * D + 2 * R * M);
   const bool exchanges = moe.enabled() && P > 1;
   // fp32: send, back, received and to-return buffers; bf16: send and back,
   // and the two payloads of R*D halves (received data is transposed as bf16).

@@ -44,8 +44,13 @@ void ExpertMlps::forward(GemmInput input, int64_t rows, float* out) {
   const int64_t D = dim_, M = hidden_, R = rows;
   rows_ = rows;
   pre_.resize({local_ * R, M});
-  act_.resize({local_ * R, M});
   uint16_t* act16 = bf16_copy(act16_, {local_ * R, M});
+  // Only GEMMs read the GELU output: under bf16 its copy is all they need.
+  float* act = nullptr;
+  if (!be_->bf16_copies_suffice()) {
+    act_.resize({local_ * R, M});
+    act = act_.data();
+  }
   // Under bf16 an input without a copy gets one, kept for backward.
   const GemmInput in =
       input.bf16 != nullptr ? input : with_bf16_copy(in16_, input.f32, {local_ * R, D});
@@ -53,8 +58,8 @@ void ExpertMlps::forward(GemmInput input, int64_t rows, float* out) {
   be_->gemm_batched(Trans::kNo, Trans::kNo, r, hidden_, dim_, 1.0f, in, dim_, store_->weight(w1_),
                     hidden_, 0.0f, pre_.data(), hidden_, per_expert(local_, R * D, D * M, R * M),
                     {});
-  be_->expert_bias_gelu(local_, R, hidden_, store_->value(b1_), pre_.data(), act_.data(), act16);
-  be_->gemm_batched(Trans::kNo, Trans::kNo, r, dim_, hidden_, 1.0f, {act_.data(), act16}, hidden_,
+  be_->expert_bias_gelu(local_, R, hidden_, store_->value(b1_), pre_.data(), act, act16);
+  be_->gemm_batched(Trans::kNo, Trans::kNo, r, dim_, hidden_, 1.0f, {act, act16}, hidden_,
                     store_->weight(w2_), dim_, 0.0f, out, dim_,
                     per_expert(local_, R * M, M * D, R * D), {});
   be_->expert_add_bias(local_, R, dim_, store_->value(b2_), out);
@@ -75,8 +80,9 @@ void ExpertMlps::backward(GemmInput input, GemmInput dout_in, float* din, Worksp
   const GemmInput in = input.bf16 != nullptr ? input : GemmInput{input.f32, in16_.data()};
   be_->gemm_batched(Trans::kNo, Trans::kYes, r, hidden_, dim_, 1.0f, dy, dim_, store_->weight(w2_),
                     dim_, 0.0f, dact, hidden_, per_expert(local_, R * D, M * D, R * M), {});
-  be_->gemm_batched(Trans::kYes, Trans::kNo, hidden_, dim_, r, 1.0f, {act_.data(), act16_.data()},
-                    hidden_, dy, dim_, 1.0f, store_->grad(w2_), dim_,
+  const float* act = be_->bf16_copies_suffice() ? nullptr : act_.data();
+  be_->gemm_batched(Trans::kYes, Trans::kNo, hidden_, dim_, r, 1.0f, {act, act16_.data()}, hidden_,
+                    dy, dim_, 1.0f, store_->grad(w2_), dim_,
                     per_expert(local_, R * M, R * D, M * D), {});
   be_->expert_bias_grad(local_, R, dim_, dout, store_->grad(b2_));
   be_->gelu_backward(local_ * R * M, pre_.data(), dact, dact, dact16);

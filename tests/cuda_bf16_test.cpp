@@ -128,6 +128,14 @@ TEST_F(CudaOps, OpsWriteExactBf16CopiesOfTheirOutputs) {
     Both<uint16_t> da16 = copy_of(n);
     gpu_->gelu_backward(n, a.gpu, g.gpu, da.gpu, da16.gpu);
     check("gelu_backward", da, dplain, da16);
+    // bf16 only (no fp32 output, as the MLPs run under bf16): the same copy
+    // and the same derivative.
+    const std::vector<float> derivative = from_gpu(a);
+    gpu_->copy_to_device(a.gpu, start.data(), n * sizeof(float));
+    Both<uint16_t> only16 = copy_of(n);
+    gpu_->bias_gelu(rows, cols, bias.gpu, a.gpu, nullptr, only16.gpu);
+    EXPECT_EQ(from_gpu(only16), host_bf16(plain)) << "bias_gelu, bf16 only";
+    EXPECT_EQ(from_gpu(a), derivative) << "bias_gelu, bf16 only: the derivative";
   }
   {
     Both<float> x = random(n, 95, 3.0f), gamma = random(cols, 96), beta = random(cols, 97);

@@ -174,8 +174,7 @@ void CpuBackend::bias_grad(int64_t rows, int cols, const float* dy, float* dbias
 
 void CpuBackend::bias_gelu(int64_t rows, int cols, const float* bias, float* a, float* g,
                            uint16_t* g16) {
-  cpu_loops::bias_gelu(rows, cols, bias, a, g);
-  write_bf16(rows * cols, g, g16);
+  expert_bias_gelu(1, rows, cols, bias, a, g, g16);
 }
 
 void CpuBackend::expert_add_bias(int experts, int64_t rows, int cols, const float* bias, float* y) {
@@ -185,6 +184,17 @@ void CpuBackend::expert_add_bias(int experts, int64_t rows, int cols, const floa
 
 void CpuBackend::expert_bias_gelu(int experts, int64_t rows, int cols, const float* bias, float* a,
                                   float* g, uint16_t* g16) {
+  if (g == nullptr) {
+    // bf16 only: each row through a buffer (the same values as with g).
+    VMOE_ASSERT(g16 != nullptr);
+    thread_local std::vector<float> row;
+    row.resize(static_cast<size_t>(cols));
+    for (int64_t r = 0; r < experts * rows; ++r) {
+      cpu_loops::bias_gelu(1, cols, bias + r / rows * cols, a + r * cols, row.data());
+      write_bf16(cols, row.data(), g16 + r * cols);
+    }
+    return;
+  }
   for (int e = 0; e < experts; ++e) {
     const int64_t at = e * rows * cols;
     cpu_loops::bias_gelu(rows, cols, bias + e * cols, a + at, g + at);

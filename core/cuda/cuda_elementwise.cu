@@ -71,7 +71,7 @@ __global__ void bias_gelu_kernel(int64_t n, int cols, int64_t rows_per_bias, con
     Pack<W> v = load<W>(a, i), out;
     for (int l = 0; l < W; ++l) gelu_and_grad(v.v[l] + b.v[l], out.v[l], v.v[l]);
     store<W>(a, i, v);
-    store<W>(g, i, out);
+    if (g != nullptr) store<W>(g, i, out);  // null: bf16 only
     store_bf16<W>(g16, i, out);
   }
 }
