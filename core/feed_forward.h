@@ -49,6 +49,9 @@ class FeedForward {
   // dx = (df/dx)^T dy (overwrites dx); parameter gradients accumulate. Includes
   // the gradients of any auxiliary loss the sublayer adds to the objective.
   virtual void backward(GemmInput x, const float* dy, float* dx, Workspace& ws) = 0;
+  // Whether only GEMMs read x (the dense MLP): then under bf16 x may come as
+  // its copy alone (GemmInput f32 null). An MoE layer routes the fp32 values.
+  virtual bool only_gemms_read_input() const { return false; }
   // Auxiliary loss of the last training forward (already weighted); 0 for
   // dense. May read the device: not for the step loop.
   virtual double aux_loss() const { return 0.0; }

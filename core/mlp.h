@@ -14,6 +14,7 @@ class Mlp final : public FeedForward {
   void forward(GemmInput x, int64_t images, int tokens, float* y, const Pass& pass) override;
   void backward(GemmInput x, const float* dy, float* dx, Workspace& ws) override;
   void collect_activations(ActivationSet& set) override;
+  bool only_gemms_read_input() const override { return true; }
 
  private:
   Backend* be_;

@@ -33,24 +33,34 @@ void TransformerBlock::collect_activations(ActivationSet& set) {
 void TransformerBlock::forward(const float* x, int64_t images, int tokens, float* y,
                                const Pass& pass) {
   rows_ = images * tokens;
-  for (Tensor* t : {&norm1_, &mid_, &norm2_}) t->resize({rows_, dim_});
+  mid_.resize({rows_, dim_});
   for (Tensor* t : {&mean1_, &rstd1_, &mean2_, &rstd2_}) t->resize({rows_});
   uint16_t* norm1_16 = bf16_copy(norm1_16_, {rows_, dim_});
   uint16_t* norm2_16 = bf16_copy(norm2_16_, {rows_, dim_});
-  ln1_.forward(*be_, x, rows_, norm1_.data(), mean1_.data(), rstd1_.data(), norm1_16);
-  attention_.forward({norm1_.data(), norm1_16}, images, tokens, mid_.data());
+  // Under bf16 a norm that only GEMMs read is kept as its copy alone.
+  float* norm1 = norm_values(norm1_, true);
+  float* norm2 = norm_values(norm2_, ff_->only_gemms_read_input());
+  ln1_.forward(*be_, x, rows_, norm1, mean1_.data(), rstd1_.data(), norm1_16);
+  attention_.forward({norm1, norm1_16}, images, tokens, mid_.data());
   // mid = x + attention; norm2 = LN2(mid), in one pass.
-  ln2_.add_forward(*be_, x, mid_.data(), rows_, norm2_.data(), mean2_.data(), rstd2_.data(),
-                   norm2_16);
-  ff_->forward({norm2_.data(), norm2_16}, images, tokens, y, pass);
+  ln2_.add_forward(*be_, x, mid_.data(), rows_, norm2, mean2_.data(), rstd2_.data(), norm2_16);
+  ff_->forward({norm2, norm2_16}, images, tokens, y, pass);
   be_->axpy(rows_ * dim_, 1.0f, mid_.data(), y);
+}
+
+float* TransformerBlock::norm_values(Tensor& norm, bool only_gemms_read) {
+  if (only_gemms_read && be_->bf16_copies_suffice()) return nullptr;
+  norm.resize({rows_, dim_});
+  return norm.data();
 }
 
 void TransformerBlock::backward(const float* x, float* dresid, Workspace& ws) {
   float* dnorm = ws.get(Scratch::kNormGrad, {rows_, dim_});
-  ff_->backward({norm2_.data(), norm2_16_.data()}, dresid, dnorm, ws);
+  const bool copies = be_->bf16_copies_suffice();
+  const float* norm2 = copies && ff_->only_gemms_read_input() ? nullptr : norm2_.data();
+  ff_->backward({norm2, norm2_16_.data()}, dresid, dnorm, ws);
   ln2_.backward(*be_, mid_.data(), mean2_.data(), rstd2_.data(), dnorm, rows_, dresid);
-  attention_.backward({norm1_.data(), norm1_16_.data()}, dresid, dnorm, ws);
+  attention_.backward({copies ? nullptr : norm1_.data(), norm1_16_.data()}, dresid, dnorm, ws);
   ln1_.backward(*be_, x, mean1_.data(), rstd1_.data(), dnorm, rows_, dresid);
 }
 

@@ -29,6 +29,10 @@ class TransformerBlock {
   const FeedForward& feed_forward() const { return *ff_; }
 
  private:
+  // A norm's fp32 output, or null where it is kept as its bf16 copy alone
+  // (bf16_copies_suffice() and only GEMMs read it).
+  float* norm_values(Tensor& norm, bool only_gemms_read);
+
   Backend* be_;
   int dim_;
   LayerNorm ln1_, ln2_;

@@ -117,12 +117,15 @@ Plan plan_run(const TrainerOptions& o, const ClusterShape& cluster) {
     p.capacity_rows = static_cast<int64_t>(R);
   }
   const double probs = b * H * T * scores_ld(static_cast<int>(T));
-  double block_common = 7 * n * D + 4 * n + probs;  // + the block input, in resid
-  // pre-activation (then GELU's derivative) and GELU output; under bf16 the
-  // output is kept only as its copy (only GEMMs read it).
-  const double gelu_out = p.bf16 ? 0.0 : 1.0;
-  double dense_ff = (1 + gelu_out) * n * M;
-  const double moe_ff = token ? router_floats(n, E, k) + n * k : b * k;
+  // Under bf16 a LayerNorm output that only GEMMs read (the first norm; the
+  // second before a dense MLP) and the GELU outputs are kept as their copy
+  // alone; the second norm before an MoE layer keeps its fp32 values (routed).
+  const double gemm_only = p.bf16 ? 0.0 : 1.0;
+  // mid, q|k|v, context, the first norm; the second norm is the sublayer's
+  double block_common = (5 + gemm_only) * n * D + 4 * n + probs;  // + the block input, in resid
+  // the second norm; pre-activation (then GELU's derivative), GELU output
+  double dense_ff = gemm_only * n * D + (1 + gemm_only) * n * M;
+  const double moe_ff = n * D + (token ? router_floats(n, E, k) + n * k : b * k);
   const int dense_blocks = m.num_layers - p.moe_layers;
   double outside = b * m.image.height * m.image.width * m.image.channels  // uploaded images
                    + b * Np * patch_len + b * Np * D                      // patches, projection
@@ -140,7 +143,7 @@ Plan plan_run(const TrainerOptions& o, const ClusterShape& cluster) {
   block_common += half * (6 * n * D + probs);
   dense_ff += half * n * M;
   outside += half * (b * Np * patch_len + b * D + b * Pl);
-  const double per_moe_capacity = 2 * R * D + (2 + gelu_out) * R * M + half * (R * D + 2 * R * M);
+  const double per_moe_capacity = 2 * R * D + (2 + gemm_only) * R * M + half * (R * D + 2 * R * M);
   const bool exchanges = moe.enabled() && P > 1;
   // fp32: send, back, received and to-return buffers; bf16: send and back,
   // and the two payloads of R*D halves (received data is transposed as bf16).

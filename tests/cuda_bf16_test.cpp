@@ -147,6 +147,24 @@ TEST_F(CudaOps, OpsWriteExactBf16CopiesOfTheirOutputs) {
     gpu_->layernorm_forward(rows, cols, 1e-6f, x.gpu, gamma.gpu, beta.gpu, y.gpu, y16.gpu, mean.gpu,
                             rstd.gpu);
     check("layernorm_forward", y, plain, y16);
+    // bf16 only (no fp32 output, as a norm only GEMMs read under bf16).
+    Both<uint16_t> only16 = copy_of(n);
+    gpu_->layernorm_forward(rows, cols, 1e-6f, x.gpu, gamma.gpu, beta.gpu, nullptr, only16.gpu,
+                            mean.gpu, rstd.gpu);
+    EXPECT_EQ(from_gpu(only16), host_bf16(plain)) << "layernorm_forward, bf16 only";
+  }
+  {
+    // Rows longer than a warp holds (the block kernel), bf16 only.
+    const int wide = 1500;
+    Both<float> x = random(rows * wide, 102, 3.0f), gamma = random(wide, 103);
+    Both<float> beta = random(wide, 104), y = random(rows * wide, 105);
+    Both<float> mean = random(rows, 106), rstd = random(rows, 107);
+    gpu_->layernorm_forward(rows, wide, 1e-6f, x.gpu, gamma.gpu, beta.gpu, y.gpu, mean.gpu,
+                            rstd.gpu);
+    Both<uint16_t> only16 = copy_of(rows * wide);
+    gpu_->layernorm_forward(rows, wide, 1e-6f, x.gpu, gamma.gpu, beta.gpu, nullptr, only16.gpu,
+                            mean.gpu, rstd.gpu);
+    EXPECT_EQ(from_gpu(only16), host_bf16(from_gpu(y))) << "layernorm_forward, wide, bf16 only";
   }
   {
     Both<float> p = random(rows * 17, 101, 4.0f);

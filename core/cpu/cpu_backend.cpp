@@ -227,15 +227,34 @@ void CpuBackend::tanh_backward(int64_t n, const float* y, float* dy) {
 void CpuBackend::layernorm_forward(int64_t rows, int cols, float eps, const float* x,
                                    const float* gamma, const float* beta, float* y, uint16_t* y16,
                                    float* mean, float* rstd) {
-  cpu_loops::layernorm_forward(rows, cols, eps, x, gamma, beta, y, mean, rstd);
-  write_bf16(rows * cols, y, y16);
+  add_layernorm_forward(rows, cols, eps, nullptr, const_cast<float*>(x), gamma, beta, y, y16, mean,
+                        rstd);
 }
 
 void CpuBackend::add_layernorm_forward(int64_t rows, int cols, float eps, const float* residual,
                                        float* x, const float* gamma, const float* beta, float* y,
                                        uint16_t* y16, float* mean, float* rstd) {
-  cpu_loops::add_layernorm_forward(rows, cols, eps, residual, x, gamma, beta, y, mean, rstd);
-  write_bf16(rows * cols, y, y16);
+  const auto norm = [&](int64_t n, int64_t at, float* out) {
+    if (residual != nullptr)
+      cpu_loops::add_layernorm_forward(n, cols, eps, residual + at, x + at, gamma, beta, out,
+                                       mean + at / cols, rstd + at / cols);
+    else
+      cpu_loops::layernorm_forward(n, cols, eps, x + at, gamma, beta, out, mean + at / cols,
+                                   rstd + at / cols);
+  };
+  if (y != nullptr) {
+    norm(rows, 0, y);
+    write_bf16(rows * cols, y, y16);
+    return;
+  }
+  // bf16 only: each row through a buffer (the same values as with y).
+  VMOE_ASSERT(y16 != nullptr);
+  thread_local std::vector<float> row;
+  row.resize(static_cast<size_t>(cols));
+  for (int64_t r = 0; r < rows; ++r) {
+    norm(1, r * cols, row.data());
+    write_bf16(cols, row.data(), y16 + r * cols);
+  }
 }
 
 void CpuBackend::layernorm_backward(int64_t rows, int cols, const float* x, const float* gamma,

@@ -30,7 +30,7 @@ __global__ void layernorm_forward_kernel(int64_t rows, int cols, float eps, cons
   const float inv_cols = 1.0f / static_cast<float>(cols);
   VMOE_ROW_LOOP(r, rows) {
     float* xr = x + r * cols;
-    float* yr = y + r * cols;
+    float* yr = y != nullptr ? y + r * cols : nullptr;  // null: bf16 copy alone
     float sum = 0.0f;
     if (residual != nullptr) {
       const float* rr = residual + r * cols;
@@ -246,7 +246,7 @@ __global__ void layernorm_forward_warp_kernel(int64_t rows, int cols, float eps,
     for (int j = 0; j < N; ++j)
       if (l + 32 * j < cols) sq += (v[j] - mu) * (v[j] - mu);
     const float rs = 1.0f / sqrtf(warp_reduce(sq, SumOp{}) * inv_cols + eps);
-    float* yr = y + r * cols;
+    float* yr = y != nullptr ? y + r * cols : nullptr;  // null: bf16 copy alone
     uint16_t* yr16 = y16 != nullptr ? y16 + r * cols : nullptr;
 #pragma unroll
     for (int j = 0; j < N; ++j) {

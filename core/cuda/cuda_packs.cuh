@@ -67,7 +67,7 @@ __device__ __forceinline__ Pack<W> load_bf16(const uint16_t* p16, int64_t i) {
 // y[i] = v, and y16[i] = bfloat16(v) where a bf16 copy is asked for (one element:
 // the row kernels).
 __device__ __forceinline__ void store(float* y, uint16_t* y16, int64_t i, float v) {
-  y[i] = v;
+  if (y != nullptr) y[i] = v;  // null: the bf16 copy alone
   if (y16 != nullptr) y16[i] = to_bf16(v);
 }
 
