@@ -208,6 +208,37 @@ TEST(CpuBackend, AddLayerNormAndBf16Copies) {
   expect_copy("adam_update", w, y16);
 }
 
+// Under bf16 an activation only GEMMs read is written as its copy alone
+// (null fp32 output): the same copy and, for bias+GELU, the same derivative.
+TEST(CpuBackend, Bf16OnlyOutputsAreTheCopiesOfTheFp32Ones) {
+  CpuBackend be;
+  const int experts = 2, rows = 5, cols = 37;
+  const int64_t n = int64_t{experts} * rows * cols;
+  const std::vector<float> x0 = testing::random_normal(n, 41, 3.0f);
+  const std::vector<float> res = testing::random_normal(n, 42);
+  const std::vector<float> gamma = testing::random_normal(cols, 43);
+  const std::vector<float> beta = testing::random_normal(experts * cols, 44);
+  std::vector<float> y(n), mean(experts * rows), rstd(experts * rows);
+  std::vector<uint16_t> want(n), got(n);
+  be.layernorm_forward(experts * rows, cols, 1e-6f, x0.data(), gamma.data(), beta.data(), y.data(),
+                       want.data(), mean.data(), rstd.data());
+  be.layernorm_forward(experts * rows, cols, 1e-6f, x0.data(), gamma.data(), beta.data(), nullptr,
+                       got.data(), mean.data(), rstd.data());
+  EXPECT_EQ(got, want) << "layernorm_forward";
+  std::vector<float> xa(x0), xb(x0);
+  be.add_layernorm_forward(experts * rows, cols, 1e-6f, res.data(), xa.data(), gamma.data(),
+                           beta.data(), y.data(), want.data(), mean.data(), rstd.data());
+  be.add_layernorm_forward(experts * rows, cols, 1e-6f, res.data(), xb.data(), gamma.data(),
+                           beta.data(), nullptr, got.data(), mean.data(), rstd.data());
+  EXPECT_EQ(got, want) << "add_layernorm_forward";
+  EXPECT_EQ(xa, xb) << "add_layernorm_forward: the residual sum";
+  std::vector<float> a(x0), b(x0), g(n);
+  be.expert_bias_gelu(experts, rows, cols, beta.data(), a.data(), g.data(), want.data());
+  be.expert_bias_gelu(experts, rows, cols, beta.data(), b.data(), nullptr, got.data());
+  EXPECT_EQ(got, want) << "expert_bias_gelu";
+  EXPECT_EQ(a, b) << "expert_bias_gelu: the derivative";
+}
+
 // The experts' bias ops over [experts, rows, cols] are the dense ops with
 // expert e's bias row on expert e's rows.
 TEST(CpuBackend, ExpertBiasOpsAreThePerExpertOps) {
