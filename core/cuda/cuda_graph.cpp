@@ -4,17 +4,34 @@
 // the step's temporaries for it and reports when a block it uses is freed
 // (core/caching_allocator.h), which drops the graph.
 #include <cstdio>
+#include <string>
 
 #include "core/cuda/cuda_backend.h"
 #include "core/cuda/cuda_check.h"
 
 namespace vmoe {
 
+namespace {
+
+bool not_captured(const std::string& why) {
+  std::fprintf(stderr,
+               "vmoe: the step could not be captured as a CUDA graph (%s); it runs "
+               "uncaptured\n",
+               why.c_str());
+  return false;
+}
+
+}  // namespace
+
 bool CudaBackend::capture(const std::function<void()>& body) {
   drop_capture();
   // Thread-local mode: the loader's threads may still pin host memory; only
   // this thread's unsafe calls (a cudaMalloc, a synchronous copy) end it.
-  VMOE_CUDA_CHECK(cudaStreamBeginCapture(stream_, cudaStreamCaptureModeThreadLocal));
+  const cudaError_t begun = cudaStreamBeginCapture(stream_, cudaStreamCaptureModeThreadLocal);
+  if (begun != cudaSuccess) {
+    (void)cudaGetLastError();
+    return not_captured(cudaGetErrorString(begun));
+  }
   allocator_.begin_capture();
   bool recorded = true;
   std::string why;
@@ -44,11 +61,7 @@ bool CudaBackend::capture(const std::function<void()>& body) {
   if (graph != nullptr) cudaGraphDestroy(graph);
   if (!recorded) {
     allocator_.release_capture();
-    std::fprintf(stderr,
-                 "vmoe: the step could not be captured as a CUDA graph (%s); it runs "
-                 "uncaptured\n",
-                 why.c_str());
-    return false;
+    return not_captured(why);
   }
   replay();
   return true;
