@@ -84,11 +84,6 @@ bool CachingAllocator::capture_invalidated() const {
   return invalidated_;
 }
 
-bool CachingAllocator::capturing() const {
-  std::lock_guard<std::mutex> lock(mutex_);
-  return capturing_;
-}
-
 void CachingAllocator::release_capture() {
   std::lock_guard<std::mutex> lock(mutex_);
   VMOE_CHECK(!capturing_, "release_capture while capturing");

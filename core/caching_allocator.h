@@ -51,7 +51,6 @@ class CachingAllocator {
   bool capture_invalidated() const;
   // Drops the graph's claim: its temporaries return to the cache.
   void release_capture();
-  bool capturing() const;
 
   static size_t round_size(size_t bytes);
   int64_t system_allocations() const;  // blocks taken from the system so far
