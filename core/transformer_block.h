@@ -29,8 +29,10 @@ class TransformerBlock {
   const FeedForward& feed_forward() const { return *ff_; }
 
  private:
-  // A norm's fp32 output, or null where it is kept as its bf16 copy alone
-  // (bf16_copies_suffice() and only GEMMs read it).
+  // Whether a norm keeps its fp32 output: not where only GEMMs read it and
+  // they read only bf16 copies (Backend::bf16_copies_suffice()).
+  bool keeps_values(bool only_gemms_read) const;
+  // That output, resized, or null where the bf16 copy alone is kept.
   float* norm_values(Tensor& norm, bool only_gemms_read);
 
   Backend* be_;

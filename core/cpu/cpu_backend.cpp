@@ -23,6 +23,19 @@ void write_bf16(int64_t n, const float* x, uint16_t* y16) {
   for (int64_t i = 0; i < n; ++i) y16[i] = vmoe::to_bf16(x[i]);
 }
 
+// An op's output as its bf16 copy alone (no fp32 output asked for): row r
+// computed by row_op(r, buffer) into a row buffer, then rounded into y16.
+template <typename RowOp>
+void bf16_rows(int64_t rows, int cols, uint16_t* y16, RowOp row_op) {
+  VMOE_ASSERT(y16 != nullptr);
+  thread_local std::vector<float> row;
+  row.resize(static_cast<size_t>(cols));
+  for (int64_t r = 0; r < rows; ++r) {
+    row_op(r, row.data());
+    write_bf16(cols, row.data(), y16 + r * cols);
+  }
+}
+
 }  // namespace
 
 // ---- memory ------------------------------------------------------------------
@@ -185,14 +198,9 @@ void CpuBackend::expert_add_bias(int experts, int64_t rows, int cols, const floa
 void CpuBackend::expert_bias_gelu(int experts, int64_t rows, int cols, const float* bias, float* a,
                                   float* g, uint16_t* g16) {
   if (g == nullptr) {
-    // bf16 only: each row through a buffer (the same values as with g).
-    VMOE_ASSERT(g16 != nullptr);
-    thread_local std::vector<float> row;
-    row.resize(static_cast<size_t>(cols));
-    for (int64_t r = 0; r < experts * rows; ++r) {
-      cpu_loops::bias_gelu(1, cols, bias + r / rows * cols, a + r * cols, row.data());
-      write_bf16(cols, row.data(), g16 + r * cols);
-    }
+    bf16_rows(experts * rows, cols, g16, [&](int64_t r, float* out) {
+      cpu_loops::bias_gelu(1, cols, bias + r / rows * cols, a + r * cols, out);
+    });
     return;
   }
   for (int e = 0; e < experts; ++e) {
@@ -247,14 +255,7 @@ void CpuBackend::add_layernorm_forward(int64_t rows, int cols, float eps, const 
     write_bf16(rows * cols, y, y16);
     return;
   }
-  // bf16 only: each row through a buffer (the same values as with y).
-  VMOE_ASSERT(y16 != nullptr);
-  thread_local std::vector<float> row;
-  row.resize(static_cast<size_t>(cols));
-  for (int64_t r = 0; r < rows; ++r) {
-    norm(1, r * cols, row.data());
-    write_bf16(cols, row.data(), y16 + r * cols);
-  }
+  bf16_rows(rows, cols, y16, [&](int64_t r, float* out) { norm(1, r * cols, out); });
 }
 
 void CpuBackend::layernorm_backward(int64_t rows, int cols, const float* x, const float* gamma,
