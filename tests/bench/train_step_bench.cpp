@@ -107,39 +107,56 @@ double gemm_peak(vmoe::Backend& be, int n) {
   return 2.0 * size * size * size * reps / seconds;
 }
 
+// Runs `calls` once with OpenBLAS on buffers a, b, c (large enough for each).
+void run_gemms(const std::vector<vmoe::GemmShape>& calls, const float* a, const float* b,
+               float* c) {
+  auto trans = [](vmoe::Trans t) { return t == vmoe::Trans::kYes ? CblasTrans : CblasNoTrans; };
+  for (const vmoe::GemmShape& g : calls)
+    cblas_sgemm(CblasRowMajor, trans(g.ta), trans(g.tb), g.m, g.n, g.k, 1.0f, a, g.lda, b, g.ldb,
+                0.0f, c, g.ldc);
+}
+
+// Seconds per call of `once`, repeated for at least min_seconds and 3 calls.
+template <typename Once>
+double seconds_per_run(double min_seconds, Once once) {
+  int reps = 0;
+  const auto start = std::chrono::steady_clock::now();
+  double seconds = 0;
+  while (seconds < min_seconds || reps < 3) {
+    once();
+    ++reps;
+    seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+  }
+  return seconds / reps;
+}
+
+double gemm_flops(const vmoe::GemmShape& g) {
+  return 2.0 * g.m * g.n * g.k;
+}
+
 // One line per distinct GEMM shape of the step: calls, share of the step's
 // GEMM FLOPs, and the rate OpenBLAS reaches on it alone (where time goes).
 void print_gemm_shapes(const std::vector<vmoe::GemmShape>& calls, const float* a, const float* b,
                        float* c) {
   using vmoe::Trans;
-  auto trans = [](Trans t) { return t == Trans::kYes ? CblasTrans : CblasNoTrans; };
   std::map<std::tuple<int, int, int, int, int>, std::vector<vmoe::GemmShape>> groups;
   double total_flops = 0;
   for (const vmoe::GemmShape& g : calls) {
     groups[{int(g.ta), int(g.tb), g.m, g.n, g.k}].push_back(g);
-    total_flops += 2.0 * g.m * g.n * g.k;
+    total_flops += gemm_flops(g);
   }
   double total_seconds = 0;
   std::vector<std::pair<double, std::string>> lines;
   for (const auto& [key, group] : groups) {
-    double seconds = 0;
-    int reps = 0;
-    const auto start = std::chrono::steady_clock::now();
-    while (seconds < 0.05 || reps < 3) {
-      for (const vmoe::GemmShape& g : group)
-        cblas_sgemm(CblasRowMajor, trans(g.ta), trans(g.tb), g.m, g.n, g.k, 1.0f, a, g.lda, b,
-                    g.ldb, 0.0f, c, g.ldc);
-      ++reps;
-      seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
-    }
+    const double seconds = seconds_per_run(0.05, [&] { run_gemms(group, a, b, c); });
     const vmoe::GemmShape& g = group.front();
-    const double flops = 2.0 * g.m * g.n * g.k * group.size();
-    total_seconds += seconds / reps;
+    const double flops = gemm_flops(g) * group.size();
+    total_seconds += seconds;
     char line[200];
     std::snprintf(line, sizeof line, "gemm %c%c m=%d n=%d k=%d calls=%zu flops=%.1f%% GFLOP/s=%.1f",
                   g.ta == Trans::kYes ? 'T' : 'N', g.tb == Trans::kYes ? 'T' : 'N', g.m, g.n, g.k,
-                  group.size(), 100 * flops / total_flops, flops * reps / seconds / 1e9);
-    lines.push_back({seconds / reps, line});
+                  group.size(), 100 * flops / total_flops, flops / seconds / 1e9);
+    lines.push_back({seconds, line});
   }
   std::sort(lines.rbegin(), lines.rend());
   for (const auto& [seconds, line] : lines)
@@ -160,26 +177,14 @@ GemmReplay replay_gemms(const std::vector<vmoe::GemmShape>& calls) {
     a_size = std::max<size_t>(a_size, size_t(g.ta == Trans::kNo ? g.m : g.k) * g.lda);
     b_size = std::max<size_t>(b_size, size_t(g.tb == Trans::kNo ? g.k : g.n) * g.ldb);
     c_size = std::max<size_t>(c_size, size_t(g.m) * g.ldc);
-    flops += 2.0 * g.m * g.n * g.k;
+    flops += gemm_flops(g);
   }
   std::vector<float> a(a_size, 0.5f), b(b_size, 0.25f), c(c_size);
-  auto trans = [](Trans t) { return t == Trans::kYes ? CblasTrans : CblasNoTrans; };
-  auto once = [&] {
-    for (const vmoe::GemmShape& g : calls)
-      cblas_sgemm(CblasRowMajor, trans(g.ta), trans(g.tb), g.m, g.n, g.k, 1.0f, a.data(), g.lda,
-                  b.data(), g.ldb, 0.0f, c.data(), g.ldc);
-  };
-  once();
+  run_gemms(calls, a.data(), b.data(), c.data());  // warm
   if (FLAGS_gemm_shapes) print_gemm_shapes(calls, a.data(), b.data(), c.data());
-  int reps = 0;
-  const auto start = std::chrono::steady_clock::now();
-  double seconds = 0;
-  while (seconds < 0.5 || reps < 3) {
-    once();
-    ++reps;
-    seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
-  }
-  return {flops * reps / seconds, seconds / reps};
+  const double seconds =
+      seconds_per_run(0.5, [&] { run_gemms(calls, a.data(), b.data(), c.data()); });
+  return {flops / seconds, seconds};
 }
 
 }  // namespace
