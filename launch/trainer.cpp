@@ -106,23 +106,27 @@ StepResult Trainer::train_staged() {
   StepResult r;
   r.lr = options_.schedule.at(optimizer_->steps_taken());
   const HostTraffic before = be_->traffic();
-  // A step is captured once an uncaptured one has warmed the memory it uses
-  // (again after the graph was dropped), and never while phases are timed
-  // (a timing event inside a graph cannot be read).
+  // A step is captured once two uncaptured ones have warmed the memory it
+  // uses (again after the graph was dropped), and never while phases are
+  // timed (a timing event inside a graph cannot be read). Two, because the
+  // first may allocate tensors kept across steps (or resize them after an
+  // evaluation), and those can take over blocks its own temporaries freed;
+  // the second leaves the cache holding every temporary the step needs, so
+  // the capture allocates nothing (a cudaMalloc would end it).
   const bool want = options_.capture_step && !capture_failed_ && !PhaseTimer::instance().enabled();
   if (want && be_->capture_valid()) {
     be_->replay();
   } else {
     bool ran = false;
-    if (want && warm_) {
+    if (want && warm_steps_ >= 2) {
       ran = be_->capture([this] { queue_step(); });  // records and runs it
       capture_failed_ = !ran;
-      warm_ = false;
+      warm_steps_ = 0;
     }
     if (!ran) {
       be_->drop_capture();  // a stale graph's claim on memory goes
       queue_step();
-      warm_ = true;
+      ++warm_steps_;
     }
   }
   optimizer_->count_step();
@@ -158,8 +162,9 @@ void Trainer::queue_step() {
   const float max_norm = options_.optimizer.grad_clip_norm;
   be_->clip_scale(grad_sq_.data(), sync_ ? sync_->expert_divisor() : 1.0, max_norm,
                   metrics_.sums(grad_norm_), clip_factor_.data());
-  if (max_norm > 0.0f) be_->scale_by(params_.size(), clip_factor_.data(), params_.grads().data());
-  optimizer_->queue_update(options_.schedule);  // the rate is computed where the update runs
+  // The rate is computed where the update runs, and the clipping applied as
+  // it reads the gradients (no pass of its own over them).
+  optimizer_->queue_update(options_.schedule, max_norm > 0.0f ? clip_factor_.data() : nullptr);
 }
 
 TrainMetrics Trainer::read_metrics() {

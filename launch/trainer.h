@@ -136,7 +136,7 @@ class Trainer {
   MetricStore metrics_;
   MetricId loss_sum_ = 0, grad_norm_ = 0;
   int64_t steps_since_read_ = 0;
-  bool warm_ = false;  // an uncaptured step ran since the last capture
+  int warm_steps_ = 0;  // uncaptured steps since the last capture (or drop)
   bool capture_failed_ = false;
   std::unique_ptr<GradientSync> sync_;
   std::unique_ptr<ViT> model_;

@@ -45,6 +45,7 @@ struct TrainCase {
   Routing routing = Routing::kToken;
   bool remat = false;
   Precision precision = Precision::kFp32;
+  int attention_pad_to = 0;  // Backend::set_attention_pad_to (8: the GPU's head-major layout)
 };
 
 inline TrainerOptions small_trainer_options(const TrainCase& c, int64_t global_batch) {
