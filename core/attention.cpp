@@ -87,9 +87,11 @@ void SelfAttention::backward(GemmInput x, const float* dy, float* dx, Workspace&
   // dV_bh = P_bh^T dC_bh
   be_->gemm_batched(Trans::kYes, Trans::kNo, tokens, head_dim_, tokens, 1.0f, p, ld, dc, dim_, 0.0f,
                     dqkv + 2 * D, 3 * dim_, {images_, H * Tl, T * D, T * 3 * D}, {H, Tl, hd, hd});
-  be_->softmax_backward(images_ * H * T, tokens, ld, score_scale(), probs_.data(), dprobs,
+  // Under bf16 only GEMMs read the score gradient: its copy alone is written.
+  float* dscores = be_->bf16_copies_suffice() ? nullptr : dprobs;
+  be_->softmax_backward(images_ * H * T, tokens, ld, score_scale(), probs_.data(), dprobs, dscores,
                         dprobs16);
-  const GemmInput ds(dprobs, dprobs16);
+  const GemmInput ds(dscores, dprobs16);
   // dQ_bh = dS_bh K_bh ; dK_bh = dS_bh^T Q_bh
   be_->gemm_batched(Trans::kNo, Trans::kNo, tokens, head_dim_, tokens, 1.0f, ds, ld, k, 3 * dim_,
                     0.0f, dqkv, 3 * dim_, {images_, H * Tl, T * 3 * D, T * 3 * D}, {H, Tl, hd, hd});
@@ -115,13 +117,19 @@ void SelfAttention::forward_head_major(GemmInput x, float* y) {
   const int64_t Tp = padded_tokens(), mat = Tp * hd, slab = images * H * mat;
   const float scale = score_scale();
   {
+    // The projection's bias is added as the heads are packed; under bf16
+    // only GEMMs read q, k and v, so their copies alone are kept.
     Tensor projected(*be_, {rows, 3 * D});
-    qkv_.forward(*be_, x, rows, projected.data(), nullptr);
-    qkv_act_.resize({3, images, H, Tp, hd});
+    qkv_.matmul(*be_, x, rows, projected.data());
+    float* packed = nullptr;
+    if (!be_->bf16_copies_suffice()) {
+      qkv_act_.resize({3, images, H, Tp, hd});
+      packed = qkv_act_.data();
+    }
     be_->pack_heads(images, tokens_, static_cast<int>(Tp), heads_, head_dim_, 3, projected.data(),
-                    qkv_act_.data(), bf16_copy(qkv16_, {3, images, H, Tp, hd}));
+                    qkv_.bias_value(), packed, bf16_copy(qkv16_, {3, images, H, Tp, hd}));
   }
-  const GemmInput q(qkv_act_.data(), qkv16_.data());
+  const GemmInput q(qkv_values(), qkv16_.data());
   const GemmInput k = q.offset(slab), v = q.offset(2 * slab);
   const int tp = static_cast<int>(Tp);
   probs_.resize({images, H, Tp, Tp});
@@ -154,10 +162,10 @@ void SelfAttention::backward_head_major(GemmInput x, const float* dy, float* dx,
   // The context gradient, head-major: read by two GEMMs.
   float* dheads_context = ws.get(Scratch::kHeadsContextGrad, {images, H, Tp, hd});
   uint16_t* dheads_context16 = ws.get_bf16(Scratch::kHeadsContextGrad, {images, H, Tp, hd});
-  be_->pack_heads(images, tokens_, tp, heads_, head_dim_, 1, dcontext, dheads_context,
+  be_->pack_heads(images, tokens_, tp, heads_, head_dim_, 1, dcontext, nullptr, dheads_context,
                   dheads_context16);
   const GemmInput dc(dheads_context, dheads_context16);
-  const GemmInput q(qkv_act_.data(), qkv16_.data());
+  const GemmInput q(qkv_values(), qkv16_.data());
   const GemmInput k = q.offset(slab), v = q.offset(2 * slab);
   const GemmInput p(probs_.data(), probs16_.data());
   float* dprobs = ws.get(Scratch::kScoresGrad, {images, H, Tp, Tp});
@@ -168,8 +176,10 @@ void SelfAttention::backward_head_major(GemmInput x, const float* dy, float* dx,
                     0.0f, dprobs, tp, {images * H, mat, mat, Tp * Tp}, one);
   be_->gemm_batched(Trans::kYes, Trans::kNo, tp, head_dim_, tp, 1.0f, p, tp, dc, head_dim_, 0.0f,
                     dheads + 2 * slab, head_dim_, {images * H, Tp * Tp, mat, mat}, one);
-  be_->softmax_backward(images * H * Tp, tokens_, tp, scale, probs_.data(), dprobs, dprobs16);
-  const GemmInput ds(dprobs, dprobs16);
+  float* dscores = be_->bf16_copies_suffice() ? nullptr : dprobs;  // as in backward()
+  be_->softmax_backward(images * H * Tp, tokens_, tp, scale, probs_.data(), dprobs, dscores,
+                        dprobs16);
+  const GemmInput ds(dscores, dprobs16);
   // dQ_bh = dS_bh K_bh ; dK_bh = dS_bh^T Q_bh
   be_->gemm_batched(Trans::kNo, Trans::kNo, tp, head_dim_, tp, 1.0f, ds, tp, k, head_dim_, 0.0f,
                     dheads, head_dim_, {images * H, Tp * Tp, mat, mat}, one);

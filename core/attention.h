@@ -1,19 +1,18 @@
 // Multi-head self-attention with a fused q|k|v projection [D, 3D], in one
 // of two layouts (Backend::attention_pad_to()):
 //
-// - Strided (0, the default): heads are never copied; the head h of
+// - Strided (0, the CPU's default): heads are never copied; the head h of
 //   image b is a strided view (row stride 3D) into the projection output, and
 //   the batched GEMMs run over (images, heads) with two stride levels. A row
 //   of scores is T values in a row of scores_ld(T) >= T (rows 32-byte
 //   aligned); the gap is set to zero.
-// - Head-major (n > 0; 8 for a GPU): q, k, v are packed [3, B, H, Tp,
-//   hd] with tokens zero-padded to Tp, a multiple of n, and every batched GEMM
-//   is one launch over B*H matrices with sizes and strides that tensor-core
-//   kernels take (on an H200, strided T = 197 ran on cutlass_75 align1
-//   kernels). Costs the packing passes and Tp/T more attention work; the
-//   results are those of the strided layout (the padding adds zeros). Not
-//   yet the GPU's default: measured slower there with the first packing
-//   kernels (see core/cuda/cuda_backend.cpp).
+// - Head-major (n > 0; 8, the GPU's default): q, k, v are packed [3, B, H,
+//   Tp, hd] with tokens zero-padded to Tp, a multiple of n (the q|k|v bias
+//   added on the way), and every batched GEMM is one launch over B*H
+//   matrices with sizes and strides that tensor-core kernels take (strided,
+//   T = 197 ran on cutlass_75 align1 kernels). Costs the packing passes and
+//   Tp/T more attention work; the results are those of the strided layout
+//   (the padding adds zeros). On the CPU it measured 3-5% slower.
 #pragma once
 
 #include <cmath>
@@ -52,13 +51,16 @@ class SelfAttention {
   int padded_tokens() const;
   void forward_head_major(GemmInput x, float* y);
   void backward_head_major(GemmInput x, const float* dy, float* dx, Workspace& ws);
+  // Head-major q|k|v's fp32 values: none under bf16, where only GEMMs read
+  // them (their copies).
+  const float* qkv_values() const { return be_->bf16_copies_suffice() ? nullptr : qkv_act_.data(); }
 
   Backend* be_;
   int dim_, heads_, head_dim_;
   Linear qkv_, out_;
   int64_t images_ = 0;
   int tokens_ = 0;
-  Tensor qkv_act_;  // [B*T, 3D]; head-major: [3, B, H, Tp, hd]
+  Tensor qkv_act_;  // [B*T, 3D]; head-major: [3, B, H, Tp, hd] (not under bf16)
   Tensor probs_;    // [B, H, T, scores_ld(T)]; head-major: [B, H, Tp, Tp]
   Tensor context_;  // [B*T, D], heads side by side
   Bf16Tensor qkv16_, probs16_, context16_;  // bf16 copies, under bf16

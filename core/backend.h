@@ -260,12 +260,13 @@ class Backend {
                                 float* g, uint16_t* g16) = 0;
   virtual void expert_bias_grad(int experts, int64_t rows, int cols, const float* dy,
                                 float* dbias) = 0;
-  // da = dg * a, a = bias_gelu's derivative; da16 (nullable) = bfloat16(da).
-  virtual void gelu_backward(int64_t n, const float* a, const float* dg, float* da,
-                             uint16_t* da16) = 0;
-  void gelu_backward(int64_t n, const float* a, const float* dg, float* da) {
-    gelu_backward(n, a, dg, da, nullptr);
-  }
+  // da = dg * a over expert-major rows [experts, rows, cols] (experts = 1: a
+  // dense layer), a = bias_gelu's derivative; da16 (nullable) = bfloat16(da);
+  // dbias[e, :] (nullable) += the sums of da over expert e's rows: the
+  // gradient of the bias before the GELU, taken in the same pass over da. da
+  // may be null when da16 is not (bf16_copies_suffice(): only GEMMs read da).
+  virtual void gelu_backward(int experts, int64_t rows, int cols, const float* a, const float* dg,
+                             float* da, uint16_t* da16, float* dbias) = 0;
   // x = tanh(x) in place (the pre-logits layer).
   virtual void tanh_forward(int64_t n, float* x) = 0;
   // dy *= 1 - y^2, y = tanh's output.
@@ -298,14 +299,16 @@ class Backend {
   void softmax_forward(int64_t rows, int cols, float scale, float* x, uint16_t* x16 = nullptr) {
     softmax_forward(rows, cols, cols, scale, x, x16);
   }
-  // d = scale * p * (d - <p, d>) in place (d holds dL/dp on entry, dL/dlogits
-  // on exit), rows ld apart as in softmax_forward (the gap set to 0); d16
+  // d = scale * p * (dp - <p, dp>): dL/dlogits from dp = dL/dp, rows ld apart
+  // as in softmax_forward (the gap set to 0); d may be dp (in place), or null
+  // when d16 is not (bf16_copies_suffice(): only GEMMs read d); d16
   // (nullable) = bfloat16(d).
   virtual void softmax_backward(int64_t rows, int cols, int ld, float scale, const float* p,
-                                float* d, uint16_t* d16) = 0;
+                                const float* dp, float* d, uint16_t* d16) = 0;
+  // In place, rows packed.
   void softmax_backward(int64_t rows, int cols, float scale, const float* p, float* d,
                         uint16_t* d16 = nullptr) {
-    softmax_backward(rows, cols, cols, scale, p, d, d16);
+    softmax_backward(rows, cols, cols, scale, p, d, d, d16);
   }
 
   // ---- ViT embedding and pooling -----------------------------------------------
@@ -331,9 +334,12 @@ class Backend {
   // y[s, b, h, t, c] = x[b T + t, (s H + h) hd + c] for t < T, 0 for T <= t <
   // padded: `slabs` groups of H heads (3 for q|k|v) of `images` images; x is
   // [images T, slabs H hd], y [slabs, images, H, padded, hd]; y16 (nullable)
-  // = bfloat16(y).
+  // = bfloat16(y). bias (nullable, [slabs H hd]) is added to the rows t < T
+  // on the way (the projection's bias, fused); y may be null when y16 is not
+  // (bf16_copies_suffice(): only GEMMs read y).
   virtual void pack_heads(int64_t images, int tokens, int padded, int heads, int head_dim,
-                          int slabs, const float* x, float* y, uint16_t* y16) = 0;
+                          int slabs, const float* x, const float* bias, float* y,
+                          uint16_t* y16) = 0;
   // The inverse, the padding dropped: x = rows t < T of y; x16 (nullable) =
   // bfloat16(x).
   virtual void unpack_heads(int64_t images, int tokens, int padded, int heads, int head_dim,
@@ -342,7 +348,7 @@ class Backend {
   // projection (no copies); n > 0 = heads packed head-major with tokens
   // padded to a multiple of n, so its batched GEMMs are single launches with
   // sizes and strides that tensor-core kernels take (8 on a GPU). Default 0
-  // on both backends (see core/attention.h).
+  // on the CPU, 8 on the GPU (see core/attention.h).
   int attention_pad_to() const { return attention_pad_to_; }
   void set_attention_pad_to(int n) { attention_pad_to_ = n; }
 
@@ -363,9 +369,11 @@ class Backend {
   // and Adam's bias corrections for update *step + 1 (core/math.h
   // update_scalars), then ++*step; step and s in device memory. The updates
   // read s there: no step-dependent scalar crosses from the host (what
-  // replaying a captured step needs).
-  virtual void begin_update(const LrSchedule& schedule, float beta1, float beta2, int64_t* step,
-                            UpdateScalars* s) = 0;
+  // replaying a captured step needs). grad_scale (device, nullable: 1) is
+  // the clipping factor the updates apply as they read each gradient: no
+  // pass of its own over the gradients.
+  virtual void begin_update(const LrSchedule& schedule, float beta1, float beta2,
+                            const float* grad_scale, int64_t* step, UpdateScalars* s) = 0;
   // One update of `param` (and its state) with the step's scalars s (device);
   // param16 (nullable) = bfloat16(param) afterwards: the weights' bf16 copy,
   // refreshed in the same pass.

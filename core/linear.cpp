@@ -38,9 +38,14 @@ void Linear::forward(Backend& be, GemmInput x, int64_t rows, float* y, uint16_t*
 
 void Linear::backward(Backend& be, GemmInput x, GemmInput dy, int64_t rows, float* dx,
                       bool accumulate_dx) const {
+  if (bias_ >= 0) be.bias_grad(rows, out_, dy.f32, store_->grad(bias_));
+  matmul_backward(be, x, dy, rows, dx, accumulate_dx);
+}
+
+void Linear::matmul_backward(Backend& be, GemmInput x, GemmInput dy, int64_t rows, float* dx,
+                             bool accumulate_dx) const {
   be.gemm(Trans::kYes, Trans::kNo, in_, out_, static_cast<int>(rows), 1.0f, x, in_, dy, out_, 1.0f,
           store_->grad(kernel_), out_);
-  if (bias_ >= 0) be.bias_grad(rows, out_, dy.f32, store_->grad(bias_));
   if (dx != nullptr) {
     be.gemm(Trans::kNo, Trans::kYes, static_cast<int>(rows), in_, out_, 1.0f, dy, out_,
             store_->weight(kernel_), out_, accumulate_dx ? 1.0f : 0.0f, dx, in_);

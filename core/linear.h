@@ -33,11 +33,16 @@ class Linear {
   // y = x W only, for callers that fuse the bias into the next op.
   void matmul(Backend& be, GemmInput x, int64_t rows, float* y) const;
   const float* bias_value() const { return store_->value(bias_); }
+  float* bias_grad() const { return store_->grad(bias_); }
   // dW += x^T dy; db += sum dy; dx = dy W^T (or += when accumulate_dx). dx may
   // be null. Pass dy's bf16 copy (Workspace::shared_input) where there is one:
   // both GEMMs read it.
   void backward(Backend& be, GemmInput x, GemmInput dy, int64_t rows, float* dx,
                 bool accumulate_dx = false) const;
+  // backward without db, for callers that took it in the op that made dy
+  // (matmul's dual); dy may be its bf16 copy alone.
+  void matmul_backward(Backend& be, GemmInput x, GemmInput dy, int64_t rows, float* dx,
+                       bool accumulate_dx = false) const;
 
  private:
   ParamStore* store_ = nullptr;

@@ -129,24 +129,31 @@ VMOE_HD float softplus(float x) {
 // with c1 = 1 - b1^t and c2 = 1 - b2^t computed once per step.
 struct AdamParams {
   float lr, beta1, beta2, eps, weight_decay, correction1, correction2;
+  float grad_scale = 1.0f;  // the clipping factor, applied as the gradient is read
 };
 // What changes from one optimiser step to the next: the learning rate and
 // Adam's bias corrections. Computed and kept in device memory
 // (Backend::begin_update), not passed from the host.
 struct UpdateScalars {
   float lr, correction1, correction2;
+  float grad_scale;  // gradients are multiplied by it as the update reads them (clipping)
 };
 // For update number `step` (1-based) at rate lr: corrections 1 - beta^step in double.
-VMOE_HD UpdateScalars update_scalars(double lr, float beta1, float beta2, int64_t step) {
+VMOE_HD UpdateScalars update_scalars(double lr, float beta1, float beta2, int64_t step,
+                                     float grad_scale = 1.0f) {
   return {static_cast<float>(lr),
           static_cast<float>(1.0 - pow(static_cast<double>(beta1), static_cast<double>(step))),
-          static_cast<float>(1.0 - pow(static_cast<double>(beta2), static_cast<double>(step)))};
+          static_cast<float>(1.0 - pow(static_cast<double>(beta2), static_cast<double>(step))),
+          grad_scale};
 }
 VMOE_HD AdamParams adam_params(const UpdateScalars& s, float beta1, float beta2, float eps,
                                float weight_decay) {
-  return {s.lr, beta1, beta2, eps, weight_decay, s.correction1, s.correction2};
+  return {s.lr, beta1, beta2, eps, weight_decay, s.correction1, s.correction2, s.grad_scale};
 }
+// The gradient scaled first, rounded as scaling it in place would: the same
+// bits as clipping the gradients before the update.
 VMOE_HD void adam_update(const AdamParams& a, float grad, float& param, float& m, float& v) {
+  grad *= a.grad_scale;
   m = fmaf(a.beta1, m, (1.0f - a.beta1) * grad);
   v = fmaf(a.beta2, v, (1.0f - a.beta2) * grad * grad);
   const float step = (m / a.correction1) / (sqrtf(v / a.correction2) + a.eps);
@@ -161,10 +168,13 @@ struct HeadsLayout {
   int tokens, padded, heads, head_dim, slabs;
   VMOE_HD int64_t count() const { return slabs * images * heads; }
   VMOE_HD int64_t width() const { return int64_t{slabs} * heads * head_dim; }  // a row of x
+  // The column in a row of x of head sbh's channel 0.
+  VMOE_HD int64_t column_base(int64_t sbh) const {
+    return (sbh / (heads * images) * heads + sbh % heads) * head_dim;
+  }
   // The offset in x of head sbh's token 0, channel 0.
   VMOE_HD int64_t row_major_base(int64_t sbh) const {
-    const int64_t h = sbh % heads, b = (sbh / heads) % images, s = sbh / (heads * images);
-    return b * tokens * width() + (s * heads + h) * head_dim;
+    return (sbh / heads) % images * tokens * width() + column_base(sbh);
   }
 };
 
@@ -204,8 +214,10 @@ VMOE_HD float clip_factor(double dense_sq, double expert_sq, double expert_divis
 //   buf = momentum * buf + g;  p -= lr * (buf + wd * p)
 struct SgdParams {
   float lr, momentum, weight_decay;
+  float grad_scale = 1.0f;  // as AdamParams::grad_scale
 };
 VMOE_HD void sgd_update(const SgdParams& s, float grad, float& param, float& buf) {
+  grad *= s.grad_scale;
   buf = fmaf(s.momentum, buf, grad);
   param -= s.lr * fmaf(s.weight_decay, param, buf);
 }

@@ -41,10 +41,13 @@ void Mlp::backward(GemmInput x, const float* dy, float* dx, Workspace& ws) {
   float* dhidden = ws.get(Scratch::kHiddenGrad, hidden);
   uint16_t* dhidden16 = ws.get_bf16(Scratch::kHiddenGrad, hidden);
   const GemmInput dy_in = ws.shared_input(Scratch::kOutputGrad, dy, {rows_, fc2_.out()});
-  const float* act = be_->bf16_copies_suffice() ? nullptr : act_.data();
-  fc2_.backward(*be_, {act, act16_.data()}, dy_in, rows_, dhidden);
-  be_->gelu_backward(rows_ * fc1_.out(), pre_.data(), dhidden, dhidden, dhidden16);
-  fc1_.backward(*be_, x, {dhidden, dhidden16}, rows_, dx);
+  const bool bf16_only = be_->bf16_copies_suffice();
+  fc2_.backward(*be_, {bf16_only ? nullptr : act_.data(), act16_.data()}, dy_in, rows_, dhidden);
+  // fc1's bias gradient in the GELU's backward pass; under bf16 only GEMMs
+  // read the hidden gradient after it, so its copy alone is written.
+  float* dpre = bf16_only ? nullptr : dhidden;
+  be_->gelu_backward(1, rows_, fc1_.out(), pre_.data(), dhidden, dpre, dhidden16, fc1_.bias_grad());
+  fc1_.matmul_backward(*be_, x, {dpre, dhidden16}, rows_, dx);
 }
 
 }  // namespace vmoe

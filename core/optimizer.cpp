@@ -27,8 +27,9 @@ void Optimizer::set_steps_taken(int64_t s) {
   device_step_.copy_from_host(&s, 1);
 }
 
-void Optimizer::queue_update(const LrSchedule& schedule) {
-  be_->begin_update(schedule, config_.beta1, config_.beta2, device_step_.data(), scalars_.data());
+void Optimizer::queue_update(const LrSchedule& schedule, const float* grad_scale) {
+  be_->begin_update(schedule, config_.beta1, config_.beta2, grad_scale, device_step_.data(),
+                    scalars_.data());
   const UpdateScalars* s = scalars_.data();
   for (ParamId id = 0; id < store_->count(); ++id) {
     const int64_t n = store_->numel(id);

@@ -38,7 +38,9 @@ class Optimizer {
   }
   // step() in its two halves: the device work (what a captured step records)
   // and the host's mirror of the counter (once per step, replays included).
-  void queue_update(const LrSchedule& schedule);
+  // grad_scale (device, nullable): the clipping factor, applied as the
+  // update reads each gradient (Backend::begin_update).
+  void queue_update(const LrSchedule& schedule, const float* grad_scale = nullptr);
   void count_step() { ++step_; }
   // One update at a constant rate.
   void step(float lr) { step(LrSchedule{.base = lr, .decay = Decay::kConstant}); }

@@ -80,17 +80,20 @@ void ExpertMlps::backward(GemmInput input, GemmInput dout_in, float* din, Worksp
   const GemmInput in = input.bf16 != nullptr ? input : GemmInput{input.f32, in16_.data()};
   be_->gemm_batched(Trans::kNo, Trans::kYes, r, hidden_, dim_, 1.0f, dy, dim_, store_->weight(w2_),
                     dim_, 0.0f, dact, hidden_, per_expert(local_, R * D, M * D, R * M), {});
-  const float* act = be_->bf16_copies_suffice() ? nullptr : act_.data();
+  const bool bf16_only = be_->bf16_copies_suffice();
+  const float* act = bf16_only ? nullptr : act_.data();
   be_->gemm_batched(Trans::kYes, Trans::kNo, hidden_, dim_, r, 1.0f, {act, act16_.data()}, hidden_,
                     dy, dim_, 1.0f, store_->grad(w2_), dim_,
                     per_expert(local_, R * M, R * D, M * D), {});
   be_->expert_bias_grad(local_, R, dim_, dout, store_->grad(b2_));
-  be_->gelu_backward(local_ * R * M, pre_.data(), dact, dact, dact16);
-  be_->gemm_batched(Trans::kYes, Trans::kNo, dim_, hidden_, r, 1.0f, in, dim_, {dact, dact16},
+  // fc1's bias gradient in the GELU's backward pass; under bf16 only GEMMs
+  // read dpre after it, so its copy alone is written.
+  float* dpre = bf16_only ? nullptr : dact;
+  be_->gelu_backward(local_, R, hidden_, pre_.data(), dact, dpre, dact16, store_->grad(b1_));
+  be_->gemm_batched(Trans::kYes, Trans::kNo, dim_, hidden_, r, 1.0f, in, dim_, {dpre, dact16},
                     hidden_, 1.0f, store_->grad(w1_), hidden_,
                     per_expert(local_, R * D, R * M, D * M), {});
-  be_->expert_bias_grad(local_, R, hidden_, dact, store_->grad(b1_));
-  be_->gemm_batched(Trans::kNo, Trans::kYes, r, dim_, hidden_, 1.0f, {dact, dact16}, hidden_,
+  be_->gemm_batched(Trans::kNo, Trans::kYes, r, dim_, hidden_, 1.0f, {dpre, dact16}, hidden_,
                     store_->weight(w1_), hidden_, 0.0f, din, dim_,
                     per_expert(local_, R * M, D * M, R * D), {});
 }

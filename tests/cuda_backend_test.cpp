@@ -98,10 +98,12 @@ TEST_F(CudaOps, ElementwiseAndBias) {
   gpu_->bias_gelu(rows, cols, bias.gpu, a.gpu, g.gpu);
   expect_close("bias_gelu derivative", a);
   expect_close("bias_gelu", g);
-  Both<float> da = random(n, 14);
-  cpu_.gelu_backward(n, a.cpu.data(), g.cpu.data(), da.cpu.data());
-  gpu_->gelu_backward(n, a.gpu, g.gpu, da.gpu);
+  Both<float> da = random(n, 14), dpre_bias = random(cols, 15);
+  cpu_.gelu_backward(1, rows, cols, a.cpu.data(), g.cpu.data(), da.cpu.data(), nullptr,
+                     dpre_bias.cpu.data());
+  gpu_->gelu_backward(1, rows, cols, a.gpu, g.gpu, da.gpu, nullptr, dpre_bias.gpu);
   expect_close("gelu_backward", da);
+  expect_close("gelu_backward: the bias gradient", dpre_bias);
   cpu_.tanh_forward(n, a.cpu.data());
   gpu_->tanh_forward(n, a.gpu);
   expect_close("tanh_forward", a);
@@ -186,9 +188,20 @@ TEST_F(CudaOps, Softmax) {
       gpu_->softmax_forward(rows, cols, ld, 0.4f, p.gpu, nullptr);
       expect_close("softmax", p);
       Both<float> d = random(rows * ld, 26);
-      cpu_.softmax_backward(rows, cols, ld, 0.4f, p.cpu.data(), d.cpu.data(), nullptr);
-      gpu_->softmax_backward(rows, cols, ld, 0.4f, p.gpu, d.gpu, nullptr);
+      cpu_.softmax_backward(rows, cols, ld, 0.4f, p.cpu.data(), d.cpu.data(), d.cpu.data(),
+                            nullptr);
+      gpu_->softmax_backward(rows, cols, ld, 0.4f, p.gpu, d.gpu, d.gpu, nullptr);
       expect_close("softmax_backward", d);
+      // From dp into its bf16 copy alone (the attention's score gradient under bf16).
+      Both<uint16_t> d16 = both(std::vector<uint16_t>(rows * ld, 1));
+      cpu_.softmax_backward(rows, cols, ld, 0.4f, p.cpu.data(), d.cpu.data(), nullptr,
+                            d16.cpu.data());
+      gpu_->softmax_backward(rows, cols, ld, 0.4f, p.gpu, d.gpu, nullptr, d16.gpu);
+      const std::vector<uint16_t> g16 = from_gpu(d16);
+      for (size_t i = 0; i < g16.size(); ++i)  // within one bf16 rounding step of the CPU's
+        ASSERT_LE(std::abs(from_bf16(g16[i]) - from_bf16(d16.cpu[i])),
+                  std::abs(from_bf16(d16.cpu[i])) * 1e-2f + 1e-5f)
+            << "softmax_backward, bf16 only, at " << i;
       const std::vector<float> pg = from_gpu(p), dg = from_gpu(d);
       for (int r = 0; r < rows; ++r)
         for (int c = cols; c < ld; ++c) {
@@ -209,11 +222,36 @@ TEST_F(CudaOps, PackAndUnpackHeads) {
     const int64_t packed = slabs * images * heads * padded * head_dim;
     Both<float> x = random(rows * width, 90), y = random(packed, 91);
     Both<uint16_t> y16 = both(std::vector<uint16_t>(packed, 1));
-    cpu_.pack_heads(images, tokens, padded, heads, head_dim, slabs, x.cpu.data(), y.cpu.data(),
-                    y16.cpu.data());
-    gpu_->pack_heads(images, tokens, padded, heads, head_dim, slabs, x.gpu, y.gpu, y16.gpu);
+    cpu_.pack_heads(images, tokens, padded, heads, head_dim, slabs, x.cpu.data(), nullptr,
+                    y.cpu.data(), y16.cpu.data());
+    gpu_->pack_heads(images, tokens, padded, heads, head_dim, slabs, x.gpu, nullptr, y.gpu,
+                     y16.gpu);
     expect_equal("pack_heads", y);
     expect_equal("pack_heads bf16", y16);
+    // With the projection's bias fused, and as its bf16 copy alone.
+    Both<float> bias = random(width, 93), biased = random(packed, 94);
+    Both<uint16_t> biased16 = both(std::vector<uint16_t>(packed, 1));
+    Both<uint16_t> only16 = both(std::vector<uint16_t>(packed, 1));
+    cpu_.pack_heads(images, tokens, padded, heads, head_dim, slabs, x.cpu.data(), bias.cpu.data(),
+                    biased.cpu.data(), biased16.cpu.data());
+    gpu_->pack_heads(images, tokens, padded, heads, head_dim, slabs, x.gpu, bias.gpu, biased.gpu,
+                     biased16.gpu);
+    cpu_.pack_heads(images, tokens, padded, heads, head_dim, slabs, x.cpu.data(), bias.cpu.data(),
+                    nullptr, only16.cpu.data());
+    gpu_->pack_heads(images, tokens, padded, heads, head_dim, slabs, x.gpu, bias.gpu, nullptr,
+                     only16.gpu);
+    expect_equal("pack_heads with bias", biased);
+    expect_equal("pack_heads with bias, bf16", biased16);
+    expect_equal("pack_heads with bias, bf16 only", only16);
+    EXPECT_EQ(only16.cpu, biased16.cpu);
+    std::vector<float> want(y.cpu);  // the packed x, plus the bias on real rows
+    for (int64_t sbh = 0; sbh < slabs * images * heads; ++sbh) {
+      const int64_t column = (sbh / (heads * images) * heads + sbh % heads) * head_dim;
+      for (int t = 0; t < tokens; ++t)
+        for (int c = 0; c < head_dim; ++c)
+          want[(sbh * padded + t) * head_dim + c] += bias.cpu[column + c];
+    }
+    EXPECT_EQ(biased.cpu, want);
     Both<float> back = random(rows * width, 92);
     Both<uint16_t> back16 = both(std::vector<uint16_t>(rows * width, 1));
     cpu_.unpack_heads(images, tokens, padded, heads, head_dim, slabs, y.cpu.data(), back.cpu.data(),
@@ -296,14 +334,18 @@ TEST_F(CudaOps, LossesOptimisersNorm) {
       .base = 1e-3, .end = 1e-5, .warmup_steps = 3, .total_steps = 20, .decay = Decay::kCosine};
   Both<int64_t> counter = both(std::vector<int64_t>{6});
   Both<UpdateScalars> s = update(0.0, 1);
-  cpu_.begin_update(schedule, 0.9f, 0.999f, counter.cpu.data(), s.cpu.data());
-  gpu_->begin_update(schedule, 0.9f, 0.999f, counter.gpu, s.gpu);
+  // A clipping factor, applied by the updates as they read the gradients.
+  Both<float> scale = both(std::vector<float>{0.7f});
+  cpu_.begin_update(schedule, 0.9f, 0.999f, scale.cpu.data(), counter.cpu.data(), s.cpu.data());
+  gpu_->begin_update(schedule, 0.9f, 0.999f, scale.gpu, counter.gpu, s.gpu);
   expect_equal("begin_update step", counter);
   EXPECT_EQ(counter.cpu[0], 7);
   const UpdateScalars on_gpu = from_gpu(s)[0], on_cpu = s.cpu[0];
   EXPECT_FLOAT_EQ(on_gpu.lr, on_cpu.lr);
   EXPECT_FLOAT_EQ(on_gpu.correction1, on_cpu.correction1);
   EXPECT_FLOAT_EQ(on_gpu.correction2, on_cpu.correction2);
+  EXPECT_EQ(on_gpu.grad_scale, 0.7f);
+  EXPECT_EQ(on_cpu.grad_scale, 0.7f);
   EXPECT_EQ(on_cpu.lr, static_cast<float>(schedule.at(6)));
   cpu_.adam_update(n, 0.9f, 0.999f, 1e-8f, 0.1f, s.cpu.data(), grad.cpu.data(), param.cpu.data(),
                    nullptr, m.cpu.data(), v.cpu.data());

@@ -61,9 +61,10 @@ TEST_F(CudaPacks, PackedAndSingleWidthsGiveTheSameBits) {
   });
   same_bits("add_bias", {bias, y},
             [&](const std::vector<float*>& b) { gpu_->add_bias(rows, cols, b[0], b[1]); });
-  same_bits("bias_gelu, gelu_backward", {bias, x, g, y}, [&](const std::vector<float*>& b) {
+  const std::vector<float> dbias = random_normal(cols, 6);
+  same_bits("bias_gelu, gelu_backward", {bias, x, g, y, dbias}, [&](const std::vector<float*>& b) {
     gpu_->bias_gelu(rows, cols, b[0], b[1], b[2]);
-    gpu_->gelu_backward(n, b[1], b[2], b[3]);
+    gpu_->gelu_backward(1, rows, cols, b[1], b[2], b[3], nullptr, b[4]);
   });
   std::vector<float> v = random_normal(n, 5);
   for (float& e : v) e = e * e;

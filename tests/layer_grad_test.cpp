@@ -107,7 +107,7 @@ TEST(LayerGrad, Gelu) {
     h.be.bias_gelu(1, 40, zero_bias.data(), pre.data(), y);
   };
   h.backward = [&](const float*, const float* dy, float* dx) {
-    h.be.gelu_backward(40, pre.data(), dy, dx);
+    h.be.gelu_backward(1, 1, 40, pre.data(), dy, dx, nullptr, nullptr);
   };
   h.run(40, 40);
 }

@@ -2,6 +2,7 @@
 // the backend's forward ops against naive references.
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <cmath>
 
 #include "core/cpu/cpu_backend.h"
@@ -237,6 +238,60 @@ TEST(CpuBackend, Bf16OnlyOutputsAreTheCopiesOfTheFp32Ones) {
   be.expert_bias_gelu(experts, rows, cols, beta.data(), b.data(), nullptr, got.data());
   EXPECT_EQ(got, want) << "expert_bias_gelu";
   EXPECT_EQ(a, b) << "expert_bias_gelu: the derivative";
+  // The GELU's backward, with the bias gradient taken in its pass: the same
+  // copy, and the bias gradient of the finished fp32 output, bit for bit.
+  std::vector<float> da(n), dbias_full(experts * cols, 0.25f), dbias_only(dbias_full);
+  std::vector<float> dbias_after(dbias_full);
+  be.gelu_backward(experts, rows, cols, a.data(), res.data(), da.data(), want.data(),
+                   dbias_full.data());
+  be.gelu_backward(experts, rows, cols, a.data(), res.data(), nullptr, got.data(),
+                   dbias_only.data());
+  EXPECT_EQ(got, want) << "gelu_backward";
+  EXPECT_EQ(dbias_only, dbias_full) << "gelu_backward: the bias gradient";
+  be.expert_bias_grad(experts, rows, cols, da.data(), dbias_after.data());
+  EXPECT_EQ(dbias_full, dbias_after) << "gelu_backward: the bias gradient of its output";
+  // The softmax's backward over padded rows (the attention's): from dp into
+  // a separate output, and as its copy alone, the gap zeros included.
+  const int srows = 6, scols = 11, ld = 16;
+  std::vector<float> p(x0.begin(), x0.begin() + srows * ld),
+      dp(res.begin(), res.begin() + srows * ld);
+  be.softmax_forward(srows, scols, ld, 0.5f, p.data(), nullptr);
+  std::vector<float> d_in_place(dp), d_out(srows * ld);
+  std::vector<uint16_t> s_want(srows * ld), s_got(srows * ld, 1);
+  be.softmax_backward(srows, scols, ld, 0.5f, p.data(), d_in_place.data(), d_in_place.data(),
+                      s_want.data());
+  be.softmax_backward(srows, scols, ld, 0.5f, p.data(), dp.data(), d_out.data(), nullptr);
+  EXPECT_EQ(d_out, d_in_place) << "softmax_backward into another buffer";
+  be.softmax_backward(srows, scols, ld, 0.5f, p.data(), dp.data(), nullptr, s_got.data());
+  EXPECT_EQ(s_got, s_want) << "softmax_backward, bf16 only";
+}
+
+// Packing heads with the projection's bias fused is packing the biased rows;
+// the padding rows stay zero; the bf16-only form writes the same copy.
+TEST(CpuBackend, PackHeadsWithTheBias) {
+  CpuBackend be;
+  const int64_t images = 2;
+  const int tokens = 5, padded = 8, heads = 3, head_dim = 4, slabs = 3;
+  const int64_t width = int64_t{slabs} * heads * head_dim, rows = images * tokens;
+  const int64_t packed = slabs * images * heads * padded * head_dim;
+  std::vector<float> x = testing::random_normal(rows * width, 51);
+  const std::vector<float> bias = testing::random_normal(width, 52);
+  std::vector<float> want(packed), got(packed);
+  std::vector<uint16_t> want16(packed), got16(packed);
+  std::vector<float> biased_x(x);
+  for (int64_t r = 0; r < rows; ++r)
+    for (int64_t c = 0; c < width; ++c) biased_x[r * width + c] += bias[c];
+  be.pack_heads(images, tokens, padded, heads, head_dim, slabs, biased_x.data(), nullptr,
+                want.data(), want16.data());
+  be.pack_heads(images, tokens, padded, heads, head_dim, slabs, x.data(), bias.data(), got.data(),
+                got16.data());
+  EXPECT_EQ(got, want);
+  EXPECT_EQ(got16, want16);
+  std::fill(got16.begin(), got16.end(), uint16_t{1});
+  be.pack_heads(images, tokens, padded, heads, head_dim, slabs, x.data(), bias.data(), nullptr,
+                got16.data());
+  EXPECT_EQ(got16, want16) << "bf16 only";
+  EXPECT_EQ(want[(int64_t{padded} - 1) * head_dim], 0.0f) << "a padding row";
 }
 
 // The experts' bias ops over [experts, rows, cols] are the dense ops with

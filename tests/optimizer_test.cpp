@@ -113,6 +113,40 @@ TEST(Optimizer, ClipByGlobalNorm) {
   EXPECT_FLOAT_EQ(factor.to_host()[0], 1.0f);
 }
 
+// The trainer's clipping: the factor applied by the update as it reads each
+// gradient gives the same bits as clipping the gradients first, for both
+// optimisers; a null factor is no clipping.
+TEST(Optimizer, ClippingInTheUpdateEqualsClippingFirst) {
+  const LrSchedule schedule{.base = 0.05, .warmup_steps = 1, .total_steps = 5};
+  for (OptimizerKind kind : {OptimizerKind::kAdam, OptimizerKind::kSgd}) {
+    TwoParams first, in_update;
+    const OptimizerConfig config{.kind = kind, .momentum = 0.7f, .weight_decay = 0.3f};
+    Optimizer a(config, first.store), b(config, in_update.store);
+    for (int step = 0; step < 3; ++step) {
+      const std::vector<float> g = testing::random_normal(5, 20 + step, 3.0f);
+      for (TwoParams* p : {&first, &in_update}) p->store.grads().copy_from_host(g);
+      testing::clip_gradients(first.store, 1.0f);
+      a.step(schedule);
+      DeviceTensor<double> sq(in_update.be, {2}), norm(in_update.be, {1});
+      Tensor factor(in_update.be, {1});
+      in_update.be.sum_squares(5, in_update.store.grads().data(), sq.data());
+      in_update.be.zero(sq.data() + 1, sizeof(double));
+      in_update.be.clip_scale(sq.data(), 1.0, 1.0f, norm.data(), factor.data());
+      ASSERT_LT(factor.to_host()[0], 1.0f);  // clipped
+      b.queue_update(schedule, factor.data());
+      b.count_step();
+      for (ParamId id : {first.kernel, first.bias})
+        ASSERT_EQ(first.get(id), in_update.get(id)) << "step " << step;
+    }
+  }
+  TwoParams plain, null_factor;
+  Optimizer a({}, plain.store), b({}, null_factor.store);
+  for (TwoParams* p : {&plain, &null_factor}) p->be.fill(p->store.grads().data(), 5, 4.0f);
+  a.step(0.1f);
+  b.queue_update(LrSchedule{.base = 0.1, .decay = Decay::kConstant}, nullptr);
+  EXPECT_EQ(plain.get(plain.kernel), null_factor.get(null_factor.kernel));
+}
+
 TEST(ParamStore, RegionsAndSlicedInitialisation) {
   CpuBackend be;
   ParamStore store;

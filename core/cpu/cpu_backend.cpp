@@ -216,10 +216,22 @@ void CpuBackend::expert_bias_grad(int experts, int64_t rows, int cols, const flo
     cpu_loops::bias_grad(rows, cols, dy + e * rows * cols, dbias + e * cols);
 }
 
-void CpuBackend::gelu_backward(int64_t n, const float* a, const float* dg, float* da,
-                               uint16_t* da16) {
+// The bias gradient sums da row by row, as bias_grad over the finished da
+// would: the same bits either way, and with da null (bf16 only) each row is
+// summed from a buffer.
+void CpuBackend::gelu_backward(int experts, int64_t rows, int cols, const float* a, const float* dg,
+                               float* da, uint16_t* da16, float* dbias) {
+  const int64_t n = experts * rows * cols;
+  if (da == nullptr) {
+    bf16_rows(experts * rows, cols, da16, [&](int64_t r, float* out) {
+      cpu_loops::gelu_backward(cols, a + r * cols, dg + r * cols, out);
+      if (dbias != nullptr) cpu_loops::bias_grad(1, cols, out, dbias + r / rows * cols);
+    });
+    return;
+  }
   cpu_loops::gelu_backward(n, a, dg, da);
   write_bf16(n, da, da16);
+  if (dbias != nullptr) expert_bias_grad(experts, rows, cols, da, dbias);
 }
 
 void CpuBackend::tanh_forward(int64_t n, float* x) {
@@ -271,7 +283,15 @@ void CpuBackend::softmax_forward(int64_t rows, int cols, int ld, float scale, fl
 }
 
 void CpuBackend::softmax_backward(int64_t rows, int cols, int ld, float scale, const float* p,
-                                  float* d, uint16_t* d16) {
+                                  const float* dp, float* d, uint16_t* d16) {
+  if (d == nullptr) {  // the bf16 copy alone, row by row through a buffer
+    bf16_rows(rows, ld, d16, [&](int64_t r, float* out) {
+      std::copy(dp + r * ld, dp + r * ld + cols, out);
+      cpu_loops::softmax_backward(1, cols, ld, scale, p + r * ld, out);
+    });
+    return;
+  }
+  if (d != dp) std::copy(dp, dp + rows * ld, d);
   cpu_loops::softmax_backward(rows, cols, ld, scale, p, d);
   write_bf16(rows * ld, d, d16);
 }
@@ -320,16 +340,27 @@ void CpuBackend::pool_rows_backward(int64_t batch, int tokens, int dim, bool mea
 // ---- attention heads ----------------------------------------------------------------
 
 void CpuBackend::pack_heads(int64_t images, int tokens, int padded, int heads, int head_dim,
-                            int slabs, const float* x, float* y, uint16_t* y16) {
+                            int slabs, const float* x, const float* bias, float* y, uint16_t* y16) {
   const HeadsLayout l{images, tokens, padded, heads, head_dim, slabs};
+  const int64_t head_size = int64_t{padded} * head_dim;
+  thread_local std::vector<float> buffer;  // a head, when only its bf16 copy is written
+  if (y == nullptr) buffer.resize(static_cast<size_t>(head_size));
   for (int64_t sbh = 0; sbh < l.count(); ++sbh) {
     const float* src = x + l.row_major_base(sbh);
-    float* dst = y + sbh * padded * head_dim;
-    for (int t = 0; t < tokens; ++t)
-      std::copy(src + t * l.width(), src + t * l.width() + head_dim, dst + t * head_dim);
-    std::fill(dst + int64_t{tokens} * head_dim, dst + int64_t{padded} * head_dim, 0.0f);
+    const float* b = bias != nullptr ? bias + l.column_base(sbh) : nullptr;
+    float* dst = y != nullptr ? y + sbh * head_size : buffer.data();
+    for (int t = 0; t < tokens; ++t) {
+      const float* row = src + t * l.width();
+      float* out = dst + t * head_dim;
+      if (b == nullptr) {
+        std::copy(row, row + head_dim, out);
+      } else {
+        for (int c = 0; c < head_dim; ++c) out[c] = row[c] + b[c];
+      }
+    }
+    std::fill(dst + int64_t{tokens} * head_dim, dst + head_size, 0.0f);
+    if (y16 != nullptr) write_bf16(head_size, dst, y16 + sbh * head_size);
   }
-  write_bf16(l.count() * padded * head_dim, y, y16);
 }
 
 void CpuBackend::unpack_heads(int64_t images, int tokens, int padded, int heads, int head_dim,
@@ -385,9 +416,10 @@ void CpuBackend::sigmoid_cross_entropy(int64_t rows, int classes, const float* l
 
 // ---- optimisers and reductions --------------------------------------------------------
 
-void CpuBackend::begin_update(const LrSchedule& schedule, float beta1, float beta2, int64_t* step,
-                              UpdateScalars* s) {
-  *s = update_scalars(schedule.at(*step), beta1, beta2, *step + 1);
+void CpuBackend::begin_update(const LrSchedule& schedule, float beta1, float beta2,
+                              const float* grad_scale, int64_t* step, UpdateScalars* s) {
+  *s = update_scalars(schedule.at(*step), beta1, beta2, *step + 1,
+                      grad_scale != nullptr ? *grad_scale : 1.0f);
   ++*step;
 }
 
@@ -400,7 +432,8 @@ void CpuBackend::adam_update(int64_t n, float beta1, float beta2, float eps, flo
 
 void CpuBackend::sgd_update(int64_t n, float momentum, float weight_decay, const UpdateScalars* s,
                             const float* grad, float* param, uint16_t* param16, float* buf) {
-  cpu_loops::sgd_update(n, SgdParams{s->lr, momentum, weight_decay}, grad, param, buf);
+  cpu_loops::sgd_update(n, SgdParams{s->lr, momentum, weight_decay, s->grad_scale}, grad, param,
+                        buf);
   write_bf16(n, param, param16);
 }
 

@@ -39,7 +39,6 @@ class CpuBackend final : public Backend {
   // The forms without bf16 copies (Backend's overloads).
   using Backend::add_bias;
   using Backend::bias_gelu;
-  using Backend::gelu_backward;
   using Backend::layernorm_forward;
   using Backend::softmax_backward;
   using Backend::softmax_forward;
@@ -56,8 +55,8 @@ class CpuBackend final : public Backend {
                         uint16_t* g16) override;
   void expert_bias_grad(int experts, int64_t rows, int cols, const float* dy,
                         float* dbias) override;
-  void gelu_backward(int64_t n, const float* a, const float* dg, float* da,
-                     uint16_t* da16) override;
+  void gelu_backward(int experts, int64_t rows, int cols, const float* a, const float* dg,
+                     float* da, uint16_t* da16, float* dbias) override;
   void tanh_forward(int64_t n, float* x) override;
   void tanh_backward(int64_t n, const float* y, float* dy) override;
 
@@ -72,8 +71,8 @@ class CpuBackend final : public Backend {
                           float* dgamma, float* dbeta) override;
   void softmax_forward(int64_t rows, int cols, int ld, float scale, float* x,
                        uint16_t* x16) override;
-  void softmax_backward(int64_t rows, int cols, int ld, float scale, const float* p, float* d,
-                        uint16_t* d16) override;
+  void softmax_backward(int64_t rows, int cols, int ld, float scale, const float* p,
+                        const float* dp, float* d, uint16_t* d16) override;
 
   void patchify(int64_t batch, int height, int width, int channels, int patch,
                 const float* images, float* patches) override;
@@ -86,7 +85,7 @@ class CpuBackend final : public Backend {
   void pool_rows_backward(int64_t batch, int tokens, int dim, bool mean, const float* dout,
                           float* dx) override;
   void pack_heads(int64_t images, int tokens, int padded, int heads, int head_dim, int slabs,
-                  const float* x, float* y, uint16_t* y16) override;
+                  const float* x, const float* bias, float* y, uint16_t* y16) override;
   void unpack_heads(int64_t images, int tokens, int padded, int heads, int head_dim, int slabs,
                     const float* y, float* x, uint16_t* x16) override;
 
@@ -97,8 +96,8 @@ class CpuBackend final : public Backend {
                              const float* targets, const float* weight, float grad_scale,
                              float* loss, float* dlogits) override;
 
-  void begin_update(const LrSchedule& schedule, float beta1, float beta2, int64_t* step,
-                    UpdateScalars* s) override;
+  void begin_update(const LrSchedule& schedule, float beta1, float beta2, const float* grad_scale,
+                    int64_t* step, UpdateScalars* s) override;
   void adam_update(int64_t n, float beta1, float beta2, float eps, float weight_decay,
                    const UpdateScalars* s, const float* grad, float* param, uint16_t* param16,
                    float* m, float* v) override;

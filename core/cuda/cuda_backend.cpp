@@ -52,10 +52,11 @@ CudaBackend::CudaBackend(int device)
   VMOE_CUBLAS_CHECK(cublasSetStream(cublas_, stream_));
   // fp32 GEMMs stay fp32: no TF32 unless asked for (the tests compare with the CPU).
   VMOE_CUBLAS_CHECK(cublasSetMathMode(cublas_, CUBLAS_DEFAULT_MATH));
-  // Attention stays strided by default: head-major (set_attention_pad_to(8))
-  // put its GEMMs on sm90 kernels, but its first packing kernels cost more
-  // than that saved on an H200 (B/16 bf16: 1,340 against 1,466 images/s);
-  // the rewritten ones are unmeasured (train_step_bench --attention_pad_to).
+  // Attention head-major, tokens padded to a multiple of 8: strided per-head
+  // GEMMs over T = 197 run on cuBLAS's unaligned (align1) kernels; padded,
+  // they run on sm90 ones. B/16 bf16 on an H100: 1,368 images/s against
+  // 1,296 strided (train_step_bench --attention_pad_to=0 for strided).
+  set_attention_pad_to(8);
 }
 
 CudaBackend::~CudaBackend() {

@@ -75,15 +75,45 @@ __global__ void bias_gelu_kernel(int64_t n, int cols, int64_t rows_per_bias, con
     store_bf16<W>(g16, i, out);
   }
 }
+// da = dg * a with the bias gradient's first pass in the same sweep. Block
+// (kGeluCols, kGeluLanes): thread x owns W consecutive columns of expert
+// blockIdx.z, lane y the rows begin + y, begin + y + kGeluLanes, ... of chunk
+// blockIdx.y; partial[chunk, e cols + c] = the chunk's column sums, lanes
+// added in order (deterministic). cols divides by W.
+constexpr int kGeluCols = 64, kGeluLanes = 4;
 template <int W>
-__global__ void gelu_backward_kernel(int64_t n, const float* a, const float* dg, float* da,
-                                     uint16_t* da16) {
-  VMOE_GRID_LOOP(i, n) {
-    const Pack<W> d = load<W>(a, i);
-    Pack<W> v = load<W>(dg, i);
-    for (int l = 0; l < W; ++l) v.v[l] *= d.v[l];
-    store<W>(da, i, v);
-    store_bf16<W>(da16, i, v);
+__global__ void gelu_backward_kernel(int64_t rows, int cols, int64_t chunk_rows, const float* a,
+                                     const float* dg, float* da, uint16_t* da16, float* partial) {
+  __shared__ float tile[kGeluLanes][kGeluCols * W];
+  const int64_t e = blockIdx.z;
+  const int64_t c = (int64_t{blockIdx.x} * kGeluCols + threadIdx.x) * W;
+  const int64_t begin = blockIdx.y * chunk_rows;
+  const int64_t end = min64(begin + chunk_rows, rows);
+  Pack<W> s;
+  for (int l = 0; l < W; ++l) s.v[l] = 0.0f;
+  if (c < cols) {
+#pragma unroll 4
+    for (int64_t r = begin + threadIdx.y; r < end; r += kGeluLanes) {
+      const int64_t i = ((e * rows + r) * cols + c) / W;
+      const Pack<W> d = load<W>(a, i);
+      Pack<W> v = load<W>(dg, i);
+      for (int l = 0; l < W; ++l) {
+        v.v[l] *= d.v[l];
+        s.v[l] += v.v[l];
+      }
+      if (da != nullptr) store<W>(da, i, v);  // null: the bf16 copy alone
+      store_bf16<W>(da16, i, v);
+    }
+  }
+  if (partial == nullptr) return;
+  for (int l = 0; l < W; ++l) tile[threadIdx.y][threadIdx.x * W + l] = s.v[l];
+  __syncthreads();
+  if (threadIdx.y != 0 || c >= cols) return;
+  const int64_t columns = gridDim.z * int64_t{cols};
+  for (int l = 0; l < W; ++l) {
+    float t = s.v[l];
+    for (int y = 1; y < kGeluLanes; ++y) t += tile[y][threadIdx.x * W + l];
+    partial[blockIdx.y * columns + e * cols + c + l] = t;
   }
 }
 
@@ -170,11 +200,35 @@ void CudaBackend::expert_bias_grad(int experts, int64_t rows, int cols, const fl
   column_sums(stream_, partial, plan, rows, columns, ExpertRowsOf{dy, rows, cols}, AddTo{dbias});
 }
 
-// da = dg * a, a = bias_gelu's derivative (overwrite)
-void CudaBackend::gelu_backward(int64_t n, const float* a, const float* dg, float* da,
-                                uint16_t* da16) {
-  if (n <= 0) return;
-  VMOE_LAUNCH_PACKED(gelu_backward_kernel, pack_width(n, {a, dg, da}, {da16}), n, a, dg, da, da16);
+// da = dg * a, a = bias_gelu's derivative (overwrite), and dbias += its
+// column sums per expert: pass 1 of the column sums is fused into the
+// element-wise sweep, so da is read once (and, under bf16, written only as
+// its bf16 copy); pass 2 is column_sums' (col_finish_kernel).
+void CudaBackend::gelu_backward(int experts, int64_t rows, int cols, const float* a,
+                                const float* dg, float* da, uint16_t* da16, float* dbias) {
+  if (experts <= 0 || rows <= 0 || cols <= 0) return;
+  const ColPlan plan = col_plan(rows);
+  const int64_t columns = int64_t{experts} * cols;
+  auto* partial = dbias != nullptr
+                      ? static_cast<float*>(scratch(sizeof(float) * plan.chunks * columns))
+                      : nullptr;
+  const int width = cols % 4 == 0 ? pack_width(columns * rows, {a, dg, da}, {da16}) : 1;
+  const dim3 block(kGeluCols, kGeluLanes);
+  const auto grid = [&](int w) {
+    return dim3(static_cast<unsigned>((cols + kGeluCols * w - 1) / (kGeluCols * w)),
+                static_cast<unsigned>(plan.chunks), static_cast<unsigned>(experts));
+  };
+  if (width == 4) {
+    gelu_backward_kernel<4>
+        <<<grid(4), block, 0, stream_>>>(rows, cols, plan.chunk_rows, a, dg, da, da16, partial);
+  } else {
+    gelu_backward_kernel<1>
+        <<<grid(1), block, 0, stream_>>>(rows, cols, plan.chunk_rows, a, dg, da, da16, partial);
+  }
+  VMOE_CUDA_LAUNCH_CHECK();
+  if (dbias == nullptr) return;
+  col_finish_kernel<<<grid_for(columns), kThreads, 0, stream_>>>(columns, plan.chunks, partial,
+                                                                 AddTo{dbias});
   VMOE_CUDA_LAUNCH_CHECK();
 }
 

@@ -125,18 +125,20 @@ __global__ void softmax_forward_kernel(int64_t rows, int cols, int ld, float sca
   }
 }
 
+// d may be dp (each thread reads its elements before writing them) or null.
 __global__ void softmax_backward_kernel(int64_t rows, int cols, int ld, float scale, const float* p,
-                                        float* d, uint16_t* d16) {
+                                        const float* dp, float* d, uint16_t* d16) {
   __shared__ float red[32];
   VMOE_ROW_LOOP(r, rows) {
     const float* pr = p + r * ld;
-    float* dr = d + r * ld;
+    const float* dpr = dp + r * ld;
+    float* dr = d != nullptr ? d + r * ld : nullptr;
     float dot = 0.0f;
-    for (int c = tid(); c < cols; c += nthreads()) dot += pr[c] * dr[c];
+    for (int c = tid(); c < cols; c += nthreads()) dot += pr[c] * dpr[c];
     dot = block_reduce(dot, SumOp{}, red);
     uint16_t* dr16 = d16 != nullptr ? d16 + r * ld : nullptr;
     for (int c = tid(); c < cols; c += nthreads())
-      store(dr, dr16, c, scale * pr[c] * (dr[c] - dot));
+      store(dr, dr16, c, scale * pr[c] * (dpr[c] - dot));
     for (int c = cols + tid(); c < ld; c += nthreads()) store(dr, dr16, c, 0.0f);
   }
 }
@@ -175,18 +177,20 @@ __global__ void softmax_forward_warp_kernel(int64_t rows, int cols, int ld, floa
 
 template <int N>
 __global__ void softmax_backward_warp_kernel(int64_t rows, int cols, int ld, float scale,
-                                             const float* p, float* d, uint16_t* d16) {
+                                             const float* p, const float* dp, float* d,
+                                             uint16_t* d16) {
   const int l = lane_id();
   VMOE_WARP_ROW_LOOP(r, rows) {
     const float* pr = p + r * ld;
-    float* dr = d + r * ld;
+    const float* dpr = dp + r * ld;
+    float* dr = d != nullptr ? d + r * ld : nullptr;
     float pv[N], dv[N];
     float dot = 0.0f;
 #pragma unroll
     for (int j = 0; j < N; ++j) {
       const int c = l + 32 * j;
       pv[j] = c < cols ? pr[c] : 0.0f;
-      dv[j] = c < cols ? dr[c] : 0.0f;
+      dv[j] = c < cols ? dpr[c] : 0.0f;
       dot += pv[j] * dv[j];
     }
     dot = warp_reduce(dot, SumOp{});
@@ -358,17 +362,17 @@ void CudaBackend::softmax_forward(int64_t rows, int cols, int ld, float scale, f
   VMOE_CUDA_LAUNCH_CHECK();
 }
 
-// d = scale * p * (d - <p, d>) in place.
+// d = scale * p * (dp - <p, dp>), in place when d is dp.
 void CudaBackend::softmax_backward(int64_t rows, int cols, int ld, float scale, const float* p,
-                                   float* d, uint16_t* d16) {
+                                   const float* dp, float* d, uint16_t* d16) {
   if (rows <= 0 || cols <= 0) return;
   const bool warps = with_row_registers(cols, [&](auto n) {
     softmax_backward_warp_kernel<decltype(n)::value>
-        <<<grid_warp_rows(rows), kThreads, 0, stream_>>>(rows, cols, ld, scale, p, d, d16);
+        <<<grid_warp_rows(rows), kThreads, 0, stream_>>>(rows, cols, ld, scale, p, dp, d, d16);
   });
   if (!warps)
-    softmax_backward_kernel<<<grid_rows(rows), row_threads(cols), 0, stream_>>>(rows, cols, ld,
-                                                                                scale, p, d, d16);
+    softmax_backward_kernel<<<grid_rows(rows), row_threads(cols), 0, stream_>>>(
+        rows, cols, ld, scale, p, dp, d, d16);
   VMOE_CUDA_LAUNCH_CHECK();
 }
 

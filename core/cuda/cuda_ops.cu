@@ -114,15 +114,21 @@ __global__ void pool_rows_backward_kernel(int64_t n, int tokens, int rows_per_im
 // element made the first version 10x slower than its memory traffic).
 constexpr int kHeadRows = 16;
 
-__global__ void pack_heads_kernel(HeadsLayout l, const float* x, float* y, uint16_t* y16) {
+__global__ void pack_heads_kernel(HeadsLayout l, const float* x, const float* bias, float* y,
+                                  uint16_t* y16) {
   const int t0 = static_cast<int>(blockIdx.y) * kHeadRows;
   const float* src = x + l.row_major_base(blockIdx.x);
+  const float* b = bias != nullptr ? bias + l.column_base(blockIdx.x) : nullptr;
   const int64_t head = int64_t{blockIdx.x} * l.padded * l.head_dim, width = l.width();
   const int n = min(kHeadRows, l.padded - t0) * l.head_dim;
   for (int i = tid(); i < n; i += nthreads()) {
     const int t = t0 + i / l.head_dim, c = i % l.head_dim;
-    store(y, y16, head + int64_t{t} * l.head_dim + c,
-          t < l.tokens ? src[int64_t{t} * width + c] : 0.0f);
+    float v = 0.0f;
+    if (t < l.tokens) {
+      v = src[int64_t{t} * width + c];
+      if (b != nullptr) v += b[c];
+    }
+    store(y, y16, head + int64_t{t} * l.head_dim + c, v);
   }
 }
 
@@ -219,10 +225,12 @@ void CudaBackend::pool_rows_backward(int64_t batch, int tokens, int dim, bool me
 // ---- attention heads ----------------------------------------------------------------------
 
 void CudaBackend::pack_heads(int64_t images, int tokens, int padded, int heads, int head_dim,
-                             int slabs, const float* x, float* y, uint16_t* y16) {
+                             int slabs, const float* x, const float* bias, float* y,
+                             uint16_t* y16) {
   const HeadsLayout l{images, tokens, padded, heads, head_dim, slabs};
   if (l.count() <= 0 || padded <= 0 || head_dim <= 0) return;
-  pack_heads_kernel<<<heads_grid("pack_heads", l, padded), kThreads, 0, stream_>>>(l, x, y, y16);
+  pack_heads_kernel<<<heads_grid("pack_heads", l, padded), kThreads, 0, stream_>>>(l, x, bias, y,
+                                                                                   y16);
   VMOE_CUDA_LAUNCH_CHECK();
 }
 

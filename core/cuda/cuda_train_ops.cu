@@ -72,9 +72,10 @@ __global__ void sigmoid_cross_entropy_kernel(int64_t rows, int classes, const fl
 // The updates also refresh the weights' bf16 copy (param16, nullable); n
 // counts packs of W floats (cuda_packs.cuh).
 // The step's scalars are read on the device (Backend::begin_update).
-__global__ void begin_update_kernel(LrSchedule schedule, float beta1, float beta2, int64_t* step,
-                                    UpdateScalars* s) {
-  *s = update_scalars(schedule.at(*step), beta1, beta2, *step + 1);
+__global__ void begin_update_kernel(LrSchedule schedule, float beta1, float beta2,
+                                    const float* grad_scale, int64_t* step, UpdateScalars* s) {
+  *s = update_scalars(schedule.at(*step), beta1, beta2, *step + 1,
+                      grad_scale != nullptr ? *grad_scale : 1.0f);
   ++*step;
 }
 
@@ -97,7 +98,7 @@ __global__ void adam_kernel(int64_t n, float beta1, float beta2, float eps, floa
 template <int W>
 __global__ void sgd_kernel(int64_t n, float momentum, float weight_decay, const UpdateScalars* u,
                            const float* grad, float* param, uint16_t* param16, float* buf) {
-  const SgdParams s{u->lr, momentum, weight_decay};
+  const SgdParams s{u->lr, momentum, weight_decay, u->grad_scale};
   VMOE_GRID_LOOP(i, n) {
     const Pack<W> g = load<W>(grad, i);
     Pack<W> p = load<W>(param, i), b = load<W>(buf, i);
@@ -191,9 +192,9 @@ void CudaBackend::sigmoid_cross_entropy(int64_t rows, int classes, const float* 
 // ---- optimisers and reductions ----------------------------------------------------------
 
 // One thread: the rate and Adam's bias corrections in double, as the CPU.
-void CudaBackend::begin_update(const LrSchedule& schedule, float beta1, float beta2, int64_t* step,
-                               UpdateScalars* s) {
-  begin_update_kernel<<<1, 1, 0, stream_>>>(schedule, beta1, beta2, step, s);
+void CudaBackend::begin_update(const LrSchedule& schedule, float beta1, float beta2,
+                               const float* grad_scale, int64_t* step, UpdateScalars* s) {
+  begin_update_kernel<<<1, 1, 0, stream_>>>(schedule, beta1, beta2, grad_scale, step, s);
   VMOE_CUDA_LAUNCH_CHECK();
 }
 
