@@ -143,11 +143,17 @@ void SelfAttention::forward_head_major(GemmInput x, float* y) {
   be_->gemm_batched(Trans::kNo, Trans::kNo, tp, head_dim_, tp, 1.0f, {probs_.data(), probs16}, tp,
                     v, head_dim_, 0.0f, heads_context.data(), head_dim_,
                     {images * H, Tp * Tp, mat, mat}, one);
-  context_.resize({rows, D});
+  // Only GEMMs read the context (out's forward and weight gradient): under
+  // bf16 its copy alone is kept, as for q|k|v.
+  float* context = nullptr;
+  if (!be_->bf16_copies_suffice()) {
+    context_.resize({rows, D});
+    context = context_.data();
+  }
   uint16_t* context16 = bf16_copy(context16_, {rows, D});
-  be_->unpack_heads(images, tokens_, tp, heads_, head_dim_, 1, heads_context.data(),
-                    context_.data(), context16);
-  out_.forward(*be_, {context_.data(), context16}, rows, y);
+  be_->unpack_heads(images, tokens_, tp, heads_, head_dim_, 1, heads_context.data(), context,
+                    context16, nullptr);
+  out_.forward(*be_, {context, context16}, rows, y);
 }
 
 void SelfAttention::backward_head_major(GemmInput x, const float* dy, float* dx, Workspace& ws) {
@@ -158,7 +164,8 @@ void SelfAttention::backward_head_major(GemmInput x, const float* dy, float* dx,
   const BatchLevel one{1, 0, 0, 0};
   float* dcontext = ws.get(Scratch::kContextGrad, {rows, D});
   const GemmInput dy_in = ws.shared_input(Scratch::kOutputGrad, dy, {rows, D});
-  out_.backward(*be_, {context_.data(), context16_.data()}, dy_in, rows, dcontext);
+  const float* context = be_->bf16_copies_suffice() ? nullptr : context_.data();
+  out_.backward(*be_, {context, context16_.data()}, dy_in, rows, dcontext);
   // The context gradient, head-major: read by two GEMMs.
   float* dheads_context = ws.get(Scratch::kHeadsContextGrad, {images, H, Tp, hd});
   uint16_t* dheads_context16 = ws.get_bf16(Scratch::kHeadsContextGrad, {images, H, Tp, hd});
@@ -185,11 +192,14 @@ void SelfAttention::backward_head_major(GemmInput x, const float* dy, float* dx,
                     dheads, head_dim_, {images * H, Tp * Tp, mat, mat}, one);
   be_->gemm_batched(Trans::kYes, Trans::kNo, tp, head_dim_, tp, 1.0f, ds, tp, q, head_dim_, 0.0f,
                     dheads + slab, head_dim_, {images * H, Tp * Tp, mat, mat}, one);
-  // Back to rows [B*T, 3D], written with its bf16 copy: read by two GEMMs.
-  float* dqkv = ws.get(Scratch::kQkvGrad, {rows, 3 * D});
+  // Back to rows [B*T, 3D], written with its bf16 copy (read by two GEMMs),
+  // the projection's bias gradient taken on the way; under bf16 only the
+  // GEMMs read it after, so the copy alone is written.
+  float* dqkv = be_->bf16_copies_suffice() ? nullptr : ws.get(Scratch::kQkvGrad, {rows, 3 * D});
   uint16_t* dqkv16 = ws.get_bf16(Scratch::kQkvGrad, {rows, 3 * D});
-  be_->unpack_heads(images, tokens_, tp, heads_, head_dim_, 3, dheads, dqkv, dqkv16);
-  qkv_.backward(*be_, x, {dqkv, dqkv16}, rows, dx);
+  be_->unpack_heads(images, tokens_, tp, heads_, head_dim_, 3, dheads, dqkv, dqkv16,
+                    qkv_.bias_grad());
+  qkv_.matmul_backward(*be_, x, {dqkv, dqkv16}, rows, dx);
 }
 
 }  // namespace vmoe

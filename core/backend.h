@@ -341,9 +341,11 @@ class Backend {
                           int slabs, const float* x, const float* bias, float* y,
                           uint16_t* y16) = 0;
   // The inverse, the padding dropped: x = rows t < T of y; x16 (nullable) =
-  // bfloat16(x).
+  // bfloat16(x); dbias (nullable, [slabs H hd]) += the sums of x's rows (the
+  // projection's bias gradient, taken on the way). x may be null when x16
+  // is not (bf16_copies_suffice(): only GEMMs read x after).
   virtual void unpack_heads(int64_t images, int tokens, int padded, int heads, int head_dim,
-                            int slabs, const float* y, float* x, uint16_t* x16) = 0;
+                            int slabs, const float* y, float* x, uint16_t* x16, float* dbias) = 0;
   // Attention's layout: 0 = strided views of each head in the q|k|v
   // projection (no copies); n > 0 = heads packed head-major with tokens
   // padded to a multiple of n, so its batched GEMMs are single launches with

@@ -254,12 +254,23 @@ TEST_F(CudaOps, PackAndUnpackHeads) {
     EXPECT_EQ(biased.cpu, want);
     Both<float> back = random(rows * width, 92);
     Both<uint16_t> back16 = both(std::vector<uint16_t>(rows * width, 1));
+    Both<float> dbias = random(width, 95);
     cpu_.unpack_heads(images, tokens, padded, heads, head_dim, slabs, y.cpu.data(), back.cpu.data(),
-                      back16.cpu.data());
-    gpu_->unpack_heads(images, tokens, padded, heads, head_dim, slabs, y.gpu, back.gpu, back16.gpu);
+                      back16.cpu.data(), dbias.cpu.data());
+    gpu_->unpack_heads(images, tokens, padded, heads, head_dim, slabs, y.gpu, back.gpu, back16.gpu,
+                       dbias.gpu);
     expect_equal("unpack_heads", back);
     expect_equal("unpack_heads bf16", back16);
+    expect_close("unpack_heads: the bias gradient", dbias, 1e-12);
     EXPECT_EQ(back.cpu, x.cpu) << "unpack(pack(x)) is x";
+    // bf16 only: the same copy and the same bias gradient.
+    const std::vector<float> full_dbias = from_gpu(dbias);
+    Both<float> dbias2 = random(width, 95);
+    Both<uint16_t> back_only16 = both(std::vector<uint16_t>(rows * width, 1));
+    gpu_->unpack_heads(images, tokens, padded, heads, head_dim, slabs, y.gpu, nullptr,
+                       back_only16.gpu, dbias2.gpu);
+    EXPECT_EQ(from_gpu(back_only16), from_gpu(back16)) << "unpack_heads, bf16 only";
+    EXPECT_EQ(from_gpu(dbias2), full_dbias) << "unpack_heads, bf16 only: the bias gradient";
   }
 }
 

@@ -81,5 +81,22 @@ TEST_F(CudaPacks, PackedAndSingleWidthsGiveTheSameBits) {
   expect_close("packed bias_gelu derivative", a);
 }
 
+// The attention's head packing (q|k|v with the bias, then back): float4 rows
+// of a head where aligned, one float otherwise, the same bits.
+TEST_F(CudaPacks, HeadPackingAtBothWidths) {
+  const int64_t images = 3;
+  const int tokens = 13, padded = 16, heads = 2, head_dim = 8, slabs = 3;
+  const int64_t width = int64_t{slabs} * heads * head_dim, rows = images * tokens;
+  const int64_t packed = slabs * images * heads * padded * head_dim;
+  const std::vector<float> x = random_normal(rows * width, 7), bias = random_normal(width, 8);
+  same_bits("pack_heads, unpack_heads", {x, bias, std::vector<float>(packed), x, bias},
+            [&](const std::vector<float*>& b) {
+              gpu_->pack_heads(images, tokens, padded, heads, head_dim, slabs, b[0], b[1], b[2],
+                               nullptr);
+              gpu_->unpack_heads(images, tokens, padded, heads, head_dim, slabs, b[2], b[3],
+                                 nullptr, b[4]);
+            });
+}
+
 }  // namespace
 }  // namespace vmoe

@@ -292,6 +292,19 @@ TEST(CpuBackend, PackHeadsWithTheBias) {
                 got16.data());
   EXPECT_EQ(got16, want16) << "bf16 only";
   EXPECT_EQ(want[(int64_t{padded} - 1) * head_dim], 0.0f) << "a padding row";
+  // Unpacking takes the bias gradient of the rows it writes: bias_grad's bits.
+  std::vector<float> back(rows * width), dbias(width, 0.5f), dbias_want(width, 0.5f);
+  std::vector<float> dbias_only(width, 0.5f);
+  std::vector<uint16_t> back16(rows * width), only16(rows * width, 1);
+  be.unpack_heads(images, tokens, padded, heads, head_dim, slabs, got.data(), back.data(),
+                  back16.data(), dbias.data());
+  EXPECT_EQ(back, biased_x) << "unpack(pack(x + bias))";
+  be.bias_grad(rows, static_cast<int>(width), back.data(), dbias_want.data());
+  EXPECT_EQ(dbias, dbias_want) << "unpack_heads: the bias gradient";
+  be.unpack_heads(images, tokens, padded, heads, head_dim, slabs, got.data(), nullptr,
+                  only16.data(), dbias_only.data());
+  EXPECT_EQ(only16, back16) << "unpack_heads, bf16 only";
+  EXPECT_EQ(dbias_only, dbias_want) << "unpack_heads, bf16 only: the bias gradient";
 }
 
 // The experts' bias ops over [experts, rows, cols] are the dense ops with

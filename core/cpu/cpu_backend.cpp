@@ -216,22 +216,21 @@ void CpuBackend::expert_bias_grad(int experts, int64_t rows, int cols, const flo
     cpu_loops::bias_grad(rows, cols, dy + e * rows * cols, dbias + e * cols);
 }
 
-// The bias gradient sums da row by row, as bias_grad over the finished da
-// would: the same bits either way, and with da null (bf16 only) each row is
-// summed from a buffer.
+// Row by row: each row of da is added to the bias gradient while in cache,
+// in row order, as bias_grad over the finished da would (the same bits);
+// with da null (bf16 only) each row goes through a buffer.
 void CpuBackend::gelu_backward(int experts, int64_t rows, int cols, const float* a, const float* dg,
                                float* da, uint16_t* da16, float* dbias) {
-  const int64_t n = experts * rows * cols;
+  const auto row = [&](int64_t r, float* out) {
+    cpu_loops::gelu_backward(cols, a + r * cols, dg + r * cols, out);
+    if (dbias != nullptr) cpu_loops::bias_grad(1, cols, out, dbias + r / rows * cols);
+  };
   if (da == nullptr) {
-    bf16_rows(experts * rows, cols, da16, [&](int64_t r, float* out) {
-      cpu_loops::gelu_backward(cols, a + r * cols, dg + r * cols, out);
-      if (dbias != nullptr) cpu_loops::bias_grad(1, cols, out, dbias + r / rows * cols);
-    });
+    bf16_rows(experts * rows, cols, da16, row);
     return;
   }
-  cpu_loops::gelu_backward(n, a, dg, da);
-  write_bf16(n, da, da16);
-  if (dbias != nullptr) expert_bias_grad(experts, rows, cols, da, dbias);
+  for (int64_t r = 0; r < experts * rows; ++r) row(r, da + r * cols);
+  write_bf16(experts * rows * cols, da, da16);
 }
 
 void CpuBackend::tanh_forward(int64_t n, float* x) {
@@ -363,16 +362,27 @@ void CpuBackend::pack_heads(int64_t images, int tokens, int padded, int heads, i
   }
 }
 
+// Row by row (each row gathered from its heads), so the bias gradient adds
+// the rows in order, as bias_grad over the finished x would (the same bits).
 void CpuBackend::unpack_heads(int64_t images, int tokens, int padded, int heads, int head_dim,
-                              int slabs, const float* y, float* x, uint16_t* x16) {
+                              int slabs, const float* y, float* x, uint16_t* x16, float* dbias) {
   const HeadsLayout l{images, tokens, padded, heads, head_dim, slabs};
-  for (int64_t sbh = 0; sbh < l.count(); ++sbh) {
-    const float* src = y + sbh * padded * head_dim;
-    float* dst = x + l.row_major_base(sbh);
-    for (int t = 0; t < tokens; ++t)
-      std::copy(src + t * head_dim, src + (t + 1) * head_dim, dst + t * l.width());
+  const int64_t width = l.width(), groups = int64_t{slabs} * heads;
+  thread_local std::vector<float> buffer;  // a row, when only its bf16 copy is written
+  if (x == nullptr) buffer.resize(static_cast<size_t>(width));
+  for (int64_t b = 0; b < images; ++b) {
+    for (int t = 0; t < tokens; ++t) {
+      const int64_t r = b * tokens + t;
+      float* row = x != nullptr ? x + r * width : buffer.data();
+      for (int64_t g = 0; g < groups; ++g) {  // g = s H + h: head sbh = (s images + b) H + h
+        const int64_t sbh = (g / heads * images + b) * heads + g % heads;
+        const float* src = y + (sbh * padded + t) * head_dim;
+        std::copy(src, src + head_dim, row + g * head_dim);
+      }
+      if (x16 != nullptr) write_bf16(width, row, x16 + r * width);
+      if (dbias != nullptr) cpu_loops::bias_grad(1, static_cast<int>(width), row, dbias);
+    }
   }
-  write_bf16(images * tokens * l.width(), x, x16);
 }
 
 // ---- losses ------------------------------------------------------------------------

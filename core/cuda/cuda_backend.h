@@ -105,7 +105,7 @@ class CudaBackend final : public Backend {
   void pack_heads(int64_t images, int tokens, int padded, int heads, int head_dim, int slabs,
                   const float* x, const float* bias, float* y, uint16_t* y16) override;
   void unpack_heads(int64_t images, int tokens, int padded, int heads, int head_dim, int slabs,
-                    const float* y, float* x, uint16_t* x16) override;
+                    const float* y, float* x, uint16_t* x16, float* dbias) override;
 
   void softmax_cross_entropy(int64_t rows, int classes, const float* logits,
                              const int32_t* labels, const float* weight, float grad_scale,

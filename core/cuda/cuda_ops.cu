@@ -111,36 +111,73 @@ __global__ void pool_rows_backward_kernel(int64_t n, int tokens, int rows_per_im
 // Block (sbh, chunk): head sbh of the head-major side (HeadsLayout), rows
 // [chunk kHeadRows, +kHeadRows) of its `padded`; rows t >= T are the padding.
 // The head's offsets are computed once per block (64-bit division per
-// element made the first version 10x slower than its memory traffic).
+// element made the first version 10x slower than its memory traffic). A
+// thread moves packs of W floats of one row (W = 4: one float4 load and
+// store, one 64-bit bf16 store; head_dim divides by W).
 constexpr int kHeadRows = 16;
 
+template <int W>
 __global__ void pack_heads_kernel(HeadsLayout l, const float* x, const float* bias, float* y,
                                   uint16_t* y16) {
   const int t0 = static_cast<int>(blockIdx.y) * kHeadRows;
   const float* src = x + l.row_major_base(blockIdx.x);
   const float* b = bias != nullptr ? bias + l.column_base(blockIdx.x) : nullptr;
   const int64_t head = int64_t{blockIdx.x} * l.padded * l.head_dim, width = l.width();
-  const int n = min(kHeadRows, l.padded - t0) * l.head_dim;
+  const int n = min(kHeadRows, l.padded - t0) * l.head_dim / W;  // packs
   for (int i = tid(); i < n; i += nthreads()) {
-    const int t = t0 + i / l.head_dim, c = i % l.head_dim;
-    float v = 0.0f;
+    const int t = t0 + i * W / l.head_dim, c = i * W % l.head_dim;
+    Pack<W> v;
+    for (int k = 0; k < W; ++k) v.v[k] = 0.0f;
     if (t < l.tokens) {
-      v = src[int64_t{t} * width + c];
-      if (b != nullptr) v += b[c];
+      v = load<W>(src + int64_t{t} * width + c, 0);
+      if (b != nullptr) {
+        const Pack<W> bc = load<W>(b + c, 0);
+        for (int k = 0; k < W; ++k) v.v[k] += bc.v[k];
+      }
     }
-    store(y, y16, head + int64_t{t} * l.head_dim + c, v);
+    const int64_t at = (head + int64_t{t} * l.head_dim + c) / W;
+    if (y != nullptr) store<W>(y, at, v);  // null: the bf16 copy alone
+    store_bf16<W>(y16, at, v);
   }
 }
 
-__global__ void unpack_heads_kernel(HeadsLayout l, const float* y, float* x, uint16_t* x16) {
+// With partial (non-null): the block's rows summed per column, in row order,
+// through shared memory [kHeadRows, head_dim]: partial[b chunks + chunk,
+// column] for the bias gradient's second pass (col_finish_kernel).
+template <int W>
+__global__ void unpack_heads_kernel(HeadsLayout l, const float* y, float* x, uint16_t* x16,
+                                    float* partial) {
+  extern __shared__ float tile[];  // [kHeadRows][head_dim] when partial is non-null
   const int t0 = static_cast<int>(blockIdx.y) * kHeadRows;
   const int64_t base = l.row_major_base(blockIdx.x), width = l.width();
   const float* src = y + int64_t{blockIdx.x} * l.padded * l.head_dim;
-  const int n = min(kHeadRows, l.tokens - t0) * l.head_dim;  // real rows only
+  const int real = min(kHeadRows, l.tokens - t0);
+  const int n = real * l.head_dim / W;  // real rows only, packs
   for (int i = tid(); i < n; i += nthreads()) {
-    const int t = t0 + i / l.head_dim, c = i % l.head_dim;
-    store(x, x16, base + int64_t{t} * width + c, src[int64_t{t} * l.head_dim + c]);
+    const int t = t0 + i * W / l.head_dim, c = i * W % l.head_dim;
+    const Pack<W> v = load<W>(src + int64_t{t} * l.head_dim + c, 0);
+    const int64_t at = (base + int64_t{t} * width + c) / W;
+    if (x != nullptr) store<W>(x, at, v);  // null: the bf16 copy alone
+    store_bf16<W>(x16, at, v);
+    if (partial != nullptr)
+      for (int k = 0; k < W; ++k) tile[(t - t0) * l.head_dim + c + k] = v.v[k];
   }
+  if (partial == nullptr) return;
+  __syncthreads();
+  const int64_t b = blockIdx.x / l.heads % l.images;
+  float* out = partial + (b * gridDim.y + blockIdx.y) * width + l.column_base(blockIdx.x);
+  for (int c = tid(); c < l.head_dim; c += nthreads()) {
+    float s = 0.0f;
+    for (int r = 0; r < real; ++r) s += tile[r * l.head_dim + c];
+    out[c] = s;
+  }
+}
+
+// 4 when every row of a head starts 16-byte aligned on both sides (and 8 for
+// the bf16 copies), else 1.
+int heads_pack_width(const HeadsLayout& l, std::initializer_list<const void*> floats,
+                     std::initializer_list<const void*> bf16s) {
+  return l.head_dim % 4 == 0 ? pack_width(4, floats, bf16s) : 1;
 }
 
 // Grid: x over the layout's heads, y over chunks of `rows` rows.
@@ -229,17 +266,36 @@ void CudaBackend::pack_heads(int64_t images, int tokens, int padded, int heads, 
                              uint16_t* y16) {
   const HeadsLayout l{images, tokens, padded, heads, head_dim, slabs};
   if (l.count() <= 0 || padded <= 0 || head_dim <= 0) return;
-  pack_heads_kernel<<<heads_grid("pack_heads", l, padded), kThreads, 0, stream_>>>(l, x, bias, y,
-                                                                                   y16);
+  const dim3 grid = heads_grid("pack_heads", l, padded);
+  if (heads_pack_width(l, {x, bias, y}, {y16}) == 4) {
+    pack_heads_kernel<4><<<grid, kThreads, 0, stream_>>>(l, x, bias, y, y16);
+  } else {
+    pack_heads_kernel<1><<<grid, kThreads, 0, stream_>>>(l, x, bias, y, y16);
+  }
   VMOE_CUDA_LAUNCH_CHECK();
 }
 
+// dbias: each block sums its rows per column (partial[image chunk, column]),
+// then col_finish_kernel adds the partials of every image and chunk in order.
 void CudaBackend::unpack_heads(int64_t images, int tokens, int padded, int heads, int head_dim,
-                               int slabs, const float* y, float* x, uint16_t* x16) {
+                               int slabs, const float* y, float* x, uint16_t* x16, float* dbias) {
   const HeadsLayout l{images, tokens, padded, heads, head_dim, slabs};
   if (l.count() <= 0 || tokens <= 0 || head_dim <= 0) return;
-  unpack_heads_kernel<<<heads_grid("unpack_heads", l, tokens), kThreads, 0, stream_>>>(l, y, x,
-                                                                                       x16);
+  const dim3 grid = heads_grid("unpack_heads", l, tokens);
+  const int64_t parts = images * grid.y, width = l.width();
+  float* partial =
+      dbias != nullptr ? static_cast<float*>(scratch(sizeof(float) * parts * width)) : nullptr;
+  const size_t shared = dbias != nullptr ? sizeof(float) * kHeadRows * head_dim : 0;
+  VMOE_CHECK(shared <= 48 * 1024, "unpack_heads: head_dim ", head_dim, " is beyond one block");
+  if (heads_pack_width(l, {y, x}, {x16}) == 4) {
+    unpack_heads_kernel<4><<<grid, kThreads, shared, stream_>>>(l, y, x, x16, partial);
+  } else {
+    unpack_heads_kernel<1><<<grid, kThreads, shared, stream_>>>(l, y, x, x16, partial);
+  }
+  VMOE_CUDA_LAUNCH_CHECK();
+  if (dbias == nullptr) return;
+  col_finish_kernel<<<grid_for(width), kThreads, 0, stream_>>>(width, static_cast<int>(parts),
+                                                               partial, AddTo{dbias});
   VMOE_CUDA_LAUNCH_CHECK();
 }
 
