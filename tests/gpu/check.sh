@@ -30,6 +30,10 @@
 #   VMOE_TORCH_PEER=FILE     also time the PyTorch peer (vmoe_torch.py) on the
 #                            benchmark models, with VMOE_TORCH_PYTHON (default:
 #                            python3) and its torch
+#   VMOE_CHECK_QUICK=1       every correctness row, but of the benchmark only the
+#                            B/16 bf16 rows (uncaptured, captured, strided), no
+#                            peer and no input pipeline: about 2 minutes, for a
+#                            second look after a change within one GPU lease
 #   VMOE_CHECK_BACKEND=cpu   no GPU: the "GPU" side runs on the CPU backend under
 #                            the stand-in world, benchmarks on tiny models. This
 #                            checks the script itself (ctest runs it so).
@@ -284,7 +288,13 @@ if [[ -n ${VMOE_TORCH_PEER:-} ]] &&
   env -u LD_LIBRARY_PATH "${VMOE_TORCH_PYTHON:-$py}" -c 'import torch' >/dev/null 2>&1; then
   peer_ok=1
 fi
-for run in 0:fp32 0:bf16 0:bf16-captured 0:tf32 1:fp32 1:bf16 1:bf16-captured 1:bf16-strided; do
+runs=(0:fp32 0:bf16 0:bf16-captured 0:tf32 1:fp32 1:bf16 1:bf16-captured 1:bf16-strided)
+quick=${VMOE_CHECK_QUICK:-0}
+if [[ $quick == 1 ]]; then
+  runs=(1:bf16 1:bf16-captured 1:bf16-strided)
+  peer_ok=0
+fi
+for run in "${runs[@]}"; do
   i=${run%%:*} precision=${run##*:}
   if [[ $i -eq 0 ]]; then flags=("${s32[@]}"); else flags=("${b16[@]}"); fi
   log=$out/bench_${i}_$precision.log
@@ -332,7 +342,7 @@ fi
 # ---- the input pipeline: 224² JPEG shards to 8-bit batches, no model ----------------
 cores=$(nproc)
 threads=$((cores > 2 ? cores - 2 : 1))
-if [[ $backend == cuda ]]; then
+if [[ $backend == cuda && $quick != 1 ]]; then
   "$(prog vmoe_synth)" --output="$out/synth" --num_images=16384 --num_classes=1000 \
     --images_per_shard=4096 --image_size=224 >"$out/synth.log" 2>&1
   log=$out/loader_bench.log
