@@ -26,6 +26,10 @@ namespace vmoe {
 class ActivationSet;
 class Workspace;
 
+// The CUDA backend's default layout: head-major, tokens padded to a multiple
+// of 8 (Backend::set_attention_pad_to).
+constexpr int kGpuAttentionPadTo = 8;
+
 // The row stride of the attention scores and probabilities for T tokens.
 inline int scores_ld(int tokens) {
   return (tokens + 7) / 8 * 8;

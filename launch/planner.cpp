@@ -116,13 +116,19 @@ Plan plan_run(const TrainerOptions& o, const ClusterShape& cluster) {
     R = E * groups * p.capacity * (token ? 1.0 : T);
     p.capacity_rows = static_cast<int64_t>(R);
   }
-  const double probs = b * H * T * scores_ld(static_cast<int>(T));
+  // Head-major attention (pad > 0) keeps q|k|v as [3, b, H, Tp, hd] and the
+  // probabilities as [b, H, Tp, Tp], Tp = T padded to a multiple of pad.
+  const int pad = std::max(0, o.attention_pad_to);
+  const double Tp = pad > 0 ? std::ceil(T / pad) * pad : T, np = b * Tp;
+  const double probs = pad > 0 ? b * H * Tp * Tp : b * H * T * scores_ld(static_cast<int>(T));
   // Under bf16 a LayerNorm output that only GEMMs read (the first norm; the
   // second before a dense MLP) and the GELU outputs are kept as their copy
   // alone; the second norm before an MoE layer keeps its fp32 values (routed).
+  // So are head-major q|k|v and context.
   const double gemm_only = p.bf16 ? 0.0 : 1.0;
   // mid, q|k|v, context, the first norm; the second norm is the sublayer's
   double block_common = (5 + gemm_only) * n * D + 4 * n + probs;  // + the block input, in resid
+  if (pad > 0) block_common = n * D + gemm_only * (3 * np * D + 2 * n * D) + 4 * n + probs;
   // the second norm; pre-activation (then GELU's derivative), GELU output
   double dense_ff = gemm_only * n * D + (1 + gemm_only) * n * M;
   const double moe_ff = n * D + (token ? router_floats(n, E, k) + n * k : b * k);
@@ -140,7 +146,7 @@ Plan plan_run(const TrainerOptions& o, const ClusterShape& cluster) {
   // input, GELU output and its gradient, patches and the head's inputs; the
   // workspace's copies of gradients read by two GEMMs.
   const double half = p.bf16 ? 0.5 : 0.0;
-  block_common += half * (6 * n * D + probs);
+  block_common += half * (pad > 0 ? 3 * n * D + 3 * np * D + probs : 6 * n * D + probs);
   dense_ff += half * n * M;
   outside += half * (b * Np * patch_len + b * D + b * Pl);
   const double per_moe_capacity = 2 * R * D + (2 + gemm_only) * R * M + half * (R * D + 2 * R * M);
@@ -148,9 +154,15 @@ Plan plan_run(const TrainerOptions& o, const ClusterShape& cluster) {
   // fp32: send, back, received and to-return buffers; bf16: send and back,
   // and the two payloads of R*D halves (received data is transposed as bf16).
   const double per_moe_exchange = exchanges ? (p.bf16 ? 3 * R * D : 4 * R * D) : 0.0;
-  const double scratch =
+  double scratch =
       (5 * n * D + probs + (dense_blocks > 0 ? n * M : 0.0) + (moe.enabled() ? 2 * R * D : 0.0)) *
       (1 + half);
+  // Head-major: the packed gradients of the context (and its copy) and of
+  // q|k|v, the forward's temporaries (the projection before packing, the
+  // packed context) held in the cache; under bf16 the q|k|v gradient in
+  // rows is its copy alone.
+  if (pad > 0)
+    scratch += np * D * (1 + half) + 3 * np * D + 3 * n * D + np * D - (p.bf16 ? 3 * n * D : 0.0);
   const double S = static_cast<double>(p.params.per_rank);
 
   MemoryBreakdown& a = p.memory;

@@ -24,6 +24,10 @@
 //   activations  what forward keeps for backward, for L blocks:
 //     per block  LN1 out, mid, LN2 out, q|k|v (3), context = 7nD; LN stats 4n;
 //                attention probabilities b*H*T^2; block input (ViT's resid) nD
+//                (head-major attention, --attention_pad_to=p > 0: q|k|v over
+//                Tp = T padded to p, probabilities b*H*Tp^2, and under bf16
+//                q|k|v and context as copies alone; its packed gradients and
+//                the forward's temporaries in the scratch)
 //     dense MLP  GELU input and output 2nM
 //     MoE layer  router logits, noisy logits, noisy/clean probabilities and
 //                their gradients 6nE, gates/choices/slots/rows 5nk

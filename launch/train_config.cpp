@@ -9,6 +9,7 @@
 #include <sstream>
 #include <vector>
 
+#include "core/attention.h"
 #include "core/check.h"
 #include "datasets/dataset_info.h"
 #include "launch/eval_config.h"
@@ -108,9 +109,14 @@ DEFINE_int32(device, -1, "--backend=cuda: the GPU of this rank; -1 = local rank 
              "visible devices (one rank per GPU).");
 DEFINE_bool(tf32, false, "--backend=cuda: fp32 matrix products on TF32 tensor cores (inputs "
             "rounded to a 10-bit mantissa, fp32 accumulation). Off: exact fp32.");
+DEFINE_int32(attention_pad_to, -1,
+             "Attention's layout: 0 = strided views of the heads (the CPU's default), n > 0 = "
+             "heads packed head-major with tokens padded to a multiple of n (8: the GPU's "
+             "default, its batched GEMMs on tensor-core kernels); -1 = the backend's default. "
+             "Same results either way; vmoe_plan counts the layout's memory.");
 DEFINE_bool(capture_step, false,
-            "Record the training step once as a CUDA graph (after one "
-            "uncaptured step) and replay it: one launch instead of the step's thousands. "
+            "Record the training step once as a CUDA graph (after two "
+            "uncaptured steps) and replay it: one launch instead of the step's thousands. "
             "Recorded again when an evaluation reallocates memory it uses; runs uncaptured "
             "(with a message) where recording fails. Same results bit for bit.");
 
@@ -361,6 +367,11 @@ TrainConfig config_from_flags(const DatasetInfo& train_info, const DatasetInfo& 
              "computes fp32 matrix products exactly)");
   c.tf32 = FLAGS_tf32;
   c.trainer.capture_step = FLAGS_capture_step;
+  VMOE_CHECK(FLAGS_attention_pad_to >= -1, "--attention_pad_to must be -1, 0 or positive, got ",
+             FLAGS_attention_pad_to);
+  c.trainer.attention_pad_to = FLAGS_attention_pad_to >= 0 ? FLAGS_attention_pad_to
+                               : FLAGS_backend == "cuda"   ? kGpuAttentionPadTo
+                                                           : 0;
   VMOE_CHECK(FLAGS_expert_parallel >= 0, "--expert_parallel must be >= 0, got ",
              FLAGS_expert_parallel);
   c.expert_parallel = FLAGS_expert_parallel;

@@ -5,6 +5,7 @@
 #include <cstdlib>
 #include <ctime>
 #include <filesystem>
+#include <string>
 
 #include "comm/mpi_communicator.h"
 #include "comm/process_groups.h"
@@ -183,13 +184,18 @@ int run(MpiCommunicator& world) {
       (moe.enabled() ? trainer.params().num_parameters(Region::kExpert) * moe.num_experts /
                            groups.placement().local_experts
                      : 0);
-  out.print("model: %s D=%d L=%d heads=%d mlp=%d patch=%d tokens=%d, %lld parameters, "
-              "%.1f MFLOP/image forward; %lld steps of %lld images, backend %s\n",
-              moe.enabled() ? (moe.routing == Routing::kToken ? "V-MoE" : "Mobile V-MoE") : "ViT",
-              m.hidden_size, m.num_layers, m.num_heads, m.mlp_dim, m.patch_size, m.tokens(),
-              static_cast<long long>(params), trainer.forward_flops_per_image(false) / 1e6,
-              static_cast<long long>(c.total_steps),
-              static_cast<long long>(c.trainer.global_batch), backend.name().c_str());
+  out.print(
+      "model: %s D=%d L=%d heads=%d mlp=%d patch=%d tokens=%d, %lld parameters, "
+      "%.1f MFLOP/image forward; %lld steps of %lld images, backend %s, attention %s\n",
+      moe.enabled() ? (moe.routing == Routing::kToken ? "V-MoE" : "Mobile V-MoE") : "ViT",
+      m.hidden_size, m.num_layers, m.num_heads, m.mlp_dim, m.patch_size, m.tokens(),
+      static_cast<long long>(params), trainer.forward_flops_per_image(false) / 1e6,
+      static_cast<long long>(c.total_steps), static_cast<long long>(c.trainer.global_batch),
+      backend.name().c_str(),
+      backend.attention_pad_to() > 0 ? ("head-major (tokens padded to a multiple of " +
+                                        std::to_string(backend.attention_pad_to()) + ")")
+                                           .c_str()
+                                     : "strided");
   if (moe.enabled()) {
     out.print("experts: %s routing, blocks %s, E=%d k=%d (eval k=%d), groups of %d images, "
               "capacity ratio %.2f (eval %.2f), %s\n",

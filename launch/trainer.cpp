@@ -43,6 +43,7 @@ Trainer::Trainer(Backend& be, const TrainerOptions& options, ProcessGroups* grou
              " must be divisible by the number of ranks (", world_, ")");
   rank_batch_ = options.global_batch / world_;
   be.set_precision(options.precision);
+  if (options.attention_pad_to >= 0) be.set_attention_pad_to(options.attention_pad_to);
   validate(options_.moe, options_.model, rank_batch_);
   ExpertSharding sharding;
   if (groups != nullptr && options_.moe.enabled())

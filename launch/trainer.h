@@ -28,7 +28,10 @@ struct TrainerOptions {
   int64_t global_batch = 0;  // the loss is the mean over the global batch
   int64_t allreduce_bucket_floats = int64_t{8} << 20;
   Precision precision = Precision::kFp32;  // bf16: GEMM inputs and exchange buffers
-  // Record the step once (after one uncaptured step) and replay it: a CUDA
+  // Backend::set_attention_pad_to (0: strided heads, n > 0: head-major,
+  // tokens padded to a multiple of n); -1 leaves the backend's default.
+  int attention_pad_to = -1;
+  // Record the step once (after two uncaptured steps) and replay it: a CUDA
   // graph on a GPU, one launch for the step's kernels. Dropped by an
   // evaluation and captured again when memory it uses is freed; runs
   // uncaptured where recording fails or phases are timed.

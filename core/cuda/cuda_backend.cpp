@@ -1,5 +1,6 @@
 #include "core/cuda/cuda_backend.h"
 
+#include "core/attention.h"
 #include "core/cuda/cuda_check.h"
 
 namespace vmoe {
@@ -56,7 +57,7 @@ CudaBackend::CudaBackend(int device)
   // GEMMs over T = 197 run on cuBLAS's unaligned (align1) kernels; padded,
   // they run on sm90 ones. B/16 bf16 on an H100: 1,368 images/s against
   // 1,296 strided (train_step_bench --attention_pad_to=0 for strided).
-  set_attention_pad_to(8);
+  set_attention_pad_to(kGpuAttentionPadTo);
 }
 
 CudaBackend::~CudaBackend() {
