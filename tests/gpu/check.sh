@@ -7,7 +7,7 @@
 #   tests/gpu/check.sh BUNDLE.tar.xz      the tarball of make_bundle.sh, or the
 #   tests/gpu/check.sh BUNDLE_DIR         folder it was unpacked into (env.sh is sourced)
 #
-# Rows: the op tests (cuda_backend_test, cuda_bf16_test, cuda_packs_test; again under
+# Rows: the op tests (cuda_backend_test, cuda_routing_test, cuda_bf16_test, cuda_packs_test; again under
 # compute-sanitizer memcheck where installed, VMOE_CHECK_SANITIZE=0: skip), NCCL (nccl_test on 1 rank, and on N
 # when N GPUs are visible), checkpoints GPU <-> CPU bit for bit, our error for
 # two ranks on one GPU, then on 1 rank (and N) a small V-MoE trained on the
@@ -138,6 +138,9 @@ else
   log=$out/cuda_backend_test.log
   "$(prog cuda_backend_test)" >"$log" 2>&1
   gtest_row "cuda_backend_test (every op vs the CPU)" "$log" $?
+  log=$out/cuda_routing_test.log
+  "$(prog cuda_routing_test)" >"$log" 2>&1
+  gtest_row "cuda_routing_test (routing, dispatch, combine)" "$log" $?
   log=$out/cuda_bf16_test.log
   "$(prog cuda_bf16_test)" >"$log" 2>&1
   gtest_row "cuda_bf16_test (bf16 GEMMs, the copies GEMM inputs carry)" "$log" $?
@@ -154,7 +157,7 @@ fi
 # Out-of-bounds and misaligned accesses of every op test's kernels (compute-sanitizer, if installed).
 sanitizer=$(command -v compute-sanitizer || ls /usr/local/cuda*/bin/compute-sanitizer 2>/dev/null | head -1)
 if [[ $backend == cuda && -n $sanitizer && ${VMOE_CHECK_SANITIZE:-1} != 0 ]]; then
-  for t in cuda_backend_test cuda_bf16_test cuda_packs_test; do
+  for t in cuda_backend_test cuda_routing_test cuda_bf16_test cuda_packs_test; do
     log=$out/memcheck_$t.log
     timeout 180 "$sanitizer" --tool memcheck --error-exitcode 1 "$(prog "$t")" >"$log" 2>&1
     rc=$?
