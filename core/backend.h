@@ -389,11 +389,10 @@ class Backend {
   // Gradient clipping by the global norm, on the device (core/math.h
   // clip_factor): *norm = sqrt(sq[0] + sq[1] / expert_divisor) from the dense
   // and expert sums of squares; *scale = max_norm / *norm when max_norm > 0
-  // and *norm > max_norm, else 1.
+  // and *norm > max_norm, else 1: the optimiser applies it as it reads each
+  // gradient (begin_update's grad_scale).
   virtual void clip_scale(const double* sq, double expert_divisor, float max_norm, double* norm,
                           float* scale) = 0;
-  // x *= *factor (a device scalar).
-  virtual void scale_by(int64_t n, const float* factor, float* x) = 0;
   // Mixup of rows 2p and 2p + 1 of x [2 * pairs, n] with weight lambda
   // (core/math.h mix_pair), in place.
   virtual void mix_pairs(int64_t pairs, int64_t n, float lambda, float* x) = 0;

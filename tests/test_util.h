@@ -123,8 +123,9 @@ inline double sum_squares(Backend& be, int64_t n, const float* x) {
   return out.to_host()[0];
 }
 
-// Clips the store's gradients to global norm max_norm with the device ops
-// the trainer uses (one rank); returns the norm before clipping.
+// Clips the store's gradients to global norm max_norm in place (one rank),
+// the factor from the device op the trainer uses: the reference for the
+// optimiser applying it as it reads them. Returns the norm before clipping.
 inline double clip_gradients(ParamStore& store, float max_norm) {
   Backend& be = store.grads().backend();
   DeviceTensor<double> sq(be, {2}), norm(be, {1});
@@ -132,7 +133,7 @@ inline double clip_gradients(ParamStore& store, float max_norm) {
   be.sum_squares(store.size(), store.grads().data(), sq.data());
   be.zero(sq.data() + 1, sizeof(double));
   be.clip_scale(sq.data(), 1.0, max_norm, norm.data(), factor.data());
-  be.scale_by(store.size(), factor.data(), store.grads().data());
+  be.scale(store.grads().data(), store.size(), factor.to_host()[0]);
   return norm.to_host()[0];
 }
 

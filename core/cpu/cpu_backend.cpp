@@ -456,10 +456,6 @@ void CpuBackend::clip_scale(const double* sq, double expert_divisor, float max_n
   *scale = clip_factor(sq[0], sq[1], expert_divisor, max_norm, *norm);
 }
 
-void CpuBackend::scale_by(int64_t n, const float* factor, float* x) {
-  cpu_loops::scale_by(n, factor, x);
-}
-
 void CpuBackend::mix_pairs(int64_t pairs, int64_t n, float lambda, float* x) {
   cpu_loops::mix_pairs(pairs, n, lambda, x);
 }

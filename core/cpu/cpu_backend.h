@@ -106,7 +106,6 @@ class CpuBackend final : public Backend {
   void sum_squares(int64_t n, const float* x, double* out) override;
   void clip_scale(const double* sq, double expert_divisor, float max_norm, double* norm,
                   float* scale) override;
-  void scale_by(int64_t n, const float* factor, float* x) override;
   void mix_pairs(int64_t pairs, int64_t n, float lambda, float* x) override;
   void accumulate_columns(int64_t rows, int cols, const float* x, double scale,
                           double* acc) override;

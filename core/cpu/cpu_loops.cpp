@@ -316,12 +316,6 @@ VMOE_CPU_CLONES void sum_squares(int64_t n, const float* x, double* out) {
   *out = lane_sum<double>(n, [&](int64_t i) { return static_cast<double>(x[i]) * x[i]; });
 }
 
-VMOE_CPU_CLONES void scale_by(int64_t n, const float* factor, float* x) {
-  const float f = *factor;
-#pragma omp simd
-  for (int64_t i = 0; i < n; ++i) x[i] *= f;
-}
-
 VMOE_CPU_CLONES void mix_pairs(int64_t pairs, int64_t n, float lambda, float* x) {
   for (int64_t p = 0; p < pairs; ++p) {
     float* a = x + 2 * p * n;

@@ -49,7 +49,6 @@ void adam_update(int64_t n, const AdamParams& a, const float* grad, float* param
                  float* v);
 void sgd_update(int64_t n, const SgdParams& s, const float* grad, float* param, float* buf);
 void sum_squares(int64_t n, const float* x, double* out);
-void scale_by(int64_t n, const float* factor, float* x);
 void mix_pairs(int64_t pairs, int64_t n, float lambda, float* x);
 
 void moe_combine(int64_t items, int k, int item_rows, int dim, const float* buf, const int32_t* row,

@@ -134,11 +134,6 @@ __global__ void clip_scale_kernel(const double* sq, double expert_divisor, float
   *norm = n;
 }
 
-__global__ void scale_by_kernel(int64_t n, const float* factor, float* x) {
-  const float f = *factor;
-  VMOE_GRID_LOOP(i, n) x[i] *= f;
-}
-
 // Block per column: acc[c] += scale * sum over rows (double, fixed-shape tree).
 __global__ void accumulate_columns_kernel(int64_t rows, int cols, const float* x, double scale,
                                           double* acc) {
@@ -232,12 +227,6 @@ void CudaBackend::sum_squares(int64_t n, const float* x, double* out) {
 void CudaBackend::clip_scale(const double* sq, double expert_divisor, float max_norm, double* norm,
                              float* scale) {
   clip_scale_kernel<<<1, 1, 0, stream_>>>(sq, expert_divisor, max_norm, norm, scale);
-  VMOE_CUDA_LAUNCH_CHECK();
-}
-
-void CudaBackend::scale_by(int64_t n, const float* factor, float* x) {
-  if (n <= 0) return;
-  scale_by_kernel<<<grid_for(n), kThreads, 0, stream_>>>(n, factor, x);
   VMOE_CUDA_LAUNCH_CHECK();
 }
 
