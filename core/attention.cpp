@@ -121,15 +121,11 @@ void SelfAttention::forward_head_major(GemmInput x, float* y) {
     // only GEMMs read q, k and v, so their copies alone are kept.
     Tensor projected(*be_, {rows, 3 * D});
     qkv_.matmul(*be_, x, rows, projected.data());
-    float* packed = nullptr;
-    if (!be_->bf16_copies_suffice()) {
-      qkv_act_.resize({3, images, H, Tp, hd});
-      packed = qkv_act_.data();
-    }
     be_->pack_heads(images, tokens_, static_cast<int>(Tp), heads_, head_dim_, 3, projected.data(),
-                    qkv_.bias_value(), packed, bf16_copy(qkv16_, {3, images, H, Tp, hd}));
+                    qkv_.bias_value(), gemm_only_values(qkv_act_, {3, images, H, Tp, hd}),
+                    bf16_copy(qkv16_, {3, images, H, Tp, hd}));
   }
-  const GemmInput q(qkv_values(), qkv16_.data());
+  const GemmInput q(gemm_only_values(qkv_act_), qkv16_.data());
   const GemmInput k = q.offset(slab), v = q.offset(2 * slab);
   const int tp = static_cast<int>(Tp);
   probs_.resize({images, H, Tp, Tp});
@@ -143,13 +139,8 @@ void SelfAttention::forward_head_major(GemmInput x, float* y) {
   be_->gemm_batched(Trans::kNo, Trans::kNo, tp, head_dim_, tp, 1.0f, {probs_.data(), probs16}, tp,
                     v, head_dim_, 0.0f, heads_context.data(), head_dim_,
                     {images * H, Tp * Tp, mat, mat}, one);
-  // Only GEMMs read the context (out's forward and weight gradient): under
-  // bf16 its copy alone is kept, as for q|k|v.
-  float* context = nullptr;
-  if (!be_->bf16_copies_suffice()) {
-    context_.resize({rows, D});
-    context = context_.data();
-  }
+  // Only GEMMs read the context (out's forward and weight gradient).
+  float* context = gemm_only_values(context_, {rows, D});
   uint16_t* context16 = bf16_copy(context16_, {rows, D});
   be_->unpack_heads(images, tokens_, tp, heads_, head_dim_, 1, heads_context.data(), context,
                     context16, nullptr);
@@ -164,15 +155,14 @@ void SelfAttention::backward_head_major(GemmInput x, const float* dy, float* dx,
   const BatchLevel one{1, 0, 0, 0};
   float* dcontext = ws.get(Scratch::kContextGrad, {rows, D});
   const GemmInput dy_in = ws.shared_input(Scratch::kOutputGrad, dy, {rows, D});
-  const float* context = be_->bf16_copies_suffice() ? nullptr : context_.data();
-  out_.backward(*be_, {context, context16_.data()}, dy_in, rows, dcontext);
+  out_.backward(*be_, {gemm_only_values(context_), context16_.data()}, dy_in, rows, dcontext);
   // The context gradient, head-major: read by two GEMMs.
   float* dheads_context = ws.get(Scratch::kHeadsContextGrad, {images, H, Tp, hd});
   uint16_t* dheads_context16 = ws.get_bf16(Scratch::kHeadsContextGrad, {images, H, Tp, hd});
   be_->pack_heads(images, tokens_, tp, heads_, head_dim_, 1, dcontext, nullptr, dheads_context,
                   dheads_context16);
   const GemmInput dc(dheads_context, dheads_context16);
-  const GemmInput q(qkv_values(), qkv16_.data());
+  const GemmInput q(gemm_only_values(qkv_act_), qkv16_.data());
   const GemmInput k = q.offset(slab), v = q.offset(2 * slab);
   const GemmInput p(probs_.data(), probs16_.data());
   float* dprobs = ws.get(Scratch::kScoresGrad, {images, H, Tp, Tp});

@@ -55,9 +55,6 @@ class SelfAttention {
   int padded_tokens() const;
   void forward_head_major(GemmInput x, float* y);
   void backward_head_major(GemmInput x, const float* dy, float* dx, Workspace& ws);
-  // Head-major q|k|v's fp32 values: none under bf16, where only GEMMs read
-  // them (their copies).
-  const float* qkv_values() const { return be_->bf16_copies_suffice() ? nullptr : qkv_act_.data(); }
 
   Backend* be_;
   int dim_, heads_, head_dim_;

@@ -24,12 +24,7 @@ void Mlp::forward(GemmInput x, int64_t images, int tokens, float* y, const Pass&
   rows_ = images * tokens;
   pre_.resize({rows_, fc1_.out()});
   uint16_t* act16 = bf16_copy(act16_, {rows_, fc1_.out()});
-  // Only GEMMs read the GELU output: under bf16 its copy is all they need.
-  float* act = nullptr;
-  if (!be_->bf16_copies_suffice()) {
-    act_.resize({rows_, fc1_.out()});
-    act = act_.data();
-  }
+  float* act = gemm_only_values(act_, {rows_, fc1_.out()});  // only GEMMs read it
   fc1_.matmul(*be_, x, rows_, pre_.data());
   be_->bias_gelu(rows_, fc1_.out(), fc1_.bias_value(), pre_.data(), act, act16);
   fc2_.forward(*be_, {act, act16}, rows_, y);
@@ -41,11 +36,10 @@ void Mlp::backward(GemmInput x, const float* dy, float* dx, Workspace& ws) {
   float* dhidden = ws.get(Scratch::kHiddenGrad, hidden);
   uint16_t* dhidden16 = ws.get_bf16(Scratch::kHiddenGrad, hidden);
   const GemmInput dy_in = ws.shared_input(Scratch::kOutputGrad, dy, {rows_, fc2_.out()});
-  const bool bf16_only = be_->bf16_copies_suffice();
-  fc2_.backward(*be_, {bf16_only ? nullptr : act_.data(), act16_.data()}, dy_in, rows_, dhidden);
+  fc2_.backward(*be_, {gemm_only_values(act_), act16_.data()}, dy_in, rows_, dhidden);
   // fc1's bias gradient in the GELU's backward pass; under bf16 only GEMMs
   // read the hidden gradient after it, so its copy alone is written.
-  float* dpre = bf16_only ? nullptr : dhidden;
+  float* dpre = be_->bf16_copies_suffice() ? nullptr : dhidden;
   be_->gelu_backward(1, rows_, fc1_.out(), pre_.data(), dhidden, dpre, dhidden16, fc1_.bias_grad());
   fc1_.matmul_backward(*be_, x, {dpre, dhidden16}, rows_, dx);
 }

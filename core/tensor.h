@@ -114,6 +114,19 @@ inline uint16_t* bf16_copy(Bf16Tensor& t, const Shape& shape) {
   return t.data();
 }
 
+// The fp32 values of an activation only GEMMs read: t resized to shape, or
+// null where the GEMMs read its bf16 copy alone (Backend::bf16_copies_suffice():
+// the copy is all that is written and kept).
+inline float* gemm_only_values(Tensor& t, const Shape& shape) {
+  if (t.backend().bf16_copies_suffice()) return nullptr;
+  t.resize(shape);
+  return t.data();
+}
+// Those values as forward kept them, for backward (null: the copy alone).
+inline const float* gemm_only_values(const Tensor& t) {
+  return t.backend().bf16_copies_suffice() ? nullptr : t.data();
+}
+
 // x [shape] as a GEMM input: under bf16 with its copy converted into t (for
 // values no op wrote a copy of, e.g. a GEMM's output read by two GEMMs);
 // x alone under fp32.

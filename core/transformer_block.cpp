@@ -48,20 +48,16 @@ void TransformerBlock::forward(const float* x, int64_t images, int tokens, float
   be_->axpy(rows_ * dim_, 1.0f, mid_.data(), y);
 }
 
-bool TransformerBlock::keeps_values(bool only_gemms_read) const {
-  return !(only_gemms_read && be_->bf16_copies_suffice());
-}
-
 float* TransformerBlock::norm_values(Tensor& norm, bool only_gemms_read) {
-  if (!keeps_values(only_gemms_read)) return nullptr;
+  if (only_gemms_read) return gemm_only_values(norm, {rows_, dim_});
   norm.resize({rows_, dim_});
   return norm.data();
 }
 
 void TransformerBlock::backward(const float* x, float* dresid, Workspace& ws) {
   float* dnorm = ws.get(Scratch::kNormGrad, {rows_, dim_});
-  const float* norm1 = keeps_values(true) ? norm1_.data() : nullptr;
-  const float* norm2 = keeps_values(ff_->only_gemms_read_input()) ? norm2_.data() : nullptr;
+  const float* norm1 = gemm_only_values(norm1_);
+  const float* norm2 = ff_->only_gemms_read_input() ? gemm_only_values(norm2_) : norm2_.data();
   ff_->backward({norm2, norm2_16_.data()}, dresid, dnorm, ws);
   ln2_.backward(*be_, mid_.data(), mean2_.data(), rstd2_.data(), dnorm, rows_, dresid);
   attention_.backward({norm1, norm1_16_.data()}, dresid, dnorm, ws);

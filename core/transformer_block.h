@@ -29,10 +29,8 @@ class TransformerBlock {
   const FeedForward& feed_forward() const { return *ff_; }
 
  private:
-  // Whether a norm keeps its fp32 output: not where only GEMMs read it and
-  // they read only bf16 copies (Backend::bf16_copies_suffice()).
-  bool keeps_values(bool only_gemms_read) const;
-  // That output, resized, or null where the bf16 copy alone is kept.
+  // A norm's fp32 output, resized, or null where only GEMMs read it and its
+  // bf16 copy alone is kept (gemm_only_values).
   float* norm_values(Tensor& norm, bool only_gemms_read);
 
   Backend* be_;

@@ -45,12 +45,7 @@ void ExpertMlps::forward(GemmInput input, int64_t rows, float* out) {
   rows_ = rows;
   pre_.resize({local_ * R, M});
   uint16_t* act16 = bf16_copy(act16_, {local_ * R, M});
-  // Only GEMMs read the GELU output: under bf16 its copy is all they need.
-  float* act = nullptr;
-  if (!be_->bf16_copies_suffice()) {
-    act_.resize({local_ * R, M});
-    act = act_.data();
-  }
+  float* act = gemm_only_values(act_, {local_ * R, M});  // only GEMMs read it
   // Under bf16 an input without a copy gets one, kept for backward.
   const GemmInput in =
       input.bf16 != nullptr ? input : with_bf16_copy(in16_, input.f32, {local_ * R, D});
@@ -80,15 +75,13 @@ void ExpertMlps::backward(GemmInput input, GemmInput dout_in, float* din, Worksp
   const GemmInput in = input.bf16 != nullptr ? input : GemmInput{input.f32, in16_.data()};
   be_->gemm_batched(Trans::kNo, Trans::kYes, r, hidden_, dim_, 1.0f, dy, dim_, store_->weight(w2_),
                     dim_, 0.0f, dact, hidden_, per_expert(local_, R * D, M * D, R * M), {});
-  const bool bf16_only = be_->bf16_copies_suffice();
-  const float* act = bf16_only ? nullptr : act_.data();
-  be_->gemm_batched(Trans::kYes, Trans::kNo, hidden_, dim_, r, 1.0f, {act, act16_.data()}, hidden_,
-                    dy, dim_, 1.0f, store_->grad(w2_), dim_,
-                    per_expert(local_, R * M, R * D, M * D), {});
+  be_->gemm_batched(Trans::kYes, Trans::kNo, hidden_, dim_, r, 1.0f,
+                    {gemm_only_values(act_), act16_.data()}, hidden_, dy, dim_, 1.0f,
+                    store_->grad(w2_), dim_, per_expert(local_, R * M, R * D, M * D), {});
   be_->expert_bias_grad(local_, R, dim_, dout, store_->grad(b2_));
   // fc1's bias gradient in the GELU's backward pass; under bf16 only GEMMs
   // read dpre after it, so its copy alone is written.
-  float* dpre = bf16_only ? nullptr : dact;
+  float* dpre = be_->bf16_copies_suffice() ? nullptr : dact;
   be_->gelu_backward(local_, R, hidden_, pre_.data(), dact, dpre, dact16, store_->grad(b1_));
   be_->gemm_batched(Trans::kYes, Trans::kNo, dim_, hidden_, r, 1.0f, in, dim_, {dpre, dact16},
                     hidden_, 1.0f, store_->grad(w1_), hidden_,
