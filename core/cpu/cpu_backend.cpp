@@ -36,6 +36,15 @@ void bf16_rows(int64_t rows, int cols, uint16_t* y16, RowOp row_op) {
   }
 }
 
+// An op computed row by row, row_op(r, out): into y (then y16 = its bf16
+// copy, if asked for), or with y null into a row buffer, y16 alone.
+template <typename RowOp>
+void by_rows(int64_t rows, int cols, float* y, uint16_t* y16, RowOp row_op) {
+  if (y == nullptr) return bf16_rows(rows, cols, y16, row_op);
+  for (int64_t r = 0; r < rows; ++r) row_op(r, y + r * cols);
+  write_bf16(rows * cols, y, y16);
+}
+
 }  // namespace
 
 // ---- memory ------------------------------------------------------------------
@@ -221,16 +230,10 @@ void CpuBackend::expert_bias_grad(int experts, int64_t rows, int cols, const flo
 // with da null (bf16 only) each row goes through a buffer.
 void CpuBackend::gelu_backward(int experts, int64_t rows, int cols, const float* a, const float* dg,
                                float* da, uint16_t* da16, float* dbias) {
-  const auto row = [&](int64_t r, float* out) {
+  by_rows(experts * rows, cols, da, da16, [&](int64_t r, float* out) {
     cpu_loops::gelu_backward(cols, a + r * cols, dg + r * cols, out);
     if (dbias != nullptr) cpu_loops::bias_grad(1, cols, out, dbias + r / rows * cols);
-  };
-  if (da == nullptr) {
-    bf16_rows(experts * rows, cols, da16, row);
-    return;
-  }
-  for (int64_t r = 0; r < experts * rows; ++r) row(r, da + r * cols);
-  write_bf16(experts * rows * cols, da, da16);
+  });
 }
 
 void CpuBackend::tanh_forward(int64_t n, float* x) {
@@ -341,13 +344,10 @@ void CpuBackend::pool_rows_backward(int64_t batch, int tokens, int dim, bool mea
 void CpuBackend::pack_heads(int64_t images, int tokens, int padded, int heads, int head_dim,
                             int slabs, const float* x, const float* bias, float* y, uint16_t* y16) {
   const HeadsLayout l{images, tokens, padded, heads, head_dim, slabs};
-  const int64_t head_size = int64_t{padded} * head_dim;
-  thread_local std::vector<float> buffer;  // a head, when only its bf16 copy is written
-  if (y == nullptr) buffer.resize(static_cast<size_t>(head_size));
-  for (int64_t sbh = 0; sbh < l.count(); ++sbh) {
+  // A "row" here is a packed head [padded, hd].
+  by_rows(l.count(), padded * head_dim, y, y16, [&](int64_t sbh, float* dst) {
     const float* src = x + l.row_major_base(sbh);
     const float* b = bias != nullptr ? bias + l.column_base(sbh) : nullptr;
-    float* dst = y != nullptr ? y + sbh * head_size : buffer.data();
     for (int t = 0; t < tokens; ++t) {
       const float* row = src + t * l.width();
       float* out = dst + t * head_dim;
@@ -357,9 +357,8 @@ void CpuBackend::pack_heads(int64_t images, int tokens, int padded, int heads, i
         for (int c = 0; c < head_dim; ++c) out[c] = row[c] + b[c];
       }
     }
-    std::fill(dst + int64_t{tokens} * head_dim, dst + head_size, 0.0f);
-    if (y16 != nullptr) write_bf16(head_size, dst, y16 + sbh * head_size);
-  }
+    std::fill(dst + int64_t{tokens} * head_dim, dst + int64_t{padded} * head_dim, 0.0f);
+  });
 }
 
 // Row by row (each row gathered from its heads), so the bias gradient adds
@@ -367,22 +366,17 @@ void CpuBackend::pack_heads(int64_t images, int tokens, int padded, int heads, i
 void CpuBackend::unpack_heads(int64_t images, int tokens, int padded, int heads, int head_dim,
                               int slabs, const float* y, float* x, uint16_t* x16, float* dbias) {
   const HeadsLayout l{images, tokens, padded, heads, head_dim, slabs};
-  const int64_t width = l.width(), groups = int64_t{slabs} * heads;
-  thread_local std::vector<float> buffer;  // a row, when only its bf16 copy is written
-  if (x == nullptr) buffer.resize(static_cast<size_t>(width));
-  for (int64_t b = 0; b < images; ++b) {
-    for (int t = 0; t < tokens; ++t) {
-      const int64_t r = b * tokens + t;
-      float* row = x != nullptr ? x + r * width : buffer.data();
-      for (int64_t g = 0; g < groups; ++g) {  // g = s H + h: head sbh = (s images + b) H + h
-        const int64_t sbh = (g / heads * images + b) * heads + g % heads;
-        const float* src = y + (sbh * padded + t) * head_dim;
-        std::copy(src, src + head_dim, row + g * head_dim);
-      }
-      if (x16 != nullptr) write_bf16(width, row, x16 + r * width);
-      if (dbias != nullptr) cpu_loops::bias_grad(1, static_cast<int>(width), row, dbias);
+  const int width = static_cast<int>(l.width());
+  const int64_t groups = int64_t{slabs} * heads;
+  by_rows(images * tokens, width, x, x16, [&](int64_t r, float* row) {
+    const int64_t b = r / tokens, t = r % tokens;
+    for (int64_t g = 0; g < groups; ++g) {  // g = s H + h: head sbh = (s images + b) H + h
+      const int64_t sbh = (g / heads * images + b) * heads + g % heads;
+      const float* src = y + (sbh * padded + t) * head_dim;
+      std::copy(src, src + head_dim, row + g * head_dim);
     }
-  }
+    if (dbias != nullptr) cpu_loops::bias_grad(1, width, row, dbias);
+  });
 }
 
 // ---- losses ------------------------------------------------------------------------

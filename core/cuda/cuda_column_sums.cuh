@@ -54,6 +54,15 @@ __global__ void col_finish_kernel(int64_t cols, int chunks, const float* partial
   }
 }
 
+// Pass 2 alone, for kernels that write pass 1's partial[chunks, cols] as
+// they go (the GELU's backward, unpacking heads).
+template <class Acc>
+void finish_column_sums(cudaStream_t stream, const float* partial, int chunks, int64_t cols,
+                        Acc acc) {
+  col_finish_kernel<<<grid_for(cols), kThreads, 0, stream>>>(cols, chunks, partial, acc);
+  VMOE_CUDA_LAUNCH_CHECK();
+}
+
 // Both passes; `partial` is scratch of plan.chunks * cols floats.
 template <class F, class Acc>
 void column_sums(cudaStream_t stream, float* partial, ColPlan plan, int64_t rows, int64_t cols, F f,
@@ -63,8 +72,7 @@ void column_sums(cudaStream_t stream, float* partial, ColPlan plan, int64_t rows
   col_partial_kernel<<<grid, dim3(kColTile, kColLanes), 0, stream>>>(rows, cols, plan.chunk_rows, f,
                                                                      partial);
   VMOE_CUDA_LAUNCH_CHECK();
-  col_finish_kernel<<<grid_for(cols), kThreads, 0, stream>>>(cols, plan.chunks, partial, acc);
-  VMOE_CUDA_LAUNCH_CHECK();
+  finish_column_sums(stream, partial, plan.chunks, cols, acc);
 }
 
 // f: element (r, c) of a row-major matrix with leading dimension ld.

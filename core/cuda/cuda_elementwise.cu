@@ -203,7 +203,7 @@ void CudaBackend::expert_bias_grad(int experts, int64_t rows, int cols, const fl
 // da = dg * a, a = bias_gelu's derivative (overwrite), and dbias += its
 // column sums per expert: pass 1 of the column sums is fused into the
 // element-wise sweep, so da is read once (and, under bf16, written only as
-// its bf16 copy); pass 2 is column_sums' (col_finish_kernel).
+// its bf16 copy); pass 2 is finish_column_sums.
 void CudaBackend::gelu_backward(int experts, int64_t rows, int cols, const float* a,
                                 const float* dg, float* da, uint16_t* da16, float* dbias) {
   if (experts <= 0 || rows <= 0 || cols <= 0) return;
@@ -226,10 +226,7 @@ void CudaBackend::gelu_backward(int experts, int64_t rows, int cols, const float
         <<<grid(1), block, 0, stream_>>>(rows, cols, plan.chunk_rows, a, dg, da, da16, partial);
   }
   VMOE_CUDA_LAUNCH_CHECK();
-  if (dbias == nullptr) return;
-  col_finish_kernel<<<grid_for(columns), kThreads, 0, stream_>>>(columns, plan.chunks, partial,
-                                                                 AddTo{dbias});
-  VMOE_CUDA_LAUNCH_CHECK();
+  if (dbias != nullptr) finish_column_sums(stream_, partial, plan.chunks, columns, AddTo{dbias});
 }
 
 void CudaBackend::tanh_forward(int64_t n, float* x) {

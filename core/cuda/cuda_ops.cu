@@ -143,7 +143,7 @@ __global__ void pack_heads_kernel(HeadsLayout l, const float* x, const float* bi
 
 // With partial (non-null): the block's rows summed per column, in row order,
 // through shared memory [kHeadRows, head_dim]: partial[b chunks + chunk,
-// column] for the bias gradient's second pass (col_finish_kernel).
+// column] for the bias gradient's second pass (finish_column_sums).
 template <int W>
 __global__ void unpack_heads_kernel(HeadsLayout l, const float* y, float* x, uint16_t* x16,
                                     float* partial) {
@@ -276,7 +276,7 @@ void CudaBackend::pack_heads(int64_t images, int tokens, int padded, int heads, 
 }
 
 // dbias: each block sums its rows per column (partial[image chunk, column]),
-// then col_finish_kernel adds the partials of every image and chunk in order.
+// then finish_column_sums adds the partials of every image and chunk in order.
 void CudaBackend::unpack_heads(int64_t images, int tokens, int padded, int heads, int head_dim,
                                int slabs, const float* y, float* x, uint16_t* x16, float* dbias) {
   const HeadsLayout l{images, tokens, padded, heads, head_dim, slabs};
@@ -293,10 +293,8 @@ void CudaBackend::unpack_heads(int64_t images, int tokens, int padded, int heads
     unpack_heads_kernel<1><<<grid, kThreads, shared, stream_>>>(l, y, x, x16, partial);
   }
   VMOE_CUDA_LAUNCH_CHECK();
-  if (dbias == nullptr) return;
-  col_finish_kernel<<<grid_for(width), kThreads, 0, stream_>>>(width, static_cast<int>(parts),
-                                                               partial, AddTo{dbias});
-  VMOE_CUDA_LAUNCH_CHECK();
+  if (dbias != nullptr)
+    finish_column_sums(stream_, partial, static_cast<int>(parts), width, AddTo{dbias});
 }
 
 }  // namespace vmoe
