@@ -127,8 +127,10 @@ Plan plan_run(const TrainerOptions& o, const ClusterShape& cluster) {
   // So are head-major q|k|v and context.
   const double gemm_only = p.bf16 ? 0.0 : 1.0;
   // mid, q|k|v, context, the first norm; the second norm is the sublayer's
-  double block_common = (5 + gemm_only) * n * D + 4 * n + probs;  // + the block input, in resid
-  if (pad > 0) block_common = n * D + gemm_only * (3 * np * D + 2 * n * D) + 4 * n + probs;
+  // (+ the block input, in resid); head-major: q|k|v over the padded tokens
+  const double attention =
+      pad > 0 ? n * D + gemm_only * (3 * np * D + 2 * n * D) : (5 + gemm_only) * n * D;
+  double block_common = attention + 4 * n + probs;
   // the second norm; pre-activation (then GELU's derivative), GELU output
   double dense_ff = gemm_only * n * D + (1 + gemm_only) * n * M;
   const double moe_ff = n * D + (token ? router_floats(n, E, k) + n * k : b * k);

@@ -184,6 +184,10 @@ int run(MpiCommunicator& world) {
       (moe.enabled() ? trainer.params().num_parameters(Region::kExpert) * moe.num_experts /
                            groups.placement().local_experts
                      : 0);
+  const int pad = backend.attention_pad_to();
+  const std::string attention =
+      pad > 0 ? "head-major (tokens padded to a multiple of " + std::to_string(pad) + ")"
+              : "strided";
   out.print(
       "model: %s D=%d L=%d heads=%d mlp=%d patch=%d tokens=%d, %lld parameters, "
       "%.1f MFLOP/image forward; %lld steps of %lld images, backend %s, attention %s\n",
@@ -191,11 +195,7 @@ int run(MpiCommunicator& world) {
       m.hidden_size, m.num_layers, m.num_heads, m.mlp_dim, m.patch_size, m.tokens(),
       static_cast<long long>(params), trainer.forward_flops_per_image(false) / 1e6,
       static_cast<long long>(c.total_steps), static_cast<long long>(c.trainer.global_batch),
-      backend.name().c_str(),
-      backend.attention_pad_to() > 0 ? ("head-major (tokens padded to a multiple of " +
-                                        std::to_string(backend.attention_pad_to()) + ")")
-                                           .c_str()
-                                     : "strided");
+      backend.name().c_str(), attention.c_str());
   if (moe.enabled()) {
     out.print("experts: %s routing, blocks %s, E=%d k=%d (eval k=%d), groups of %d images, "
               "capacity ratio %.2f (eval %.2f), %s\n",
