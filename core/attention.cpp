@@ -62,7 +62,7 @@ void SelfAttention::forward(GemmInput x, int64_t images, int tokens, float* y) {
   out_.forward(*be_, with_bf16_copy(context16_, context_.data(), {rows, D}), rows, y);
 }
 
-void SelfAttention::backward(GemmInput x, const float* dy, float* dx, Workspace& ws) {
+void SelfAttention::backward(GemmInput x, GemmInput dy, float* dx, Workspace& ws) {
   PhaseScope timed_("attention");
   if (be_->attention_pad_to() > 0) return backward_head_major(x, dy, dx, ws);
   const int64_t rows = images_ * tokens_, T = tokens_, D = dim_, hd = head_dim_, H = heads_;
@@ -147,7 +147,7 @@ void SelfAttention::forward_head_major(GemmInput x, float* y) {
   out_.forward(*be_, {context, context16}, rows, y);
 }
 
-void SelfAttention::backward_head_major(GemmInput x, const float* dy, float* dx, Workspace& ws) {
+void SelfAttention::backward_head_major(GemmInput x, GemmInput dy, float* dx, Workspace& ws) {
   const int64_t images = images_, rows = images * tokens_, D = dim_, hd = head_dim_, H = heads_;
   const int64_t Tp = padded_tokens(), mat = Tp * hd, slab = images * H * mat;
   const int tp = static_cast<int>(Tp);

@@ -44,7 +44,8 @@ class SelfAttention {
   // bf16 by the op that produces it, or converted once).
   void forward(GemmInput x, int64_t images, int tokens, float* y);
   // dx = dL/dx (overwrites); parameter gradients accumulate.
-  void backward(GemmInput x, const float* dy, float* dx, Workspace& ws);
+  // dy may carry its bf16 copy (FeedForward::backward's rule).
+  void backward(GemmInput x, GemmInput dy, float* dx, Workspace& ws);
   // What forward saves (see core/activation_pool.h).
   void collect_activations(ActivationSet& set);
 
@@ -54,7 +55,7 @@ class SelfAttention {
   // Backend::attention_pad_to() > 0: heads packed head-major, tokens padded.
   int padded_tokens() const;
   void forward_head_major(GemmInput x, float* y);
-  void backward_head_major(GemmInput x, const float* dy, float* dx, Workspace& ws);
+  void backward_head_major(GemmInput x, GemmInput dy, float* dx, Workspace& ws);
 
   Backend* be_;
   int dim_, heads_, head_dim_;

@@ -287,10 +287,16 @@ class Backend {
   virtual void add_layernorm_forward(int64_t rows, int cols, float eps, const float* residual,
                                      float* x, const float* gamma, const float* beta, float* y,
                                      uint16_t* y16, float* mean, float* rstd) = 0;
-  // dx += ..., dgamma += ..., dbeta += ...
+  // dx += ..., dgamma += ..., dbeta += ...; dx16 (nullable) = bfloat16(dx)
+  // after the update (the residual stream's gradient, which GEMMs read next).
   virtual void layernorm_backward(int64_t rows, int cols, const float* x, const float* gamma,
                                   const float* mean, const float* rstd, const float* dy, float* dx,
-                                  float* dgamma, float* dbeta) = 0;
+                                  uint16_t* dx16, float* dgamma, float* dbeta) = 0;
+  void layernorm_backward(int64_t rows, int cols, const float* x, const float* gamma,
+                          const float* mean, const float* rstd, const float* dy, float* dx,
+                          float* dgamma, float* dbeta) {
+    layernorm_backward(rows, cols, x, gamma, mean, rstd, dy, dx, nullptr, dgamma, dbeta);
+  }
   // x[r, :cols] = softmax(scale * x[r, :cols]) in place, rows ld apart (ld >=
   // cols; the columns between are not read and are set to 0); x16
   // (nullable, same layout) = bfloat16(x).

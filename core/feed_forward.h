@@ -48,7 +48,9 @@ class FeedForward {
   virtual void forward(GemmInput x, int64_t images, int tokens, float* y, const Pass& pass) = 0;
   // dx = (df/dx)^T dy (overwrites dx); parameter gradients accumulate. Includes
   // the gradients of any auxiliary loss the sublayer adds to the objective.
-  virtual void backward(GemmInput x, const float* dy, float* dx, Workspace& ws) = 0;
+  // dy may carry its bf16 copy (written by the LayerNorm backward that made
+  // it); a sublayer whose GEMMs read dy converts it where it comes without.
+  virtual void backward(GemmInput x, GemmInput dy, float* dx, Workspace& ws) = 0;
   // Whether only GEMMs read x (the dense MLP): then under bf16 x may come as
   // its copy alone (GemmInput f32 null). An MoE layer routes the fp32 values.
   virtual bool only_gemms_read_input() const { return false; }

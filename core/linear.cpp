@@ -71,8 +71,8 @@ void LayerNorm::add_forward(Backend& be, const float* residual, float* x, int64_
 }
 
 void LayerNorm::backward(Backend& be, const float* x, const float* mean, const float* rstd,
-                         const float* dy, int64_t rows, float* dx) const {
-  be.layernorm_backward(rows, dim_, x, store_->value(scale_), mean, rstd, dy, dx,
+                         const float* dy, int64_t rows, float* dx, uint16_t* dx16) const {
+  be.layernorm_backward(rows, dim_, x, store_->value(scale_), mean, rstd, dy, dx, dx16,
                         store_->grad(scale_), store_->grad(bias_));
 }
 

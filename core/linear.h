@@ -63,9 +63,10 @@ class LayerNorm {
   // x += residual, then forward(x): the residual add fused into the norm.
   void add_forward(Backend& be, const float* residual, float* x, int64_t rows, float* y,
                    float* mean, float* rstd, uint16_t* y16 = nullptr) const;
-  // dx += dL/dx; parameter gradients accumulate.
+  // dx += dL/dx; parameter gradients accumulate; dx16 (nullable) =
+  // bfloat16(dx) after the update.
   void backward(Backend& be, const float* x, const float* mean, const float* rstd, const float* dy,
-                int64_t rows, float* dx) const;
+                int64_t rows, float* dx, uint16_t* dx16 = nullptr) const;
 
  private:
   ParamStore* store_ = nullptr;

@@ -30,7 +30,7 @@ void Mlp::forward(GemmInput x, int64_t images, int tokens, float* y, const Pass&
   fc2_.forward(*be_, {act, act16}, rows_, y);
 }
 
-void Mlp::backward(GemmInput x, const float* dy, float* dx, Workspace& ws) {
+void Mlp::backward(GemmInput x, GemmInput dy, float* dx, Workspace& ws) {
   PhaseScope timed_("dense_mlp");
   const Shape hidden = {rows_, fc1_.out()};
   float* dhidden = ws.get(Scratch::kHiddenGrad, hidden);

@@ -12,7 +12,7 @@ class Mlp final : public FeedForward {
   Mlp(Backend& be, ParamStore& store, const std::string& name, int dim, int hidden);
 
   void forward(GemmInput x, int64_t images, int tokens, float* y, const Pass& pass) override;
-  void backward(GemmInput x, const float* dy, float* dx, Workspace& ws) override;
+  void backward(GemmInput x, GemmInput dy, float* dx, Workspace& ws) override;
   void collect_activations(ActivationSet& set) override;
   bool only_gemms_read_input() const override { return true; }
 

@@ -54,14 +54,21 @@ float* TransformerBlock::norm_values(Tensor& norm, bool only_gemms_read) {
   return norm.data();
 }
 
-void TransformerBlock::backward(const float* x, float* dresid, Workspace& ws) {
+const uint16_t* TransformerBlock::backward(const float* x, float* dresid, Workspace& ws,
+                                           const uint16_t* dresid16) {
   float* dnorm = ws.get(Scratch::kNormGrad, {rows_, dim_});
   const float* norm1 = gemm_only_values(norm1_);
   const float* norm2 = ff_->only_gemms_read_input() ? gemm_only_values(norm2_) : norm2_.data();
-  ff_->backward({norm2, norm2_16_.data()}, dresid, dnorm, ws);
-  ln2_.backward(*be_, mid_.data(), mean2_.data(), rstd2_.data(), dnorm, rows_, dresid);
-  attention_.backward({norm1, norm1_16_.data()}, dresid, dnorm, ws);
-  ln1_.backward(*be_, x, mean1_.data(), rstd1_.data(), dnorm, rows_, dresid);
+  ff_->backward({norm2, norm2_16_.data()}, {dresid, dresid16}, dnorm, ws);
+  // Each norm's backward finishes the residual gradient that GEMMs read next
+  // (attention's output projection, the MLP of the block below): it writes
+  // the copy, instead of a conversion pass at each reader. dresid16 may be
+  // this slot: the sublayer is done with it.
+  uint16_t* copy = ws.get_bf16(Scratch::kOutputGrad, {rows_, dim_});
+  ln2_.backward(*be_, mid_.data(), mean2_.data(), rstd2_.data(), dnorm, rows_, dresid, copy);
+  attention_.backward({norm1, norm1_16_.data()}, {dresid, copy}, dnorm, ws);
+  ln1_.backward(*be_, x, mean1_.data(), rstd1_.data(), dnorm, rows_, dresid, copy);
+  return copy;
 }
 
 }  // namespace vmoe

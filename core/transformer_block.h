@@ -19,8 +19,13 @@ class TransformerBlock {
 
   // y = block(x), both [images * tokens, dim]; x must stay alive until backward.
   void forward(const float* x, int64_t images, int tokens, float* y, const Pass& pass);
-  // dresid holds dL/dy on entry and dL/dx on exit.
-  void backward(const float* x, float* dresid, Workspace& ws);
+  // dresid holds dL/dy on entry and dL/dx on exit. dresid16: dL/dy's bf16
+  // copy, or null (then converted where a GEMM reads it). Returns dL/dx's
+  // copy, written by the LayerNorm backward that finishes it into the
+  // workspace's kOutputGrad slot (null under fp32); it holds until that
+  // slot's next use, so the next block down may take it as its dresid16.
+  const uint16_t* backward(const float* x, float* dresid, Workspace& ws,
+                           const uint16_t* dresid16 = nullptr);
   // Everything forward keeps for backward (but x), the sublayers' included, in
   // the same order for every block (see core/activation_pool.h).
   void collect_activations(ActivationSet& set);

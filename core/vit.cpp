@@ -169,6 +169,8 @@ void ViT::backward(const float* dlogits) {
     head_.backward(*be_, head_input(), dy, batch_, dpooled_.data());
   }
   be_->fill(dresid_.data(), rows * D, 0.0f);
+  // The residual gradient's bf16 copy, where the op that finished it wrote one.
+  const uint16_t* dresid16 = nullptr;
   if (c.classifier == Pooling::kToken) {
     dnorm_.resize({batch_, D});
     be_->fill(dnorm_.data(), batch_ * D, 0.0f);
@@ -179,8 +181,10 @@ void ViT::backward(const float* dlogits) {
     dnorm_.resize({rows, D});
     be_->fill(dnorm_.data(), rows * D, 0.0f);
     be_->pool_rows_backward(batch_, T, D, /*mean=*/true, dpooled_.data(), dnorm_.data());
-    norm_.backward(*be_, resid_.back().data(), norm_mean_.data(), norm_rstd_.data(),
-                   dnorm_.data(), rows, dresid_.data());
+    uint16_t* copy = workspace_.get_bf16(Scratch::kOutputGrad, {rows, D});
+    norm_.backward(*be_, resid_.back().data(), norm_mean_.data(), norm_rstd_.data(), dnorm_.data(),
+                   rows, dresid_.data(), copy);
+    dresid16 = copy;
   }
   for (int l = c.num_layers - 1; l >= 0; --l) {
     std::optional<ActivationPool::Loan> loan;
@@ -195,8 +199,11 @@ void ViT::backward(const float* dlogits) {
       loan.emplace(pool_, activations_[static_cast<size_t>(l)]);
       blocks_[l]->forward(resid_[l].data(), batch_, T, resid_[l + 1].data(), again);
     }
-    blocks_[l]->backward(resid_[l].data(), dresid_.data(), workspace_);
-    if (l == observer_block_) observer_->backward(resid_[l].data(), dresid_.data(), workspace_);
+    dresid16 = blocks_[l]->backward(resid_[l].data(), dresid_.data(), workspace_, dresid16);
+    if (l == observer_block_) {
+      observer_->backward(resid_[l].data(), dresid_.data(), workspace_);
+      dresid16 = nullptr;  // the observer added to dresid: the copy is stale
+    }
   }
   embedding_.backward(dresid_.data());
 }

@@ -45,6 +45,10 @@ class Workspace {
   GemmInput shared_input(Scratch slot, const float* x, const Shape& shape) {
     return with_bf16_copy(bf16_slots_[static_cast<int>(slot)], x, shape);
   }
+  // The same for an input that may come with its copy (then used as is).
+  GemmInput shared_input(Scratch slot, GemmInput x, const Shape& shape) {
+    return x.bf16 != nullptr ? x : shared_input(slot, x.f32, shape);
+  }
 
  private:
   std::array<Tensor, static_cast<int>(Scratch::kCount)> slots_;

@@ -110,7 +110,8 @@ void MoeLayer::forward(GemmInput input, int64_t images, int tokens, float* y, co
                    rows_.data(), r.gate(), y);
 }
 
-void MoeLayer::backward(GemmInput input, const float* dy, float* dx, Workspace& ws) {
+void MoeLayer::backward(GemmInput input, GemmInput dy_in, float* dx, Workspace& ws) {
+  const float* dy = dy_in.f32;  // the combine reads fp32; GEMMs read dy only through it
   const float* x = input.f32;
   Router& r = router();
   const RoutingShape& s = r.shape();

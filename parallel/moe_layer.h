@@ -45,7 +45,7 @@ class MoeLayer final : public FeedForward {
            const ExpertSharding& sharding = {});
 
   void forward(GemmInput x, int64_t images, int tokens, float* y, const Pass& pass) override;
-  void backward(GemmInput x, const float* dy, float* dx, Workspace& ws) override;
+  void backward(GemmInput x, GemmInput dy, float* dx, Workspace& ws) override;
   double aux_loss() const override { return own_router_ ? own_router_->aux_loss() : 0.0; }
   double aux_loss_mean() const override {
     return own_router_ ? own_router_->aux_loss_mean() : 0.0;

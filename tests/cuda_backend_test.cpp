@@ -17,6 +17,7 @@ namespace vmoe {
 namespace {
 
 using testing::CudaOps;
+using testing::host_bf16;
 using testing::random_normal;
 
 TEST_F(CudaOps, MemoryAndCopies) {
@@ -138,42 +139,55 @@ TEST_F(CudaOps, ExpertBiases) {
 }
 
 // Rows a warp holds (384: 12 per lane; 768: 24 of 32 registers) and longer
-// ones (one block per row).
+// ones (one block per row); 300 rows span several of the backward's chunks.
 TEST_F(CudaOps, LayerNorm) {
-  for (const int cols : {384, 768, 1100}) {
-    SCOPED_TRACE("cols " + std::to_string(cols));
-    const int rows = 45;
-    Both<float> x = random(rows * cols, 15, 3.0f), gamma = random(cols, 16),
-                beta = random(cols, 17);
-    Both<float> y = random(rows * cols, 18), mean = random(rows, 19), rstd = random(rows, 20);
-    cpu_.layernorm_forward(rows, cols, 1e-6f, x.cpu.data(), gamma.cpu.data(), beta.cpu.data(),
-                           y.cpu.data(), mean.cpu.data(), rstd.cpu.data());
-    gpu_->layernorm_forward(rows, cols, 1e-6f, x.gpu, gamma.gpu, beta.gpu, y.gpu, mean.gpu,
-                            rstd.gpu);
-    expect_close("layernorm y", y);
-    expect_close("layernorm mean", mean);
-    expect_close("layernorm rstd", rstd);
-    Both<float> resid = random(rows * cols, 27), sum = random(rows * cols, 28, 2.0f);
-    cpu_.add_layernorm_forward(rows, cols, 1e-6f, resid.cpu.data(), sum.cpu.data(),
-                               gamma.cpu.data(), beta.cpu.data(), y.cpu.data(), nullptr,
-                               mean.cpu.data(), rstd.cpu.data());
-    gpu_->add_layernorm_forward(rows, cols, 1e-6f, resid.gpu, sum.gpu, gamma.gpu, beta.gpu, y.gpu,
-                                nullptr, mean.gpu, rstd.gpu);
-    expect_close("add_layernorm sum", sum);
-    expect_close("add_layernorm y", y);
-    expect_close("add_layernorm mean", mean);
-    expect_close("add_layernorm rstd", rstd);
-    Both<float> dy = random(rows * cols, 21), dx = random(rows * cols, 22);
-    Both<float> dgamma = random(cols, 23), dbeta = random(cols, 24);
-    cpu_.layernorm_backward(rows, cols, x.cpu.data(), gamma.cpu.data(), mean.cpu.data(),
-                            rstd.cpu.data(), dy.cpu.data(), dx.cpu.data(), dgamma.cpu.data(),
-                            dbeta.cpu.data());
-    gpu_->layernorm_backward(rows, cols, x.gpu, gamma.gpu, mean.gpu, rstd.gpu, dy.gpu, dx.gpu,
-                             dgamma.gpu, dbeta.gpu);
-    expect_close("layernorm dx", dx);
-    expect_close("layernorm dgamma", dgamma);
-    expect_close("layernorm dbeta", dbeta);
-  }
+  for (const int rows : {45, 300})
+    for (const int cols : {384, 768, 1100}) {
+      SCOPED_TRACE("rows " + std::to_string(rows) + ", cols " + std::to_string(cols));
+      Both<float> x = random(rows * cols, 15, 3.0f), gamma = random(cols, 16),
+                  beta = random(cols, 17);
+      Both<float> y = random(rows * cols, 18), mean = random(rows, 19), rstd = random(rows, 20);
+      cpu_.layernorm_forward(rows, cols, 1e-6f, x.cpu.data(), gamma.cpu.data(), beta.cpu.data(),
+                             y.cpu.data(), mean.cpu.data(), rstd.cpu.data());
+      gpu_->layernorm_forward(rows, cols, 1e-6f, x.gpu, gamma.gpu, beta.gpu, y.gpu, mean.gpu,
+                              rstd.gpu);
+      expect_close("layernorm y", y);
+      expect_close("layernorm mean", mean);
+      expect_close("layernorm rstd", rstd);
+      Both<float> resid = random(rows * cols, 27), sum = random(rows * cols, 28, 2.0f);
+      cpu_.add_layernorm_forward(rows, cols, 1e-6f, resid.cpu.data(), sum.cpu.data(),
+                                 gamma.cpu.data(), beta.cpu.data(), y.cpu.data(), nullptr,
+                                 mean.cpu.data(), rstd.cpu.data());
+      gpu_->add_layernorm_forward(rows, cols, 1e-6f, resid.gpu, sum.gpu, gamma.gpu, beta.gpu, y.gpu,
+                                  nullptr, mean.gpu, rstd.gpu);
+      expect_close("add_layernorm sum", sum);
+      expect_close("add_layernorm y", y);
+      expect_close("add_layernorm mean", mean);
+      expect_close("add_layernorm rstd", rstd);
+      Both<float> dy = random(rows * cols, 21), dx = random(rows * cols, 22);
+      Both<float> dgamma = random(cols, 23), dbeta = random(cols, 24);
+      Both<uint16_t> dx16 = both(std::vector<uint16_t>(rows * cols));
+      const std::vector<float> dx_start = dx.cpu, dgamma_start = dgamma.cpu;
+      cpu_.layernorm_backward(rows, cols, x.cpu.data(), gamma.cpu.data(), mean.cpu.data(),
+                              rstd.cpu.data(), dy.cpu.data(), dx.cpu.data(), dx16.cpu.data(),
+                              dgamma.cpu.data(), dbeta.cpu.data());
+      auto backward = [&] {
+        gpu_->layernorm_backward(rows, cols, x.gpu, gamma.gpu, mean.gpu, rstd.gpu, dy.gpu, dx.gpu,
+                                 dx16.gpu, dgamma.gpu, dbeta.gpu);
+      };
+      backward();
+      expect_close("layernorm dx", dx);
+      expect_close("layernorm dgamma", dgamma);
+      expect_close("layernorm dbeta", dbeta);
+      EXPECT_EQ(dx16.cpu, host_bf16(dx.cpu)) << "CPU: dx's copy";
+      EXPECT_EQ(from_gpu(dx16), host_bf16(from_gpu(dx))) << "GPU: dx's copy";
+      // The parameter gradients' sums have a fixed order: the same bits again.
+      const std::vector<float> dgamma_first = from_gpu(dgamma);
+      gpu_->copy_to_device(dx.gpu, dx_start.data(), dx_start.size() * sizeof(float));
+      gpu_->copy_to_device(dgamma.gpu, dgamma_start.data(), dgamma_start.size() * sizeof(float));
+      backward();
+      EXPECT_EQ(from_gpu(dgamma), dgamma_first) << "dgamma run to run";
+    }
 }
 
 // Softmax rows of a warp (17, 197) and of a block (1100), packed and with the

@@ -16,6 +16,7 @@ namespace vmoe {
 namespace {
 
 using testing::CudaOps;
+using testing::host_bf16;
 
 // Mixed precision: both backends multiply the same bfloat16-rounded inputs
 // in fp32, so only the summation order differs (bound: normalised MSE 1e-6).
@@ -54,13 +55,6 @@ TEST_F(CudaOps, Bf16GemmAndConversions) {
   cpu_.from_bf16(static_cast<int64_t>(a.cpu.size()), h.cpu.data(), back.cpu.data());
   gpu_->from_bf16(static_cast<int64_t>(a.cpu.size()), h.gpu, back.gpu);
   expect_equal("from_bf16", back);
-}
-
-// The bf16 copy of a GPU array, made on the host with the shared rounding.
-std::vector<uint16_t> host_bf16(const std::vector<float>& x) {
-  std::vector<uint16_t> out(x.size());
-  for (size_t i = 0; i < x.size(); ++i) out[i] = to_bf16(x[i]);
-  return out;
 }
 
 TEST_F(CudaOps, GemmsUseTheBf16CopiesTheyAreGiven) {

@@ -13,12 +13,20 @@
 
 #include "core/cpu/cpu_backend.h"
 #include "core/cuda/cuda_backend.h"
+#include "core/math.h"
 #include "tests/test_util.h"
 
 namespace vmoe {
 namespace testing {
 
 constexpr double kMaxNmse = 1e-7;
+
+// The bf16 copy of an array, made on the host with the shared rounding.
+inline std::vector<uint16_t> host_bf16(const std::vector<float>& x) {
+  std::vector<uint16_t> out(x.size());
+  for (size_t i = 0; i < x.size(); ++i) out[i] = to_bf16(x[i]);
+  return out;
+}
 
 class CudaOps : public ::testing::Test {
  protected:

@@ -274,8 +274,9 @@ void CpuBackend::add_layernorm_forward(int64_t rows, int cols, float eps, const 
 
 void CpuBackend::layernorm_backward(int64_t rows, int cols, const float* x, const float* gamma,
                                     const float* mean, const float* rstd, const float* dy,
-                                    float* dx, float* dgamma, float* dbeta) {
+                                    float* dx, uint16_t* dx16, float* dgamma, float* dbeta) {
   cpu_loops::layernorm_backward(rows, cols, x, gamma, mean, rstd, dy, dx, dgamma, dbeta);
+  write_bf16(rows * cols, dx, dx16);
 }
 
 void CpuBackend::softmax_forward(int64_t rows, int cols, int ld, float scale, float* x,

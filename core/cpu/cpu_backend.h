@@ -39,6 +39,7 @@ class CpuBackend final : public Backend {
   // The forms without bf16 copies (Backend's overloads).
   using Backend::add_bias;
   using Backend::bias_gelu;
+  using Backend::layernorm_backward;
   using Backend::layernorm_forward;
   using Backend::softmax_backward;
   using Backend::softmax_forward;
@@ -68,7 +69,7 @@ class CpuBackend final : public Backend {
                              float* mean, float* rstd) override;
   void layernorm_backward(int64_t rows, int cols, const float* x, const float* gamma,
                           const float* mean, const float* rstd, const float* dy, float* dx,
-                          float* dgamma, float* dbeta) override;
+                          uint16_t* dx16, float* dgamma, float* dbeta) override;
   void softmax_forward(int64_t rows, int cols, int ld, float scale, float* x,
                        uint16_t* x16) override;
   void softmax_backward(int64_t rows, int cols, int ld, float scale, const float* p,

@@ -1,6 +1,6 @@
 // Column sums for the CUDA backend's kernels: out[c] (op)= sum over rows of
 // f(r, c), in two deterministic passes (per-chunk partial sums into scratch,
-// then one thread per column summing the chunks in order); bias gradients,
+// then eight lanes per column summing the chunks in a fixed order); bias gradients,
 // LayerNorm's parameter gradients, the embedding's. Included by the .cu files
 // that need them (cuda_elementwise.cu, cuda_ops.cu).
 #pragma once
@@ -44,22 +44,30 @@ __global__ void col_partial_kernel(int64_t rows, int64_t cols, int64_t chunk_row
   }
 }
 
-// Pass 2: acc(c, sum over chunks p in order of partial[p, c]).
+// Pass 2: acc(c, the sum of partial[p, c] over the chunks p), lanes taking
+// chunks p = lane, lane + kColLanes, ... and then summed in lane order.
 template <class Acc>
 __global__ void col_finish_kernel(int64_t cols, int chunks, const float* partial, Acc acc) {
-  VMOE_GRID_LOOP(c, cols) {
-    float s = 0.0f;
-    for (int p = 0; p < chunks; ++p) s += partial[p * cols + c];
+  __shared__ float tile[kColLanes][kColTile];
+  const int64_t c = blockIdx.x * int64_t{kColTile} + threadIdx.x;
+  float s = 0.0f;
+  if (c < cols)
+    for (int p = threadIdx.y; p < chunks; p += kColLanes) s += partial[p * cols + c];
+  tile[threadIdx.y][threadIdx.x] = s;
+  __syncthreads();
+  if (threadIdx.y == 0 && c < cols) {
+    for (int l = 1; l < kColLanes; ++l) s += tile[l][threadIdx.x];
     acc(c, s);
   }
 }
 
 // Pass 2 alone, for kernels that write pass 1's partial[chunks, cols] as
-// they go (the GELU's backward, unpacking heads).
+// they go (the GELU's backward, unpacking heads, LayerNorm's backward).
 template <class Acc>
 void finish_column_sums(cudaStream_t stream, const float* partial, int chunks, int64_t cols,
                         Acc acc) {
-  col_finish_kernel<<<grid_for(cols), kThreads, 0, stream>>>(cols, chunks, partial, acc);
+  const unsigned blocks = static_cast<unsigned>((cols + kColTile - 1) / kColTile);
+  col_finish_kernel<<<blocks, dim3(kColTile, kColLanes), 0, stream>>>(cols, chunks, partial, acc);
   VMOE_CUDA_LAUNCH_CHECK();
 }
 

@@ -4,7 +4,8 @@
 // Deterministic: rows up to 1024 values are one warp per row, held in
 // registers (read once, written once); longer rows one block per row; both
 // reduce in a fixed-shape tree. LayerNorm's parameter gradients are column
-// sums in two passes (cuda_column_sums.cuh).
+// sums in two passes (cuda_column_sums.cuh), the first fused into the dx
+// kernel for rows a warp holds.
 #include <algorithm>
 #include <cmath>
 #include <cstdint>
@@ -58,7 +59,7 @@ __global__ void layernorm_forward_kernel(int64_t rows, int cols, float eps, cons
 // dx += (dy gamma - mean(dy gamma) - xhat mean(dy gamma xhat)) rstd, per row.
 __global__ void layernorm_dx_kernel(int64_t rows, int cols, const float* x, const float* gamma,
                                     const float* mean, const float* rstd, const float* dy,
-                                    float* dx) {
+                                    float* dx, uint16_t* dx16) {
   __shared__ float red[32];
   const float inv_cols = 1.0f / static_cast<float>(cols);
   VMOE_ROW_LOOP(r, rows) {
@@ -75,9 +76,10 @@ __global__ void layernorm_dx_kernel(int64_t rows, int cols, const float* x, cons
     }
     const float mean_g = block_reduce(sum_g, SumOp{}, red) * inv_cols;
     const float mean_gx = block_reduce(sum_gx, SumOp{}, red) * inv_cols;
+    uint16_t* dxr16 = dx16 != nullptr ? dx16 + r * cols : nullptr;
     for (int c = tid(); c < cols; c += nthreads()) {
       const float xhat = (xr[c] - mu) * rs;
-      dxr[c] += (dyr[c] * gamma[c] - mean_g - xhat * mean_gx) * rs;
+      store(dxr, dxr16, c, dxr[c] + (dyr[c] * gamma[c] - mean_g - xhat * mean_gx) * rs);
     }
   }
 }
@@ -264,14 +266,27 @@ __global__ void layernorm_forward_warp_kernel(int64_t rows, int cols, float eps,
   }
 }
 
-// layernorm_dx_kernel with one warp per row, x and dy read once.
+// LayerNorm's whole backward for rows of up to 32 * N, x and dy read once:
+// block b takes rows [b * chunk_rows, ...), one warp per row; each lane sums
+// dy * xhat and dy of its columns over its rows in registers, the block's
+// warps add theirs in order, and the block writes partial[b, 0:cols] (dgamma)
+// and partial[b, cols:2 cols] (dbeta) for the column sums' ordered finish.
+// Shared memory: 2 * cols floats.
 template <int N>
-__global__ void layernorm_dx_warp_kernel(int64_t rows, int cols, const float* x, const float* gamma,
-                                         const float* mean, const float* rstd, const float* dy,
-                                         float* dx) {
-  const int l = lane_id();
+__global__ void layernorm_backward_warp_kernel(int64_t rows, int cols, int64_t chunk_rows,
+                                               const float* x, const float* gamma,
+                                               const float* mean, const float* rstd,
+                                               const float* dy, float* dx, uint16_t* dx16,
+                                               float* partial) {
+  extern __shared__ float block_sums[];
+  const int l = lane_id(), w = tid() >> 5, warps = nthreads() >> 5;
   const float inv_cols = 1.0f / static_cast<float>(cols);
-  VMOE_WARP_ROW_LOOP(r, rows) {
+  float dgamma[N], dbeta[N];
+#pragma unroll
+  for (int j = 0; j < N; ++j) dgamma[j] = dbeta[j] = 0.0f;
+  const int64_t begin = blockIdx.x * chunk_rows;
+  const int64_t end = min64(begin + chunk_rows, rows);
+  for (int64_t r = begin + w; r < end; r += warps) {
     const float* xr = x + r * cols;
     const float* dyr = dy + r * cols;
     const float mu = mean[r], rs = rstd[r];
@@ -282,8 +297,11 @@ __global__ void layernorm_dx_warp_kernel(int64_t rows, int cols, const float* x,
       const int c = l + 32 * j;
       xhat[j] = g[j] = 0.0f;
       if (c < cols) {
+        const float d = dyr[c];
         xhat[j] = (xr[c] - mu) * rs;
-        g[j] = dyr[c] * gamma[c];
+        g[j] = d * gamma[c];
+        dgamma[j] += d * xhat[j];
+        dbeta[j] += d;
       }
       sum_g += g[j];
       sum_gx += g[j] * xhat[j];
@@ -291,12 +309,28 @@ __global__ void layernorm_dx_warp_kernel(int64_t rows, int cols, const float* x,
     const float mean_g = warp_reduce(sum_g, SumOp{}) * inv_cols;
     const float mean_gx = warp_reduce(sum_gx, SumOp{}) * inv_cols;
     float* dxr = dx + r * cols;
+    uint16_t* dxr16 = dx16 != nullptr ? dx16 + r * cols : nullptr;
 #pragma unroll
     for (int j = 0; j < N; ++j) {
       const int c = l + 32 * j;
-      if (c < cols) dxr[c] += (g[j] - mean_g - xhat[j] * mean_gx) * rs;
+      if (c < cols) store(dxr, dxr16, c, dxr[c] + (g[j] - mean_g - xhat[j] * mean_gx) * rs);
     }
   }
+  for (int v = 0; v < warps; ++v) {  // warp 0's sums, then warp 1's added, ...
+    if (w == v) {
+#pragma unroll
+      for (int j = 0; j < N; ++j) {
+        const int c = l + 32 * j;
+        if (c < cols) {
+          block_sums[c] = v == 0 ? dgamma[j] : block_sums[c] + dgamma[j];
+          block_sums[cols + c] = v == 0 ? dbeta[j] : block_sums[cols + c] + dbeta[j];
+        }
+      }
+    }
+    __syncthreads();
+  }
+  for (int c = tid(); c < 2 * cols; c += nthreads())
+    partial[blockIdx.x * int64_t{2} * cols + c] = block_sums[c];
 }
 
 }  // namespace
@@ -328,24 +362,31 @@ void CudaBackend::add_layernorm_forward(int64_t rows, int cols, float eps, const
   VMOE_CUDA_LAUNCH_CHECK();
 }
 
-// dx += ..., dgamma += sum_r dy xhat, dbeta += sum_r dy.
+// dx += ..., dgamma += sum_r dy xhat, dbeta += sum_r dy; dx16 = bfloat16(dx).
 void CudaBackend::layernorm_backward(int64_t rows, int cols, const float* x, const float* gamma,
                                      const float* mean, const float* rstd, const float* dy,
-                                     float* dx, float* dgamma, float* dbeta) {
+                                     float* dx, uint16_t* dx16, float* dgamma, float* dbeta) {
   if (rows <= 0 || cols <= 0) return;
-  const bool warps = with_row_registers(cols, [&](auto n) {
-    layernorm_dx_warp_kernel<decltype(n)::value>
-        <<<grid_warp_rows(rows), kThreads, 0, stream_>>>(rows, cols, x, gamma, mean, rstd, dy, dx);
-  });
-  if (!warps)
-    layernorm_dx_kernel<<<grid_rows(rows), row_threads(cols), 0, stream_>>>(rows, cols, x, gamma,
-                                                                            mean, rstd, dy, dx);
-  VMOE_CUDA_LAUNCH_CHECK();
-  // dgamma and dbeta as one column sum over 2 * cols columns.
   const ColPlan plan = col_plan(rows);
   auto* partial = static_cast<float*>(scratch(sizeof(float) * plan.chunks * 2 * cols));
+  const LayerNormParamAcc acc{dgamma, dbeta, cols};
+  const bool warps = with_row_registers(cols, [&](auto n) {
+    layernorm_backward_warp_kernel<decltype(n)::value>
+        <<<plan.chunks, kThreads, sizeof(float) * 2 * cols, stream_>>>(
+            rows, cols, plan.chunk_rows, x, gamma, mean, rstd, dy, dx, dx16, partial);
+  });
+  if (warps) {
+    VMOE_CUDA_LAUNCH_CHECK();
+    finish_column_sums(stream_, partial, plan.chunks, int64_t{2} * cols, acc);
+    return;
+  }
+  // Longer rows: a block per row for dx, then dgamma and dbeta as one column
+  // sum over 2 * cols columns.
+  layernorm_dx_kernel<<<grid_rows(rows), row_threads(cols), 0, stream_>>>(rows, cols, x, gamma,
+                                                                          mean, rstd, dy, dx, dx16);
+  VMOE_CUDA_LAUNCH_CHECK();
   column_sums(stream_, partial, plan, rows, int64_t{2} * cols,
-              LayerNormParamGrad{x, dy, mean, rstd, cols}, LayerNormParamAcc{dgamma, dbeta, cols});
+              LayerNormParamGrad{x, dy, mean, rstd, cols}, acc);
 }
 
 // x[r, :] = softmax(scale * x[r, :]) in place.
