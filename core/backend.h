@@ -243,13 +243,18 @@ class Backend {
   }
   // dbias += sum_r dy[r, :]
   virtual void bias_grad(int64_t rows, int cols, const float* dy, float* dbias) = 0;
-  // g = gelu(a + bias[r, :]); a = gelu'(a + bias) (the derivative, computed
-  // with the same exp, is what backward needs); g16 (nullable) = bfloat16(g).
-  // g may be null when g16 is not (bf16_copies_suffice(): only the copy is read).
-  virtual void bias_gelu(int64_t rows, int cols, const float* bias, float* a, float* g,
-                         uint16_t* g16) = 0;
-  void bias_gelu(int64_t rows, int cols, const float* bias, float* a, float* g) {
-    bias_gelu(rows, cols, bias, a, g, nullptr);
+  // g = gelu(a + bias[r, :]); its slope gelu'(a + bias) (computed with the
+  // same exp) is what backward needs: written over a, or with slope16 given
+  // (under bf16) as bfloat16 there, a only read. g16 (nullable) =
+  // bfloat16(g); g may be null when g16 is not (bf16_copies_suffice(): only
+  // the copy is read).
+  void bias_gelu(int64_t rows, int cols, const float* bias, float* a, float* g, uint16_t* g16,
+                 uint16_t* slope16) {
+    expert_bias_gelu(1, rows, cols, bias, a, g, g16, slope16);
+  }
+  void bias_gelu(int64_t rows, int cols, const float* bias, float* a, float* g,
+                 uint16_t* g16 = nullptr) {
+    expert_bias_gelu(1, rows, cols, bias, a, g, g16, nullptr);
   }
   // The same three over the experts' expert-major rows [experts, rows, cols]
   // with their biases [experts, cols]: one call for all local experts, no
@@ -257,16 +262,26 @@ class Backend {
   virtual void expert_add_bias(int experts, int64_t rows, int cols, const float* bias,
                                float* y) = 0;
   virtual void expert_bias_gelu(int experts, int64_t rows, int cols, const float* bias, float* a,
-                                float* g, uint16_t* g16) = 0;
+                                float* g, uint16_t* g16, uint16_t* slope16) = 0;
+  void expert_bias_gelu(int experts, int64_t rows, int cols, const float* bias, float* a, float* g,
+                        uint16_t* g16) {
+    expert_bias_gelu(experts, rows, cols, bias, a, g, g16, nullptr);
+  }
   virtual void expert_bias_grad(int experts, int64_t rows, int cols, const float* dy,
                                 float* dbias) = 0;
-  // da = dg * a over expert-major rows [experts, rows, cols] (experts = 1: a
-  // dense layer), a = bias_gelu's derivative; da16 (nullable) = bfloat16(da);
-  // dbias[e, :] (nullable) += the sums of da over expert e's rows: the
-  // gradient of the bias before the GELU, taken in the same pass over da. da
-  // may be null when da16 is not (bf16_copies_suffice(): only GEMMs read da).
-  virtual void gelu_backward(int experts, int64_t rows, int cols, const float* a, const float* dg,
-                             float* da, uint16_t* da16, float* dbias) = 0;
+  // da = dg * s over expert-major rows [experts, rows, cols] (experts = 1: a
+  // dense layer), s = bias_gelu's slope: slope16 where given, else a; da16
+  // (nullable) = bfloat16(da); dbias[e, :] (nullable) += the sums of da over
+  // expert e's rows: the gradient of the bias before the GELU, taken in the
+  // same pass over da. da may be null when da16 is not
+  // (bf16_copies_suffice(): only GEMMs read da).
+  virtual void gelu_backward(int experts, int64_t rows, int cols, const float* a,
+                             const uint16_t* slope16, const float* dg, float* da, uint16_t* da16,
+                             float* dbias) = 0;
+  void gelu_backward(int experts, int64_t rows, int cols, const float* a, const float* dg,
+                     float* da, uint16_t* da16, float* dbias) {
+    gelu_backward(experts, rows, cols, a, nullptr, dg, da, da16, dbias);
+  }
   // x = tanh(x) in place (the pre-logits layer).
   virtual void tanh_forward(int64_t n, float* x) = 0;
   // dy *= 1 - y^2, y = tanh's output.

@@ -10,24 +10,18 @@ Mlp::Mlp(Backend& be, ParamStore& store, const std::string& name, int dim, int h
     : be_(&be),
       fc1_(store, name + "/fc1", dim, hidden),
       fc2_(store, name + "/fc2", hidden, dim),
-      pre_(be),
-      act_(be),
-      act16_(be) {}
+      gelu_(be) {}
 
 void Mlp::collect_activations(ActivationSet& set) {
-  set.add(pre_, act_);
-  set.add(act16_);
+  gelu_.collect_activations(set);
 }
 
 void Mlp::forward(GemmInput x, int64_t images, int tokens, float* y, const Pass& /*pass*/) {
   PhaseScope timed_("dense_mlp");
   rows_ = images * tokens;
-  pre_.resize({rows_, fc1_.out()});
-  uint16_t* act16 = bf16_copy(act16_, {rows_, fc1_.out()});
-  float* act = gemm_only_values(act_, {rows_, fc1_.out()});  // only GEMMs read it
-  fc1_.matmul(*be_, x, rows_, pre_.data());
-  be_->bias_gelu(rows_, fc1_.out(), fc1_.bias_value(), pre_.data(), act, act16);
-  fc2_.forward(*be_, {act, act16}, rows_, y);
+  fc1_.matmul(*be_, x, rows_, gelu_.pre(1, rows_, fc1_.out()));
+  gelu_.gelu(fc1_.bias_value());
+  fc2_.forward(*be_, gelu_.output(), rows_, y);
 }
 
 void Mlp::backward(GemmInput x, GemmInput dy, float* dx, Workspace& ws) {
@@ -36,11 +30,11 @@ void Mlp::backward(GemmInput x, GemmInput dy, float* dx, Workspace& ws) {
   float* dhidden = ws.get(Scratch::kHiddenGrad, hidden);
   uint16_t* dhidden16 = ws.get_bf16(Scratch::kHiddenGrad, hidden);
   const GemmInput dy_in = ws.shared_input(Scratch::kOutputGrad, dy, {rows_, fc2_.out()});
-  fc2_.backward(*be_, {gemm_only_values(act_), act16_.data()}, dy_in, rows_, dhidden);
+  fc2_.backward(*be_, gelu_.output(), dy_in, rows_, dhidden);
   // fc1's bias gradient in the GELU's backward pass; under bf16 only GEMMs
   // read the hidden gradient after it, so its copy alone is written.
   float* dpre = be_->bf16_copies_suffice() ? nullptr : dhidden;
-  be_->gelu_backward(1, rows_, fc1_.out(), pre_.data(), dhidden, dpre, dhidden16, fc1_.bias_grad());
+  gelu_.backward(dhidden, dpre, dhidden16, fc1_.bias_grad());
   fc1_.matmul_backward(*be_, x, {dpre, dhidden16}, rows_, dx);
 }
 

@@ -2,6 +2,7 @@
 #pragma once
 
 #include "core/feed_forward.h"
+#include "core/gelu_hidden.h"
 #include "core/linear.h"
 #include "core/tensor.h"
 
@@ -20,9 +21,7 @@ class Mlp final : public FeedForward {
   Backend* be_;
   Linear fc1_, fc2_;
   int64_t rows_ = 0;
-  Tensor pre_;  // fc1 output, then GELU's derivative at it + bias  [rows, hidden]
-  Tensor act_;  // GELU output                      [rows, hidden]
-  Bf16Tensor act16_;  // its bf16 copy (fc2's input), under bf16
+  GeluHidden gelu_;  // the hidden layer [rows, hidden]
 };
 
 }  // namespace vmoe

@@ -113,6 +113,10 @@ inline uint16_t* bf16_copy(Bf16Tensor& t, const Shape& shape) {
   t.resize(shape);
   return t.data();
 }
+// That copy as forward kept it, for backward (null under fp32).
+inline const uint16_t* bf16_copy(const Bf16Tensor& t) {
+  return t.backend().precision() == Precision::kBf16 ? t.data() : nullptr;
+}
 
 // The fp32 values of an activation only GEMMs read: t resized to shape, or
 // null where the GEMMs read its bf16 copy alone (Backend::bf16_copies_suffice():

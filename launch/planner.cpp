@@ -131,8 +131,11 @@ Plan plan_run(const TrainerOptions& o, const ClusterShape& cluster) {
   const double attention =
       pad > 0 ? n * D + gemm_only * (3 * np * D + 2 * n * D) : (5 + gemm_only) * n * D;
   double block_common = attention + 4 * n + probs;
-  // the second norm; pre-activation (then GELU's derivative), GELU output
-  double dense_ff = gemm_only * n * D + (1 + gemm_only) * n * M;
+  // The GELU's slope: written over fc1's output (fp32), or kept as bf16 alone
+  // with that output a temporary (bf16).
+  const double slope = p.bf16 ? 0.5 : 1.0;
+  // the second norm; the slope, GELU output
+  double dense_ff = gemm_only * n * D + (slope + gemm_only) * n * M;
   const double moe_ff = n * D + (token ? router_floats(n, E, k) + n * k : b * k);
   const int dense_blocks = m.num_layers - p.moe_layers;
   double outside = b * m.image.height * m.image.width * m.image.channels  // uploaded images
@@ -151,7 +154,8 @@ Plan plan_run(const TrainerOptions& o, const ClusterShape& cluster) {
   block_common += half * (pad > 0 ? 3 * n * D + 3 * np * D + probs : 6 * n * D + probs);
   dense_ff += half * n * M;
   outside += half * (b * Np * patch_len + b * D + b * Pl);
-  const double per_moe_capacity = 2 * R * D + (2 + gemm_only) * R * M + half * (R * D + 2 * R * M);
+  const double per_moe_capacity =
+      2 * R * D + (1 + slope + gemm_only) * R * M + half * (R * D + 2 * R * M);
   const bool exchanges = moe.enabled() && P > 1;
   // fp32: send, back, received and to-return buffers; bf16: send and back,
   // and the two payloads of R*D halves (received data is transposed as bf16).
@@ -165,6 +169,8 @@ Plan plan_run(const TrainerOptions& o, const ClusterShape& cluster) {
   // rows is its copy alone.
   if (pad > 0)
     scratch += np * D * (1 + half) + 3 * np * D + 3 * n * D + np * D - (p.bf16 ? 3 * n * D : 0.0);
+  // bf16: fc1's output, a temporary of each MLP's forward, held in the cache.
+  if (p.bf16) scratch += (dense_blocks > 0 ? n * M : 0.0) + (moe.enabled() ? R * M : 0.0);
   const double S = static_cast<double>(p.params.per_rank);
 
   MemoryBreakdown& a = p.memory;

@@ -17,10 +17,8 @@ ExpertMlps::ExpertMlps(Backend& be, ParamStore& store, const std::string& name, 
       local_(local_experts),
       dim_(dim),
       hidden_(hidden),
-      pre_(be),
-      act_(be),
+      gelu_(be),
       dact_(be),
-      act16_(be),
       dact16_(be),
       in16_(be) {
   auto add = [&](const std::string& n, Shape shape, bool kernel, int64_t fan_in, int64_t fan_out) {
@@ -43,18 +41,15 @@ ExpertMlps::ExpertMlps(Backend& be, ParamStore& store, const std::string& name, 
 void ExpertMlps::forward(GemmInput input, int64_t rows, float* out) {
   const int64_t D = dim_, M = hidden_, R = rows;
   rows_ = rows;
-  pre_.resize({local_ * R, M});
-  uint16_t* act16 = bf16_copy(act16_, {local_ * R, M});
-  float* act = gemm_only_values(act_, {local_ * R, M});  // only GEMMs read it
   // Under bf16 an input without a copy gets one, kept for backward.
   const GemmInput in =
       input.bf16 != nullptr ? input : with_bf16_copy(in16_, input.f32, {local_ * R, D});
   const int r = static_cast<int>(R);
   be_->gemm_batched(Trans::kNo, Trans::kNo, r, hidden_, dim_, 1.0f, in, dim_, store_->weight(w1_),
-                    hidden_, 0.0f, pre_.data(), hidden_, per_expert(local_, R * D, D * M, R * M),
-                    {});
-  be_->expert_bias_gelu(local_, R, hidden_, store_->value(b1_), pre_.data(), act, act16);
-  be_->gemm_batched(Trans::kNo, Trans::kNo, r, dim_, hidden_, 1.0f, {act, act16}, hidden_,
+                    hidden_, 0.0f, gelu_.pre(local_, R, hidden_), hidden_,
+                    per_expert(local_, R * D, D * M, R * M), {});
+  gelu_.gelu(store_->value(b1_));
+  be_->gemm_batched(Trans::kNo, Trans::kNo, r, dim_, hidden_, 1.0f, gelu_.output(), hidden_,
                     store_->weight(w2_), dim_, 0.0f, out, dim_,
                     per_expert(local_, R * M, M * D, R * D), {});
   be_->expert_add_bias(local_, R, dim_, store_->value(b2_), out);
@@ -64,9 +59,10 @@ void ExpertMlps::backward(GemmInput input, GemmInput dout_in, float* din, Worksp
   const float* dout = dout_in.f32;
   const int64_t D = dim_, M = hidden_, R = rows_;
   const int r = static_cast<int>(R);
-  dact_.resize(pre_.shape());
+  const Shape hidden = {local_ * R, M};
+  dact_.resize(hidden);
   float* dact = dact_.data();
-  uint16_t* dact16 = bf16_copy(dact16_, pre_.shape());
+  uint16_t* dact16 = bf16_copy(dact16_, hidden);
   // dout feeds two GEMMs: converted once, unless it came with its copy.
   const GemmInput dy = dout_in.bf16 != nullptr
                            ? dout_in
@@ -75,14 +71,14 @@ void ExpertMlps::backward(GemmInput input, GemmInput dout_in, float* din, Worksp
   const GemmInput in = input.bf16 != nullptr ? input : GemmInput{input.f32, in16_.data()};
   be_->gemm_batched(Trans::kNo, Trans::kYes, r, hidden_, dim_, 1.0f, dy, dim_, store_->weight(w2_),
                     dim_, 0.0f, dact, hidden_, per_expert(local_, R * D, M * D, R * M), {});
-  be_->gemm_batched(Trans::kYes, Trans::kNo, hidden_, dim_, r, 1.0f,
-                    {gemm_only_values(act_), act16_.data()}, hidden_, dy, dim_, 1.0f,
-                    store_->grad(w2_), dim_, per_expert(local_, R * M, R * D, M * D), {});
+  be_->gemm_batched(Trans::kYes, Trans::kNo, hidden_, dim_, r, 1.0f, gelu_.output(), hidden_, dy,
+                    dim_, 1.0f, store_->grad(w2_), dim_, per_expert(local_, R * M, R * D, M * D),
+                    {});
   be_->expert_bias_grad(local_, R, dim_, dout, store_->grad(b2_));
   // fc1's bias gradient in the GELU's backward pass; under bf16 only GEMMs
   // read dpre after it, so its copy alone is written.
   float* dpre = be_->bf16_copies_suffice() ? nullptr : dact;
-  be_->gelu_backward(local_, R, hidden_, pre_.data(), dact, dpre, dact16, store_->grad(b1_));
+  gelu_.backward(dact, dpre, dact16, store_->grad(b1_));
   be_->gemm_batched(Trans::kYes, Trans::kNo, dim_, hidden_, r, 1.0f, in, dim_, {dpre, dact16},
                     hidden_, 1.0f, store_->grad(w1_), hidden_,
                     per_expert(local_, R * D, R * M, D * M), {});

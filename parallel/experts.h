@@ -13,6 +13,7 @@
 #include <string>
 
 #include "core/activation_pool.h"
+#include "core/gelu_hidden.h"
 #include "core/param_store.h"
 #include "core/tensor.h"
 #include "core/workspace.h"
@@ -34,8 +35,9 @@ class ExpertMlps {
   void backward(GemmInput in, GemmInput dout, float* din, Workspace& ws);
   // The hidden activations and their gradient (core/activation_pool.h).
   void collect_activations(ActivationSet& set) {
-    set.add(pre_, act_, dact_);
-    set.add(act16_, dact16_, in16_);
+    gelu_.collect_activations(set);
+    set.add(dact_);
+    set.add(dact16_, in16_);
   }
   double flops_per_row() const { return 4.0 * dim_ * hidden_; }
 
@@ -45,8 +47,9 @@ class ExpertMlps {
   int local_, dim_, hidden_;
   ParamId w1_, b1_, w2_, b2_;
   int64_t rows_ = 0;  // per expert, of the last forward
-  Tensor pre_, act_, dact_;  // fc1 output (then GELU's derivative), GELU output, its gradient
-  Bf16Tensor act16_, dact16_, in16_;  // bf16 copies of GEMM inputs, under bf16
+  GeluHidden gelu_;   // the hidden layer [local experts * rows, hidden]
+  Tensor dact_;       // its gradient
+  Bf16Tensor dact16_, in16_;  // bf16 copies of GEMM inputs, under bf16
 };
 
 }  // namespace vmoe

@@ -131,6 +131,13 @@ TEST_F(CudaOps, OpsWriteExactBf16CopiesOfTheirOutputs) {
     gpu_->bias_gelu(rows, cols, bias.gpu, a.gpu, nullptr, only16.gpu);
     EXPECT_EQ(from_gpu(only16), host_bf16(plain)) << "bias_gelu, bf16 only";
     EXPECT_EQ(from_gpu(a), derivative) << "bias_gelu, bf16 only: the derivative";
+    // The slope as its copy alone: the input only read.
+    gpu_->copy_to_device(a.gpu, start.data(), n * sizeof(float));
+    Both<uint16_t> slope16 = copy_of(n), g_only16 = copy_of(n);
+    gpu_->bias_gelu(rows, cols, bias.gpu, a.gpu, nullptr, g_only16.gpu, slope16.gpu);
+    EXPECT_EQ(from_gpu(g_only16), host_bf16(plain)) << "bias_gelu, slope's copy";
+    EXPECT_EQ(from_gpu(slope16), host_bf16(derivative)) << "bias_gelu: the slope's copy";
+    EXPECT_EQ(from_gpu(a), start) << "bias_gelu with the slope's copy: the input only read";
   }
   {
     Both<float> x = random(n, 95, 3.0f), gamma = random(cols, 96), beta = random(cols, 97);
@@ -233,6 +240,27 @@ TEST_F(CudaOps, GeluBackwardTakesTheBiasGradient) {
     gpu_->gelu_backward(s.experts, s.rows, s.cols, a.gpu, dg.gpu, nullptr, only16.gpu, dbias.gpu);
     EXPECT_EQ(from_gpu(only16), from_gpu(da16)) << "bf16 only " << at;
     EXPECT_EQ(from_gpu(dbias), full_dbias) << "bf16 only: bias gradient " << at;
+    // The slope as its bf16 copy (the MLPs under bf16): the same bits as from
+    // its widened values, on the GPU and against the CPU.
+    const std::vector<uint16_t> slope_host = host_bf16(a.cpu);
+    Both<uint16_t> slope16 = both(slope_host);
+    std::vector<float> widened(n);
+    for (int64_t i = 0; i < n; ++i) widened[i] = from_bf16(slope_host[i]);
+    Both<float> w = both(widened);
+    Both<float> dbias_w = both(start), dbias_s = both(start);
+    Both<uint16_t> from_w = both(std::vector<uint16_t>(n));
+    Both<uint16_t> from_s = both(std::vector<uint16_t>(n));
+    gpu_->gelu_backward(s.experts, s.rows, s.cols, w.gpu, dg.gpu, nullptr, from_w.gpu, dbias_w.gpu);
+    gpu_->gelu_backward(s.experts, s.rows, s.cols, nullptr, slope16.gpu, dg.gpu, nullptr,
+                        from_s.gpu, dbias_s.gpu);
+    EXPECT_EQ(from_gpu(from_s), from_gpu(from_w)) << "from the slope's copy " << at;
+    EXPECT_EQ(from_gpu(dbias_s), from_gpu(dbias_w))
+        << "from the slope's copy: bias gradient " << at;
+    cpu_.gelu_backward(s.experts, s.rows, s.cols, nullptr, slope16.cpu.data(), dg.cpu.data(),
+                       nullptr, from_s.cpu.data(), dbias_s.cpu.data());
+    EXPECT_EQ(from_gpu(from_s), from_s.cpu) << "from the slope's copy, against the CPU " << at;
+    expect_close(("from the slope's copy: bias gradient, against the CPU " + at).c_str(), dbias_s,
+                 1e-12);
   }
 }
 

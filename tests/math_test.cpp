@@ -238,6 +238,7 @@ TEST(CpuBackend, Bf16OnlyOutputsAreTheCopiesOfTheFp32Ones) {
   be.expert_bias_gelu(experts, rows, cols, beta.data(), b.data(), nullptr, got.data());
   EXPECT_EQ(got, want) << "expert_bias_gelu";
   EXPECT_EQ(a, b) << "expert_bias_gelu: the derivative";
+  const std::vector<uint16_t> want_gelu = want;
   // The GELU's backward, with the bias gradient taken in its pass: the same
   // copy, and the bias gradient of the finished fp32 output, bit for bit.
   std::vector<float> da(n), dbias_full(experts * cols, 0.25f), dbias_only(dbias_full);
@@ -250,6 +251,27 @@ TEST(CpuBackend, Bf16OnlyOutputsAreTheCopiesOfTheFp32Ones) {
   EXPECT_EQ(dbias_only, dbias_full) << "gelu_backward: the bias gradient";
   be.expert_bias_grad(experts, rows, cols, da.data(), dbias_after.data());
   EXPECT_EQ(dbias_full, dbias_after) << "gelu_backward: the bias gradient of its output";
+  // The slope kept as bf16 (the MLPs under bf16): the same GELU output, the
+  // slope's copy, the pre-activation left as it was; backward from that copy
+  // = backward from its widened values.
+  std::vector<float> c(x0);
+  std::vector<uint16_t> slope16(n), g16(n);
+  be.expert_bias_gelu(experts, rows, cols, beta.data(), c.data(), nullptr, g16.data(),
+                      slope16.data());
+  EXPECT_EQ(g16, want_gelu) << "expert_bias_gelu with the slope's copy";
+  EXPECT_EQ(c, x0) << "expert_bias_gelu with the slope's copy: the input is only read";
+  std::vector<float> slope(n);
+  for (int64_t i = 0; i < n; ++i) {
+    slope[i] = from_bf16(slope16[i]);
+    EXPECT_EQ(slope16[i], to_bf16(a[i])) << "the slope's copy at " << i;
+  }
+  std::vector<float> dbias_widened(experts * cols, 0.25f), dbias_copy(dbias_widened);
+  be.gelu_backward(experts, rows, cols, slope.data(), res.data(), nullptr, want.data(),
+                   dbias_widened.data());
+  be.gelu_backward(experts, rows, cols, nullptr, slope16.data(), res.data(), nullptr, got.data(),
+                   dbias_copy.data());
+  EXPECT_EQ(got, want) << "gelu_backward from the slope's copy";
+  EXPECT_EQ(dbias_copy, dbias_widened) << "gelu_backward from the slope's copy: the bias gradient";
   // The softmax's backward over padded rows (the attention's): from dp into
   // a separate output, and as its copy alone, the gap zeros included.
   const int srows = 6, scols = 11, ld = 16;

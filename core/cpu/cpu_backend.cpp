@@ -194,18 +194,23 @@ void CpuBackend::bias_grad(int64_t rows, int cols, const float* dy, float* dbias
   cpu_loops::bias_grad(rows, cols, dy, dbias);
 }
 
-void CpuBackend::bias_gelu(int64_t rows, int cols, const float* bias, float* a, float* g,
-                           uint16_t* g16) {
-  expert_bias_gelu(1, rows, cols, bias, a, g, g16);
-}
-
 void CpuBackend::expert_add_bias(int experts, int64_t rows, int cols, const float* bias, float* y) {
   for (int e = 0; e < experts; ++e)
     cpu_loops::add_bias(rows, cols, bias + e * cols, y + e * rows * cols);
 }
 
 void CpuBackend::expert_bias_gelu(int experts, int64_t rows, int cols, const float* bias, float* a,
-                                  float* g, uint16_t* g16) {
+                                  float* g, uint16_t* g16, uint16_t* slope16) {
+  if (slope16 != nullptr) {  // a only read: each row's slope through a buffer into its copy
+    thread_local std::vector<float> slope;
+    slope.resize(static_cast<size_t>(cols));
+    by_rows(experts * rows, cols, g, g16, [&](int64_t r, float* out) {
+      std::copy_n(a + r * cols, cols, slope.data());
+      cpu_loops::bias_gelu(1, cols, bias + r / rows * cols, slope.data(), out);
+      write_bf16(cols, slope.data(), slope16 + r * cols);
+    });
+    return;
+  }
   if (g == nullptr) {
     bf16_rows(experts * rows, cols, g16, [&](int64_t r, float* out) {
       cpu_loops::bias_gelu(1, cols, bias + r / rows * cols, a + r * cols, out);
@@ -228,10 +233,15 @@ void CpuBackend::expert_bias_grad(int experts, int64_t rows, int cols, const flo
 // Row by row: each row of da is added to the bias gradient while in cache,
 // in row order, as bias_grad over the finished da would (the same bits);
 // with da null (bf16 only) each row goes through a buffer.
-void CpuBackend::gelu_backward(int experts, int64_t rows, int cols, const float* a, const float* dg,
-                               float* da, uint16_t* da16, float* dbias) {
+void CpuBackend::gelu_backward(int experts, int64_t rows, int cols, const float* a,
+                               const uint16_t* slope16, const float* dg, float* da, uint16_t* da16,
+                               float* dbias) {
+  thread_local std::vector<float> slope;  // a row of slope16, widened
+  if (slope16 != nullptr) slope.resize(static_cast<size_t>(cols));
   by_rows(experts * rows, cols, da, da16, [&](int64_t r, float* out) {
-    cpu_loops::gelu_backward(cols, a + r * cols, dg + r * cols, out);
+    if (slope16 != nullptr) from_bf16(cols, slope16 + r * cols, slope.data());
+    const float* s = slope16 != nullptr ? slope.data() : a + r * cols;
+    cpu_loops::gelu_backward(cols, s, dg + r * cols, out);
     if (dbias != nullptr) cpu_loops::bias_grad(1, cols, out, dbias + r / rows * cols);
   });
 }

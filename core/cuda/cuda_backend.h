@@ -57,6 +57,8 @@ class CudaBackend final : public Backend {
   // The forms without bf16 copies (Backend's overloads).
   using Backend::add_bias;
   using Backend::bias_gelu;
+  using Backend::expert_bias_gelu;
+  using Backend::gelu_backward;
   using Backend::layernorm_backward;
   using Backend::layernorm_forward;
   using Backend::softmax_backward;
@@ -67,15 +69,13 @@ class CudaBackend final : public Backend {
   void axpy(int64_t n, float alpha, const float* x, float* y) override;
   void add_bias(int64_t rows, int cols, const float* bias, float* y, uint16_t* y16) override;
   void bias_grad(int64_t rows, int cols, const float* dy, float* dbias) override;
-  void bias_gelu(int64_t rows, int cols, const float* bias, float* a, float* g,
-                 uint16_t* g16) override;
   void expert_add_bias(int experts, int64_t rows, int cols, const float* bias, float* y) override;
   void expert_bias_gelu(int experts, int64_t rows, int cols, const float* bias, float* a, float* g,
-                        uint16_t* g16) override;
+                        uint16_t* g16, uint16_t* slope16) override;
   void expert_bias_grad(int experts, int64_t rows, int cols, const float* dy,
                         float* dbias) override;
-  void gelu_backward(int experts, int64_t rows, int cols, const float* a, const float* dg,
-                     float* da, uint16_t* da16, float* dbias) override;
+  void gelu_backward(int experts, int64_t rows, int cols, const float* a, const uint16_t* slope16,
+                     const float* dg, float* da, uint16_t* da16, float* dbias) override;
   void tanh_forward(int64_t n, float* x) override;
   void tanh_backward(int64_t n, const float* y, float* dy) override;
 

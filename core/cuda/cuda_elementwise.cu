@@ -65,12 +65,15 @@ __global__ void add_bias_kernel(int64_t n, int cols, int64_t rows_per_bias, cons
 }
 template <int W>
 __global__ void bias_gelu_kernel(int64_t n, int cols, int64_t rows_per_bias, const float* bias,
-                                 float* a, float* g, uint16_t* g16) {
+                                 float* a, float* g, uint16_t* g16, uint16_t* slope16) {
   VMOE_GRID_LOOP(i, n) {
     const Pack<W> b = bias_pack<W>(bias, i, cols, rows_per_bias);
     Pack<W> v = load<W>(a, i), out;
     for (int l = 0; l < W; ++l) gelu_and_grad(v.v[l] + b.v[l], out.v[l], v.v[l]);
-    store<W>(a, i, v);
+    if (slope16 != nullptr)
+      store_bf16<W>(slope16, i, v);  // a only read
+    else
+      store<W>(a, i, v);
     if (g != nullptr) store<W>(g, i, out);  // null: bf16 only
     store_bf16<W>(g16, i, out);
   }
@@ -83,7 +86,8 @@ __global__ void bias_gelu_kernel(int64_t n, int cols, int64_t rows_per_bias, con
 constexpr int kGeluCols = 64, kGeluLanes = 4;
 template <int W>
 __global__ void gelu_backward_kernel(int64_t rows, int cols, int64_t chunk_rows, const float* a,
-                                     const float* dg, float* da, uint16_t* da16, float* partial) {
+                                     const uint16_t* slope16, const float* dg, float* da,
+                                     uint16_t* da16, float* partial) {
   __shared__ float tile[kGeluLanes][kGeluCols * W];
   const int64_t e = blockIdx.z;
   const int64_t c = (int64_t{blockIdx.x} * kGeluCols + threadIdx.x) * W;
@@ -95,7 +99,7 @@ __global__ void gelu_backward_kernel(int64_t rows, int cols, int64_t chunk_rows,
 #pragma unroll 4
     for (int64_t r = begin + threadIdx.y; r < end; r += kGeluLanes) {
       const int64_t i = ((e * rows + r) * cols + c) / W;
-      const Pack<W> d = load<W>(a, i);
+      const Pack<W> d = slope16 != nullptr ? load_bf16<W>(slope16, i) : load<W>(a, i);
       Pack<W> v = load<W>(dg, i);
       for (int l = 0; l < W; ++l) {
         v.v[l] *= d.v[l];
@@ -160,12 +164,6 @@ void CudaBackend::bias_grad(int64_t rows, int cols, const float* dy, float* dbia
   expert_bias_grad(1, rows, cols, dy, dbias);
 }
 
-// g = gelu(a + bias); a = gelu'(a + bias)
-void CudaBackend::bias_gelu(int64_t rows, int cols, const float* bias, float* a, float* g,
-                            uint16_t* g16) {
-  expert_bias_gelu(1, rows, cols, bias, a, g, g16);
-}
-
 void CudaBackend::expert_add_bias(int experts, int64_t rows, int cols, const float* bias,
                                   float* y) {
   add_bias_per_expert(experts, rows, cols, bias, y, nullptr);
@@ -180,12 +178,13 @@ void CudaBackend::add_bias_per_expert(int experts, int64_t rows, int cols, const
   VMOE_CUDA_LAUNCH_CHECK();
 }
 
+// g = gelu(a + bias); the slope gelu'(a + bias) over a or into slope16.
 void CudaBackend::expert_bias_gelu(int experts, int64_t rows, int cols, const float* bias, float* a,
-                                   float* g, uint16_t* g16) {
+                                   float* g, uint16_t* g16, uint16_t* slope16) {
   const int64_t n = experts * rows * cols;
   if (n <= 0) return;
-  const int width = cols % 4 == 0 ? pack_width(n, {bias, a, g}, {g16}) : 1;
-  VMOE_LAUNCH_PACKED(bias_gelu_kernel, width, n, cols, rows, bias, a, g, g16);
+  const int width = cols % 4 == 0 ? pack_width(n, {bias, a, g}, {g16, slope16}) : 1;
+  VMOE_LAUNCH_PACKED(bias_gelu_kernel, width, n, cols, rows, bias, a, g, g16, slope16);
   VMOE_CUDA_LAUNCH_CHECK();
 }
 
@@ -200,30 +199,31 @@ void CudaBackend::expert_bias_grad(int experts, int64_t rows, int cols, const fl
   column_sums(stream_, partial, plan, rows, columns, ExpertRowsOf{dy, rows, cols}, AddTo{dbias});
 }
 
-// da = dg * a, a = bias_gelu's derivative (overwrite), and dbias += its
+// da = dg * s, s = bias_gelu's slope (slope16, else a), and dbias += its
 // column sums per expert: pass 1 of the column sums is fused into the
 // element-wise sweep, so da is read once (and, under bf16, written only as
 // its bf16 copy); pass 2 is finish_column_sums.
 void CudaBackend::gelu_backward(int experts, int64_t rows, int cols, const float* a,
-                                const float* dg, float* da, uint16_t* da16, float* dbias) {
+                                const uint16_t* slope16, const float* dg, float* da, uint16_t* da16,
+                                float* dbias) {
   if (experts <= 0 || rows <= 0 || cols <= 0) return;
   const ColPlan plan = col_plan(rows);
   const int64_t columns = int64_t{experts} * cols;
   auto* partial = dbias != nullptr
                       ? static_cast<float*>(scratch(sizeof(float) * plan.chunks * columns))
                       : nullptr;
-  const int width = cols % 4 == 0 ? pack_width(columns * rows, {a, dg, da}, {da16}) : 1;
+  const int width = cols % 4 == 0 ? pack_width(columns * rows, {a, dg, da}, {da16, slope16}) : 1;
   const dim3 block(kGeluCols, kGeluLanes);
   const auto grid = [&](int w) {
     return dim3(static_cast<unsigned>((cols + kGeluCols * w - 1) / (kGeluCols * w)),
                 static_cast<unsigned>(plan.chunks), static_cast<unsigned>(experts));
   };
   if (width == 4) {
-    gelu_backward_kernel<4>
-        <<<grid(4), block, 0, stream_>>>(rows, cols, plan.chunk_rows, a, dg, da, da16, partial);
+    gelu_backward_kernel<4><<<grid(4), block, 0, stream_>>>(rows, cols, plan.chunk_rows, a, slope16,
+                                                            dg, da, da16, partial);
   } else {
-    gelu_backward_kernel<1>
-        <<<grid(1), block, 0, stream_>>>(rows, cols, plan.chunk_rows, a, dg, da, da16, partial);
+    gelu_backward_kernel<1><<<grid(1), block, 0, stream_>>>(rows, cols, plan.chunk_rows, a, slope16,
+                                                            dg, da, da16, partial);
   }
   VMOE_CUDA_LAUNCH_CHECK();
   if (dbias != nullptr) finish_column_sums(stream_, partial, plan.chunks, columns, AddTo{dbias});

@@ -1,0 +1,48 @@
+// The hidden layer of an MLP (dense or the experts'), as forward keeps it for
+// backward: fc1's output through bias + GELU, over [experts, rows, hidden]
+// (experts = 1 for a dense MLP).
+//  * fp32: fc1's output, overwritten by the GELU's slope, and the GELU output.
+//  * bf16: the slope as bf16 (backward multiplies it into a bf16 gradient),
+//    fc1's output a temporary of forward, and the GELU output's copy (with
+//    its fp32 values too unless Backend::bf16_copies_suffice()).
+#pragma once
+
+#include <cstdint>
+#include <optional>
+
+#include "core/activation_pool.h"
+#include "core/backend.h"
+#include "core/tensor.h"
+
+namespace vmoe {
+
+class GeluHidden {
+ public:
+  explicit GeluHidden(Backend& be);
+
+  // Storage for fc1's output [experts * rows, cols] (rows per expert), to be
+  // written by fc1's GEMM before gelu().
+  float* pre(int experts, int64_t rows, int cols);
+  // The GELU over that output plus bias [experts, cols]; a temporary
+  // pre-activation is released.
+  void gelu(const float* bias);
+  // The GELU output as fc2's input, forward and backward.
+  GemmInput output() const { return {gemm_only_values(act_), bf16_copy(act16_)}; }
+  // da = dL/d(fc1 output) from dg = dL/d(GELU output), and fc1's bias
+  // gradient (Backend::gelu_backward; da may be null under bf16).
+  void backward(const float* dg, float* da, uint16_t* da16, float* dbias);
+  void collect_activations(ActivationSet& set) {
+    set.add(pre_, act_);
+    set.add(act16_, slope16_);
+  }
+
+ private:
+  Backend* be_;
+  int experts_ = 1, cols_ = 0;
+  int64_t rows_ = 0;
+  Tensor pre_, act_;
+  Bf16Tensor act16_, slope16_;
+  std::optional<Tensor> temporary_;  // bf16: fc1's output until gelu()
+};
+
+}  // namespace vmoe
