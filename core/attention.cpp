@@ -1,6 +1,7 @@
 #include "core/attention.h"
 
 #include <cmath>
+#include <optional>
 
 #include "core/activation_pool.h"
 #include "core/check.h"
@@ -41,22 +42,23 @@ void SelfAttention::forward(GemmInput x, int64_t images, int tokens, float* y) {
   const int ld = scores_ld(tokens);
   const int64_t Tl = T * ld;  // one head's scores
   qkv_act_.resize({rows, 3 * D});
-  probs_.resize({images, H, T, ld});
   context_.resize({rows, D});
   uint16_t* qkv16 = bf16_copy(qkv16_, {rows, 3 * D});
-  uint16_t* probs16 = bf16_copy(probs16_, {images, H, T, ld});
+  std::optional<Tensor> scores_only;
+  const Probabilities p = probabilities({images, H, T, ld}, scores_only);
   qkv_.forward(*be_, x, rows, qkv_act_.data(), qkv16);
   const GemmInput q(qkv_act_.data(), qkv16);
   const GemmInput k = q.offset(D);
   const GemmInput v = q.offset(2 * D);
   // scores[b, h] = Q_bh K_bh^T
   be_->gemm_batched(Trans::kNo, Trans::kYes, tokens, tokens, head_dim_, 1.0f, q, 3 * dim_, k,
-                    3 * dim_, 0.0f, probs_.data(), ld, {images, T * 3 * D, T * 3 * D, H * Tl},
+                    3 * dim_, 0.0f, p.scores, ld, {images, T * 3 * D, T * 3 * D, H * Tl},
                     {H, hd, hd, Tl});
-  be_->softmax_forward(images * H * T, tokens, ld, score_scale(), probs_.data(), probs16);
+  be_->softmax_forward(images * H * T, tokens, ld, score_scale(), p.scores, p.probs, p.probs16);
+  scores_only.reset();  // back to the cache
   // context[b, :, h] = P_bh V_bh
-  be_->gemm_batched(Trans::kNo, Trans::kNo, tokens, head_dim_, tokens, 1.0f,
-                    {probs_.data(), probs16}, ld, v, 3 * dim_, 0.0f, context_.data(), dim_,
+  be_->gemm_batched(Trans::kNo, Trans::kNo, tokens, head_dim_, tokens, 1.0f, {p.probs, p.probs16},
+                    ld, v, 3 * dim_, 0.0f, context_.data(), dim_,
                     {images, H * Tl, T * 3 * D, T * D}, {H, Tl, hd, hd});
   // A GEMM's output: converted once, for out's forward and its weight gradient.
   out_.forward(*be_, with_bf16_copy(context16_, context_.data(), {rows, D}), rows, y);
@@ -80,7 +82,7 @@ void SelfAttention::backward(GemmInput x, GemmInput dy, float* dx, Workspace& ws
   const GemmInput q(qkv_act_.data(), qkv16_.data());
   const GemmInput k = q.offset(D);
   const GemmInput v = q.offset(2 * D);
-  const GemmInput p(probs_.data(), probs16_.data());
+  const GemmInput p(gemm_only_values(probs_), probs16_.data());
   // dP_bh = dC_bh V_bh^T
   be_->gemm_batched(Trans::kNo, Trans::kYes, tokens, tokens, head_dim_, 1.0f, dc, dim_, v, 3 * dim_,
                     0.0f, dprobs, ld, {images_, T * D, T * 3 * D, H * Tl}, {H, hd, hd, Tl});
@@ -89,8 +91,8 @@ void SelfAttention::backward(GemmInput x, GemmInput dy, float* dx, Workspace& ws
                     dqkv + 2 * D, 3 * dim_, {images_, H * Tl, T * D, T * 3 * D}, {H, Tl, hd, hd});
   // Under bf16 only GEMMs read the score gradient: its copy alone is written.
   float* dscores = be_->bf16_copies_suffice() ? nullptr : dprobs;
-  be_->softmax_backward(images_ * H * T, tokens, ld, score_scale(), probs_.data(), dprobs, dscores,
-                        dprobs16);
+  be_->softmax_backward(images_ * H * T, tokens, ld, score_scale(), p.f32, bf16_copy(probs16_),
+                        dprobs, dscores, dprobs16);
   const GemmInput ds(dscores, dprobs16);
   // dQ_bh = dS_bh K_bh ; dK_bh = dS_bh^T Q_bh
   be_->gemm_batched(Trans::kNo, Trans::kNo, tokens, head_dim_, tokens, 1.0f, ds, ld, k, 3 * dim_,
@@ -106,6 +108,15 @@ void SelfAttention::backward(GemmInput x, GemmInput dy, float* dx, Workspace& ws
 // product over Tp equals the one over T: padded score columns are 0 (softmax
 // keeps them 0), padded query rows give rows the unpacking drops, and their
 // gradient rows are 0.
+
+SelfAttention::Probabilities SelfAttention::probabilities(const Shape& shape,
+                                                          std::optional<Tensor>& scores_only) {
+  Probabilities p;
+  p.probs16 = bf16_copy(probs16_, shape);
+  p.probs = gemm_only_values(probs_, shape);
+  p.scores = p.probs != nullptr ? p.probs : scores_only.emplace(*be_, shape).data();
+  return p;
+}
 
 int SelfAttention::padded_tokens() const {
   const int n = be_->attention_pad_to();
@@ -128,16 +139,17 @@ void SelfAttention::forward_head_major(GemmInput x, float* y) {
   const GemmInput q(gemm_only_values(qkv_act_), qkv16_.data());
   const GemmInput k = q.offset(slab), v = q.offset(2 * slab);
   const int tp = static_cast<int>(Tp);
-  probs_.resize({images, H, Tp, Tp});
-  uint16_t* probs16 = bf16_copy(probs16_, {images, H, Tp, Tp});
+  std::optional<Tensor> scores_only;
+  const Probabilities p = probabilities({images, H, Tp, Tp}, scores_only);
   const BatchLevel one{1, 0, 0, 0};
   // scores[bh] = Q_bh K_bh^T: one launch over all images and heads.
   be_->gemm_batched(Trans::kNo, Trans::kYes, tp, tp, head_dim_, 1.0f, q, head_dim_, k, head_dim_,
-                    0.0f, probs_.data(), tp, {images * H, mat, mat, Tp * Tp}, one);
-  be_->softmax_forward(images * H * Tp, tokens_, tp, scale, probs_.data(), probs16);
+                    0.0f, p.scores, tp, {images * H, mat, mat, Tp * Tp}, one);
+  be_->softmax_forward(images * H * Tp, tokens_, tp, scale, p.scores, p.probs, p.probs16);
+  scores_only.reset();  // back to the cache
   Tensor heads_context(*be_, {images, H, Tp, hd});
-  be_->gemm_batched(Trans::kNo, Trans::kNo, tp, head_dim_, tp, 1.0f, {probs_.data(), probs16}, tp,
-                    v, head_dim_, 0.0f, heads_context.data(), head_dim_,
+  be_->gemm_batched(Trans::kNo, Trans::kNo, tp, head_dim_, tp, 1.0f, {p.probs, p.probs16}, tp, v,
+                    head_dim_, 0.0f, heads_context.data(), head_dim_,
                     {images * H, Tp * Tp, mat, mat}, one);
   // Only GEMMs read the context (out's forward and weight gradient).
   float* context = gemm_only_values(context_, {rows, D});
@@ -164,7 +176,7 @@ void SelfAttention::backward_head_major(GemmInput x, GemmInput dy, float* dx, Wo
   const GemmInput dc(dheads_context, dheads_context16);
   const GemmInput q(gemm_only_values(qkv_act_), qkv16_.data());
   const GemmInput k = q.offset(slab), v = q.offset(2 * slab);
-  const GemmInput p(probs_.data(), probs16_.data());
+  const GemmInput p(gemm_only_values(probs_), probs16_.data());
   float* dprobs = ws.get(Scratch::kScoresGrad, {images, H, Tp, Tp});
   uint16_t* dprobs16 = ws.get_bf16(Scratch::kScoresGrad, {images, H, Tp, Tp});
   float* dheads = ws.get(Scratch::kHeadsGrad, {3, images, H, Tp, hd});
@@ -174,8 +186,8 @@ void SelfAttention::backward_head_major(GemmInput x, GemmInput dy, float* dx, Wo
   be_->gemm_batched(Trans::kYes, Trans::kNo, tp, head_dim_, tp, 1.0f, p, tp, dc, head_dim_, 0.0f,
                     dheads + 2 * slab, head_dim_, {images * H, Tp * Tp, mat, mat}, one);
   float* dscores = be_->bf16_copies_suffice() ? nullptr : dprobs;  // as in backward()
-  be_->softmax_backward(images * H * Tp, tokens_, tp, scale, probs_.data(), dprobs, dscores,
-                        dprobs16);
+  be_->softmax_backward(images * H * Tp, tokens_, tp, scale, p.f32, bf16_copy(probs16_), dprobs,
+                        dscores, dprobs16);
   const GemmInput ds(dscores, dprobs16);
   // dQ_bh = dS_bh K_bh ; dK_bh = dS_bh^T Q_bh
   be_->gemm_batched(Trans::kNo, Trans::kNo, tp, head_dim_, tp, 1.0f, ds, tp, k, head_dim_, 0.0f,

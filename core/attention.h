@@ -16,6 +16,7 @@
 #pragma once
 
 #include <cmath>
+#include <optional>
 #include <string>
 
 #include "core/linear.h"
@@ -55,6 +56,16 @@ class SelfAttention {
   // Backend::attention_pad_to() > 0: heads packed head-major, tokens padded.
   int padded_tokens() const;
   void forward_head_major(GemmInput x, float* y);
+  // Where forward's scores go and its probabilities [shape] are kept: under
+  // bf16 the probabilities as their copy alone (GEMMs read it, and the
+  // softmax's backward reads it widened), the scores in scores_only, a
+  // temporary; otherwise the softmax runs in place in probs_.
+  struct Probabilities {
+    float* scores;
+    float* probs;  // null: the copy alone
+    uint16_t* probs16;
+  };
+  Probabilities probabilities(const Shape& shape, std::optional<Tensor>& scores_only);
   void backward_head_major(GemmInput x, GemmInput dy, float* dx, Workspace& ws);
 
   Backend* be_;
@@ -63,7 +74,7 @@ class SelfAttention {
   int64_t images_ = 0;
   int tokens_ = 0;
   Tensor qkv_act_;  // [B*T, 3D]; head-major: [3, B, H, Tp, hd] (not under bf16)
-  Tensor probs_;    // [B, H, T, scores_ld(T)]; head-major: [B, H, Tp, Tp]
+  Tensor probs_;    // [B, H, T, scores_ld(T)]; head-major: [B, H, Tp, Tp] (not under bf16)
   Tensor context_;  // [B*T, D], heads side by side
   Bf16Tensor qkv16_, probs16_, context16_;  // bf16 copies, under bf16
 };

@@ -312,20 +312,29 @@ class Backend {
                           float* dgamma, float* dbeta) {
     layernorm_backward(rows, cols, x, gamma, mean, rstd, dy, dx, nullptr, dgamma, dbeta);
   }
-  // x[r, :cols] = softmax(scale * x[r, :cols]) in place, rows ld apart (ld >=
-  // cols; the columns between are not read and are set to 0); x16
-  // (nullable, same layout) = bfloat16(x).
-  virtual void softmax_forward(int64_t rows, int cols, int ld, float scale, float* x,
-                               uint16_t* x16) = 0;
+  // p[r, :cols] = softmax(scale * x[r, :cols]), rows ld apart (ld >= cols;
+  // x's columns between are not read, p's are set to 0); p16 (nullable, same
+  // layout) = bfloat16(p). p may be x (in place), or null when p16 is not
+  // (x then only read: the attention's probabilities under bf16).
+  virtual void softmax_forward(int64_t rows, int cols, int ld, float scale, float* x, float* p,
+                               uint16_t* p16) = 0;
+  void softmax_forward(int64_t rows, int cols, int ld, float scale, float* x, uint16_t* x16) {
+    softmax_forward(rows, cols, ld, scale, x, x, x16);
+  }
   void softmax_forward(int64_t rows, int cols, float scale, float* x, uint16_t* x16 = nullptr) {
-    softmax_forward(rows, cols, cols, scale, x, x16);
+    softmax_forward(rows, cols, cols, scale, x, x, x16);
   }
   // d = scale * p * (dp - <p, dp>): dL/dlogits from dp = dL/dp, rows ld apart
   // as in softmax_forward (the gap set to 0); d may be dp (in place), or null
   // when d16 is not (bf16_copies_suffice(): only GEMMs read d); d16
-  // (nullable) = bfloat16(d).
+  // (nullable) = bfloat16(d). p is read from p16 where that is given (the
+  // probabilities kept as bf16 alone under bf16), else from p.
   virtual void softmax_backward(int64_t rows, int cols, int ld, float scale, const float* p,
-                                const float* dp, float* d, uint16_t* d16) = 0;
+                                const uint16_t* p16, const float* dp, float* d, uint16_t* d16) = 0;
+  void softmax_backward(int64_t rows, int cols, int ld, float scale, const float* p,
+                        const float* dp, float* d, uint16_t* d16) {
+    softmax_backward(rows, cols, ld, scale, p, nullptr, dp, d, d16);
+  }
   // In place, rows packed.
   void softmax_backward(int64_t rows, int cols, float scale, const float* p, float* d,
                         uint16_t* d16 = nullptr) {

@@ -130,7 +130,8 @@ Plan plan_run(const TrainerOptions& o, const ClusterShape& cluster) {
   // (+ the block input, in resid); head-major: q|k|v over the padded tokens
   const double attention =
       pad > 0 ? n * D + gemm_only * (3 * np * D + 2 * n * D) : (5 + gemm_only) * n * D;
-  double block_common = attention + 4 * n + probs;
+  // the probabilities (under bf16 their copy alone, counted below)
+  double block_common = attention + 4 * n + gemm_only * probs;
   // The GELU's slope: written over fc1's output (fp32), or kept as bf16 alone
   // with that output a temporary (bf16).
   const double slope = p.bf16 ? 0.5 : 1.0;
@@ -169,8 +170,9 @@ Plan plan_run(const TrainerOptions& o, const ClusterShape& cluster) {
   // rows is its copy alone.
   if (pad > 0)
     scratch += np * D * (1 + half) + 3 * np * D + 3 * n * D + np * D - (p.bf16 ? 3 * n * D : 0.0);
-  // bf16: fc1's output, a temporary of each MLP's forward, held in the cache.
-  if (p.bf16) scratch += (dense_blocks > 0 ? n * M : 0.0) + (moe.enabled() ? R * M : 0.0);
+  // bf16: fc1's output and the attention's scores, temporaries of forward
+  // held in the cache.
+  if (p.bf16) scratch += (dense_blocks > 0 ? n * M : 0.0) + (moe.enabled() ? R * M : 0.0) + probs;
   const double S = static_cast<double>(p.params.per_rank);
 
   MemoryBreakdown& a = p.memory;

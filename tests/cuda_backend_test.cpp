@@ -198,9 +198,25 @@ TEST_F(CudaOps, Softmax) {
     for (const int ld : {cols, scores_ld(cols) + 8}) {
       SCOPED_TRACE("cols " + std::to_string(cols) + ", ld " + std::to_string(ld));
       Both<float> p = random(rows * ld, 25, 4.0f);
+      const std::vector<float> scores = p.cpu;
       cpu_.softmax_forward(rows, cols, ld, 0.4f, p.cpu.data(), nullptr);
       gpu_->softmax_forward(rows, cols, ld, 0.4f, p.gpu, nullptr);
       expect_close("softmax", p);
+      // The probabilities as their copy alone (the attention's under bf16):
+      // the scores only read, the copy that of the in-place result.
+      Both<float> s = both(scores);
+      Both<uint16_t> p16 = both(std::vector<uint16_t>(rows * ld, 1));
+      gpu_->softmax_forward(rows, cols, ld, 0.4f, s.gpu, nullptr, p16.gpu);
+      EXPECT_EQ(from_gpu(s), scores) << "softmax, bf16 only: the scores only read";
+      EXPECT_EQ(from_gpu(p16), host_bf16(from_gpu(p))) << "softmax, bf16 only";
+      // The backward from that copy, against the CPU's.
+      Both<float> dp = random(rows * ld, 29), from_copy = random(rows * ld, 30);
+      p16.cpu = from_gpu(p16);
+      cpu_.softmax_backward(rows, cols, ld, 0.4f, nullptr, p16.cpu.data(), dp.cpu.data(),
+                            from_copy.cpu.data(), nullptr);
+      gpu_->softmax_backward(rows, cols, ld, 0.4f, nullptr, p16.gpu, dp.gpu, from_copy.gpu,
+                             nullptr);
+      expect_close("softmax_backward from the probabilities' copy", from_copy);
       Both<float> d = random(rows * ld, 26);
       cpu_.softmax_backward(rows, cols, ld, 0.4f, p.cpu.data(), d.cpu.data(), d.cpu.data(),
                             nullptr);

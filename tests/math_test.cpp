@@ -277,7 +277,33 @@ TEST(CpuBackend, Bf16OnlyOutputsAreTheCopiesOfTheFp32Ones) {
   const int srows = 6, scols = 11, ld = 16;
   std::vector<float> p(x0.begin(), x0.begin() + srows * ld),
       dp(res.begin(), res.begin() + srows * ld);
-  be.softmax_forward(srows, scols, ld, 0.5f, p.data(), nullptr);
+  // The probabilities as their copy alone (the attention's under bf16): the
+  // scores only read, the copy that of the in-place result, gaps included.
+  const std::vector<float> scores = p;
+  std::vector<uint16_t> p_want(srows * ld), p_got(srows * ld, 1);
+  be.softmax_forward(srows, scols, ld, 0.5f, p.data(), p_want.data());
+  std::vector<float> scores_read = scores;
+  be.softmax_forward(srows, scols, ld, 0.5f, scores_read.data(), nullptr, p_got.data());
+  EXPECT_EQ(p_got, p_want) << "softmax_forward, bf16 only";
+  EXPECT_EQ(scores_read, scores) << "softmax_forward, bf16 only: the scores only read";
+  std::vector<float> copy_into(srows * ld);
+  std::copy(scores.begin(), scores.end(), copy_into.begin());
+  be.softmax_forward(srows, scols, ld, 0.5f, scores_read.data(), copy_into.data(), nullptr);
+  EXPECT_EQ(copy_into, p) << "softmax_forward into another buffer";
+  // The backward from that copy = from its widened values.
+  std::vector<float> p_widened(srows * ld);
+  for (int i = 0; i < srows * ld; ++i) p_widened[i] = from_bf16(p_got[i]);
+  std::vector<uint16_t> from_widened(srows * ld), from_copy(srows * ld, 1);
+  std::vector<float> d_widened(srows * ld), d_copy(srows * ld);
+  be.softmax_backward(srows, scols, ld, 0.5f, p_widened.data(), dp.data(), d_widened.data(),
+                      from_widened.data());
+  be.softmax_backward(srows, scols, ld, 0.5f, nullptr, p_got.data(), dp.data(), d_copy.data(),
+                      from_copy.data());
+  EXPECT_EQ(d_copy, d_widened) << "softmax_backward from the probabilities' copy";
+  EXPECT_EQ(from_copy, from_widened) << "softmax_backward from the probabilities' copy: its copy";
+  be.softmax_backward(srows, scols, ld, 0.5f, nullptr, p_got.data(), dp.data(), nullptr,
+                      from_copy.data());
+  EXPECT_EQ(from_copy, from_widened) << "softmax_backward from the probabilities' copy, bf16 only";
   std::vector<float> d_in_place(dp), d_out(srows * ld);
   std::vector<uint16_t> s_want(srows * ld), s_got(srows * ld, 1);
   be.softmax_backward(srows, scols, ld, 0.5f, p.data(), d_in_place.data(), d_in_place.data(),

@@ -289,24 +289,37 @@ void CpuBackend::layernorm_backward(int64_t rows, int cols, const float* x, cons
   write_bf16(rows * cols, dx, dx16);
 }
 
-void CpuBackend::softmax_forward(int64_t rows, int cols, int ld, float scale, float* x,
-                                 uint16_t* x16) {
-  cpu_loops::softmax_forward(rows, cols, ld, scale, x);
-  write_bf16(rows * ld, x, x16);  // the gaps are zeros
+void CpuBackend::softmax_forward(int64_t rows, int cols, int ld, float scale, float* x, float* p,
+                                 uint16_t* p16) {
+  if (p == x) {
+    cpu_loops::softmax_forward(rows, cols, ld, scale, x);
+    write_bf16(rows * ld, x, p16);  // the gaps are zeros
+    return;
+  }
+  by_rows(rows, ld, p, p16, [&](int64_t r, float* out) {
+    std::copy(x + r * ld, x + r * ld + cols, out);
+    cpu_loops::softmax_forward(1, cols, ld, scale, out);
+  });
 }
 
 void CpuBackend::softmax_backward(int64_t rows, int cols, int ld, float scale, const float* p,
-                                  const float* dp, float* d, uint16_t* d16) {
-  if (d == nullptr) {  // the bf16 copy alone, row by row through a buffer
-    bf16_rows(rows, ld, d16, [&](int64_t r, float* out) {
-      std::copy(dp + r * ld, dp + r * ld + cols, out);
-      cpu_loops::softmax_backward(1, cols, ld, scale, p + r * ld, out);
-    });
+                                  const uint16_t* p16, const float* dp, float* d, uint16_t* d16) {
+  if (d != nullptr && p16 == nullptr) {
+    if (d != dp) std::copy(dp, dp + rows * ld, d);
+    cpu_loops::softmax_backward(rows, cols, ld, scale, p, d);
+    write_bf16(rows * ld, d, d16);
     return;
   }
-  if (d != dp) std::copy(dp, dp + rows * ld, d);
-  cpu_loops::softmax_backward(rows, cols, ld, scale, p, d);
-  write_bf16(rows * ld, d, d16);
+  // Row by row: d's row (or, d null, a buffer) gets dp's, and p's row is
+  // widened from p16 where that is given.
+  thread_local std::vector<float> widened;
+  if (p16 != nullptr) widened.resize(static_cast<size_t>(ld));
+  by_rows(rows, ld, d, d16, [&](int64_t r, float* out) {
+    if (out != dp + r * ld) std::copy(dp + r * ld, dp + r * ld + cols, out);
+    if (p16 != nullptr) from_bf16(ld, p16 + r * ld, widened.data());
+    const float* pr = p16 != nullptr ? widened.data() : p + r * ld;
+    cpu_loops::softmax_backward(1, cols, ld, scale, pr, out);
+  });
 }
 
 // ---- ViT embedding and pooling ------------------------------------------------------

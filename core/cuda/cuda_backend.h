@@ -88,10 +88,10 @@ class CudaBackend final : public Backend {
   void layernorm_backward(int64_t rows, int cols, const float* x, const float* gamma,
                           const float* mean, const float* rstd, const float* dy, float* dx,
                           uint16_t* dx16, float* dgamma, float* dbeta) override;
-  void softmax_forward(int64_t rows, int cols, int ld, float scale, float* x,
-                       uint16_t* x16) override;
+  void softmax_forward(int64_t rows, int cols, int ld, float scale, float* x, float* p,
+                       uint16_t* p16) override;
   void softmax_backward(int64_t rows, int cols, int ld, float scale, const float* p,
-                        const float* dp, float* d, uint16_t* d16) override;
+                        const uint16_t* p16, const float* dp, float* d, uint16_t* d16) override;
 
   void patchify(int64_t batch, int height, int width, int channels, int patch,
                 const float* images, float* patches) override;

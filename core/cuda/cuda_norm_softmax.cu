@@ -105,42 +105,49 @@ struct LayerNormParamAcc {
   }
 };
 
-// Rows longer than a warp's registers hold: one block per row, three passes.
-__global__ void softmax_forward_kernel(int64_t rows, int cols, int ld, float scale, float* x,
-                                       uint16_t* x16) {
+// Rows longer than a warp's registers hold: one block per row, three passes
+// (the exponentials computed again in the last: p may be x, or null). Each
+// thread reads and writes only its own columns.
+__global__ void softmax_forward_kernel(int64_t rows, int cols, int ld, float scale, const float* x,
+                                       float* p, uint16_t* p16) {
   __shared__ float red[32];
   VMOE_ROW_LOOP(r, rows) {
-    float* xr = x + r * ld;
+    const float* xr = x + r * ld;
     float mx = -INFINITY;
     for (int c = tid(); c < cols; c += nthreads()) mx = MaxOp{}(mx, xr[c]);
     mx = block_reduce(mx, MaxOp{}, red);
     float sum = 0.0f;
-    for (int c = tid(); c < cols; c += nthreads()) {
-      const float e = exp_fast(scale * (xr[c] - mx));
-      xr[c] = e;
-      sum += e;
-    }
+    for (int c = tid(); c < cols; c += nthreads()) sum += exp_fast(scale * (xr[c] - mx));
     const float inv = 1.0f / block_reduce(sum, SumOp{}, red);
-    uint16_t* xr16 = x16 != nullptr ? x16 + r * ld : nullptr;
-    for (int c = tid(); c < cols; c += nthreads()) store(xr, xr16, c, xr[c] * inv);
-    for (int c = cols + tid(); c < ld; c += nthreads()) store(xr, xr16, c, 0.0f);
+    float* pr = p != nullptr ? p + r * ld : nullptr;
+    uint16_t* pr16 = p16 != nullptr ? p16 + r * ld : nullptr;
+    for (int c = tid(); c < cols; c += nthreads())
+      store(pr, pr16, c, exp_fast(scale * (xr[c] - mx)) * inv);
+    for (int c = cols + tid(); c < ld; c += nthreads()) store(pr, pr16, c, 0.0f);
   }
+}
+
+// Element c of a probability row: from its bf16 copy where one is given.
+__device__ __forceinline__ float prob(const float* pr, const uint16_t* pr16, int c) {
+  return pr16 != nullptr ? from_bf16(pr16[c]) : pr[c];
 }
 
 // d may be dp (each thread reads its elements before writing them) or null.
 __global__ void softmax_backward_kernel(int64_t rows, int cols, int ld, float scale, const float* p,
-                                        const float* dp, float* d, uint16_t* d16) {
+                                        const uint16_t* p16, const float* dp, float* d,
+                                        uint16_t* d16) {
   __shared__ float red[32];
   VMOE_ROW_LOOP(r, rows) {
-    const float* pr = p + r * ld;
+    const float* pr = p != nullptr ? p + r * ld : nullptr;
+    const uint16_t* pr16 = p16 != nullptr ? p16 + r * ld : nullptr;
     const float* dpr = dp + r * ld;
     float* dr = d != nullptr ? d + r * ld : nullptr;
     float dot = 0.0f;
-    for (int c = tid(); c < cols; c += nthreads()) dot += pr[c] * dpr[c];
+    for (int c = tid(); c < cols; c += nthreads()) dot += prob(pr, pr16, c) * dpr[c];
     dot = block_reduce(dot, SumOp{}, red);
     uint16_t* dr16 = d16 != nullptr ? d16 + r * ld : nullptr;
     for (int c = tid(); c < cols; c += nthreads())
-      store(dr, dr16, c, scale * pr[c] * (dpr[c] - dot));
+      store(dr, dr16, c, scale * prob(pr, pr16, c) * (dpr[c] - dot));
     for (int c = cols + tid(); c < ld; c += nthreads()) store(dr, dr16, c, 0.0f);
   }
 }
@@ -148,11 +155,11 @@ __global__ void softmax_backward_kernel(int64_t rows, int cols, int ld, float sc
 // Rows of up to 32 * N: one warp per row, read once and written once (the
 // attention scores [B, H, T, T] are the step's largest activation).
 template <int N>
-__global__ void softmax_forward_warp_kernel(int64_t rows, int cols, int ld, float scale, float* x,
-                                            uint16_t* x16) {
+__global__ void softmax_forward_warp_kernel(int64_t rows, int cols, int ld, float scale,
+                                            const float* x, float* p, uint16_t* p16) {
   const int l = lane_id();
   VMOE_WARP_ROW_LOOP(r, rows) {
-    float* xr = x + r * ld;
+    const float* xr = x + r * ld;
     float v[N];
     float mx = -INFINITY;
 #pragma unroll
@@ -169,21 +176,23 @@ __global__ void softmax_forward_warp_kernel(int64_t rows, int cols, int ld, floa
       sum += v[j];
     }
     const float inv = 1.0f / warp_reduce(sum, SumOp{});
-    uint16_t* xr16 = x16 != nullptr ? x16 + r * ld : nullptr;
+    float* pr = p != nullptr ? p + r * ld : nullptr;  // may be x's row: read above
+    uint16_t* pr16 = p16 != nullptr ? p16 + r * ld : nullptr;
 #pragma unroll
     for (int j = 0; j < N; ++j)
-      if (l + 32 * j < cols) store(xr, xr16, l + 32 * j, v[j] * inv);
-    for (int c = cols + l; c < ld; c += 32) store(xr, xr16, c, 0.0f);
+      if (l + 32 * j < cols) store(pr, pr16, l + 32 * j, v[j] * inv);
+    for (int c = cols + l; c < ld; c += 32) store(pr, pr16, c, 0.0f);
   }
 }
 
 template <int N>
 __global__ void softmax_backward_warp_kernel(int64_t rows, int cols, int ld, float scale,
-                                             const float* p, const float* dp, float* d,
-                                             uint16_t* d16) {
+                                             const float* p, const uint16_t* p16, const float* dp,
+                                             float* d, uint16_t* d16) {
   const int l = lane_id();
   VMOE_WARP_ROW_LOOP(r, rows) {
-    const float* pr = p + r * ld;
+    const float* pr = p != nullptr ? p + r * ld : nullptr;
+    const uint16_t* pr16 = p16 != nullptr ? p16 + r * ld : nullptr;
     const float* dpr = dp + r * ld;
     float* dr = d != nullptr ? d + r * ld : nullptr;
     float pv[N], dv[N];
@@ -191,7 +200,7 @@ __global__ void softmax_backward_warp_kernel(int64_t rows, int cols, int ld, flo
 #pragma unroll
     for (int j = 0; j < N; ++j) {
       const int c = l + 32 * j;
-      pv[j] = c < cols ? pr[c] : 0.0f;
+      pv[j] = c < cols ? prob(pr, pr16, c) : 0.0f;
       dv[j] = c < cols ? dpr[c] : 0.0f;
       dot += pv[j] * dv[j];
     }
@@ -389,31 +398,31 @@ void CudaBackend::layernorm_backward(int64_t rows, int cols, const float* x, con
               LayerNormParamGrad{x, dy, mean, rstd, cols}, acc);
 }
 
-// x[r, :] = softmax(scale * x[r, :]) in place.
-void CudaBackend::softmax_forward(int64_t rows, int cols, int ld, float scale, float* x,
-                                  uint16_t* x16) {
+// p[r, :] = softmax(scale * x[r, :]); p may be x, or null (the copy alone).
+void CudaBackend::softmax_forward(int64_t rows, int cols, int ld, float scale, float* x, float* p,
+                                  uint16_t* p16) {
   if (rows <= 0 || cols <= 0) return;
   const bool warps = with_row_registers(cols, [&](auto n) {
     softmax_forward_warp_kernel<decltype(n)::value>
-        <<<grid_warp_rows(rows), kThreads, 0, stream_>>>(rows, cols, ld, scale, x, x16);
+        <<<grid_warp_rows(rows), kThreads, 0, stream_>>>(rows, cols, ld, scale, x, p, p16);
   });
   if (!warps)
     softmax_forward_kernel<<<grid_rows(rows), row_threads(cols), 0, stream_>>>(rows, cols, ld,
-                                                                               scale, x, x16);
+                                                                               scale, x, p, p16);
   VMOE_CUDA_LAUNCH_CHECK();
 }
 
-// d = scale * p * (dp - <p, dp>), in place when d is dp.
+// d = scale * p * (dp - <p, dp>), in place when d is dp; p from p16 where given.
 void CudaBackend::softmax_backward(int64_t rows, int cols, int ld, float scale, const float* p,
-                                   const float* dp, float* d, uint16_t* d16) {
+                                   const uint16_t* p16, const float* dp, float* d, uint16_t* d16) {
   if (rows <= 0 || cols <= 0) return;
   const bool warps = with_row_registers(cols, [&](auto n) {
     softmax_backward_warp_kernel<decltype(n)::value>
-        <<<grid_warp_rows(rows), kThreads, 0, stream_>>>(rows, cols, ld, scale, p, dp, d, d16);
+        <<<grid_warp_rows(rows), kThreads, 0, stream_>>>(rows, cols, ld, scale, p, p16, dp, d, d16);
   });
   if (!warps)
     softmax_backward_kernel<<<grid_rows(rows), row_threads(cols), 0, stream_>>>(
-        rows, cols, ld, scale, p, dp, d, d16);
+        rows, cols, ld, scale, p, p16, dp, d, d16);
   VMOE_CUDA_LAUNCH_CHECK();
 }
 
