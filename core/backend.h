@@ -18,6 +18,7 @@
 #include <string>
 #include <vector>
 
+#include "core/check.h"
 #include "core/math.h"
 #include "core/schedule.h"
 
@@ -52,7 +53,8 @@ struct BatchLevel {
 };
 
 // Mixed precision (--precision=bf16): matrix products take their inputs
-// rounded to bfloat16 and accumulate and write fp32; expert all-to-all
+// rounded to bfloat16 and accumulate and write fp32 (those only bf16 ops
+// read, gemm_batched_to_bf16, write bfloat16); expert all-to-all
 // buffers travel as bfloat16. Master weights, optimiser state, the router,
 // softmax, LayerNorm statistics and losses stay fp32.
 enum class Precision { kFp32, kBf16 };
@@ -230,6 +232,17 @@ class Backend {
     prepare_inputs(k, a, b);
     gemm_batched_impl(ta, tb, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc, outer, inner);
   }
+  // gemm_batched with beta 0 and C written as bfloat16 alone: fp32
+  // accumulation, each value rounded as it is stored (an output only bf16
+  // reads consume: fc1's, which bias + GELU reads). Under Precision::kBf16.
+  void gemm_batched_to_bf16(Trans ta, Trans tb, int m, int n, int k, float alpha, GemmInput a,
+                            int lda, GemmInput b, int ldb, uint16_t* c16, int ldc, BatchLevel outer,
+                            BatchLevel inner) {
+    VMOE_ASSERT(precision_ == Precision::kBf16);
+    if (m == 0 || n == 0 || outer.count == 0 || inner.count == 0) return;
+    prepare_inputs(k, a, b);
+    gemm_batched_to_bf16_impl(ta, tb, m, n, k, alpha, a, lda, b, ldb, c16, ldc, outer, inner);
+  }
 
   // ---- element-wise ----------------------------------------------------------
   virtual void fill(float* x, int64_t n, float value) = 0;
@@ -248,24 +261,23 @@ class Backend {
   // (under bf16) as bfloat16 there, a only read. g16 (nullable) =
   // bfloat16(g); g may be null when g16 is not (bf16_copies_suffice(): only
   // the copy is read).
-  void bias_gelu(int64_t rows, int cols, const float* bias, float* a, float* g, uint16_t* g16,
-                 uint16_t* slope16) {
-    expert_bias_gelu(1, rows, cols, bias, a, g, g16, slope16);
-  }
   void bias_gelu(int64_t rows, int cols, const float* bias, float* a, float* g,
                  uint16_t* g16 = nullptr) {
-    expert_bias_gelu(1, rows, cols, bias, a, g, g16, nullptr);
+    expert_bias_gelu(1, rows, cols, bias, a, nullptr, g, g16, nullptr);
   }
   // The same three over the experts' expert-major rows [experts, rows, cols]
   // with their biases [experts, cols]: one call for all local experts, no
   // host loop over them.
   virtual void expert_add_bias(int experts, int64_t rows, int cols, const float* bias,
                                float* y) = 0;
+  // a16 (with slope16): the input as bfloat16 (fc1's output under bf16),
+  // read instead of a (then null).
   virtual void expert_bias_gelu(int experts, int64_t rows, int cols, const float* bias, float* a,
-                                float* g, uint16_t* g16, uint16_t* slope16) = 0;
+                                const uint16_t* a16, float* g, uint16_t* g16,
+                                uint16_t* slope16) = 0;
   void expert_bias_gelu(int experts, int64_t rows, int cols, const float* bias, float* a, float* g,
                         uint16_t* g16) {
-    expert_bias_gelu(experts, rows, cols, bias, a, g, g16, nullptr);
+    expert_bias_gelu(experts, rows, cols, bias, a, nullptr, g, g16, nullptr);
   }
   virtual void expert_bias_grad(int experts, int64_t rows, int cols, const float* dy,
                                 float* dbias) = 0;
@@ -499,6 +511,9 @@ class Backend {
   virtual void gemm_batched_impl(Trans ta, Trans tb, int m, int n, int k, float alpha, GemmInput a,
                                  int lda, GemmInput b, int ldb, float beta, float* c, int ldc,
                                  BatchLevel outer, BatchLevel inner) = 0;
+  virtual void gemm_batched_to_bf16_impl(Trans ta, Trans tb, int m, int n, int k, float alpha,
+                                         GemmInput a, int lda, GemmInput b, int ldb, uint16_t* c16,
+                                         int ldc, BatchLevel outer, BatchLevel inner) = 0;
   virtual void copy_to_device_impl(void* dst, const void* host_src, size_t bytes) = 0;
   virtual void copy_to_host_impl(void* host_dst, const void* src, size_t bytes) = 0;
   virtual void upload_pixels_impl(int64_t n, const uint8_t* host, float* dst) = 0;

@@ -3,8 +3,9 @@
 // (experts = 1 for a dense MLP).
 //  * fp32: fc1's output, overwritten by the GELU's slope, and the GELU output.
 //  * bf16: the slope as bf16 (backward multiplies it into a bf16 gradient),
-//    fc1's output a temporary of forward, and the GELU output's copy (with
-//    its fp32 values too unless Backend::bf16_copies_suffice()).
+//    fc1's output a bf16 temporary of forward (its GEMM writes bf16), and the
+//    GELU output's copy (with its fp32 values too unless
+//    Backend::bf16_copies_suffice()).
 #pragma once
 
 #include <cstdint>
@@ -21,8 +22,13 @@ class GeluHidden {
   explicit GeluHidden(Backend& be);
 
   // Storage for fc1's output [experts * rows, cols] (rows per expert), to be
-  // written by fc1's GEMM before gelu().
-  float* pre(int experts, int64_t rows, int cols);
+  // written by fc1's GEMM before gelu(): fp32, or under bf16 bfloat16
+  // (Backend::gemm_batched_to_bf16).
+  struct Pre {
+    float* f32;      // null under bf16
+    uint16_t* bf16;  // null under fp32
+  };
+  Pre pre(int experts, int64_t rows, int cols);
   // The GELU over that output plus bias [experts, cols]; a temporary
   // pre-activation is released.
   void gelu(const float* bias);
@@ -42,7 +48,7 @@ class GeluHidden {
   int64_t rows_ = 0;
   Tensor pre_, act_;
   Bf16Tensor act16_, slope16_;
-  std::optional<Tensor> temporary_;  // bf16: fc1's output until gelu()
+  std::optional<Bf16Tensor> temporary_;  // bf16: fc1's output until gelu()
 };
 
 }  // namespace vmoe

@@ -22,7 +22,12 @@ Linear::Linear(ParamStore& store, const std::string& name, int in, int out, Line
   }
 }
 
-void Linear::matmul(Backend& be, GemmInput x, int64_t rows, float* y) const {
+void Linear::matmul(Backend& be, GemmInput x, int64_t rows, float* y, uint16_t* y16) const {
+  if (y16 != nullptr) {
+    be.gemm_batched_to_bf16(Trans::kNo, Trans::kNo, static_cast<int>(rows), out_, in_, 1.0f, x, in_,
+                            store_->weight(kernel_), out_, y16, out_, {}, {});
+    return;
+  }
   be.gemm(Trans::kNo, Trans::kNo, static_cast<int>(rows), out_, in_, 1.0f, x, in_,
           store_->weight(kernel_), out_, 0.0f, y, out_);
 }

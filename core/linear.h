@@ -30,8 +30,9 @@ class Linear {
   // that reads y next. The weights come from the store's bf16 copy where it
   // has one (GemmInput).
   void forward(Backend& be, GemmInput x, int64_t rows, float* y, uint16_t* y16 = nullptr) const;
-  // y = x W only, for callers that fuse the bias into the next op.
-  void matmul(Backend& be, GemmInput x, int64_t rows, float* y) const;
+  // y = x W only, for callers that fuse the bias into the next op; with y16
+  // given (under bf16) written as bfloat16 there instead (y null).
+  void matmul(Backend& be, GemmInput x, int64_t rows, float* y, uint16_t* y16 = nullptr) const;
   const float* bias_value() const { return store_->value(bias_); }
   float* bias_grad() const { return store_->grad(bias_); }
   // dW += x^T dy; db += sum dy; dx = dy W^T (or += when accumulate_dx). dx may

@@ -170,9 +170,10 @@ Plan plan_run(const TrainerOptions& o, const ClusterShape& cluster) {
   // rows is its copy alone.
   if (pad > 0)
     scratch += np * D * (1 + half) + 3 * np * D + 3 * n * D + np * D - (p.bf16 ? 3 * n * D : 0.0);
-  // bf16: fc1's output and the attention's scores, temporaries of forward
-  // held in the cache.
-  if (p.bf16) scratch += (dense_blocks > 0 ? n * M : 0.0) + (moe.enabled() ? R * M : 0.0) + probs;
+  // bf16: fc1's output (written as bf16) and the attention's scores,
+  // temporaries of forward held in the cache.
+  if (p.bf16)
+    scratch += half * ((dense_blocks > 0 ? n * M : 0.0) + (moe.enabled() ? R * M : 0.0)) + probs;
   const double S = static_cast<double>(p.params.per_rank);
 
   MemoryBreakdown& a = p.memory;

@@ -45,9 +45,15 @@ void ExpertMlps::forward(GemmInput input, int64_t rows, float* out) {
   const GemmInput in =
       input.bf16 != nullptr ? input : with_bf16_copy(in16_, input.f32, {local_ * R, D});
   const int r = static_cast<int>(R);
-  be_->gemm_batched(Trans::kNo, Trans::kNo, r, hidden_, dim_, 1.0f, in, dim_, store_->weight(w1_),
-                    hidden_, 0.0f, gelu_.pre(local_, R, hidden_), hidden_,
-                    per_expert(local_, R * D, D * M, R * M), {});
+  const GeluHidden::Pre pre = gelu_.pre(local_, R, hidden_);
+  const BatchLevel experts = per_expert(local_, R * D, D * M, R * M);
+  if (pre.bf16 != nullptr) {
+    be_->gemm_batched_to_bf16(Trans::kNo, Trans::kNo, r, hidden_, dim_, 1.0f, in, dim_,
+                              store_->weight(w1_), hidden_, pre.bf16, hidden_, experts, {});
+  } else {
+    be_->gemm_batched(Trans::kNo, Trans::kNo, r, hidden_, dim_, 1.0f, in, dim_, store_->weight(w1_),
+                      hidden_, 0.0f, pre.f32, hidden_, experts, {});
+  }
   gelu_.gelu(store_->value(b1_));
   be_->gemm_batched(Trans::kNo, Trans::kNo, r, dim_, hidden_, 1.0f, gelu_.output(), hidden_,
                     store_->weight(w2_), dim_, 0.0f, out, dim_,

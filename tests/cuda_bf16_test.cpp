@@ -85,6 +85,32 @@ TEST_F(CudaOps, GemmsUseTheBf16CopiesTheyAreGiven) {
   EXPECT_EQ(from_gpu(c1), from_gpu(c2));
 }
 
+// A GEMM writing bf16 (fc1's output under bf16), both batch levels and a
+// row stride wider than the row: within one bf16 rounding step of the CPU's
+// (the fp32 product rounded), the gaps untouched.
+TEST_F(CudaOps, GemmToBf16) {
+  gpu_->set_precision(Precision::kBf16);
+  cpu_.set_precision(Precision::kBf16);
+  const int m = 40, n = 24, k = 56, ldc = 28, outer = 2, inner = 3;
+  const int64_t c_mat = int64_t{m} * ldc;
+  Both<float> a = random(outer * inner * m * k, 120), b = random(inner * k * n, 121);
+  const BatchLevel o{outer, inner * m * k, 0, inner * c_mat}, i{inner, m * k, k * n, c_mat};
+  Both<uint16_t> c16 = both(std::vector<uint16_t>(outer * inner * c_mat, 7));
+  cpu_.gemm_batched_to_bf16(Trans::kNo, Trans::kNo, m, n, k, 1.0f, a.cpu.data(), k, b.cpu.data(), n,
+                            c16.cpu.data(), ldc, o, i);
+  gpu_->gemm_batched_to_bf16(Trans::kNo, Trans::kNo, m, n, k, 1.0f, a.gpu, k, b.gpu, n, c16.gpu,
+                             ldc, o, i);
+  const std::vector<uint16_t> got = from_gpu(c16);
+  for (size_t x = 0; x < got.size(); ++x) {
+    if (static_cast<int64_t>(x % ldc) >= n) {
+      ASSERT_EQ(got[x], 7) << "the gap at " << x;
+      continue;
+    }
+    const float want = from_bf16(c16.cpu[x]);
+    ASSERT_LE(std::abs(from_bf16(got[x]) - want), std::abs(want) * 1e-2f + 1e-4f) << "at " << x;
+  }
+}
+
 TEST_F(CudaOps, OpsWriteExactBf16CopiesOfTheirOutputs) {
   const int rows = 37, cols = 300;
   const int64_t n = rows * cols;
@@ -134,10 +160,23 @@ TEST_F(CudaOps, OpsWriteExactBf16CopiesOfTheirOutputs) {
     // The slope as its copy alone: the input only read.
     gpu_->copy_to_device(a.gpu, start.data(), n * sizeof(float));
     Both<uint16_t> slope16 = copy_of(n), g_only16 = copy_of(n);
-    gpu_->bias_gelu(rows, cols, bias.gpu, a.gpu, nullptr, g_only16.gpu, slope16.gpu);
+    gpu_->expert_bias_gelu(1, rows, cols, bias.gpu, a.gpu, nullptr, nullptr, g_only16.gpu,
+                           slope16.gpu);
     EXPECT_EQ(from_gpu(g_only16), host_bf16(plain)) << "bias_gelu, slope's copy";
     EXPECT_EQ(from_gpu(slope16), host_bf16(derivative)) << "bias_gelu: the slope's copy";
     EXPECT_EQ(from_gpu(a), start) << "bias_gelu with the slope's copy: the input only read";
+    // The input as bf16 (fc1's output under bf16) = its widened values.
+    const std::vector<uint16_t> start16 = host_bf16(start);
+    std::vector<float> widened(n);
+    for (int64_t i = 0; i < n; ++i) widened[i] = from_bf16(start16[i]);
+    Both<uint16_t> in16 = both(start16);
+    Both<float> w = both(widened);
+    Both<uint16_t> g_w = copy_of(n), s_w = copy_of(n), g_in16 = copy_of(n), s_in16 = copy_of(n);
+    gpu_->expert_bias_gelu(1, rows, cols, bias.gpu, w.gpu, nullptr, nullptr, g_w.gpu, s_w.gpu);
+    gpu_->expert_bias_gelu(1, rows, cols, bias.gpu, nullptr, in16.gpu, nullptr, g_in16.gpu,
+                           s_in16.gpu);
+    EXPECT_EQ(from_gpu(g_in16), from_gpu(g_w)) << "bias_gelu from a bf16 input";
+    EXPECT_EQ(from_gpu(s_in16), from_gpu(s_w)) << "bias_gelu from a bf16 input: the slope";
   }
   {
     Both<float> x = random(n, 95, 3.0f), gamma = random(cols, 96), beta = random(cols, 97);

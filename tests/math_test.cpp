@@ -142,6 +142,46 @@ TEST(CpuBackend, GemmInBf16RoundsItsInputs) {
   EXPECT_EQ(back, a16);
 }
 
+// A GEMM writing bf16 (fc1's output under bf16): the fp32 GEMM's values
+// rounded, for every matrix of both batch levels; the gaps of ldc untouched.
+TEST(CpuBackend, GemmToBf16RoundsTheFp32Product) {
+  CpuBackend be;
+  be.set_precision(Precision::kBf16);
+  const int m = 6, n = 5, k = 8, ldc = 7, outer = 2, inner = 3;
+  const int64_t c_mat = int64_t{m} * ldc;
+  const std::vector<float> a = testing::random_normal(outer * inner * m * k, 13),
+                           b = testing::random_normal(inner * k * n, 14);
+  const BatchLevel o{outer, inner * m * k, 0, inner * c_mat}, i{inner, m * k, k * n, c_mat};
+  std::vector<float> c(outer * inner * c_mat, 0.0f);
+  be.gemm_batched(Trans::kNo, Trans::kNo, m, n, k, 1.5f, a.data(), k, b.data(), n, 0.0f, c.data(),
+                  ldc, o, i);
+  std::vector<uint16_t> c16(c.size(), 7);
+  be.gemm_batched_to_bf16(Trans::kNo, Trans::kNo, m, n, k, 1.5f, a.data(), k, b.data(), n,
+                          c16.data(), ldc, o, i);
+  for (size_t x = 0; x < c.size(); ++x) {
+    if (static_cast<int64_t>(x % ldc) < n)
+      EXPECT_EQ(c16[x], to_bf16(c[x])) << "at " << x;
+    else
+      EXPECT_EQ(c16[x], 7) << "the gap at " << x;
+  }
+  // Rows enough for the emulation's blocks of rows (4 MiB of fp32 each), A
+  // plain and transposed.
+  const int rows = 300, cols = 4096, depth = 4;
+  const std::vector<float> ab = testing::random_normal(rows * depth, 15),
+                           bb = testing::random_normal(depth * cols, 16);
+  for (const Trans ta : {Trans::kNo, Trans::kYes}) {
+    const int lda = ta == Trans::kNo ? depth : rows;
+    std::vector<float> full(rows * cols);
+    std::vector<uint16_t> full16(rows * cols);
+    be.gemm(ta, Trans::kNo, rows, cols, depth, 1.0f, ab.data(), lda, bb.data(), cols, 0.0f,
+            full.data(), cols);
+    be.gemm_batched_to_bf16(ta, Trans::kNo, rows, cols, depth, 1.0f, ab.data(), lda, bb.data(),
+                            cols, full16.data(), cols, {}, {});
+    for (size_t x = 0; x < full.size(); ++x)
+      ASSERT_EQ(full16[x], to_bf16(full[x])) << (ta == Trans::kNo ? "A" : "A^T") << " at " << x;
+  }
+}
+
 TEST(CpuBackend, LayerNormAndSoftmax) {
   CpuBackend be;
   const int rows = 3, cols = 7;
@@ -256,10 +296,23 @@ TEST(CpuBackend, Bf16OnlyOutputsAreTheCopiesOfTheFp32Ones) {
   // = backward from its widened values.
   std::vector<float> c(x0);
   std::vector<uint16_t> slope16(n), g16(n);
-  be.expert_bias_gelu(experts, rows, cols, beta.data(), c.data(), nullptr, g16.data(),
+  be.expert_bias_gelu(experts, rows, cols, beta.data(), c.data(), nullptr, nullptr, g16.data(),
                       slope16.data());
   EXPECT_EQ(g16, want_gelu) << "expert_bias_gelu with the slope's copy";
   EXPECT_EQ(c, x0) << "expert_bias_gelu with the slope's copy: the input is only read";
+  // The input as bf16 (fc1's output under bf16) = its widened values.
+  std::vector<uint16_t> x16(n), g16_in16(n), slope16_in16(n), g16_widened(n), slope16_widened(n);
+  std::vector<float> x_widened(n);
+  for (int64_t i = 0; i < n; ++i) {
+    x16[i] = to_bf16(x0[i]);
+    x_widened[i] = from_bf16(x16[i]);
+  }
+  be.expert_bias_gelu(experts, rows, cols, beta.data(), x_widened.data(), nullptr, nullptr,
+                      g16_widened.data(), slope16_widened.data());
+  be.expert_bias_gelu(experts, rows, cols, beta.data(), nullptr, x16.data(), nullptr,
+                      g16_in16.data(), slope16_in16.data());
+  EXPECT_EQ(g16_in16, g16_widened) << "expert_bias_gelu from a bf16 input";
+  EXPECT_EQ(slope16_in16, slope16_widened) << "expert_bias_gelu from a bf16 input: the slope";
   std::vector<float> slope(n);
   for (int64_t i = 0; i < n; ++i) {
     slope[i] = from_bf16(slope16[i]);

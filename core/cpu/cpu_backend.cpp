@@ -173,6 +173,32 @@ void CpuBackend::gemm_batched_impl(Trans ta, Trans tb, int m, int n, int k, floa
   }
 }
 
+// Emulated: each product into an fp32 buffer (inputs rounded as above), then
+// rounded as stored; in blocks of rows, so that the buffer stays small (a
+// whole fc1 output would be held as long as the thread lives, which the GPU
+// does not do).
+void CpuBackend::gemm_batched_to_bf16_impl(Trans ta, Trans tb, int m, int n, int k, float alpha,
+                                           GemmInput a, int lda, GemmInput b, int ldb,
+                                           uint16_t* c16, int ldc, BatchLevel outer,
+                                           BatchLevel inner) {
+  const int block = std::clamp((1 << 20) / ldc, 1, m);  // rows: at most 4 MiB of fp32
+  thread_local std::vector<float> c;
+  c.resize(static_cast<size_t>(block) * ldc);
+  for (int64_t i = 0; i < outer.count; ++i) {
+    for (int64_t j = 0; j < inner.count; ++j) {
+      for (int r0 = 0; r0 < m; r0 += block) {
+        const int rows = std::min(block, m - r0);
+        const int64_t a_rows = ta == Trans::kNo ? int64_t{r0} * lda : r0;  // op(A)'s row r0
+        gemm_impl(ta, tb, rows, n, k, alpha, a.offset(i * outer.a + j * inner.a + a_rows), lda,
+                  b.offset(i * outer.b + j * inner.b), ldb, 0.0f, c.data(), ldc);
+        uint16_t* out = c16 + i * outer.c + j * inner.c + int64_t{r0} * ldc;
+        for (int r = 0; r < rows; ++r)
+          write_bf16(n, c.data() + int64_t{r} * ldc, out + int64_t{r} * ldc);
+      }
+    }
+  }
+}
+
 // ---- element-wise --------------------------------------------------------------
 
 void CpuBackend::fill(float* x, int64_t n, float value) { std::fill(x, x + n, value); }
@@ -200,12 +226,15 @@ void CpuBackend::expert_add_bias(int experts, int64_t rows, int cols, const floa
 }
 
 void CpuBackend::expert_bias_gelu(int experts, int64_t rows, int cols, const float* bias, float* a,
-                                  float* g, uint16_t* g16, uint16_t* slope16) {
+                                  const uint16_t* a16, float* g, uint16_t* g16, uint16_t* slope16) {
   if (slope16 != nullptr) {  // a only read: each row's slope through a buffer into its copy
     thread_local std::vector<float> slope;
     slope.resize(static_cast<size_t>(cols));
     by_rows(experts * rows, cols, g, g16, [&](int64_t r, float* out) {
-      std::copy_n(a + r * cols, cols, slope.data());
+      if (a16 != nullptr)
+        from_bf16(cols, a16 + r * cols, slope.data());
+      else
+        std::copy_n(a + r * cols, cols, slope.data());
       cpu_loops::bias_gelu(1, cols, bias + r / rows * cols, slope.data(), out);
       write_bf16(cols, slope.data(), slope16 + r * cols);
     });

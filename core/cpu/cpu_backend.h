@@ -52,8 +52,8 @@ class CpuBackend final : public Backend {
   void add_bias(int64_t rows, int cols, const float* bias, float* y, uint16_t* y16) override;
   void bias_grad(int64_t rows, int cols, const float* dy, float* dbias) override;
   void expert_add_bias(int experts, int64_t rows, int cols, const float* bias, float* y) override;
-  void expert_bias_gelu(int experts, int64_t rows, int cols, const float* bias, float* a, float* g,
-                        uint16_t* g16, uint16_t* slope16) override;
+  void expert_bias_gelu(int experts, int64_t rows, int cols, const float* bias, float* a,
+                        const uint16_t* a16, float* g, uint16_t* g16, uint16_t* slope16) override;
   void expert_bias_grad(int experts, int64_t rows, int cols, const float* dy,
                         float* dbias) override;
   void gelu_backward(int experts, int64_t rows, int cols, const float* a, const uint16_t* slope16,
@@ -151,6 +151,9 @@ class CpuBackend final : public Backend {
   void gemm_batched_impl(Trans ta, Trans tb, int m, int n, int k, float alpha, GemmInput a, int lda,
                          GemmInput b, int ldb, float beta, float* c, int ldc, BatchLevel outer,
                          BatchLevel inner) override;
+  void gemm_batched_to_bf16_impl(Trans ta, Trans tb, int m, int n, int k, float alpha, GemmInput a,
+                                 int lda, GemmInput b, int ldb, uint16_t* c16, int ldc,
+                                 BatchLevel outer, BatchLevel inner) override;
   void copy_to_device_impl(void* dst, const void* src, size_t bytes) override;
   void copy_to_host_impl(void* dst, const void* src, size_t bytes) override;
   void upload_pixels_impl(int64_t n, const uint8_t* host, float* dst) override;

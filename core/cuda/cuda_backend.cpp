@@ -164,7 +164,7 @@ cublasOperation_t op(Trans t) { return t == Trans::kYes ? CUBLAS_OP_T : CUBLAS_O
 void CudaBackend::gemm_impl(Trans ta, Trans tb, int m, int n, int k, float alpha, GemmInput a,
                             int lda, GemmInput b, int ldb, float beta, float* c, int ldc) {
   if (precision_ == Precision::kBf16 && k > 0) {
-    gemm_bf16(ta, tb, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc, {}, {});
+    gemm_bf16(ta, tb, m, n, k, alpha, a, lda, b, ldb, beta, c, CUDA_R_32F, ldc, {}, {});
     return;
   }
   VMOE_CUBLAS_CHECK(
@@ -175,7 +175,7 @@ void CudaBackend::gemm_batched_impl(Trans ta, Trans tb, int m, int n, int k, flo
                                     GemmInput a, int lda, GemmInput b, int ldb, float beta,
                                     float* c, int ldc, BatchLevel outer, BatchLevel inner) {
   if (precision_ == Precision::kBf16 && k > 0) {
-    gemm_bf16(ta, tb, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc, outer, inner);
+    gemm_bf16(ta, tb, m, n, k, alpha, a, lda, b, ldb, beta, c, CUDA_R_32F, ldc, outer, inner);
     return;
   }
   const auto [loop, batch] = loop_and_batch(outer, inner);

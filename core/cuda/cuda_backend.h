@@ -70,8 +70,8 @@ class CudaBackend final : public Backend {
   void add_bias(int64_t rows, int cols, const float* bias, float* y, uint16_t* y16) override;
   void bias_grad(int64_t rows, int cols, const float* dy, float* dbias) override;
   void expert_add_bias(int experts, int64_t rows, int cols, const float* bias, float* y) override;
-  void expert_bias_gelu(int experts, int64_t rows, int cols, const float* bias, float* a, float* g,
-                        uint16_t* g16, uint16_t* slope16) override;
+  void expert_bias_gelu(int experts, int64_t rows, int cols, const float* bias, float* a,
+                        const uint16_t* a16, float* g, uint16_t* g16, uint16_t* slope16) override;
   void expert_bias_grad(int experts, int64_t rows, int cols, const float* dy,
                         float* dbias) override;
   void gelu_backward(int experts, int64_t rows, int cols, const float* a, const uint16_t* slope16,
@@ -179,6 +179,9 @@ class CudaBackend final : public Backend {
   void gemm_batched_impl(Trans ta, Trans tb, int m, int n, int k, float alpha, GemmInput a, int lda,
                          GemmInput b, int ldb, float beta, float* c, int ldc, BatchLevel outer,
                          BatchLevel inner) override;
+  void gemm_batched_to_bf16_impl(Trans ta, Trans tb, int m, int n, int k, float alpha, GemmInput a,
+                                 int lda, GemmInput b, int ldb, uint16_t* c16, int ldc,
+                                 BatchLevel outer, BatchLevel inner) override;
 
  private:
   // Host waits for the GPU, marked for the WaitObserver: where a stuck NCCL
@@ -186,10 +189,11 @@ class CudaBackend final : public Backend {
   void wait_for(cudaStream_t stream) const;
   void wait_for(cudaEvent_t event) const;
   // gemm_batched with bfloat16 inputs (cuda_bf16.cu): A and B are converted
-  // once per call, every matrix of both levels, then multiplied level by level.
+  // once per call, every matrix of both levels, then multiplied level by
+  // level; C is fp32 or (c_type CUDA_R_16BF) bfloat16.
   void gemm_bf16(Trans ta, Trans tb, int m, int n, int k, float alpha, GemmInput a, int lda,
-                 GemmInput b, int ldb, float beta, float* c, int ldc, BatchLevel outer,
-                 BatchLevel inner);
+                 GemmInput b, int ldb, float beta, void* c, cudaDataType_t c_type, int ldc,
+                 BatchLevel outer, BatchLevel inner);
   // y[e, r, :] += bias[e, :] over expert-major rows; y16 (nullable) = bf16(y).
   void add_bias_per_expert(int experts, int64_t rows, int cols, const float* bias, float* y,
                            uint16_t* y16);

@@ -1,7 +1,8 @@
 // The CUDA backend's mixed precision: bfloat16 conversions with the shared
 // rounding of core/math.h, and GEMMs on bfloat16 inputs with fp32
-// accumulation and output (cublasGemmEx). An input's bf16 copy is used as it
-// is; an input without one is converted into a temporary buffer.
+// accumulation and fp32 output, or bf16 for outputs only bf16 reads consume
+// (cublasGemmEx). An input's bf16 copy is used as it is; an input without
+// one is converted into a temporary buffer.
 #include <cuda_bf16.h>
 
 #include <cstdint>
@@ -56,8 +57,9 @@ void CudaBackend::from_bf16(int64_t n, const uint16_t* x, float* y) {
 // converted once for the whole call (converting per matrix would convert
 // overlapping strided views, e.g. the heads of one QKV buffer, many times).
 void CudaBackend::gemm_bf16(Trans ta, Trans tb, int m, int n, int k, float alpha, GemmInput a,
-                            int lda, GemmInput b, int ldb, float beta, float* c, int ldc,
-                            BatchLevel outer, BatchLevel inner) {
+                            int lda, GemmInput b, int ldb, float beta, void* c,
+                            cudaDataType_t c_type, int ldc, BatchLevel outer, BatchLevel inner) {
+  const size_t c_size = c_type == CUDA_R_16BF ? sizeof(uint16_t) : sizeof(float);
   // The input's bf16 copy, or a converted temporary (freed after the call).
   const auto bf16_of = [&](GemmInput in, int rows, int cols, int ld, int64_t outer_stride,
                            int64_t inner_stride) -> const uint16_t* {
@@ -76,12 +78,21 @@ void CudaBackend::gemm_bf16(Trans ta, Trans tb, int m, int n, int k, float alpha
   for (int64_t o = 0; o < loop.count; ++o) {
     VMOE_CUBLAS_CHECK(cublasGemmStridedBatchedEx(
         cublas_, op(tb), op(ta), n, m, k, &alpha, b16 + o * loop.b, CUDA_R_16BF, ldb, batch.b,
-        a16 + o * loop.a, CUDA_R_16BF, lda, batch.a, &beta, c + o * loop.c, CUDA_R_32F, ldc,
-        batch.c, static_cast<int>(batch.count), CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT));
+        a16 + o * loop.a, CUDA_R_16BF, lda, batch.a, &beta,
+        static_cast<char*>(c) + o * loop.c * static_cast<int64_t>(c_size), c_type, ldc, batch.c,
+        static_cast<int>(batch.count), CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT));
   }
   // Stream order: later work reusing these blocks runs after these GEMMs.
   if (a.bf16 == nullptr) allocator_.deallocate(const_cast<uint16_t*>(a16));
   if (b.bf16 == nullptr) allocator_.deallocate(const_cast<uint16_t*>(b16));
+}
+
+// C (beta 0) as bfloat16 alone: cuBLAS rounds as it stores.
+void CudaBackend::gemm_batched_to_bf16_impl(Trans ta, Trans tb, int m, int n, int k, float alpha,
+                                            GemmInput a, int lda, GemmInput b, int ldb,
+                                            uint16_t* c16, int ldc, BatchLevel outer,
+                                            BatchLevel inner) {
+  gemm_bf16(ta, tb, m, n, k, alpha, a, lda, b, ldb, 0.0f, c16, CUDA_R_16BF, ldc, outer, inner);
 }
 
 }  // namespace vmoe

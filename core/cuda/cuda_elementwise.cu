@@ -65,10 +65,11 @@ __global__ void add_bias_kernel(int64_t n, int cols, int64_t rows_per_bias, cons
 }
 template <int W>
 __global__ void bias_gelu_kernel(int64_t n, int cols, int64_t rows_per_bias, const float* bias,
-                                 float* a, float* g, uint16_t* g16, uint16_t* slope16) {
+                                 float* a, const uint16_t* a16, float* g, uint16_t* g16,
+                                 uint16_t* slope16) {
   VMOE_GRID_LOOP(i, n) {
     const Pack<W> b = bias_pack<W>(bias, i, cols, rows_per_bias);
-    Pack<W> v = load<W>(a, i), out;
+    Pack<W> v = a16 != nullptr ? load_bf16<W>(a16, i) : load<W>(a, i), out;
     for (int l = 0; l < W; ++l) gelu_and_grad(v.v[l] + b.v[l], out.v[l], v.v[l]);
     if (slope16 != nullptr)
       store_bf16<W>(slope16, i, v);  // a only read
@@ -178,13 +179,15 @@ void CudaBackend::add_bias_per_expert(int experts, int64_t rows, int cols, const
   VMOE_CUDA_LAUNCH_CHECK();
 }
 
-// g = gelu(a + bias); the slope gelu'(a + bias) over a or into slope16.
+// g = gelu(a + bias), a read from a16 where given; the slope gelu'(a + bias)
+// over a or into slope16.
 void CudaBackend::expert_bias_gelu(int experts, int64_t rows, int cols, const float* bias, float* a,
-                                   float* g, uint16_t* g16, uint16_t* slope16) {
+                                   const uint16_t* a16, float* g, uint16_t* g16,
+                                   uint16_t* slope16) {
   const int64_t n = experts * rows * cols;
   if (n <= 0) return;
-  const int width = cols % 4 == 0 ? pack_width(n, {bias, a, g}, {g16, slope16}) : 1;
-  VMOE_LAUNCH_PACKED(bias_gelu_kernel, width, n, cols, rows, bias, a, g, g16, slope16);
+  const int width = cols % 4 == 0 ? pack_width(n, {bias, a, g}, {a16, g16, slope16}) : 1;
+  VMOE_LAUNCH_PACKED(bias_gelu_kernel, width, n, cols, rows, bias, a, a16, g, g16, slope16);
   VMOE_CUDA_LAUNCH_CHECK();
 }
 
