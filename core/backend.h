@@ -287,12 +287,18 @@ class Backend {
   // expert e's rows: the gradient of the bias before the GELU, taken in the
   // same pass over da. da may be null when da16 is not
   // (bf16_copies_suffice(): only GEMMs read da).
+  // dg16 (nullable): dg as bfloat16 (fc2's input gradient under bf16), read
+  // instead of dg; it may be da16 (each value read before it is written).
   virtual void gelu_backward(int experts, int64_t rows, int cols, const float* a,
-                             const uint16_t* slope16, const float* dg, float* da, uint16_t* da16,
-                             float* dbias) = 0;
+                             const uint16_t* slope16, const float* dg, const uint16_t* dg16,
+                             float* da, uint16_t* da16, float* dbias) = 0;
+  void gelu_backward(int experts, int64_t rows, int cols, const float* a, const uint16_t* slope16,
+                     const float* dg, float* da, uint16_t* da16, float* dbias) {
+    gelu_backward(experts, rows, cols, a, slope16, dg, nullptr, da, da16, dbias);
+  }
   void gelu_backward(int experts, int64_t rows, int cols, const float* a, const float* dg,
                      float* da, uint16_t* da16, float* dbias) {
-    gelu_backward(experts, rows, cols, a, nullptr, dg, da, da16, dbias);
+    gelu_backward(experts, rows, cols, a, nullptr, dg, nullptr, da, da16, dbias);
   }
   // x = tanh(x) in place (the pre-logits layer).
   virtual void tanh_forward(int64_t n, float* x) = 0;

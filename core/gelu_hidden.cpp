@@ -28,8 +28,10 @@ void GeluHidden::gelu(const float* bias) {
   temporary_.reset();  // back to the cache, for the next layer's
 }
 
-void GeluHidden::backward(const float* dg, float* da, uint16_t* da16, float* dbias) {
-  be_->gelu_backward(experts_, rows_, cols_, pre_.data(), bf16_copy(slope16_), dg, da, da16, dbias);
+void GeluHidden::backward(const float* dg, const uint16_t* dg16, float* da, uint16_t* da16,
+                          float* dbias) {
+  be_->gelu_backward(experts_, rows_, cols_, pre_.data(), bf16_copy(slope16_), dg, dg16, da, da16,
+                     dbias);
 }
 
 }  // namespace vmoe

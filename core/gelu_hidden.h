@@ -35,8 +35,9 @@ class GeluHidden {
   // The GELU output as fc2's input, forward and backward.
   GemmInput output() const { return {gemm_only_values(act_), bf16_copy(act16_)}; }
   // da = dL/d(fc1 output) from dg = dL/d(GELU output), and fc1's bias
-  // gradient (Backend::gelu_backward; da may be null under bf16).
-  void backward(const float* dg, float* da, uint16_t* da16, float* dbias);
+  // gradient (Backend::gelu_backward: da may be null under bf16, dg given
+  // as dg16 and that may be da16).
+  void backward(const float* dg, const uint16_t* dg16, float* da, uint16_t* da16, float* dbias);
   void collect_activations(ActivationSet& set) {
     set.add(pre_, act_);
     set.add(act16_, slope16_);

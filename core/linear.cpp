@@ -47,6 +47,14 @@ void Linear::backward(Backend& be, GemmInput x, GemmInput dy, int64_t rows, floa
   matmul_backward(be, x, dy, rows, dx, accumulate_dx);
 }
 
+void Linear::backward_to_bf16(Backend& be, GemmInput x, GemmInput dy, int64_t rows,
+                              uint16_t* dx16) const {
+  if (bias_ >= 0) be.bias_grad(rows, out_, dy.f32, store_->grad(bias_));
+  matmul_backward(be, x, dy, rows, nullptr);  // the weight gradient
+  be.gemm_batched_to_bf16(Trans::kNo, Trans::kYes, static_cast<int>(rows), in_, out_, 1.0f, dy,
+                          out_, store_->weight(kernel_), out_, dx16, in_, {}, {});
+}
+
 void Linear::matmul_backward(Backend& be, GemmInput x, GemmInput dy, int64_t rows, float* dx,
                              bool accumulate_dx) const {
   be.gemm(Trans::kYes, Trans::kNo, in_, out_, static_cast<int>(rows), 1.0f, x, in_, dy, out_, 1.0f,

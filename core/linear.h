@@ -40,6 +40,9 @@ class Linear {
   // both GEMMs read it.
   void backward(Backend& be, GemmInput x, GemmInput dy, int64_t rows, float* dx,
                 bool accumulate_dx = false) const;
+  // backward with dx written as bf16 alone (under bf16: fc2's, which only the
+  // GELU's backward reads, into a bf16 gradient).
+  void backward_to_bf16(Backend& be, GemmInput x, GemmInput dy, int64_t rows, uint16_t* dx16) const;
   // backward without db, for callers that took it in the op that made dy
   // (matmul's dual); dy may be its bf16 copy alone.
   void matmul_backward(Backend& be, GemmInput x, GemmInput dy, int64_t rows, float* dx,

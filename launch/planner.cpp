@@ -155,15 +155,16 @@ Plan plan_run(const TrainerOptions& o, const ClusterShape& cluster) {
   block_common += half * (pad > 0 ? 3 * n * D + 3 * np * D + probs : 6 * n * D + probs);
   dense_ff += half * n * M;
   outside += half * (b * Np * patch_len + b * D + b * Pl);
+  // the experts' buffers; the slope, GELU output and its gradient (bf16: their copies alone)
   const double per_moe_capacity =
-      2 * R * D + (1 + slope + gemm_only) * R * M + half * (R * D + 2 * R * M);
+      2 * R * D + (slope + 2 * gemm_only) * R * M + half * (R * D + 2 * R * M);
   const bool exchanges = moe.enabled() && P > 1;
   // fp32: send, back, received and to-return buffers; bf16: send and back,
   // and the two payloads of R*D halves (received data is transposed as bf16).
   const double per_moe_exchange = exchanges ? (p.bf16 ? 3 * R * D : 4 * R * D) : 0.0;
-  double scratch =
-      (5 * n * D + probs + (dense_blocks > 0 ? n * M : 0.0) + (moe.enabled() ? 2 * R * D : 0.0)) *
-      (1 + half);
+  // the dense MLP's hidden gradient: under bf16 its copy alone
+  double scratch = (5 * n * D + probs + (moe.enabled() ? 2 * R * D : 0.0)) * (1 + half) +
+                   (dense_blocks > 0 ? n * M * (gemm_only + half) : 0.0);
   // Head-major: the packed gradients of the context (and its copy) and of
   // q|k|v, the forward's temporaries (the projection before packing, the
   // packed context) held in the cache; under bf16 the q|k|v gradient in

@@ -66,29 +66,34 @@ void ExpertMlps::backward(GemmInput input, GemmInput dout_in, float* din, Worksp
   const int64_t D = dim_, M = hidden_, R = rows_;
   const int r = static_cast<int>(R);
   const Shape hidden = {local_ * R, M};
-  dact_.resize(hidden);
-  float* dact = dact_.data();
   uint16_t* dact16 = bf16_copy(dact16_, hidden);
+  // The hidden gradient: under bf16 its copy alone unless the GEMMs convert
+  // fp32 (Mlp's rule); the gradient into the GELU written as bf16 there too.
+  float* dact = gemm_only_values(dact_, hidden);
   // dout feeds two GEMMs: converted once, unless it came with its copy.
   const GemmInput dy = dout_in.bf16 != nullptr
                            ? dout_in
                            : ws.shared_input(Scratch::kExpertOutGrad, dout, {local_ * R, D});
   // The input's copy: as given to forward, else the one forward made.
   const GemmInput in = input.bf16 != nullptr ? input : GemmInput{input.f32, in16_.data()};
-  be_->gemm_batched(Trans::kNo, Trans::kYes, r, hidden_, dim_, 1.0f, dy, dim_, store_->weight(w2_),
-                    dim_, 0.0f, dact, hidden_, per_expert(local_, R * D, M * D, R * M), {});
+  const BatchLevel experts = per_expert(local_, R * D, M * D, R * M);
+  if (dact16 != nullptr) {
+    be_->gemm_batched_to_bf16(Trans::kNo, Trans::kYes, r, hidden_, dim_, 1.0f, dy, dim_,
+                              store_->weight(w2_), dim_, dact16, hidden_, experts, {});
+  } else {
+    be_->gemm_batched(Trans::kNo, Trans::kYes, r, hidden_, dim_, 1.0f, dy, dim_,
+                      store_->weight(w2_), dim_, 0.0f, dact, hidden_, experts, {});
+  }
   be_->gemm_batched(Trans::kYes, Trans::kNo, hidden_, dim_, r, 1.0f, gelu_.output(), hidden_, dy,
                     dim_, 1.0f, store_->grad(w2_), dim_, per_expert(local_, R * M, R * D, M * D),
                     {});
   be_->expert_bias_grad(local_, R, dim_, dout, store_->grad(b2_));
-  // fc1's bias gradient in the GELU's backward pass; under bf16 only GEMMs
-  // read dpre after it, so its copy alone is written.
-  float* dpre = be_->bf16_copies_suffice() ? nullptr : dact;
-  gelu_.backward(dact, dpre, dact16, store_->grad(b1_));
-  be_->gemm_batched(Trans::kYes, Trans::kNo, dim_, hidden_, r, 1.0f, in, dim_, {dpre, dact16},
+  // fc1's bias gradient in the GELU's backward pass.
+  gelu_.backward(dact, dact16, dact, dact16, store_->grad(b1_));
+  be_->gemm_batched(Trans::kYes, Trans::kNo, dim_, hidden_, r, 1.0f, in, dim_, {dact, dact16},
                     hidden_, 1.0f, store_->grad(w1_), hidden_,
                     per_expert(local_, R * D, R * M, D * M), {});
-  be_->gemm_batched(Trans::kNo, Trans::kYes, r, dim_, hidden_, 1.0f, {dpre, dact16}, hidden_,
+  be_->gemm_batched(Trans::kNo, Trans::kYes, r, dim_, hidden_, 1.0f, {dact, dact16}, hidden_,
                     store_->weight(w1_), hidden_, 0.0f, din, dim_,
                     per_expert(local_, R * M, D * M, R * D), {});
 }

@@ -298,6 +298,20 @@ TEST_F(CudaOps, GeluBackwardTakesTheBiasGradient) {
     cpu_.gelu_backward(s.experts, s.rows, s.cols, nullptr, slope16.cpu.data(), dg.cpu.data(),
                        nullptr, from_s.cpu.data(), dbias_s.cpu.data());
     EXPECT_EQ(from_gpu(from_s), from_s.cpu) << "from the slope's copy, against the CPU " << at;
+    // dg as bf16, overwritten in place by da's copy (fc2's input gradient
+    // under bf16) = from its widened values.
+    const std::vector<uint16_t> dg_host = host_bf16(dg.cpu);
+    std::vector<float> dg_widened(n);
+    for (int64_t i = 0; i < n; ++i) dg_widened[i] = from_bf16(dg_host[i]);
+    Both<float> dgw = both(dg_widened);
+    Both<uint16_t> in_place = both(dg_host), from_dgw = both(std::vector<uint16_t>(n));
+    Both<float> dbias_p = both(start), dbias_q = both(start);
+    gpu_->gelu_backward(s.experts, s.rows, s.cols, nullptr, slope16.gpu, dgw.gpu, nullptr, nullptr,
+                        from_dgw.gpu, dbias_q.gpu);
+    gpu_->gelu_backward(s.experts, s.rows, s.cols, nullptr, slope16.gpu, nullptr, in_place.gpu,
+                        nullptr, in_place.gpu, dbias_p.gpu);
+    EXPECT_EQ(from_gpu(in_place), from_gpu(from_dgw)) << "from a bf16 dg, in place " << at;
+    EXPECT_EQ(from_gpu(dbias_p), from_gpu(dbias_q)) << "from a bf16 dg: bias gradient " << at;
     expect_close(("from the slope's copy: bias gradient, against the CPU " + at).c_str(), dbias_s,
                  1e-12);
   }

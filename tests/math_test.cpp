@@ -325,6 +325,21 @@ TEST(CpuBackend, Bf16OnlyOutputsAreTheCopiesOfTheFp32Ones) {
                    dbias_copy.data());
   EXPECT_EQ(got, want) << "gelu_backward from the slope's copy";
   EXPECT_EQ(dbias_copy, dbias_widened) << "gelu_backward from the slope's copy: the bias gradient";
+  // dg as bf16 (fc2's input gradient under bf16), overwritten by da's copy
+  // in place = from its widened values.
+  std::vector<uint16_t> dg16(n);
+  std::vector<float> dg_widened(n);
+  for (int64_t i = 0; i < n; ++i) {
+    dg16[i] = to_bf16(res[i]);
+    dg_widened[i] = from_bf16(dg16[i]);
+  }
+  std::vector<float> dbias_in16(experts * cols, 0.25f), dbias_w(dbias_in16);
+  be.gelu_backward(experts, rows, cols, nullptr, slope16.data(), dg_widened.data(), nullptr,
+                   want.data(), dbias_w.data());
+  be.gelu_backward(experts, rows, cols, nullptr, slope16.data(), nullptr, dg16.data(), nullptr,
+                   dg16.data(), dbias_in16.data());
+  EXPECT_EQ(dg16, want) << "gelu_backward from a bf16 dg, in place";
+  EXPECT_EQ(dbias_in16, dbias_w) << "gelu_backward from a bf16 dg: the bias gradient";
   // The softmax's backward over padded rows (the attention's): from dp into
   // a separate output, and as its copy alone, the gap zeros included.
   const int srows = 6, scols = 11, ld = 16;

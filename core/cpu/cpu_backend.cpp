@@ -263,14 +263,19 @@ void CpuBackend::expert_bias_grad(int experts, int64_t rows, int cols, const flo
 // in row order, as bias_grad over the finished da would (the same bits);
 // with da null (bf16 only) each row goes through a buffer.
 void CpuBackend::gelu_backward(int experts, int64_t rows, int cols, const float* a,
-                               const uint16_t* slope16, const float* dg, float* da, uint16_t* da16,
-                               float* dbias) {
-  thread_local std::vector<float> slope;  // a row of slope16, widened
+                               const uint16_t* slope16, const float* dg, const uint16_t* dg16,
+                               float* da, uint16_t* da16, float* dbias) {
+  thread_local std::vector<float> slope, grad;  // rows of slope16 and dg16, widened
   if (slope16 != nullptr) slope.resize(static_cast<size_t>(cols));
+  if (dg16 != nullptr) grad.resize(static_cast<size_t>(cols));
+  // by_rows writes da16's row after the row op (or all of it after every
+  // row, da given): dg16 may be da16.
   by_rows(experts * rows, cols, da, da16, [&](int64_t r, float* out) {
     if (slope16 != nullptr) from_bf16(cols, slope16 + r * cols, slope.data());
+    if (dg16 != nullptr) from_bf16(cols, dg16 + r * cols, grad.data());
     const float* s = slope16 != nullptr ? slope.data() : a + r * cols;
-    cpu_loops::gelu_backward(cols, s, dg + r * cols, out);
+    const float* g = dg16 != nullptr ? grad.data() : dg + r * cols;
+    cpu_loops::gelu_backward(cols, s, g, out);
     if (dbias != nullptr) cpu_loops::bias_grad(1, cols, out, dbias + r / rows * cols);
   });
 }

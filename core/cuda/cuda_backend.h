@@ -75,7 +75,8 @@ class CudaBackend final : public Backend {
   void expert_bias_grad(int experts, int64_t rows, int cols, const float* dy,
                         float* dbias) override;
   void gelu_backward(int experts, int64_t rows, int cols, const float* a, const uint16_t* slope16,
-                     const float* dg, float* da, uint16_t* da16, float* dbias) override;
+                     const float* dg, const uint16_t* dg16, float* da, uint16_t* da16,
+                     float* dbias) override;
   void tanh_forward(int64_t n, float* x) override;
   void tanh_backward(int64_t n, const float* y, float* dy) override;
 

@@ -87,8 +87,8 @@ __global__ void bias_gelu_kernel(int64_t n, int cols, int64_t rows_per_bias, con
 constexpr int kGeluCols = 64, kGeluLanes = 4;
 template <int W>
 __global__ void gelu_backward_kernel(int64_t rows, int cols, int64_t chunk_rows, const float* a,
-                                     const uint16_t* slope16, const float* dg, float* da,
-                                     uint16_t* da16, float* partial) {
+                                     const uint16_t* slope16, const float* dg, const uint16_t* dg16,
+                                     float* da, uint16_t* da16, float* partial) {
   __shared__ float tile[kGeluLanes][kGeluCols * W];
   const int64_t e = blockIdx.z;
   const int64_t c = (int64_t{blockIdx.x} * kGeluCols + threadIdx.x) * W;
@@ -101,7 +101,7 @@ __global__ void gelu_backward_kernel(int64_t rows, int cols, int64_t chunk_rows,
     for (int64_t r = begin + threadIdx.y; r < end; r += kGeluLanes) {
       const int64_t i = ((e * rows + r) * cols + c) / W;
       const Pack<W> d = slope16 != nullptr ? load_bf16<W>(slope16, i) : load<W>(a, i);
-      Pack<W> v = load<W>(dg, i);
+      Pack<W> v = dg16 != nullptr ? load_bf16<W>(dg16, i) : load<W>(dg, i);  // may be da16's
       for (int l = 0; l < W; ++l) {
         v.v[l] *= d.v[l];
         s.v[l] += v.v[l];
@@ -202,20 +202,23 @@ void CudaBackend::expert_bias_grad(int experts, int64_t rows, int cols, const fl
   column_sums(stream_, partial, plan, rows, columns, ExpertRowsOf{dy, rows, cols}, AddTo{dbias});
 }
 
-// da = dg * s, s = bias_gelu's slope (slope16, else a), and dbias += its
+// da = dg * s, s = bias_gelu's slope (slope16, else a), dg read from dg16
+// where given (it may be da16: each thread reads a value before writing it),
+// and dbias += its
 // column sums per expert: pass 1 of the column sums is fused into the
 // element-wise sweep, so da is read once (and, under bf16, written only as
 // its bf16 copy); pass 2 is finish_column_sums.
 void CudaBackend::gelu_backward(int experts, int64_t rows, int cols, const float* a,
-                                const uint16_t* slope16, const float* dg, float* da, uint16_t* da16,
-                                float* dbias) {
+                                const uint16_t* slope16, const float* dg, const uint16_t* dg16,
+                                float* da, uint16_t* da16, float* dbias) {
   if (experts <= 0 || rows <= 0 || cols <= 0) return;
   const ColPlan plan = col_plan(rows);
   const int64_t columns = int64_t{experts} * cols;
   auto* partial = dbias != nullptr
                       ? static_cast<float*>(scratch(sizeof(float) * plan.chunks * columns))
                       : nullptr;
-  const int width = cols % 4 == 0 ? pack_width(columns * rows, {a, dg, da}, {da16, slope16}) : 1;
+  const int width =
+      cols % 4 == 0 ? pack_width(columns * rows, {a, dg, da}, {da16, slope16, dg16}) : 1;
   const dim3 block(kGeluCols, kGeluLanes);
   const auto grid = [&](int w) {
     return dim3(static_cast<unsigned>((cols + kGeluCols * w - 1) / (kGeluCols * w)),
@@ -223,10 +226,10 @@ void CudaBackend::gelu_backward(int experts, int64_t rows, int cols, const float
   };
   if (width == 4) {
     gelu_backward_kernel<4><<<grid(4), block, 0, stream_>>>(rows, cols, plan.chunk_rows, a, slope16,
-                                                            dg, da, da16, partial);
+                                                            dg, dg16, da, da16, partial);
   } else {
     gelu_backward_kernel<1><<<grid(1), block, 0, stream_>>>(rows, cols, plan.chunk_rows, a, slope16,
-                                                            dg, da, da16, partial);
+                                                            dg, dg16, da, da16, partial);
   }
   VMOE_CUDA_LAUNCH_CHECK();
   if (dbias != nullptr) finish_column_sums(stream_, partial, plan.chunks, columns, AddTo{dbias});
