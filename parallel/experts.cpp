@@ -71,9 +71,7 @@ void ExpertMlps::backward(GemmInput input, GemmInput dout_in, float* din, Worksp
   // fp32 (Mlp's rule); the gradient into the GELU written as bf16 there too.
   float* dact = gemm_only_values(dact_, hidden);
   // dout feeds two GEMMs: converted once, unless it came with its copy.
-  const GemmInput dy = dout_in.bf16 != nullptr
-                           ? dout_in
-                           : ws.shared_input(Scratch::kExpertOutGrad, dout, {local_ * R, D});
+  const GemmInput dy = ws.shared_input(Scratch::kExpertOutGrad, dout_in, {local_ * R, D});
   // The input's copy: as given to forward, else the one forward made.
   const GemmInput in = input.bf16 != nullptr ? input : GemmInput{input.f32, in16_.data()};
   const BatchLevel experts = per_expert(local_, R * D, M * D, R * M);
