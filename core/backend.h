@@ -292,10 +292,6 @@ class Backend {
   virtual void gelu_backward(int experts, int64_t rows, int cols, const float* a,
                              const uint16_t* slope16, const float* dg, const uint16_t* dg16,
                              float* da, uint16_t* da16, float* dbias) = 0;
-  void gelu_backward(int experts, int64_t rows, int cols, const float* a, const uint16_t* slope16,
-                     const float* dg, float* da, uint16_t* da16, float* dbias) {
-    gelu_backward(experts, rows, cols, a, slope16, dg, nullptr, da, da16, dbias);
-  }
   void gelu_backward(int experts, int64_t rows, int cols, const float* a, const float* dg,
                      float* da, uint16_t* da16, float* dbias) {
     gelu_backward(experts, rows, cols, a, nullptr, dg, nullptr, da, da16, dbias);
@@ -325,11 +321,6 @@ class Backend {
   virtual void layernorm_backward(int64_t rows, int cols, const float* x, const float* gamma,
                                   const float* mean, const float* rstd, const float* dy, float* dx,
                                   uint16_t* dx16, float* dgamma, float* dbeta) = 0;
-  void layernorm_backward(int64_t rows, int cols, const float* x, const float* gamma,
-                          const float* mean, const float* rstd, const float* dy, float* dx,
-                          float* dgamma, float* dbeta) {
-    layernorm_backward(rows, cols, x, gamma, mean, rstd, dy, dx, nullptr, dgamma, dbeta);
-  }
   // p[r, :cols] = softmax(scale * x[r, :cols]), rows ld apart (ld >= cols;
   // x's columns between are not read, p's are set to 0); p16 (nullable, same
   // layout) = bfloat16(p). p may be x (in place), or null when p16 is not

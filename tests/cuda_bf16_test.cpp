@@ -290,13 +290,13 @@ TEST_F(CudaOps, GeluBackwardTakesTheBiasGradient) {
     Both<uint16_t> from_w = both(std::vector<uint16_t>(n));
     Both<uint16_t> from_s = both(std::vector<uint16_t>(n));
     gpu_->gelu_backward(s.experts, s.rows, s.cols, w.gpu, dg.gpu, nullptr, from_w.gpu, dbias_w.gpu);
-    gpu_->gelu_backward(s.experts, s.rows, s.cols, nullptr, slope16.gpu, dg.gpu, nullptr,
+    gpu_->gelu_backward(s.experts, s.rows, s.cols, nullptr, slope16.gpu, dg.gpu, nullptr, nullptr,
                         from_s.gpu, dbias_s.gpu);
     EXPECT_EQ(from_gpu(from_s), from_gpu(from_w)) << "from the slope's copy " << at;
     EXPECT_EQ(from_gpu(dbias_s), from_gpu(dbias_w))
         << "from the slope's copy: bias gradient " << at;
     cpu_.gelu_backward(s.experts, s.rows, s.cols, nullptr, slope16.cpu.data(), dg.cpu.data(),
-                       nullptr, from_s.cpu.data(), dbias_s.cpu.data());
+                       nullptr, nullptr, from_s.cpu.data(), dbias_s.cpu.data());
     EXPECT_EQ(from_gpu(from_s), from_s.cpu) << "from the slope's copy, against the CPU " << at;
     // dg as bf16, overwritten in place by da's copy (fc2's input gradient
     // under bf16) = from its widened values.

@@ -59,7 +59,6 @@ class CudaBackend final : public Backend {
   using Backend::bias_gelu;
   using Backend::expert_bias_gelu;
   using Backend::gelu_backward;
-  using Backend::layernorm_backward;
   using Backend::layernorm_forward;
   using Backend::softmax_backward;
   using Backend::softmax_forward;
