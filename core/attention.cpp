@@ -39,7 +39,7 @@ void SelfAttention::forward(GemmInput x, int64_t images, int tokens, float* y) {
   tokens_ = tokens;
   if (be_->attention_pad_to() > 0) return forward_head_major(x, y);
   const int64_t rows = images * tokens, T = tokens, D = dim_, hd = head_dim_, H = heads_;
-  const int ld = scores_ld(tokens);
+  const int ld = be_->scores_ld(tokens);
   const int64_t Tl = T * ld;  // one head's scores
   qkv_act_.resize({rows, 3 * D});
   context_.resize({rows, D});
@@ -69,7 +69,7 @@ void SelfAttention::backward(GemmInput x, GemmInput dy, float* dx, Workspace& ws
   if (be_->attention_pad_to() > 0) return backward_head_major(x, dy, dx, ws);
   const int64_t rows = images_ * tokens_, T = tokens_, D = dim_, hd = head_dim_, H = heads_;
   const int tokens = tokens_;
-  const int ld = scores_ld(tokens);
+  const int ld = be_->scores_ld(tokens);
   const int64_t Tl = T * ld;
   float* dcontext = ws.get(Scratch::kContextGrad, {rows, D});
   float* dprobs = ws.get(Scratch::kScoresGrad, {images_, H, T, ld});

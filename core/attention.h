@@ -4,8 +4,8 @@
 // - Strided (0, the CPU's default): heads are never copied; the head h of
 //   image b is a strided view (row stride 3D) into the projection output, and
 //   the batched GEMMs run over (images, heads) with two stride levels. A row
-//   of scores is T values in a row of scores_ld(T) >= T (rows 32-byte
-//   aligned); the gap is set to zero.
+//   of scores is T values in a row of Backend::scores_ld(T) >= T (packed on
+//   the CPU, 32-byte aligned on the GPU); a gap is set to zero.
 // - Head-major (n > 0; 8, the GPU's default): q, k, v are packed [3, B, H,
 //   Tp, hd] with tokens zero-padded to Tp, a multiple of n (the q|k|v bias
 //   added on the way), and every batched GEMM is one launch over B*H
@@ -30,11 +30,6 @@ class Workspace;
 // The CUDA backend's default layout: head-major, tokens padded to a multiple
 // of 8 (Backend::set_attention_pad_to).
 constexpr int kGpuAttentionPadTo = 8;
-
-// The row stride of the attention scores and probabilities for T tokens.
-inline int scores_ld(int tokens) {
-  return (tokens + 7) / 8 * 8;
-}
 
 class SelfAttention {
  public:
@@ -74,7 +69,7 @@ class SelfAttention {
   int64_t images_ = 0;
   int tokens_ = 0;
   Tensor qkv_act_;  // [B*T, 3D]; head-major: [3, B, H, Tp, hd] (not under bf16)
-  Tensor probs_;    // [B, H, T, scores_ld(T)]; head-major: [B, H, Tp, Tp] (not under bf16)
+  Tensor probs_;    // [B, H, T, Backend::scores_ld(T)]; head-major: [B, H, Tp, Tp] (not under bf16)
   Tensor context_;  // [B*T, D], heads side by side
   Bf16Tensor qkv16_, probs16_, context16_;  // bf16 copies, under bf16
 };

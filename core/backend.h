@@ -392,6 +392,14 @@ class Backend {
   // on the CPU, 8 on the GPU (see core/attention.h).
   int attention_pad_to() const { return attention_pad_to_; }
   void set_attention_pad_to(int n) { attention_pad_to_ = n; }
+  // The strided layout's row stride of the scores and probabilities for T
+  // tokens: T rounded up to score_row_align_ (gaps zeroed). The CPU packs
+  // rows (1): OpenBLAS zeroes a packed beta = 0 output with one memset and a
+  // gapped one row by row, which made attention's 50 x 50 score GEMMs a third
+  // slower. The GPU aligns rows to 8 floats for its vector loads.
+  int scores_ld(int tokens) const {
+    return (tokens + score_row_align_ - 1) / score_row_align_ * score_row_align_;
+  }
 
   // ---- losses -------------------------------------------------------------------
   // Softmax cross-entropy per row; rows with weight 0 contribute nothing.
@@ -534,6 +542,7 @@ class Backend {
 
   Precision precision_ = Precision::kFp32;
   int attention_pad_to_ = 0;
+  int score_row_align_ = 1;
 
  private:
   // Counts the inputs a bf16 GEMM will convert; drops the copies when they

@@ -6,7 +6,6 @@
 #include <utility>
 
 #include "comm/process_groups.h"
-#include "core/attention.h"
 #include "core/check.h"
 #include "parallel/moe_model.h"
 
@@ -120,7 +119,7 @@ Plan plan_run(const TrainerOptions& o, const ClusterShape& cluster) {
   // probabilities as [b, H, Tp, Tp], Tp = T padded to a multiple of pad.
   const int pad = std::max(0, o.attention_pad_to);
   const double Tp = pad > 0 ? std::ceil(T / pad) * pad : T, np = b * Tp;
-  const double probs = pad > 0 ? b * H * Tp * Tp : b * H * T * scores_ld(static_cast<int>(T));
+  const double probs = pad > 0 ? b * H * Tp * Tp : b * H * T * T;
   // Under bf16 a LayerNorm output that only GEMMs read (the first norm; the
   // second before a dense MLP) and the GELU outputs are kept as their copy
   // alone; the second norm before an MoE layer keeps its fp32 values (routed).

@@ -23,7 +23,8 @@
 //   optimizer    Adam 8 bytes per parameter (2 moments), SGD 4 (momentum)
 //   activations  what forward keeps for backward, for L blocks:
 //     per block  LN1 out, mid, LN2 out, q|k|v (3), context = 7nD; LN stats 4n;
-//                attention probabilities b*H*T^2; block input (ViT's resid) nD
+//                attention probabilities b*H*T^2 (the CPU's packed rows; the
+//                GPU's strided layout pads rows to 8); block input (ViT's resid) nD
 //                (head-major attention, --attention_pad_to=p > 0: q|k|v over
 //                Tp = T padded to p, probabilities b*H*Tp^2, and under bf16
 //                q|k|v and context as copies alone; its packed gradients and

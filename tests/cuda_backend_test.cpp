@@ -195,7 +195,7 @@ TEST_F(CudaOps, LayerNorm) {
 TEST_F(CudaOps, Softmax) {
   const int rows = 45;
   for (const int cols : {17, 197, 1100}) {
-    for (const int ld : {cols, scores_ld(cols) + 8}) {
+    for (const int ld : {cols, gpu_->scores_ld(cols) + 8}) {
       SCOPED_TRACE("cols " + std::to_string(cols) + ", ld " + std::to_string(ld));
       Both<float> p = random(rows * ld, 25, 4.0f);
       const std::vector<float> scores = p.cpu;

@@ -58,6 +58,7 @@ CudaBackend::CudaBackend(int device)
   // they run on sm90 ones. B/16 bf16 on an H100: 1,368 images/s against
   // 1,296 strided (train_step_bench --attention_pad_to=0 for strided).
   set_attention_pad_to(kGpuAttentionPadTo);
+  score_row_align_ = 8;
 }
 
 CudaBackend::~CudaBackend() {
