@@ -44,5 +44,10 @@ done
 median() { printf '%s\n' "$@" | sort -g | awk '{a[NR]=$1} END {print (NR%2) ? a[(NR+1)/2] : (a[NR/2]+a[NR/2+1])/2}'; }
 mo=$(median "${ours[@]}")
 mt=$(median "${theirs[@]}")
-awk -v o="$mo" -v t="$mt" -v n="$ranks" -v c="$OPENBLAS_CORETYPE" 'BEGIN {
-  printf "median images/s: ours %.1f, torch %.1f, ratio %.2fx (%d process(es), one thread each, OpenBLAS %s kernels for both)\n", o, t, o / t, n, c }'
+# Each round's two runs are back to back: their ratio cancels the machine's
+# slower spells (a shared VM drifts by +-10%), so its median is printed too.
+ratios=()
+for ((i = 0; i < rounds; i++)); do ratios+=("$(awk -v o="${ours[i]}" -v t="${theirs[i]}" 'BEGIN { print o / t }')"); done
+mr=$(median "${ratios[@]}")
+awk -v o="$mo" -v t="$mt" -v r="$mr" -v n="$ranks" -v c="$OPENBLAS_CORETYPE" 'BEGIN {
+  printf "median images/s: ours %.1f, torch %.1f, ratio %.2fx; median of the rounds'"'"' ratios %.2fx (%d process(es), one thread each, OpenBLAS %s kernels for both)\n", o, t, o / t, r, n, c }'
