@@ -42,6 +42,17 @@ namespace {
 // op over f(0..n-1) in 16 lanes (lane l takes i = l mod 16, in order) joined
 // by a fixed tree: vectorises at any width, and gives the same bits at all.
 constexpr int kLanes = 16;
+
+// The fixed tree that joins the lanes.
+template <typename T, typename Op>
+inline T lane_tree(T* acc, Op op) {
+  for (int w = kLanes / 2; w > 0; w /= 2) {
+#pragma omp simd
+    for (int l = 0; l < w; ++l) acc[l] = op(acc[l], acc[l + w]);
+  }
+  return acc[0];
+}
+
 template <typename T, typename F, typename Op>
 inline T lane_reduce(int64_t n, T init, F f, Op op) {
   T acc[kLanes];
@@ -52,11 +63,11 @@ inline T lane_reduce(int64_t n, T init, F f, Op op) {
     for (int l = 0; l < kLanes; ++l) acc[l] = op(acc[l], f(i + l));
   }
   for (int l = 0; i + l < n; ++l) acc[l] = op(acc[l], f(i + l));
-  for (int w = kLanes / 2; w > 0; w /= 2) {
-#pragma omp simd
-    for (int l = 0; l < w; ++l) acc[l] = op(acc[l], acc[l + w]);
-  }
-  return acc[0];
+  return lane_tree(acc, op);
+}
+
+inline float plus(float a, float b) {
+  return a + b;
 }
 
 template <typename T, typename F>
@@ -172,15 +183,25 @@ VMOE_CPU_CLONES void layernorm_backward(int64_t rows, int cols, const float* x, 
     const float* dyr = dy + r * cols;
     float* dxr = dx + r * cols;
     const float mu = mean[r], rs = rstd[r];
-#pragma omp simd
-    for (int c = 0; c < cols; ++c) {
-      dgamma[c] += dyr[c] * ((xr[c] - mu) * rs);
+    // One pass for the parameter gradients and both row sums (lane_sum's
+    // lanes and tree, so its bits).
+    float sum_g[kLanes] = {}, sum_gx[kLanes] = {};
+    auto step = [&](int64_t c, int l) {
+      const float xhat = (xr[c] - mu) * rs;
+      const float g = dyr[c] * gamma[c];
+      dgamma[c] += dyr[c] * xhat;
       dbeta[c] += dyr[c];
+      sum_g[l] += g;
+      sum_gx[l] += g * xhat;
+    };
+    int64_t i = 0;
+    for (; i + kLanes <= cols; i += kLanes) {
+#pragma omp simd
+      for (int l = 0; l < kLanes; ++l) step(i + l, l);
     }
-    const float sum_g = lane_sum<float>(cols, [&](int64_t c) { return dyr[c] * gamma[c]; });
-    const float sum_gx =
-        lane_sum<float>(cols, [&](int64_t c) { return (dyr[c] * gamma[c]) * ((xr[c] - mu) * rs); });
-    const float mean_g = sum_g * inv_cols, mean_gx = sum_gx * inv_cols;
+    for (int l = 0; i + l < cols; ++l) step(i + l, l);
+    const float mean_g = lane_tree(sum_g, plus) * inv_cols;
+    const float mean_gx = lane_tree(sum_gx, plus) * inv_cols;
 #pragma omp simd
     for (int c = 0; c < cols; ++c) {
       const float xhat = (xr[c] - mu) * rs;
