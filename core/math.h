@@ -47,10 +47,11 @@ VMOE_HD float select(bool c, float a, float b) {
   return bits_to_float(static_cast<int32_t>((float_to_bits(a) & m) | (float_to_bits(b) & ~m)));
 }
 
-// e^x for x in [-87.3, 88.3] (clamped outside: 0 and inf are never produced).
-VMOE_HD float exp_fast(float x) {
+// e^x for x in [-87.3, 0], x clamped below: exp_fast without its upper clamp
+// (the same bits for every x <= 0), for arguments that cannot be positive:
+// softmax's shifted scores, the normal density's -x^2 / 2.
+VMOE_HD float exp_nonpositive(float x) {
   x = select(x < -87.3f, -87.3f, x);
-  x = select(x > 88.3f, 88.3f, x);
   // n = round(x / ln 2) by the 1.5*2^23 trick (vectorises, no libm call).
   const float shifter = 12582912.0f;
   const float n = (x * 1.44269504088896341f + shifter) - shifter;
@@ -64,6 +65,11 @@ VMOE_HD float exp_fast(float x) {
   p = fmaf(p, r, 5.0000001201e-1f);
   p = fmaf(p, r * r, r) + 1.0f;
   return p * bits_to_float((static_cast<int32_t>(n) + 127) << 23);
+}
+
+// e^x for x in [-87.3, 88.3] (clamped outside: 0 and inf are never produced).
+VMOE_HD float exp_fast(float x) {
+  return exp_nonpositive(select(x > 88.3f, 88.3f, x));
 }
 
 // Standard normal CDF given e = exp(-x^2 / 2), so that GELU's gradient shares
@@ -90,7 +96,7 @@ VMOE_HD float normal_cdf_given(float x, float e) {
 // Standard normal CDF (GELU, the load-balancing loss). Relative error of the
 // tail < 4e-7 + 1e-7 x^2, the x^2 term from rounding -x^2 / 2.
 VMOE_HD float normal_cdf(float x) {
-  return normal_cdf_given(x, exp_fast(-0.5f * x * x));
+  return normal_cdf_given(x, exp_nonpositive(-0.5f * x * x));
 }
 
 // Exact (erf-based) GELU: x * Phi(x).
@@ -100,14 +106,14 @@ VMOE_HD float gelu(float x) {
 
 // d gelu / dx = Phi(x) + x phi(x), one exp for both.
 VMOE_HD float gelu_grad(float x) {
-  const float e = exp_fast(-0.5f * x * x);
+  const float e = exp_nonpositive(-0.5f * x * x);
   return fmaf(x, 0.39894228040143268f * e, normal_cdf_given(x, e));
 }
 
 // Both at once, sharing the exp (the same bits as gelu(x) and gelu_grad(x)):
 // the forward pass keeps the derivative, so backward is a multiply.
 VMOE_HD void gelu_and_grad(float x, float& g, float& d) {
-  const float e = exp_fast(-0.5f * x * x);
+  const float e = exp_nonpositive(-0.5f * x * x);
   const float cdf = normal_cdf_given(x, e);
   g = x * cdf;
   d = fmaf(x, 0.39894228040143268f * e, cdf);
@@ -120,7 +126,7 @@ VMOE_HD float sigmoid(float x) { return 1.0f / (1.0f + exp_fast(-x)); }
 
 // Numerically stable log(1 + e^x).
 VMOE_HD float softplus(float x) {
-  return select(x > 0.0f, x, 0.0f) + log1pf(exp_fast(-fabsf(x)));
+  return select(x > 0.0f, x, 0.0f) + log1pf(exp_nonpositive(-fabsf(x)));
 }
 
 // One element of Adam with decoupled weight decay:

@@ -31,7 +31,7 @@ VMOE_HD float logsumexp_row(const float* z, int count) {
   float mx = z[0];
   for (int e = 1; e < count; ++e) mx = mx < z[e] ? z[e] : mx;  // std::max's rule
   float sum = 0.0f;
-  for (int e = 0; e < count; ++e) sum += exp_fast(z[e] - mx);
+  for (int e = 0; e < count; ++e) sum += exp_nonpositive(z[e] - mx);
   return mx + logf(sum);
 }
 
@@ -88,7 +88,7 @@ VMOE_HD void add_aux_loss_grad(const AuxGradTerms& t, const float* p, const floa
     float to_thr = 0.0f;
     for (int e = 0; e < E; ++e) {
       const float u = (z[e] - thr) / t.sigma;
-      const float pdf = 0.39894228040143268f * exp_fast(-0.5f * u * u);
+      const float pdf = 0.39894228040143268f * exp_nonpositive(-0.5f * u * u);
       const float g = t.load * t.d_load[e] * inv_s * pdf / t.sigma;
       d[e] += g;
       to_thr -= g;

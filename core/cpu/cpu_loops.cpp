@@ -228,7 +228,7 @@ VMOE_CPU_CLONES void softmax_forward(int64_t rows, int cols, int ld, float scale
     }
     const int64_t span = (n - 1) * ld + cols;
 #pragma omp simd
-    for (int64_t i = 0; i < span; ++i) xc[i] = exp_fast(xc[i]);
+    for (int64_t i = 0; i < span; ++i) xc[i] = exp_nonpositive(xc[i]);
     for (int64_t r = 0; r < n; ++r) {
       float* xr = xc + r * ld;
       const float inv = 1.0f / lane_sum<float>(cols, [&](int64_t c) { return xr[c]; });
