@@ -8,7 +8,6 @@
 //  * row counts are int64, feature sizes int.
 #pragma once
 
-#include <chrono>
 #include <cstddef>
 #include <cstdint>
 #include <cstdlib>

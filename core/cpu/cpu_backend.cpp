@@ -1,7 +1,5 @@
 #include "core/cpu/cpu_backend.h"
 
-#include <cblas.h>
-
 #include <algorithm>
 #include <cmath>
 #include <cstdlib>
@@ -9,43 +7,15 @@
 #include <vector>
 
 #include "core/check.h"
+#include "core/cpu/bf16_outputs.h"
 #include "core/cpu/cpu_loops.h"
 #include "core/math.h"
 
 namespace vmoe {
-namespace {
 
-CBLAS_TRANSPOSE cblas_trans(Trans t) { return t == Trans::kYes ? CblasTrans : CblasNoTrans; }
-
-// y16 = bfloat16(x) when a copy is asked for (the ops' bf16 outputs).
-void write_bf16(int64_t n, const float* x, uint16_t* y16) {
-  if (y16 == nullptr) return;
-  for (int64_t i = 0; i < n; ++i) y16[i] = vmoe::to_bf16(x[i]);
-}
-
-// An op's output as its bf16 copy alone (no fp32 output asked for): row r
-// computed by row_op(r, buffer) into a row buffer, then rounded into y16.
-template <typename RowOp>
-void bf16_rows(int64_t rows, int cols, uint16_t* y16, RowOp row_op) {
-  VMOE_ASSERT(y16 != nullptr);
-  thread_local std::vector<float> row;
-  row.resize(static_cast<size_t>(cols));
-  for (int64_t r = 0; r < rows; ++r) {
-    row_op(r, row.data());
-    write_bf16(cols, row.data(), y16 + r * cols);
-  }
-}
-
-// An op computed row by row, row_op(r, out): into y (then y16 = its bf16
-// copy, if asked for), or with y null into a row buffer, y16 alone.
-template <typename RowOp>
-void by_rows(int64_t rows, int cols, float* y, uint16_t* y16, RowOp row_op) {
-  if (y == nullptr) return bf16_rows(rows, cols, y16, row_op);
-  for (int64_t r = 0; r < rows; ++r) row_op(r, y + r * cols);
-  write_bf16(rows * cols, y, y16);
-}
-
-}  // namespace
+using cpu_bf16::bf16_rows;
+using cpu_bf16::by_rows;
+using cpu_bf16::write_bf16;
 
 // ---- memory ------------------------------------------------------------------
 
@@ -116,87 +86,6 @@ void CpuBackend::upload_pixels_impl(int64_t n, const uint8_t* host, float* dst) 
 
 void CpuBackend::zero(void* x, size_t bytes) {
   if (bytes) std::memset(x, 0, bytes);
-}
-
-// ---- matrix products ---------------------------------------------------------
-
-namespace {
-
-// The `rows` x `cols` matrix of `in` (leading dimension ld) with every
-// element rounded to bfloat16, as floats: the CPU's emulation of bf16 GEMM
-// inputs. From the input's bf16 copy where it has one, else rounded here.
-const float* as_bf16_floats(GemmInput in, int rows, int cols, int ld, std::vector<float>& out) {
-  const int64_t span = int64_t{rows - 1} * ld + cols;
-  out.resize(static_cast<size_t>(span));
-  if (in.bf16 != nullptr) {
-#pragma omp simd
-    for (int64_t i = 0; i < span; ++i) out[i] = from_bf16(in.bf16[i]);
-  } else {
-#pragma omp simd
-    for (int64_t i = 0; i < span; ++i) out[i] = round_to_bf16(in.f32[i]);
-  }
-  return out.data();
-}
-
-}  // namespace
-
-void CpuBackend::gemm_impl(Trans ta, Trans tb, int m, int n, int k, float alpha, GemmInput a,
-                           int lda, GemmInput b, int ldb, float beta, float* c, int ldc) {
-  if (gemm_log_ != nullptr) gemm_log_->push_back({ta, tb, m, n, k, lda, ldb, ldc});
-  const float* a32 = a.f32;
-  const float* b32 = b.f32;
-  if (precision_ == Precision::kBf16 && k > 0) {
-    thread_local std::vector<float> a16, b16;
-    a32 = ta == Trans::kNo ? as_bf16_floats(a, m, k, lda, a16) : as_bf16_floats(a, k, m, lda, a16);
-    b32 = tb == Trans::kNo ? as_bf16_floats(b, k, n, ldb, b16) : as_bf16_floats(b, n, k, ldb, b16);
-  }
-  cblas_sgemm(CblasRowMajor, cblas_trans(ta), cblas_trans(tb), m, n, k, alpha, a32, lda, b32, ldb,
-              beta, c, ldc);
-}
-
-void CpuBackend::to_bf16_impl(int64_t n, const float* x, uint16_t* y) {
-  write_bf16(n, x, y);
-}
-
-void CpuBackend::from_bf16(int64_t n, const uint16_t* x, float* y) {
-  for (int64_t i = 0; i < n; ++i) y[i] = vmoe::from_bf16(x[i]);
-}
-
-void CpuBackend::gemm_batched_impl(Trans ta, Trans tb, int m, int n, int k, float alpha,
-                                   GemmInput a, int lda, GemmInput b, int ldb, float beta, float* c,
-                                   int ldc, BatchLevel outer, BatchLevel inner) {
-  for (int64_t i = 0; i < outer.count; ++i) {
-    for (int64_t j = 0; j < inner.count; ++j) {
-      gemm_impl(ta, tb, m, n, k, alpha, a.offset(i * outer.a + j * inner.a), lda,
-                b.offset(i * outer.b + j * inner.b), ldb, beta, c + i * outer.c + j * inner.c, ldc);
-    }
-  }
-}
-
-// Emulated: each product into an fp32 buffer (inputs rounded as above), then
-// rounded as stored; in blocks of rows, so that the buffer stays small (a
-// whole fc1 output would be held as long as the thread lives, which the GPU
-// does not do).
-void CpuBackend::gemm_batched_to_bf16_impl(Trans ta, Trans tb, int m, int n, int k, float alpha,
-                                           GemmInput a, int lda, GemmInput b, int ldb,
-                                           uint16_t* c16, int ldc, BatchLevel outer,
-                                           BatchLevel inner) {
-  const int block = std::clamp((1 << 20) / ldc, 1, m);  // rows: at most 4 MiB of fp32
-  thread_local std::vector<float> c;
-  c.resize(static_cast<size_t>(block) * ldc);
-  for (int64_t i = 0; i < outer.count; ++i) {
-    for (int64_t j = 0; j < inner.count; ++j) {
-      for (int r0 = 0; r0 < m; r0 += block) {
-        const int rows = std::min(block, m - r0);
-        const int64_t a_rows = ta == Trans::kNo ? int64_t{r0} * lda : r0;  // op(A)'s row r0
-        gemm_impl(ta, tb, rows, n, k, alpha, a.offset(i * outer.a + j * inner.a + a_rows), lda,
-                  b.offset(i * outer.b + j * inner.b), ldb, 0.0f, c.data(), ldc);
-        uint16_t* out = c16 + i * outer.c + j * inner.c + int64_t{r0} * ldc;
-        for (int r = 0; r < rows; ++r)
-          write_bf16(n, c.data() + int64_t{r} * ldc, out + int64_t{r} * ldc);
-      }
-    }
-  }
 }
 
 // ---- element-wise --------------------------------------------------------------
