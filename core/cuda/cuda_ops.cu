@@ -113,8 +113,11 @@ __global__ void pool_rows_backward_kernel(int64_t n, int tokens, int rows_per_im
 // The head's offsets are computed once per block (64-bit division per
 // element made the first version 10x slower than its memory traffic). A
 // thread moves packs of W floats of one row (W = 4: one float4 load and
-// store, one 64-bit bf16 store; head_dim divides by W).
-constexpr int kHeadRows = 16;
+// store, one 64-bit bf16 store; head_dim divides by W), kHeadBatch of them
+// loaded before any is stored: with one pack per thread, or a load after
+// each store, too few bytes were in flight (B/16 on an H200: 151 us to pack
+// q, k, v, 188 us to unpack their gradients).
+constexpr int kHeadRows = 32, kHeadBatch = 4;
 
 template <int W>
 __global__ void pack_heads_kernel(HeadsLayout l, const float* x, const float* bias, float* y,
@@ -124,20 +127,30 @@ __global__ void pack_heads_kernel(HeadsLayout l, const float* x, const float* bi
   const float* b = bias != nullptr ? bias + l.column_base(blockIdx.x) : nullptr;
   const int64_t head = int64_t{blockIdx.x} * l.padded * l.head_dim, width = l.width();
   const int n = min(kHeadRows, l.padded - t0) * l.head_dim / W;  // packs
-  for (int i = tid(); i < n; i += nthreads()) {
-    const int t = t0 + i * W / l.head_dim, c = i * W % l.head_dim;
-    Pack<W> v;
-    for (int k = 0; k < W; ++k) v.v[k] = 0.0f;
-    if (t < l.tokens) {
-      v = load<W>(src + int64_t{t} * width + c, 0);
-      if (b != nullptr) {
-        const Pack<W> bc = load<W>(b + c, 0);
-        for (int k = 0; k < W; ++k) v.v[k] += bc.v[k];
+  for (int i0 = tid(); i0 < n; i0 += kHeadBatch * nthreads()) {
+    Pack<W> v[kHeadBatch];
+#pragma unroll
+    for (int k = 0; k < kHeadBatch; ++k) {
+      const int i = i0 + k * nthreads();
+      const int t = t0 + i * W / l.head_dim, c = i * W % l.head_dim;
+      for (int q = 0; q < W; ++q) v[k].v[q] = 0.0f;
+      if (i < n && t < l.tokens) {
+        v[k] = load<W>(src + int64_t{t} * width + c, 0);
+        if (b != nullptr) {
+          const Pack<W> bc = load<W>(b + c, 0);
+          for (int q = 0; q < W; ++q) v[k].v[q] += bc.v[q];
+        }
       }
     }
-    const int64_t at = (head + int64_t{t} * l.head_dim + c) / W;
-    if (y != nullptr) store<W>(y, at, v);  // null: the bf16 copy alone
-    store_bf16<W>(y16, at, v);
+#pragma unroll
+    for (int k = 0; k < kHeadBatch; ++k) {
+      const int i = i0 + k * nthreads();
+      if (i >= n) break;
+      const int t = t0 + i * W / l.head_dim, c = i * W % l.head_dim;
+      const int64_t at = (head + int64_t{t} * l.head_dim + c) / W;
+      if (y != nullptr) store<W>(y, at, v[k]);  // null: the bf16 copy alone
+      store_bf16<W>(y16, at, v[k]);
+    }
   }
 }
 
@@ -153,14 +166,24 @@ __global__ void unpack_heads_kernel(HeadsLayout l, const float* y, float* x, uin
   const float* src = y + int64_t{blockIdx.x} * l.padded * l.head_dim;
   const int real = min(kHeadRows, l.tokens - t0);
   const int n = real * l.head_dim / W;  // real rows only, packs
-  for (int i = tid(); i < n; i += nthreads()) {
-    const int t = t0 + i * W / l.head_dim, c = i * W % l.head_dim;
-    const Pack<W> v = load<W>(src + int64_t{t} * l.head_dim + c, 0);
-    const int64_t at = (base + int64_t{t} * width + c) / W;
-    if (x != nullptr) store<W>(x, at, v);  // null: the bf16 copy alone
-    store_bf16<W>(x16, at, v);
-    if (partial != nullptr)
-      for (int k = 0; k < W; ++k) tile[(t - t0) * l.head_dim + c + k] = v.v[k];
+  for (int i0 = tid(); i0 < n; i0 += kHeadBatch * nthreads()) {
+    Pack<W> v[kHeadBatch];
+#pragma unroll
+    for (int k = 0; k < kHeadBatch; ++k) {
+      const int i = i0 + k * nthreads();
+      if (i < n) v[k] = load<W>(src + int64_t{t0} * l.head_dim, i);
+    }
+#pragma unroll
+    for (int k = 0; k < kHeadBatch; ++k) {
+      const int i = i0 + k * nthreads();
+      if (i >= n) break;
+      const int t = t0 + i * W / l.head_dim, c = i * W % l.head_dim;
+      const int64_t at = (base + int64_t{t} * width + c) / W;
+      if (x != nullptr) store<W>(x, at, v[k]);  // null: the bf16 copy alone
+      store_bf16<W>(x16, at, v[k]);
+      if (partial != nullptr)
+        for (int q = 0; q < W; ++q) tile[(t - t0) * l.head_dim + c + q] = v[k].v[q];
+    }
   }
   if (partial == nullptr) return;
   __syncthreads();
