@@ -8,6 +8,9 @@
 # launch/run.sh --num_epochs=1).
 #   VMOE_CONFIG=launch/configs/vit_fmnist.flags launch/run.sh   # the dense ViT
 #   VMOE_RANKS=1 launch/run.sh                                  # one process
+#   VMOE_BACKEND=cpu launch/run.sh     # cpu | cuda | auto (default: cuda, one
+#                                      # rank per GPU, where nvidia-smi lists a
+#                                      # GPU and the build has the CUDA backend)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 launch/setup.sh
@@ -15,7 +18,21 @@ launch/setup.sh
 BUILD=${VMOE_BUILD_DIR:-build}
 DATA=${VMOE_DATA_DIR:-data/fashion_mnist}
 CONFIG=${VMOE_CONFIG:-launch/configs/vmoe_fmnist.flags}
-RANKS=${VMOE_RANKS:-$(nproc)}
+BACKEND=${VMOE_BACKEND:-auto}
+gpus=$(nvidia-smi -L 2>/dev/null | grep -c '^GPU' || true)
+if [[ $BACKEND == auto ]]; then
+  # cuda_backend_test is built exactly when the CUDA backend is.
+  BACKEND=cpu
+  if ((gpus > 0)) && [[ -x $BUILD/tests/cuda_backend_test ]]; then BACKEND=cuda; fi
+fi
+[[ $BACKEND == cpu || $BACKEND == cuda ]] ||
+  { echo "run: VMOE_BACKEND must be cpu, cuda or auto, got '$BACKEND'" >&2; exit 2; }
+if [[ $BACKEND == cuda ]]; then
+  ((gpus > 0)) || { echo "run: VMOE_BACKEND=cuda but nvidia-smi lists no GPU" >&2; exit 2; }
+  RANKS=${VMOE_RANKS:-$gpus}  # one rank per GPU
+else
+  RANKS=${VMOE_RANKS:-$(nproc)}  # one rank per core
+fi
 RUN_DIR=${VMOE_RUN_DIR:-runs/$(basename "$CONFIG" .flags)-$(date +%Y%m%d-%H%M%S)}
 
 if [[ ! -f $DATA/train.h5 || ! -f $DATA/test.h5 ]]; then
@@ -23,19 +40,20 @@ if [[ ! -f $DATA/train.h5 || ! -f $DATA/test.h5 ]]; then
     --output="$DATA"
 fi
 
-# One rank per core, one BLAS thread per rank.
+# One BLAS thread per rank.
 export OPENBLAS_NUM_THREADS=1
 if [[ $(id -u) -eq 0 ]]; then export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1; fi
 launcher=()
 ((RANKS > 1)) && launcher=(mpirun -np "$RANKS")
+echo "run: $RANKS rank(s), --backend=$BACKEND"
 "${launcher[@]}" "$BUILD/launch/vmoe_train" --flagfile="$CONFIG" --train_data="$DATA/train.h5" \
-  --eval_data="$DATA/test.h5" --run_dir="$RUN_DIR" "$@"
+  --eval_data="$DATA/test.h5" --run_dir="$RUN_DIR" --backend="$BACKEND" "$@"
 
 # Evaluation of the final checkpoint into $RUN_DIR/eval (the sweep for MoE models only).
 sweep=()
 grep -q '^--moe_layers=.' "$RUN_DIR/flags.txt" && sweep=(--eval_capacity_sweep=2,1.5,1.05,0.75,0.5,0.25)
 "${launcher[@]}" "$BUILD/launch/vmoe_eval" --checkpoint="$RUN_DIR" --eval_data="$DATA/test.h5" \
-  --fewshot="$DATA" "${sweep[@]}"
+  --fewshot="$DATA" --backend="$BACKEND" "${sweep[@]}"
 report=$(launch/report.py "$RUN_DIR" | tail -n 1)
 
 echo
