@@ -31,7 +31,8 @@
 #                            benchmark models, with VMOE_TORCH_PYTHON (default:
 #                            python3) and its torch
 #   VMOE_CHECK_QUICK=1       every correctness row, but of the benchmark only the
-#                            B/16 bf16 rows (uncaptured, captured, strided), no
+#                            S/32 bf16 captured row and the B/16 bf16 rows
+#                            (uncaptured, captured, strided), no
 #                            peer and no input pipeline: about 2 minutes, for a
 #                            second look after a change within one GPU lease
 #   VMOE_CHECK_BACKEND=cpu   no GPU: the "GPU" side runs on the CPU backend under
@@ -294,7 +295,7 @@ fi
 runs=(0:fp32 0:bf16 0:bf16-captured 0:tf32 1:fp32 1:bf16 1:bf16-captured 1:bf16-strided)
 quick=${VMOE_CHECK_QUICK:-0}
 if [[ $quick == 1 ]]; then
-  runs=(1:bf16 1:bf16-captured 1:bf16-strided)
+  runs=(0:bf16-captured 1:bf16 1:bf16-captured 1:bf16-strided)
   peer_ok=0
 fi
 for run in "${runs[@]}"; do
