@@ -65,59 +65,64 @@ TEST_F(CudaOps, RoutingDecisionsAreIdentical) {
   }
 }
 
+// 40 items of 3 rows (whole images), k = 2, some choices dropped; dim 16
+// (packs of 4 floats), 6 (one float at a time) and 1,400 (an item longer
+// than one batch of the block's loads).
 TEST_F(CudaOps, DispatchCombineAndBackward) {
-  // 40 items of 3 rows (whole images), k = 2, dim 16, some choices dropped.
-  const int64_t items = 40;
-  const int k = 2, item_rows = 3, dim = 16, buffer_rows = 300;
-  std::vector<int32_t> host_row(items * k);
-  for (int64_t i = 0; i < items * k; ++i)
-    host_row[i] = (i % 7 == 3) ? -1 : static_cast<int32_t>(((i * 37) % 100) * item_rows);
-  // Distinct rows per kept choice (a buffer row holds one item).
-  std::vector<bool> used(buffer_rows, false);
-  for (int32_t& r : host_row) {
-    if (r < 0) continue;
-    while (used[r]) r = (r + item_rows) % buffer_rows;
-    used[r] = true;
+  for (const int dim : {16, 6, 1400}) {
+    SCOPED_TRACE("dim " + std::to_string(dim));
+    const int64_t items = 40;
+    const int k = 2, item_rows = 3, buffer_rows = 300;
+    std::vector<int32_t> host_row(items * k);
+    for (int64_t i = 0; i < items * k; ++i)
+      host_row[i] = (i % 7 == 3) ? -1 : static_cast<int32_t>(((i * 37) % 100) * item_rows);
+    // Distinct rows per kept choice (a buffer row holds one item).
+    std::vector<bool> used(buffer_rows, false);
+    for (int32_t& r : host_row) {
+      if (r < 0) continue;
+      while (used[r]) r = (r + item_rows) % buffer_rows;
+      used[r] = true;
+    }
+    Both<int32_t> row = both(host_row);
+    Both<float> x = random(items * item_rows * dim, 51), gate = random(items * k, 52);
+    Both<float> buf = both(std::vector<float>(buffer_rows * dim, 0.0f));
+    cpu_.moe_dispatch(items, k, item_rows, dim, x.cpu.data(), row.cpu.data(), buf.cpu.data());
+    gpu_->moe_dispatch(items, k, item_rows, dim, x.gpu, row.gpu, buf.gpu);
+    expect_close("moe_dispatch", buf, 0.0);
+    Both<float> y = random(items * item_rows * dim, 53);
+    cpu_.moe_combine(items, k, item_rows, dim, buf.cpu.data(), row.cpu.data(), gate.cpu.data(),
+                     y.cpu.data());
+    gpu_->moe_combine(items, k, item_rows, dim, buf.gpu, row.gpu, gate.gpu, y.gpu);
+    expect_close("moe_combine", y);
+    Both<float> dbuf = both(std::vector<float>(buffer_rows * dim, 0.0f)),
+                dgate = random(items * k, 54);
+    cpu_.moe_combine_backward(items, k, item_rows, dim, y.cpu.data(), buf.cpu.data(),
+                              row.cpu.data(), gate.cpu.data(), dbuf.cpu.data(), dgate.cpu.data());
+    gpu_->moe_combine_backward(items, k, item_rows, dim, y.gpu, buf.gpu, row.gpu, gate.gpu,
+                               dbuf.gpu, dgate.gpu);
+    expect_close("moe_combine_backward dbuf", dbuf);
+    expect_close("moe_combine_backward dgate", dgate);
+    Both<float> dx = random(items * item_rows * dim, 55);
+    cpu_.moe_dispatch_backward(items, k, item_rows, dim, dbuf.cpu.data(), row.cpu.data(),
+                               dx.cpu.data());
+    gpu_->moe_dispatch_backward(items, k, item_rows, dim, dbuf.gpu, row.gpu, dx.gpu);
+    expect_close("moe_dispatch_backward", dx);
+    // [sources 3, experts 4, 25 rows] -> expert-major, and back.
+    Both<float> out = random(300 * dim, 56), back = random(300 * dim, 57);
+    cpu_.transpose_blocks(3, 4, 25 * dim, buf.cpu.data(), out.cpu.data());
+    gpu_->transpose_blocks(3, 4, 25 * dim, buf.gpu, out.gpu);
+    expect_close("transpose_blocks", out, 0.0);
+    cpu_.transpose_blocks(4, 3, 25 * dim, out.cpu.data(), back.cpu.data());
+    gpu_->transpose_blocks(4, 3, 25 * dim, out.gpu, back.gpu);
+    expect_close("transpose_blocks back", back, 0.0);
+    EXPECT_EQ(back.cpu, buf.cpu);
+    std::vector<uint16_t> host16(300 * dim);
+    for (size_t i = 0; i < host16.size(); ++i) host16[i] = static_cast<uint16_t>(i * 7919);
+    Both<uint16_t> in16 = both(host16), out16 = both(std::vector<uint16_t>(host16.size()));
+    cpu_.transpose_blocks(3, 4, 25 * dim, in16.cpu.data(), out16.cpu.data());
+    gpu_->transpose_blocks(3, 4, 25 * dim, in16.gpu, out16.gpu);
+    expect_equal("transpose_blocks", out16);
   }
-  Both<int32_t> row = both(host_row);
-  Both<float> x = random(items * item_rows * dim, 51), gate = random(items * k, 52);
-  Both<float> buf = both(std::vector<float>(buffer_rows * dim, 0.0f));
-  cpu_.moe_dispatch(items, k, item_rows, dim, x.cpu.data(), row.cpu.data(), buf.cpu.data());
-  gpu_->moe_dispatch(items, k, item_rows, dim, x.gpu, row.gpu, buf.gpu);
-  expect_close("moe_dispatch", buf, 0.0);
-  Both<float> y = random(items * item_rows * dim, 53);
-  cpu_.moe_combine(items, k, item_rows, dim, buf.cpu.data(), row.cpu.data(), gate.cpu.data(),
-                   y.cpu.data());
-  gpu_->moe_combine(items, k, item_rows, dim, buf.gpu, row.gpu, gate.gpu, y.gpu);
-  expect_close("moe_combine", y);
-  Both<float> dbuf = both(std::vector<float>(buffer_rows * dim, 0.0f)),
-              dgate = random(items * k, 54);
-  cpu_.moe_combine_backward(items, k, item_rows, dim, y.cpu.data(), buf.cpu.data(), row.cpu.data(),
-                            gate.cpu.data(), dbuf.cpu.data(), dgate.cpu.data());
-  gpu_->moe_combine_backward(items, k, item_rows, dim, y.gpu, buf.gpu, row.gpu, gate.gpu, dbuf.gpu,
-                             dgate.gpu);
-  expect_close("moe_combine_backward dbuf", dbuf);
-  expect_close("moe_combine_backward dgate", dgate);
-  Both<float> dx = random(items * item_rows * dim, 55);
-  cpu_.moe_dispatch_backward(items, k, item_rows, dim, dbuf.cpu.data(), row.cpu.data(),
-                             dx.cpu.data());
-  gpu_->moe_dispatch_backward(items, k, item_rows, dim, dbuf.gpu, row.gpu, dx.gpu);
-  expect_close("moe_dispatch_backward", dx);
-  // [sources 3, experts 4, 25 rows] -> expert-major, and back.
-  Both<float> out = random(300 * dim, 56), back = random(300 * dim, 57);
-  cpu_.transpose_blocks(3, 4, 25 * dim, buf.cpu.data(), out.cpu.data());
-  gpu_->transpose_blocks(3, 4, 25 * dim, buf.gpu, out.gpu);
-  expect_close("transpose_blocks", out, 0.0);
-  cpu_.transpose_blocks(4, 3, 25 * dim, out.cpu.data(), back.cpu.data());
-  gpu_->transpose_blocks(4, 3, 25 * dim, out.gpu, back.gpu);
-  expect_close("transpose_blocks back", back, 0.0);
-  EXPECT_EQ(back.cpu, buf.cpu);
-  std::vector<uint16_t> host16(300 * dim);
-  for (size_t i = 0; i < host16.size(); ++i) host16[i] = static_cast<uint16_t>(i * 7919);
-  Both<uint16_t> in16 = both(host16), out16 = both(std::vector<uint16_t>(host16.size()));
-  cpu_.transpose_blocks(3, 4, 25 * dim, in16.cpu.data(), out16.cpu.data());
-  gpu_->transpose_blocks(3, 4, 25 * dim, in16.gpu, out16.gpu);
-  expect_equal("transpose_blocks", out16);
 }
 
 // Groups of fewer and of more items than the CUDA kernel stages at once
