@@ -1,16 +1,16 @@
 #!/usr/bin/env bash
 # The main job on a fresh clone: set up (packages, build), import
 # Fashion-MNIST into our HDF5 format, train the default configuration (a
-# V-MoE) with one MPI rank per core, evaluate the final checkpoint with
+# V-MoE) with one MPI rank per core (per GPU on a GPU machine), evaluate the final checkpoint with
 # vmoe_eval (test precision@1, capacity sweep BPR vs vanilla, class x expert
 # routing, 1/5/10/25-shot linear evaluation), and draw the report
 # (RUN_DIR/report/index.html). Extra arguments go to vmoe_train (e.g.
 # launch/run.sh --num_epochs=1).
 #   VMOE_CONFIG=launch/configs/vit_fmnist.flags launch/run.sh   # the dense ViT
 #   VMOE_RANKS=1 launch/run.sh                                  # one process
-#   VMOE_BACKEND=cpu launch/run.sh     # cpu | cuda | auto (default: cuda, one
-#                                      # rank per GPU, where nvidia-smi lists a
-#                                      # GPU and the build has the CUDA backend)
+#   VMOE_BACKEND=cpu launch/run.sh     # cpu | cuda | auto (the default: cuda,
+#                                      # one rank per GPU, where there are GPUs
+#                                      # and a CUDA build; launch/choose_backend.sh)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 launch/setup.sh
@@ -18,21 +18,9 @@ launch/setup.sh
 BUILD=${VMOE_BUILD_DIR:-build}
 DATA=${VMOE_DATA_DIR:-data/fashion_mnist}
 CONFIG=${VMOE_CONFIG:-launch/configs/vmoe_fmnist.flags}
-BACKEND=${VMOE_BACKEND:-auto}
-gpus=$(nvidia-smi -L 2>/dev/null | grep -c '^GPU' || true)
-if [[ $BACKEND == auto ]]; then
-  # cuda_backend_test is built exactly when the CUDA backend is.
-  BACKEND=cpu
-  if ((gpus > 0)) && [[ -x $BUILD/tests/cuda_backend_test ]]; then BACKEND=cuda; fi
-fi
-[[ $BACKEND == cpu || $BACKEND == cuda ]] ||
-  { echo "run: VMOE_BACKEND must be cpu, cuda or auto, got '$BACKEND'" >&2; exit 2; }
-if [[ $BACKEND == cuda ]]; then
-  ((gpus > 0)) || { echo "run: VMOE_BACKEND=cuda but nvidia-smi lists no GPU" >&2; exit 2; }
-  RANKS=${VMOE_RANKS:-$gpus}  # one rank per GPU
-else
-  RANKS=${VMOE_RANKS:-$(nproc)}  # one rank per core
-fi
+# cpu (one rank per core) or cuda (one rank per GPU): launch/choose_backend.sh.
+choice=$(launch/choose_backend.sh "$BUILD")
+read -r BACKEND RANKS <<<"$choice"
 RUN_DIR=${VMOE_RUN_DIR:-runs/$(basename "$CONFIG" .flags)-$(date +%Y%m%d-%H%M%S)}
 
 if [[ ! -f $DATA/train.h5 || ! -f $DATA/test.h5 ]]; then
