@@ -379,16 +379,18 @@ class Backend {
   virtual void moe_buffer_rows(int64_t groups, int items, int k, int experts, int capacity,
                                int item_rows, const int32_t* expert, const int32_t* slot,
                                int32_t* row) = 0;
-  // buf[row[i, c] + r] = x[i * item_rows + r] for kept choices (other rows untouched).
+  // buf[row[i, c] + r] = x[i * item_rows + r] for kept choices (other rows
+  // untouched); buf16 (nullable) gets the same rows' bf16 copy.
   virtual void moe_dispatch(int64_t items, int k, int item_rows, int dim, const float* x,
-                            const int32_t* row, float* buf) = 0;
+                            const int32_t* row, float* buf, uint16_t* buf16) = 0;
   // y[i] = sum over kept choices of gate[i, c] * buf[row[i, c]] (0 if none kept).
   virtual void moe_combine(int64_t items, int k, int item_rows, int dim, const float* buf,
                            const int32_t* row, const float* gate, float* y) = 0;
-  // dbuf[row[i, c]] = gate[i, c] * dy[i]; dgate[i, c] += <dy[i], buf[row[i, c]]>.
-  virtual void moe_combine_backward(int64_t items, int k, int item_rows, int dim,
-                                    const float* dy, const float* buf, const int32_t* row,
-                                    const float* gate, float* dbuf, float* dgate) = 0;
+  // dbuf[row[i, c]] = gate[i, c] * dy[i]; dgate[i, c] += <dy[i], buf[row[i, c]]>;
+  // dbuf16 (nullable) gets the written rows' bf16 copy.
+  virtual void moe_combine_backward(int64_t items, int k, int item_rows, int dim, const float* dy,
+                                    const float* buf, const int32_t* row, const float* gate,
+                                    float* dbuf, float* dgate, uint16_t* dbuf16) = 0;
   // dx[i] = sum over kept choices of dbuf[row[i, c]] (0 if none kept).
   virtual void moe_dispatch_backward(int64_t items, int k, int item_rows, int dim,
                                      const float* dbuf, const int32_t* row, float* dx) = 0;

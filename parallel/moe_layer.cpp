@@ -55,9 +55,8 @@ MoeLayer::MoeLayer(Backend& be, ParamStore& store, const std::string& name, cons
 }
 
 GemmInput MoeLayer::expert_input() const {
-  // Without an exchange buf_in16_ is never written (under remat it may even
-  // hold another block's pool storage): the experts convert their input.
-  return {buf_in_.data(), exchange_ ? buf_in16_.data() : nullptr};
+  // Under bf16 the dispatch (or the exchange) wrote the copy with the values.
+  return {buf_in_.data(), bf16_copy(buf_in16_)};
 }
 
 Router& MoeLayer::router() { return own_router_ ? *own_router_ : image_router_->router(); }
@@ -86,13 +85,19 @@ void MoeLayer::forward(GemmInput input, int64_t images, int tokens, float* y, co
     be_->moe_buffer_rows(s.groups, s.items, s.k, s.experts, s.capacity, item_rows_, r.expert(),
                          r.slot(), rows_.data());
     float* fixed = buf_in_.data();
+    // Without an exchange the experts read the buffer as dispatched: under
+    // bf16 the dispatch writes its copy too (no conversion pass).
+    uint16_t* fixed16 = nullptr;
     if (exchange_) {
       send_.resize({capacity_rows, dim_});
       back_.resize({capacity_rows, dim_});
       fixed = send_.data();
+    } else {
+      fixed16 = bf16_copy(buf_in16_, {capacity_rows, dim_});
     }
     be_->zero(fixed, buffer_bytes);  // empty slots: zeros (parallel/experts.h)
-    be_->moe_dispatch(items, s.k, item_rows_, dim_, x, rows_.data(), fixed);
+    if (fixed16 != nullptr) be_->zero(fixed16, buffer_bytes / 2);
+    be_->moe_dispatch(items, s.k, item_rows_, dim_, x, rows_.data(), fixed, fixed16);
     if (exchange_) {
       exchange_->dispatch(send_.data(), s.groups, s.capacity, item_rows_, dim_, buf_in_.data(),
                           bf16_copy(buf_in16_, {capacity_rows, dim_}));
@@ -121,17 +126,23 @@ void MoeLayer::backward(GemmInput input, GemmInput dy_in, float* dx, Workspace& 
   float* a = ws.get(Scratch::kExpertOutGrad, {capacity_rows, dim_});
   float* b = ws.get(Scratch::kExpertInGrad, {capacity_rows, dim_});
   const float* combined = exchange_ ? back_.data() : buf_out_.data();
+  // dL/d expert output's bf16 copy: written by the combine's backward without
+  // an exchange, as received from one with it.
+  uint16_t* dout16 = nullptr;
   {
     PhaseScope timed("combine");
     // Empty slots get a zero gradient, so they add nothing to the experts'.
-    be_->zero(a, static_cast<size_t>(capacity_rows * dim_) * sizeof(float));
+    const size_t bytes = static_cast<size_t>(capacity_rows * dim_) * sizeof(float);
+    be_->zero(a, bytes);
+    if (!exchange_) {
+      dout16 = ws.get_bf16(Scratch::kExpertOutGrad, {capacity_rows, dim_});
+      if (dout16 != nullptr) be_->zero(dout16, bytes / 2);
+    }
     be_->moe_combine_backward(items, s.k, item_rows_, dim_, dy, combined, rows_.data(), r.gate(), a,
-                              r.d_gate());
+                              r.d_gate(), dout16);
   }
   float* dout = exchange_ ? b : a;  // dL/d expert output, expert-major
   float* din = exchange_ ? a : b;   // dL/d expert input, expert-major
-  // Its bf16 copy as received, where it crossed an exchange under bf16.
-  uint16_t* dout16 = nullptr;
   if (exchange_) {
     PhaseScope timed("combine");
     dout16 = ws.get_bf16(Scratch::kExpertOutGrad, {capacity_rows, dim_});

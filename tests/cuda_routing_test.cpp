@@ -86,9 +86,12 @@ TEST_F(CudaOps, DispatchCombineAndBackward) {
     Both<int32_t> row = both(host_row);
     Both<float> x = random(items * item_rows * dim, 51), gate = random(items * k, 52);
     Both<float> buf = both(std::vector<float>(buffer_rows * dim, 0.0f));
-    cpu_.moe_dispatch(items, k, item_rows, dim, x.cpu.data(), row.cpu.data(), buf.cpu.data());
-    gpu_->moe_dispatch(items, k, item_rows, dim, x.gpu, row.gpu, buf.gpu);
+    Both<uint16_t> buf16 = both(std::vector<uint16_t>(buffer_rows * dim, 0));
+    cpu_.moe_dispatch(items, k, item_rows, dim, x.cpu.data(), row.cpu.data(), buf.cpu.data(),
+                      buf16.cpu.data());
+    gpu_->moe_dispatch(items, k, item_rows, dim, x.gpu, row.gpu, buf.gpu, buf16.gpu);
     expect_close("moe_dispatch", buf, 0.0);
+    expect_equal("moe_dispatch's bf16 copy", buf16);
     Both<float> y = random(items * item_rows * dim, 53);
     cpu_.moe_combine(items, k, item_rows, dim, buf.cpu.data(), row.cpu.data(), gate.cpu.data(),
                      y.cpu.data());
@@ -96,11 +99,15 @@ TEST_F(CudaOps, DispatchCombineAndBackward) {
     expect_close("moe_combine", y);
     Both<float> dbuf = both(std::vector<float>(buffer_rows * dim, 0.0f)),
                 dgate = random(items * k, 54);
+    Both<uint16_t> dbuf16 = both(std::vector<uint16_t>(buffer_rows * dim, 0));
     cpu_.moe_combine_backward(items, k, item_rows, dim, y.cpu.data(), buf.cpu.data(),
-                              row.cpu.data(), gate.cpu.data(), dbuf.cpu.data(), dgate.cpu.data());
+                              row.cpu.data(), gate.cpu.data(), dbuf.cpu.data(), dgate.cpu.data(),
+                              dbuf16.cpu.data());
     gpu_->moe_combine_backward(items, k, item_rows, dim, y.gpu, buf.gpu, row.gpu, gate.gpu,
-                               dbuf.gpu, dgate.gpu);
+                               dbuf.gpu, dgate.gpu, dbuf16.gpu);
     expect_close("moe_combine_backward dbuf", dbuf);
+    EXPECT_EQ(from_gpu(dbuf16), testing::host_bf16(from_gpu(dbuf)))
+        << "moe_combine_backward's bf16 copy";
     expect_close("moe_combine_backward dgate", dgate);
     Both<float> dx = random(items * item_rows * dim, 55);
     cpu_.moe_dispatch_backward(items, k, item_rows, dim, dbuf.cpu.data(), row.cpu.data(),

@@ -170,16 +170,25 @@ TEST(Dispatch, RoundTripAndDrops) {
   const std::vector<int32_t> row = {2, 0, -1};
   const std::vector<float> gate = {.5f, .25f, .75f};
   std::vector<float> buf(4 * 2, -1.0f);
-  be.moe_dispatch(3, 1, 2, 2, x.data(), row.data(), buf.data());
+  be.moe_dispatch(3, 1, 2, 2, x.data(), row.data(), buf.data(), nullptr);
   EXPECT_EQ(buf, (std::vector<float>{5, 6, 7, 8, 1, 2, 3, 4}));
+  // With a bf16 copy asked for: the written rows rounded into it.
+  const std::vector<float> x_odd = {1.00390625f, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12};
+  std::vector<float> buf2(4 * 2, -1.0f);
+  std::vector<uint16_t> buf16(4 * 2, 7);
+  be.moe_dispatch(3, 1, 2, 2, x_odd.data(), row.data(), buf2.data(), buf16.data());
+  for (int i = 0; i < 8; ++i) EXPECT_EQ(buf16[i], to_bf16(buf2[i])) << i;
+  EXPECT_NE(buf2[4], from_bf16(buf16[4])) << "1 + 2^-8 is not a bf16: the copy is rounded";
   std::vector<float> y(12, -1.0f);
   be.moe_combine(3, 1, 2, 2, buf.data(), row.data(), gate.data(), y.data());
   EXPECT_EQ(y, (std::vector<float>{.5f, 1, 1.5f, 2, 1.25f, 1.5f, 1.75f, 2, 0, 0, 0, 0}));
   std::vector<float> dbuf(8), dgate(3, 0.0f), dx(12);
   const std::vector<float> dy(12, 1.0f);
-  be.moe_combine_backward(3, 1, 2, 2, dy.data(), buf.data(), row.data(), gate.data(),
-                          dbuf.data(), dgate.data());
+  std::vector<uint16_t> dbuf16(8, 7);
+  be.moe_combine_backward(3, 1, 2, 2, dy.data(), buf.data(), row.data(), gate.data(), dbuf.data(),
+                          dgate.data(), dbuf16.data());
   EXPECT_EQ(dgate, (std::vector<float>{10, 26, 0}));
+  for (int i = 0; i < 8; ++i) EXPECT_EQ(dbuf16[i], to_bf16(dbuf[i])) << i;
   be.moe_dispatch_backward(3, 1, 2, 2, dbuf.data(), row.data(), dx.data());
   EXPECT_EQ(dx, (std::vector<float>{.5f, .5f, .5f, .5f, .25f, .25f, .25f, .25f, 0, 0, 0, 0}));
 }

@@ -125,12 +125,12 @@ class CpuBackend final : public Backend {
                        int item_rows, const int32_t* expert, const int32_t* slot,
                        int32_t* row) override;
   void moe_dispatch(int64_t items, int k, int item_rows, int dim, const float* x,
-                    const int32_t* row, float* buf) override;
+                    const int32_t* row, float* buf, uint16_t* buf16) override;
   void moe_combine(int64_t items, int k, int item_rows, int dim, const float* buf,
                    const int32_t* row, const float* gate, float* y) override;
   void moe_combine_backward(int64_t items, int k, int item_rows, int dim, const float* dy,
                             const float* buf, const int32_t* row, const float* gate, float* dbuf,
-                            float* dgate) override;
+                            float* dgate, uint16_t* dbuf16) override;
   void moe_dispatch_backward(int64_t items, int k, int item_rows, int dim, const float* dbuf,
                              const int32_t* row, float* dx) override;
   void transpose_blocks(int64_t outer, int64_t inner, int64_t block, const float* src,

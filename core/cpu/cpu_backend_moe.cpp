@@ -6,6 +6,7 @@
 #include <numeric>
 #include <vector>
 
+#include "core/cpu/bf16_outputs.h"
 #include "core/cpu/cpu_backend.h"
 #include "core/cpu/cpu_loops.h"
 #include "core/math.h"
@@ -68,12 +69,15 @@ void CpuBackend::moe_buffer_rows(int64_t groups, int items, int k, int /*experts
 }
 
 void CpuBackend::moe_dispatch(int64_t items, int k, int item_rows, int dim, const float* x,
-                              const int32_t* row, float* buf) {
-  const size_t bytes = static_cast<size_t>(item_rows) * dim * sizeof(float);
+                              const int32_t* row, float* buf, uint16_t* buf16) {
+  const int64_t n = int64_t{item_rows} * dim;
   for (int64_t i = 0; i < items; ++i)
-    for (int c = 0; c < k; ++c)
-      if (row[i * k + c] >= 0)
-        std::memcpy(buf + int64_t{row[i * k + c]} * dim, x + i * item_rows * dim, bytes);
+    for (int c = 0; c < k; ++c) {
+      if (row[i * k + c] < 0) continue;
+      const int64_t at = int64_t{row[i * k + c]} * dim;
+      std::memcpy(buf + at, x + i * n, static_cast<size_t>(n) * sizeof(float));
+      cpu_bf16::write_bf16(n, x + i * n, buf16 != nullptr ? buf16 + at : nullptr);
+    }
 }
 
 void CpuBackend::moe_combine(int64_t items, int k, int item_rows, int dim, const float* buf,
@@ -81,10 +85,15 @@ void CpuBackend::moe_combine(int64_t items, int k, int item_rows, int dim, const
   cpu_loops::moe_combine(items, k, item_rows, dim, buf, row, gate, y);
 }
 
-void CpuBackend::moe_combine_backward(int64_t items, int k, int item_rows, int dim,
-                                      const float* dy, const float* buf, const int32_t* row,
-                                      const float* gate, float* dbuf, float* dgate) {
+void CpuBackend::moe_combine_backward(int64_t items, int k, int item_rows, int dim, const float* dy,
+                                      const float* buf, const int32_t* row, const float* gate,
+                                      float* dbuf, float* dgate, uint16_t* dbuf16) {
   cpu_loops::moe_combine_backward(items, k, item_rows, dim, dy, buf, row, gate, dbuf, dgate);
+  if (dbuf16 == nullptr) return;
+  const int64_t n = int64_t{item_rows} * dim;
+  for (int64_t p = 0; p < items * k; ++p)
+    if (row[p] >= 0)
+      cpu_bf16::write_bf16(n, dbuf + int64_t{row[p]} * dim, dbuf16 + int64_t{row[p]} * dim);
 }
 
 void CpuBackend::moe_dispatch_backward(int64_t items, int k, int item_rows, int dim,

@@ -61,19 +61,24 @@ constexpr int kMoeBatch = 4;
     if (const int64_t j = j0 + int64_t{q} * blockDim.x; j < np)
 // clang-format on
 
-// Block per (item, choice): buf rows of a kept choice = the item's rows.
+// Block per (item, choice): buf rows of a kept choice = the item's rows, and
+// their bf16 copy where buf16 is given.
 template <int W>
 __global__ void dispatch_kernel(int64_t pairs, int k, int64_t np, int64_t dimp, const float* x,
-                                const int32_t* row, float* buf) {
+                                const int32_t* row, float* buf, uint16_t* buf16) {
   for (int64_t p = blockIdx.x; p < pairs; p += gridDim.x) {
     const int r = row[p];
     if (r < 0) continue;
     const float* src = x + p / k * np * W;
     float* dst = buf + int64_t{r} * dimp * W;
+    uint16_t* dst16 = buf16 != nullptr ? buf16 + int64_t{r} * dimp * W : nullptr;
     VMOE_MOE_BATCH_LOOP(j0) {
       Pack<W> v[kMoeBatch];
       VMOE_MOE_BATCH(q, j, j0) v[q] = load<W>(src, j);
-      VMOE_MOE_BATCH(q, j, j0) store<W>(dst, j, v[q]);
+      VMOE_MOE_BATCH(q, j, j0) {
+        store<W>(dst, j, v[q]);
+        store_bf16<W>(dst16, j, v[q]);
+      }
     }
   }
 }
@@ -104,7 +109,8 @@ __global__ void combine_kernel(int64_t items, int k, int64_t np, int64_t dimp, c
 template <int W>
 __global__ void combine_backward_kernel(int64_t pairs, int k, int64_t np, int64_t dimp,
                                         const float* dy, const float* buf, const int32_t* row,
-                                        const float* gate, float* dbuf, float* dgate) {
+                                        const float* gate, float* dbuf, float* dgate,
+                                        uint16_t* dbuf16) {
   __shared__ float red[32];
   for (int64_t p = blockIdx.x; p < pairs; p += gridDim.x) {
     const int r = row[p];
@@ -112,6 +118,7 @@ __global__ void combine_backward_kernel(int64_t pairs, int k, int64_t np, int64_
     const float* d = dy + p / k * np * W;
     const float* out = buf + int64_t{r} * dimp * W;
     float* dout = dbuf + int64_t{r} * dimp * W;
+    uint16_t* dout16 = dbuf16 != nullptr ? dbuf16 + int64_t{r} * dimp * W : nullptr;
     const float w = gate[p];
     float dot = 0.0f;
     VMOE_MOE_BATCH_LOOP(j0) {
@@ -127,6 +134,7 @@ __global__ void combine_backward_kernel(int64_t pairs, int k, int64_t np, int64_
           dot += dv[q].v[l] * ov[q].v[l];
         }
         store<W>(dout, j, g);
+        store_bf16<W>(dout16, j, g);
       }
     }
     dot = block_sum(dot, red);
@@ -186,9 +194,10 @@ void CudaBackend::moe_buffer_rows(int64_t groups, int items, int k, int /*expert
 
 namespace {
 // 4 where a buffer row (dim, hence an item's n = item_rows dim) divides by 4
-// and the pointers are 16-byte aligned, else 1.
-int moe_width(int dim, std::initializer_list<const void*> floats) {
-  return dim % 4 == 0 ? pack_width(4, floats) : 1;
+// and the pointers are aligned (16 bytes; 8 for bf16 copies), else 1.
+int moe_width(int dim, std::initializer_list<const void*> floats,
+              std::initializer_list<const void*> bf16s = {}) {
+  return dim % 4 == 0 ? pack_width(4, floats, bf16s) : 1;
 }
 }  // namespace
 
@@ -207,10 +216,11 @@ int moe_width(int dim, std::initializer_list<const void*> floats) {
   } while (0)
 
 void CudaBackend::moe_dispatch(int64_t items, int k, int item_rows, int dim, const float* x,
-                               const int32_t* row, float* buf) {
+                               const int32_t* row, float* buf, uint16_t* buf16) {
   const int64_t n = int64_t{item_rows} * dim;
   if (items <= 0 || k <= 0 || n <= 0) return;
-  VMOE_LAUNCH_MOE(dispatch_kernel, moe_width(dim, {x, buf}), items * k, k, n, dim, x, row, buf);
+  VMOE_LAUNCH_MOE(dispatch_kernel, moe_width(dim, {x, buf}, {buf16}), items * k, k, n, dim, x, row,
+                  buf, buf16);
   VMOE_CUDA_LAUNCH_CHECK();
 }
 
@@ -224,11 +234,12 @@ void CudaBackend::moe_combine(int64_t items, int k, int item_rows, int dim, cons
 
 void CudaBackend::moe_combine_backward(int64_t items, int k, int item_rows, int dim,
                                        const float* dy, const float* buf, const int32_t* row,
-                                       const float* gate, float* dbuf, float* dgate) {
+                                       const float* gate, float* dbuf, float* dgate,
+                                       uint16_t* dbuf16) {
   const int64_t n = int64_t{item_rows} * dim;
   if (items <= 0 || k <= 0 || n <= 0) return;
-  VMOE_LAUNCH_MOE(combine_backward_kernel, moe_width(dim, {dy, buf, dbuf}), items * k, k, n, dim,
-                  dy, buf, row, gate, dbuf, dgate);
+  VMOE_LAUNCH_MOE(combine_backward_kernel, moe_width(dim, {dy, buf, dbuf}, {dbuf16}), items * k, k,
+                  n, dim, dy, buf, row, gate, dbuf, dgate, dbuf16);
   VMOE_CUDA_LAUNCH_CHECK();
 }
 
