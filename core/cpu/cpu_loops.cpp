@@ -53,26 +53,38 @@ inline T lane_tree(T* acc, Op op) {
   return acc[0];
 }
 
+// step(i, l) for i = 0..n-1 in order, lane l = i mod kLanes: whole groups
+// of kLanes as one simd loop, then the tail.
+template <typename Step>
+inline void for_lanes(int64_t n, Step step) {
+  int64_t i = 0;
+  for (; i + kLanes <= n; i += kLanes) {
+#pragma omp simd
+    for (int l = 0; l < kLanes; ++l) step(i + l, l);
+  }
+  for (int l = 0; i + l < n; ++l) step(i + l, l);
+}
+
 template <typename T, typename F, typename Op>
 inline T lane_reduce(int64_t n, T init, F f, Op op) {
   T acc[kLanes];
   for (int l = 0; l < kLanes; ++l) acc[l] = init;
-  int64_t i = 0;
-  for (; i + kLanes <= n; i += kLanes) {
-#pragma omp simd
-    for (int l = 0; l < kLanes; ++l) acc[l] = op(acc[l], f(i + l));
-  }
-  for (int l = 0; i + l < n; ++l) acc[l] = op(acc[l], f(i + l));
+  for_lanes(n, [&](int64_t i, int l) { acc[l] = op(acc[l], f(i)); });
   return lane_tree(acc, op);
 }
 
-inline float plus(float a, float b) {
-  return a + b;
-}
+// a + b, as a type (a function object the simd loops inline; a function
+// pointer there is an indirect call per element).
+struct Plus {
+  template <typename T>
+  T operator()(T a, T b) const {
+    return a + b;
+  }
+};
 
 template <typename T, typename F>
 inline T lane_sum(int64_t n, F f) {
-  return lane_reduce(n, T(0), f, [](T a, T b) { return a + b; });
+  return lane_reduce(n, T(0), f, Plus{});
 }
 
 // The largest f(i) (a plain select, as MAXPS computes it, so it vectorises).
@@ -194,14 +206,9 @@ VMOE_CPU_CLONES void layernorm_backward(int64_t rows, int cols, const float* x, 
       sum_g[l] += g;
       sum_gx[l] += g * xhat;
     };
-    int64_t i = 0;
-    for (; i + kLanes <= cols; i += kLanes) {
-#pragma omp simd
-      for (int l = 0; l < kLanes; ++l) step(i + l, l);
-    }
-    for (int l = 0; i + l < cols; ++l) step(i + l, l);
-    const float mean_g = lane_tree(sum_g, plus) * inv_cols;
-    const float mean_gx = lane_tree(sum_gx, plus) * inv_cols;
+    for_lanes(cols, step);
+    const float mean_g = lane_tree(sum_g, Plus{}) * inv_cols;
+    const float mean_gx = lane_tree(sum_gx, Plus{}) * inv_cols;
 #pragma omp simd
     for (int c = 0; c < cols; ++c) {
       const float xhat = (xr[c] - mu) * rs;
