@@ -83,11 +83,13 @@ __global__ void dispatch_kernel(int64_t pairs, int k, int64_t np, int64_t dimp, 
   }
 }
 
-// Block per item: y = sum over kept choices c = 0..k-1 (in order) of gate * buf.
-// A choice's packs are loaded as one batch, so an item waits k round trips.
+// Block per item: y = sum over kept choices c = 0..k-1 (in order) of gate *
+// buf rows (the combine), or of the rows alone where gate is null (the
+// dispatch's backward). A choice's packs are loaded as one batch, so an item
+// waits k round trips.
 template <int W>
-__global__ void combine_kernel(int64_t items, int k, int64_t np, int64_t dimp, const float* buf,
-                               const int32_t* row, const float* gate, float* y) {
+__global__ void gather_sum_kernel(int64_t items, int k, int64_t np, int64_t dimp, const float* buf,
+                                  const int32_t* row, const float* gate, float* y) {
   for (int64_t i = blockIdx.x; i < items; i += gridDim.x) {
     VMOE_MOE_BATCH_LOOP(j0) {
       Pack<W> acc[kMoeBatch], b[kMoeBatch];
@@ -95,10 +97,14 @@ __global__ void combine_kernel(int64_t items, int k, int64_t np, int64_t dimp, c
       for (int c = 0; c < k; ++c) {
         const int r = row[i * k + c];
         if (r < 0) continue;
-        const float g = gate[i * k + c];
         VMOE_MOE_BATCH(q, j, j0) b[q] = load<W>(buf + int64_t{r} * dimp * W, j);
-        VMOE_MOE_BATCH(q, j, j0)
-        for (int l = 0; l < W; ++l) acc[q].v[l] = fmaf(g, b[q].v[l], acc[q].v[l]);
+        if (gate != nullptr) {
+          const float g = gate[i * k + c];
+          VMOE_MOE_BATCH(q, j, j0)
+          for (int l = 0; l < W; ++l) acc[q].v[l] = fmaf(g, b[q].v[l], acc[q].v[l]);
+        } else {
+          VMOE_MOE_BATCH(q, j, j0) for (int l = 0; l < W; ++l) acc[q].v[l] += b[q].v[l];
+        }
       }
       VMOE_MOE_BATCH(q, j, j0) store<W>(y + i * np * W, j, acc[q]);
     }
@@ -139,25 +145,6 @@ __global__ void combine_backward_kernel(int64_t pairs, int k, int64_t np, int64_
     }
     dot = block_sum(dot, red);
     if (threadIdx.x == 0) dgate[p] += dot;
-  }
-}
-
-// Block per item: dx = sum over kept choices c = 0..k-1 (in order) of dbuf rows.
-template <int W>
-__global__ void dispatch_backward_kernel(int64_t items, int k, int64_t np, int64_t dimp,
-                                         const float* dbuf, const int32_t* row, float* dx) {
-  for (int64_t i = blockIdx.x; i < items; i += gridDim.x) {
-    VMOE_MOE_BATCH_LOOP(j0) {
-      Pack<W> acc[kMoeBatch], b[kMoeBatch];
-      VMOE_MOE_BATCH(q, j, j0) for (int l = 0; l < W; ++l) acc[q].v[l] = 0.0f;
-      for (int c = 0; c < k; ++c) {
-        const int r = row[i * k + c];
-        if (r < 0) continue;
-        VMOE_MOE_BATCH(q, j, j0) b[q] = load<W>(dbuf + int64_t{r} * dimp * W, j);
-        VMOE_MOE_BATCH(q, j, j0) for (int l = 0; l < W; ++l) acc[q].v[l] += b[q].v[l];
-      }
-      VMOE_MOE_BATCH(q, j, j0) store<W>(dx + i * np * W, j, acc[q]);
-    }
   }
 }
 
@@ -228,7 +215,7 @@ void CudaBackend::moe_combine(int64_t items, int k, int item_rows, int dim, cons
                               const int32_t* row, const float* gate, float* y) {
   const int64_t n = int64_t{item_rows} * dim;
   if (items <= 0 || n <= 0) return;
-  VMOE_LAUNCH_MOE(combine_kernel, moe_width(dim, {buf, y}), items, k, n, dim, buf, row, gate, y);
+  VMOE_LAUNCH_MOE(gather_sum_kernel, moe_width(dim, {buf, y}), items, k, n, dim, buf, row, gate, y);
   VMOE_CUDA_LAUNCH_CHECK();
 }
 
@@ -247,8 +234,8 @@ void CudaBackend::moe_dispatch_backward(int64_t items, int k, int item_rows, int
                                         const float* dbuf, const int32_t* row, float* dx) {
   const int64_t n = int64_t{item_rows} * dim;
   if (items <= 0 || n <= 0) return;
-  VMOE_LAUNCH_MOE(dispatch_backward_kernel, moe_width(dim, {dbuf, dx}), items, k, n, dim, dbuf, row,
-                  dx);
+  VMOE_LAUNCH_MOE(gather_sum_kernel, moe_width(dim, {dbuf, dx}), items, k, n, dim, dbuf, row,
+                  nullptr, dx);
   VMOE_CUDA_LAUNCH_CHECK();
 }
 
