@@ -45,21 +45,11 @@ __global__ void buffer_rows_kernel(int64_t n, int items, int k, int64_t groups, 
 
 // The data movement kernels run a block per item (or per item and choice)
 // over the item's n floats in packs of W (cuda_packs.cuh; W = 4 where n, dim
-// and the pointers allow), kMoeBatch packs a thread loaded before it stores
-// any: one float per thread with a load after each store (which may alias)
+// and the pointers allow), kPackBatch packs a thread loaded before it stores
+// any (VMOE_PACK_BATCH): one float per thread with a load after each store (which may alias)
 // was a memory round trip per element (B/16 on an H200: the four kernels
 // 2.8 ms a step; whole images of Mobile V-MoE, n = tokens x dim, far worse).
 // np = n / W packs of an item; dimp = dim / W packs of a buffer row.
-constexpr int kMoeBatch = 4;
-// clang-format off
-#define VMOE_MOE_BATCH_LOOP(j0) \
-  for (int64_t j0 = threadIdx.x; j0 < np; j0 += int64_t{kMoeBatch} * blockDim.x)
-// The packs j = j0, j0 + blockDim.x, ... of one batch that are in the item.
-#define VMOE_MOE_BATCH(q, j, j0)                  \
-  _Pragma("unroll")                               \
-  for (int q = 0; q < kMoeBatch; ++q)             \
-    if (const int64_t j = j0 + int64_t{q} * blockDim.x; j < np)
-// clang-format on
 
 // Block per (item, choice): buf rows of a kept choice = the item's rows, and
 // their bf16 copy where buf16 is given.
@@ -72,10 +62,10 @@ __global__ void dispatch_kernel(int64_t pairs, int k, int64_t np, int64_t dimp, 
     const float* src = x + p / k * np * W;
     float* dst = buf + int64_t{r} * dimp * W;
     uint16_t* dst16 = buf16 != nullptr ? buf16 + int64_t{r} * dimp * W : nullptr;
-    VMOE_MOE_BATCH_LOOP(j0) {
-      Pack<W> v[kMoeBatch];
-      VMOE_MOE_BATCH(q, j, j0) v[q] = load<W>(src, j);
-      VMOE_MOE_BATCH(q, j, j0) {
+    VMOE_PACK_BATCH_LOOP(j0, np) {
+      Pack<W> v[kPackBatch];
+      VMOE_PACK_BATCH(q, j, j0, np) v[q] = load<W>(src, j);
+      VMOE_PACK_BATCH(q, j, j0, np) {
         store<W>(dst, j, v[q]);
         store_bf16<W>(dst16, j, v[q]);
       }
@@ -91,22 +81,22 @@ template <int W>
 __global__ void gather_sum_kernel(int64_t items, int k, int64_t np, int64_t dimp, const float* buf,
                                   const int32_t* row, const float* gate, float* y) {
   for (int64_t i = blockIdx.x; i < items; i += gridDim.x) {
-    VMOE_MOE_BATCH_LOOP(j0) {
-      Pack<W> acc[kMoeBatch], b[kMoeBatch];
-      VMOE_MOE_BATCH(q, j, j0) for (int l = 0; l < W; ++l) acc[q].v[l] = 0.0f;
+    VMOE_PACK_BATCH_LOOP(j0, np) {
+      Pack<W> acc[kPackBatch], b[kPackBatch];
+      VMOE_PACK_BATCH(q, j, j0, np) for (int l = 0; l < W; ++l) acc[q].v[l] = 0.0f;
       for (int c = 0; c < k; ++c) {
         const int r = row[i * k + c];
         if (r < 0) continue;
-        VMOE_MOE_BATCH(q, j, j0) b[q] = load<W>(buf + int64_t{r} * dimp * W, j);
+        VMOE_PACK_BATCH(q, j, j0, np) b[q] = load<W>(buf + int64_t{r} * dimp * W, j);
         if (gate != nullptr) {
           const float g = gate[i * k + c];
-          VMOE_MOE_BATCH(q, j, j0)
+          VMOE_PACK_BATCH(q, j, j0, np)
           for (int l = 0; l < W; ++l) acc[q].v[l] = fmaf(g, b[q].v[l], acc[q].v[l]);
         } else {
-          VMOE_MOE_BATCH(q, j, j0) for (int l = 0; l < W; ++l) acc[q].v[l] += b[q].v[l];
+          VMOE_PACK_BATCH(q, j, j0, np) for (int l = 0; l < W; ++l) acc[q].v[l] += b[q].v[l];
         }
       }
-      VMOE_MOE_BATCH(q, j, j0) store<W>(y + i * np * W, j, acc[q]);
+      VMOE_PACK_BATCH(q, j, j0, np) store<W>(y + i * np * W, j, acc[q]);
     }
   }
 }
@@ -127,13 +117,13 @@ __global__ void combine_backward_kernel(int64_t pairs, int k, int64_t np, int64_
     uint16_t* dout16 = dbuf16 != nullptr ? dbuf16 + int64_t{r} * dimp * W : nullptr;
     const float w = gate[p];
     float dot = 0.0f;
-    VMOE_MOE_BATCH_LOOP(j0) {
-      Pack<W> dv[kMoeBatch], ov[kMoeBatch];
-      VMOE_MOE_BATCH(q, j, j0) {
+    VMOE_PACK_BATCH_LOOP(j0, np) {
+      Pack<W> dv[kPackBatch], ov[kPackBatch];
+      VMOE_PACK_BATCH(q, j, j0, np) {
         dv[q] = load<W>(d, j);
         ov[q] = load<W>(out, j);
       }
-      VMOE_MOE_BATCH(q, j, j0) {
+      VMOE_PACK_BATCH(q, j, j0, np) {
         Pack<W> g;
         for (int l = 0; l < W; ++l) {
           g.v[l] = w * dv[q].v[l];
@@ -193,7 +183,7 @@ int moe_width(int dim, std::initializer_list<const void*> floats,
 #define VMOE_LAUNCH_MOE(kernel, width, blocks, k, n, dim, ...)                               \
   do {                                                                                       \
     const int w_ = (width);                                                                  \
-    const int threads_ = row_threads(((n) / w_ + kMoeBatch - 1) / kMoeBatch);                \
+    const int threads_ = row_threads(((n) / w_ + kPackBatch - 1) / kPackBatch);              \
     if (w_ == 4) {                                                                           \
       kernel<4><<<grid_cap(blocks), threads_, 0, stream_>>>(blocks, k, (n) / 4, (dim) / 4,   \
                                                             __VA_ARGS__);                    \

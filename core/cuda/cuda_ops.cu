@@ -113,11 +113,11 @@ __global__ void pool_rows_backward_kernel(int64_t n, int tokens, int rows_per_im
 // The head's offsets are computed once per block (64-bit division per
 // element made the first version 10x slower than its memory traffic). A
 // thread moves packs of W floats of one row (W = 4: one float4 load and
-// store, one 64-bit bf16 store; head_dim divides by W), kHeadBatch of them
-// loaded before any is stored: with one pack per thread, or a load after
-// each store, too few bytes were in flight (B/16 on an H200: 151 us to pack
-// q, k, v, 188 us to unpack their gradients).
-constexpr int kHeadRows = 32, kHeadBatch = 4;
+// store, one 64-bit bf16 store; head_dim divides by W), a batch of them
+// loaded before any is stored (VMOE_PACK_BATCH): with one pack per thread,
+// or a load after each store, too few bytes were in flight (B/16 on an
+// H200: 151 us to pack q, k, v, 188 us to unpack their gradients).
+constexpr int kHeadRows = 32;
 
 template <int W>
 __global__ void pack_heads_kernel(HeadsLayout l, const float* x, const float* bias, float* y,
@@ -127,14 +127,13 @@ __global__ void pack_heads_kernel(HeadsLayout l, const float* x, const float* bi
   const float* b = bias != nullptr ? bias + l.column_base(blockIdx.x) : nullptr;
   const int64_t head = int64_t{blockIdx.x} * l.padded * l.head_dim, width = l.width();
   const int n = min(kHeadRows, l.padded - t0) * l.head_dim / W;  // packs
-  for (int i0 = tid(); i0 < n; i0 += kHeadBatch * nthreads()) {
-    Pack<W> v[kHeadBatch];
-#pragma unroll
-    for (int k = 0; k < kHeadBatch; ++k) {
-      const int i = i0 + k * nthreads();
-      const int t = t0 + i * W / l.head_dim, c = i * W % l.head_dim;
+  VMOE_PACK_BATCH_LOOP(i0, n) {
+    Pack<W> v[kPackBatch];
+    VMOE_PACK_BATCH(k, i, i0, n) {
+      const int t = t0 + static_cast<int>(i) * W / l.head_dim;
+      const int c = static_cast<int>(i) * W % l.head_dim;
       for (int q = 0; q < W; ++q) v[k].v[q] = 0.0f;
-      if (i < n && t < l.tokens) {
+      if (t < l.tokens) {
         v[k] = load<W>(src + int64_t{t} * width + c, 0);
         if (b != nullptr) {
           const Pack<W> bc = load<W>(b + c, 0);
@@ -142,11 +141,9 @@ __global__ void pack_heads_kernel(HeadsLayout l, const float* x, const float* bi
         }
       }
     }
-#pragma unroll
-    for (int k = 0; k < kHeadBatch; ++k) {
-      const int i = i0 + k * nthreads();
-      if (i >= n) break;
-      const int t = t0 + i * W / l.head_dim, c = i * W % l.head_dim;
+    VMOE_PACK_BATCH(k, i, i0, n) {
+      const int t = t0 + static_cast<int>(i) * W / l.head_dim;
+      const int c = static_cast<int>(i) * W % l.head_dim;
       const int64_t at = (head + int64_t{t} * l.head_dim + c) / W;
       if (y != nullptr) store<W>(y, at, v[k]);  // null: the bf16 copy alone
       store_bf16<W>(y16, at, v[k]);
@@ -166,18 +163,12 @@ __global__ void unpack_heads_kernel(HeadsLayout l, const float* y, float* x, uin
   const float* src = y + int64_t{blockIdx.x} * l.padded * l.head_dim;
   const int real = min(kHeadRows, l.tokens - t0);
   const int n = real * l.head_dim / W;  // real rows only, packs
-  for (int i0 = tid(); i0 < n; i0 += kHeadBatch * nthreads()) {
-    Pack<W> v[kHeadBatch];
-#pragma unroll
-    for (int k = 0; k < kHeadBatch; ++k) {
-      const int i = i0 + k * nthreads();
-      if (i < n) v[k] = load<W>(src + int64_t{t0} * l.head_dim, i);
-    }
-#pragma unroll
-    for (int k = 0; k < kHeadBatch; ++k) {
-      const int i = i0 + k * nthreads();
-      if (i >= n) break;
-      const int t = t0 + i * W / l.head_dim, c = i * W % l.head_dim;
+  VMOE_PACK_BATCH_LOOP(i0, n) {
+    Pack<W> v[kPackBatch];
+    VMOE_PACK_BATCH(k, i, i0, n) v[k] = load<W>(src + int64_t{t0} * l.head_dim, i);
+    VMOE_PACK_BATCH(k, i, i0, n) {
+      const int t = t0 + static_cast<int>(i) * W / l.head_dim;
+      const int c = static_cast<int>(i) * W % l.head_dim;
       const int64_t at = (base + int64_t{t} * width + c) / W;
       if (x != nullptr) store<W>(x, at, v[k]);  // null: the bf16 copy alone
       store_bf16<W>(x16, at, v[k]);

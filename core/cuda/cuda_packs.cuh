@@ -83,8 +83,25 @@ inline int pack_width(int64_t n, std::initializer_list<const void*> floats,
   return 4;
 }
 
+// Packs a thread loads before it stores any (a load after a store to a
+// pointer that may alias waits for that store: one round trip per pack).
+constexpr int kPackBatch = 4;
+
 }  // namespace
 }  // namespace vmoe
+
+// A block's threads over packs [0, n) in batches: thread t takes packs
+// j0 = t, t + kPackBatch * blockDim.x, ..., and within a batch (each
+// VMOE_PACK_BATCH statement, unrolled) the packs j = j0 + q * blockDim.x
+// below n. Load a batch in one such statement, store it in the next.
+// clang-format off
+#define VMOE_PACK_BATCH_LOOP(j0, n) \
+  for (int64_t j0 = threadIdx.x; j0 < (n); j0 += int64_t{kPackBatch} * blockDim.x)
+#define VMOE_PACK_BATCH(q, j, j0, n)              \
+  _Pragma("unroll")                               \
+  for (int q = 0; q < kPackBatch; ++q)            \
+    if (const int64_t j = j0 + int64_t{q} * blockDim.x; j < (n))
+// clang-format on
 
 // Launches kernel<4> over n / 4 packs or kernel<1> over n elements (the
 // kernel's first argument is its pack count), on the backend's stream.
