@@ -190,11 +190,13 @@ TEST_F(CudaOps, LayerNorm) {
     }
 }
 
-// Softmax rows of a warp (17, 197) and of a block (1100), packed and with the
-// attention's padded row stride (the gap set to zero on both).
+// Softmax rows of a warp (17, 197, 200) and of a block (1100), packed and with
+// the attention's padded row stride (the gap set to zero on both). A stride
+// that divides by 4 takes the float4 kernels (200 with no gap, and every
+// padded stride); 17 and 197 unpadded take the one-float ones.
 TEST_F(CudaOps, Softmax) {
   const int rows = 45;
-  for (const int cols : {17, 197, 1100}) {
+  for (const int cols : {17, 197, 200, 1100}) {
     for (const int ld : {cols, gpu_->scores_ld(cols) + 8}) {
       SCOPED_TRACE("cols " + std::to_string(cols) + ", ld " + std::to_string(ld));
       Both<float> p = random(rows * ld, 25, 4.0f);

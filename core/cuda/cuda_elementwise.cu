@@ -109,8 +109,7 @@ __global__ void gelu_backward_kernel(int64_t rows, int cols, int64_t chunk_rows,
         v.v[l] *= d.v[l];
         s.v[l] += v.v[l];
       }
-      if (da != nullptr) store<W>(da, i, v);  // null: the bf16 copy alone
-      store_bf16<W>(da16, i, v);
+      store<W>(da, da16, i, v);  // da null: the bf16 copy alone
     }
   }
   if (partial == nullptr) return;

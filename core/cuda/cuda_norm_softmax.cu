@@ -152,79 +152,107 @@ __global__ void softmax_backward_kernel(int64_t rows, int cols, int ld, float sc
   }
 }
 
-// Rows of up to 32 * N: one warp per row, read once and written once (the
-// attention scores [B, H, T, T] are the step's largest activation).
-template <int N>
+// Rows of up to 32 * N packs of W: one warp per row, read once and written
+// once (the attention scores [B, H, T, T] are the step's largest activation).
+// Lane l holds packs l, l + 32, ...; W = 4 (float4 loads, 8-byte bf16 stores)
+// where the row stride and the pointers allow, as for the head-major scores.
+// Loads are straight-line, at a clamped pack, and masked after: no load waits
+// in a branch. Columns past `cols` up to `ld` are written as zeros.
+template <int N, int W>
 __global__ void softmax_forward_warp_kernel(int64_t rows, int cols, int ld, float scale,
                                             const float* x, float* p, uint16_t* p16) {
-  const int l = lane_id();
+  const int l = lane_id(), packs = (cols + W - 1) / W, row_packs = ld / W;
   VMOE_WARP_ROW_LOOP(r, rows) {
     const float* xr = x + r * ld;
-    float v[N];
+    Pack<W> v[N];
+#pragma unroll
+    for (int j = 0; j < N; ++j) v[j] = load<W>(xr, min(l + 32 * j, packs - 1));
     float mx = -INFINITY;
 #pragma unroll
-    for (int j = 0; j < N; ++j) {
-      const int c = l + 32 * j;
-      v[j] = c < cols ? xr[c] : -INFINITY;
-      mx = MaxOp{}(mx, v[j]);
-    }
+    for (int j = 0; j < N; ++j)
+#pragma unroll
+      for (int e = 0; e < W; ++e) {
+        v[j].v[e] = (l + 32 * j) * W + e < cols ? v[j].v[e] : -INFINITY;
+        mx = MaxOp{}(mx, v[j].v[e]);
+      }
     mx = warp_reduce(mx, MaxOp{});
     float sum = 0.0f;
 #pragma unroll
-    for (int j = 0; j < N; ++j) {
-      v[j] = l + 32 * j < cols ? exp_fast(scale * (v[j] - mx)) : 0.0f;
-      sum += v[j];
-    }
+    for (int j = 0; j < N; ++j)
+#pragma unroll
+      for (int e = 0; e < W; ++e) {
+        v[j].v[e] = (l + 32 * j) * W + e < cols ? exp_fast(scale * (v[j].v[e] - mx)) : 0.0f;
+        sum += v[j].v[e];
+      }
     const float inv = 1.0f / warp_reduce(sum, SumOp{});
     float* pr = p != nullptr ? p + r * ld : nullptr;  // may be x's row: read above
     uint16_t* pr16 = p16 != nullptr ? p16 + r * ld : nullptr;
 #pragma unroll
-    for (int j = 0; j < N; ++j)
-      if (l + 32 * j < cols) store(pr, pr16, l + 32 * j, v[j] * inv);
-    for (int c = cols + l; c < ld; c += 32) store(pr, pr16, c, 0.0f);
+    for (int j = 0; j < N; ++j) {
+      if (l + 32 * j >= packs) continue;
+#pragma unroll
+      for (int e = 0; e < W; ++e) v[j].v[e] *= inv;
+      store<W>(pr, pr16, l + 32 * j, v[j]);
+    }
+    for (int g = packs + l; g < row_packs; g += 32) store<W>(pr, pr16, g, Pack<W>{});
   }
 }
 
-template <int N>
+template <int N, int W>
 __global__ void softmax_backward_warp_kernel(int64_t rows, int cols, int ld, float scale,
                                              const float* p, const uint16_t* p16, const float* dp,
                                              float* d, uint16_t* d16) {
-  const int l = lane_id();
+  const int l = lane_id(), packs = (cols + W - 1) / W, row_packs = ld / W;
   VMOE_WARP_ROW_LOOP(r, rows) {
     const float* pr = p != nullptr ? p + r * ld : nullptr;
     const uint16_t* pr16 = p16 != nullptr ? p16 + r * ld : nullptr;
     const float* dpr = dp + r * ld;
     float* dr = d != nullptr ? d + r * ld : nullptr;
-    float pv[N], dv[N];
-    float dot = 0.0f;
+    Pack<W> pv[N], dv[N];
 #pragma unroll
     for (int j = 0; j < N; ++j) {
-      const int c = l + 32 * j;
-      pv[j] = c < cols ? prob(pr, pr16, c) : 0.0f;
-      dv[j] = c < cols ? dpr[c] : 0.0f;
-      dot += pv[j] * dv[j];
+      const int g = min(l + 32 * j, packs - 1);
+      pv[j] = pr16 != nullptr ? load_bf16<W>(pr16, g) : load<W>(pr, g);
+      dv[j] = load<W>(dpr, g);
     }
+    float dot = 0.0f;
+#pragma unroll
+    for (int j = 0; j < N; ++j)
+#pragma unroll
+      for (int e = 0; e < W; ++e) {
+        const bool in = (l + 32 * j) * W + e < cols;
+        pv[j].v[e] = in ? pv[j].v[e] : 0.0f;
+        dv[j].v[e] = in ? dv[j].v[e] : 0.0f;
+        dot += pv[j].v[e] * dv[j].v[e];
+      }
     dot = warp_reduce(dot, SumOp{});
     uint16_t* dr16 = d16 != nullptr ? d16 + r * ld : nullptr;
 #pragma unroll
-    for (int j = 0; j < N; ++j)
-      if (l + 32 * j < cols) store(dr, dr16, l + 32 * j, scale * pv[j] * (dv[j] - dot));
-    for (int c = cols + l; c < ld; c += 32) store(dr, dr16, c, 0.0f);
+    for (int j = 0; j < N; ++j) {
+      if (l + 32 * j >= packs) continue;
+#pragma unroll
+      for (int e = 0; e < W; ++e)
+        dv[j].v[e] = (l + 32 * j) * W + e < cols ? scale * pv[j].v[e] * (dv[j].v[e] - dot) : 0.0f;
+      store<W>(dr, dr16, l + 32 * j, dv[j]);
+    }
+    for (int g = packs + l; g < row_packs; g += 32) store<W>(dr, dr16, g, Pack<W>{});
   }
 }
 
 // Calls launch(std::integral_constant<int, N>{}) with the smallest N in
-// {1, 2, 4, 8, 16, 24, 32} such that a warp holds `cols` in N registers per lane;
-// false (nothing launched) for longer rows.
-template <class Launch>
+// {1, 2, 4, 8, 16, 24, 32} (at most MaxN) such that a warp holds `cols` in N
+// registers per lane; false (nothing launched) for longer rows.
+template <int MaxN = 32, class Launch>
 bool with_row_registers(int cols, Launch&& launch) {
   if (cols <= 32) return launch(std::integral_constant<int, 1>{}), true;
   if (cols <= 64) return launch(std::integral_constant<int, 2>{}), true;
   if (cols <= 128) return launch(std::integral_constant<int, 4>{}), true;
   if (cols <= 256) return launch(std::integral_constant<int, 8>{}), true;
-  if (cols <= 512) return launch(std::integral_constant<int, 16>{}), true;
-  if (cols <= 768) return launch(std::integral_constant<int, 24>{}), true;  // D of ViT-B
-  if (cols <= 1024) return launch(std::integral_constant<int, 32>{}), true;
+  if constexpr (MaxN >= 32) {
+    if (cols <= 512) return launch(std::integral_constant<int, 16>{}), true;
+    if (cols <= 768) return launch(std::integral_constant<int, 24>{}), true;  // D of ViT-B
+    if (cols <= 1024) return launch(std::integral_constant<int, 32>{}), true;
+  }
   return false;
 }
 
@@ -408,10 +436,17 @@ void CudaBackend::layernorm_backward(int64_t rows, int cols, const float* x, con
 void CudaBackend::softmax_forward(int64_t rows, int cols, int ld, float scale, float* x, float* p,
                                   uint16_t* p16) {
   if (rows <= 0 || cols <= 0) return;
-  const bool warps = with_row_registers(cols, [&](auto n) {
-    softmax_forward_warp_kernel<decltype(n)::value>
-        <<<grid_warp_rows(rows), kThreads, 0, stream_>>>(rows, cols, ld, scale, x, p, p16);
-  });
+  // Packs of 4 floats (a lane holds at most 8) where the stride and pointers allow.
+  const bool packed =
+      pack_width(ld, {x, p}, {p16}) == 4 && with_row_registers<8>((cols + 3) / 4, [&](auto n) {
+        softmax_forward_warp_kernel<decltype(n)::value, 4>
+            <<<grid_warp_rows(rows), kThreads, 0, stream_>>>(rows, cols, ld, scale, x, p, p16);
+      });
+  const bool warps =
+      packed || with_row_registers(cols, [&](auto n) {
+        softmax_forward_warp_kernel<decltype(n)::value, 1>
+            <<<grid_warp_rows(rows), kThreads, 0, stream_>>>(rows, cols, ld, scale, x, p, p16);
+      });
   if (!warps)
     softmax_forward_kernel<<<grid_rows(rows), row_threads(cols), 0, stream_>>>(rows, cols, ld,
                                                                                scale, x, p, p16);
@@ -422,10 +457,17 @@ void CudaBackend::softmax_forward(int64_t rows, int cols, int ld, float scale, f
 void CudaBackend::softmax_backward(int64_t rows, int cols, int ld, float scale, const float* p,
                                    const uint16_t* p16, const float* dp, float* d, uint16_t* d16) {
   if (rows <= 0 || cols <= 0) return;
-  const bool warps = with_row_registers(cols, [&](auto n) {
-    softmax_backward_warp_kernel<decltype(n)::value>
-        <<<grid_warp_rows(rows), kThreads, 0, stream_>>>(rows, cols, ld, scale, p, p16, dp, d, d16);
-  });
+  const bool packed = pack_width(ld, {p, dp, d}, {p16, d16}) == 4 &&
+                      with_row_registers<8>((cols + 3) / 4, [&](auto n) {
+                        softmax_backward_warp_kernel<decltype(n)::value, 4>
+                            <<<grid_warp_rows(rows), kThreads, 0, stream_>>>(rows, cols, ld, scale,
+                                                                             p, p16, dp, d, d16);
+                      });
+  const bool warps = packed || with_row_registers(cols, [&](auto n) {
+                       softmax_backward_warp_kernel<decltype(n)::value, 1>
+                           <<<grid_warp_rows(rows), kThreads, 0, stream_>>>(rows, cols, ld, scale,
+                                                                            p, p16, dp, d, d16);
+                     });
   if (!warps)
     softmax_backward_kernel<<<grid_rows(rows), row_threads(cols), 0, stream_>>>(
         rows, cols, ld, scale, p, p16, dp, d, d16);

@@ -145,8 +145,7 @@ __global__ void pack_heads_kernel(HeadsLayout l, const float* x, const float* bi
       const int t = t0 + static_cast<int>(i) * W / l.head_dim;
       const int c = static_cast<int>(i) * W % l.head_dim;
       const int64_t at = (head + int64_t{t} * l.head_dim + c) / W;
-      if (y != nullptr) store<W>(y, at, v[k]);  // null: the bf16 copy alone
-      store_bf16<W>(y16, at, v[k]);
+      store<W>(y, y16, at, v[k]);  // y null: the bf16 copy alone
     }
   }
 }

@@ -71,6 +71,13 @@ __device__ __forceinline__ void store(float* y, uint16_t* y16, int64_t i, float 
   if (y16 != nullptr) y16[i] = to_bf16(v);
 }
 
+// Pack i of y, and of y16 where a bf16 copy is asked for; y null: the copy alone.
+template <int W>
+__device__ __forceinline__ void store(float* y, uint16_t* y16, int64_t i, const Pack<W>& r) {
+  if (y != nullptr) store<W>(y, i, r);
+  store_bf16<W>(y16, i, r);
+}
+
 // 4 when n divides by 4, every float pointer is 16-byte aligned and every
 // bf16 pointer 8-byte aligned (null pointers are not read), else 1.
 inline int pack_width(int64_t n, std::initializer_list<const void*> floats,
