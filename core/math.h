@@ -12,6 +12,10 @@
 
 #include "core/hd.h"
 
+#if defined(__CUDACC__)
+#include <cuda_bf16.h>
+#endif
+
 namespace vmoe {
 
 VMOE_HD float bits_to_float(int32_t bits) {
@@ -27,12 +31,17 @@ VMOE_HD uint32_t float_to_bits(float f) {
 }
 
 // bfloat16 (the top 16 bits of a float) by round-to-nearest-even, as
-// cuBLAS and __float2bfloat16 round; NaN stays a (quiet) NaN.
+// cuBLAS and __float2bfloat16_rn round; NaN becomes the quiet NaN 0x7fff. On
+// the GPU that is one cvt instruction (the packs convert two at a time), and
+// the CPU's integer form gives the same bits for every input.
 VMOE_HD uint16_t to_bf16(float f) {
+#if defined(__CUDA_ARCH__)
+  return __bfloat16_as_ushort(__float2bfloat16_rn(f));
+#else
   const uint32_t u = float_to_bits(f);
-  if ((u & 0x7f800000u) == 0x7f800000u && (u & 0x007fffffu) != 0u)
-    return static_cast<uint16_t>((u >> 16) | 0x0040u);
+  if ((u & 0x7f800000u) == 0x7f800000u && (u & 0x007fffffu) != 0u) return 0x7fffu;
   return static_cast<uint16_t>((u + 0x7fffu + ((u >> 16) & 1u)) >> 16);
+#endif
 }
 VMOE_HD float from_bf16(uint16_t b) {
   return bits_to_float(static_cast<int32_t>(static_cast<uint32_t>(b) << 16));

@@ -5,9 +5,11 @@
 // every pointer is aligned for it and the counts divide by 4.
 #pragma once
 
+#include <cuda_bf16.h>
 #include <cuda_runtime.h>
 
 #include <cstdint>
+#include <cstring>
 #include <initializer_list>
 
 #include "core/math.h"
@@ -44,9 +46,13 @@ __device__ __forceinline__ void store(float* p, int64_t i, const Pack<W>& r) {
 template <int W>
 __device__ __forceinline__ void store_bf16(uint16_t* p16, int64_t i, const Pack<W>& r) {
   if (p16 == nullptr) return;
-  if constexpr (W == 4) {
-    reinterpret_cast<ushort4*>(p16)[i] =
-        make_ushort4(to_bf16(r.v[0]), to_bf16(r.v[1]), to_bf16(r.v[2]), to_bf16(r.v[3]));
+  if constexpr (W == 4) {  // two cvt.rn.bf16x2: the same bits as to_bf16 on each
+    const __nv_bfloat162 lo = __floats2bfloat162_rn(r.v[0], r.v[1]);
+    const __nv_bfloat162 hi = __floats2bfloat162_rn(r.v[2], r.v[3]);
+    uint2 q;
+    memcpy(&q.x, &lo, sizeof q.x);
+    memcpy(&q.y, &hi, sizeof q.y);
+    reinterpret_cast<uint2*>(p16)[i] = q;
   } else {
     p16[i] = to_bf16(r.v[0]);
   }
