@@ -8,17 +8,28 @@ namespace vmoe {
 ExpertExchange::ExpertExchange(Backend& be, Communicator& ep, const ExpertPlacement& placement)
     : be_(&be), ep_(&ep), placement_(placement), recv_(be), ret_(be), send16_(be), recv16_(be) {}
 
+uint16_t* ExpertExchange::payload16(int64_t elements) {
+  if (!bf16()) return nullptr;
+  send16_.resize({elements});
+  recv16_.resize({elements});
+  payload_written_ = true;
+  return send16_.data();
+}
+
 void ExpertExchange::send_bf16(const float* fixed) {
   PhaseScope timed("all_to_all");
   const int64_t count = chunk_rows_ * dim_, total = fixed_rows_ * dim_;
+  VMOE_ASSERT(!payload_written_ || send16_.size() == total);
   send16_.resize({total});
   recv16_.resize({total});
-  be_->to_bf16(total, fixed, send16_.data());
+  if (!payload_written_) be_->to_bf16(total, fixed, send16_.data());
+  payload_written_ = false;
   ep_->all_to_all(send16_.data(), recv16_.data(), count);
 }
 
 void ExpertExchange::send_expert_major_bf16(const float* expert_major) {
   PhaseScope timed("all_to_all");
+  VMOE_ASSERT(!payload_written_);  // payload16 is for the fixed layout's sends
   const int64_t count = chunk_rows_ * dim_, total = fixed_rows_ * dim_;
   send16_.resize({total});
   recv16_.resize({total});

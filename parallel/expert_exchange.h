@@ -9,7 +9,8 @@
 // expert's rows are contiguous ([L, P * G * S, D], parallel/experts.h); the
 // outputs go back the same way. Backward mirrors both exchanges.
 //
-// Under bf16 the payload is converted once where it leaves, travels and is
+// Under bf16 the payload is converted once where it leaves (or written as
+// bf16 by the op that fills it: payload16), travels and is
 // transposed as bfloat16 (half the bytes each way), and the receiver keeps
 // the bf16 values it got as the GEMM input copy of the experts' input and of
 // their output gradient (core/backend.h GemmInput).
@@ -31,6 +32,11 @@ class ExpertExchange {
   // expert_in16 (its bf16 copy; required then, else ignored).
   void dispatch(const float* send, int64_t groups, int capacity, int item_rows, int dim,
                 float* expert_in, uint16_t* expert_in16);
+  // Under bf16: the payload the next dispatch or combine_backward sends
+  // (`elements` = the fixed layout's rows * dim), for the op that writes
+  // `send` or `dback` to write its bf16 copy into as it goes; that exchange
+  // then sends it as written, with no conversion pass. Null under fp32.
+  uint16_t* payload16(int64_t elements);
   // Rows per local expert of the last dispatch.
   int64_t expert_rows() const { return expert_rows_; }
   // expert_out [L, expert_rows(), dim] -> back, the sender's fixed layout.
@@ -48,8 +54,8 @@ class ExpertExchange {
   bool bf16() const { return be_->precision() == Precision::kBf16; }
   // fp32: the all-to-all of one chunk per rank.
   void exchange32(const float* send, float* recv);
-  // bf16: the fixed layout (source-major) converted and sent; recv16_ holds
-  // what arrived.
+  // bf16: the fixed layout (source-major) converted (unless payload16 was
+  // written) and sent; recv16_ holds what arrived.
   void send_bf16(const float* fixed);
   // bf16: expert-major values converted, put in source-major order and sent.
   void send_expert_major_bf16(const float* expert_major);
@@ -72,6 +78,7 @@ class ExpertExchange {
   int64_t fixed_rows_ = 0, chunk_rows_ = 0, expert_rows_ = 0;
   Tensor recv_, ret_;           // fp32: source-major, as received / to return
   Bf16Tensor send16_, recv16_;  // bf16: the payloads sent and received
+  bool payload_written_ = false;  // send16_ holds the next fixed-layout payload
 };
 
 }  // namespace vmoe

@@ -85,13 +85,14 @@ void MoeLayer::forward(GemmInput input, int64_t images, int tokens, float* y, co
     be_->moe_buffer_rows(s.groups, s.items, s.k, s.experts, s.capacity, item_rows_, r.expert(),
                          r.slot(), rows_.data());
     float* fixed = buf_in_.data();
-    // Without an exchange the experts read the buffer as dispatched: under
-    // bf16 the dispatch writes its copy too (no conversion pass).
+    // Under bf16 the dispatch writes the bf16 copy too (no conversion pass):
+    // of the buffer the experts read, or of the exchange's payload.
     uint16_t* fixed16 = nullptr;
     if (exchange_) {
       send_.resize({capacity_rows, dim_});
       back_.resize({capacity_rows, dim_});
       fixed = send_.data();
+      fixed16 = exchange_->payload16(capacity_rows * dim_);
     } else {
       fixed16 = bf16_copy(buf_in16_, {capacity_rows, dim_});
     }
@@ -134,12 +135,14 @@ void MoeLayer::backward(GemmInput input, GemmInput dy_in, float* dx, Workspace& 
     // Empty slots get a zero gradient, so they add nothing to the experts'.
     const size_t bytes = static_cast<size_t>(capacity_rows * dim_) * sizeof(float);
     be_->zero(a, bytes);
-    if (!exchange_) {
-      dout16 = ws.get_bf16(Scratch::kExpertOutGrad, {capacity_rows, dim_});
-      if (dout16 != nullptr) be_->zero(dout16, bytes / 2);
-    }
+    // Under bf16 its copy is written with it: the experts' input of it, or
+    // the exchange's payload.
+    uint16_t* a16 = exchange_ ? exchange_->payload16(capacity_rows * dim_)
+                              : ws.get_bf16(Scratch::kExpertOutGrad, {capacity_rows, dim_});
+    if (a16 != nullptr) be_->zero(a16, bytes / 2);
+    if (!exchange_) dout16 = a16;
     be_->moe_combine_backward(items, s.k, item_rows_, dim_, dy, combined, rows_.data(), r.gate(), a,
-                              r.d_gate(), dout16);
+                              r.d_gate(), a16);
   }
   float* dout = exchange_ ? b : a;  // dL/d expert output, expert-major
   float* din = exchange_ ? a : b;   // dL/d expert input, expert-major
