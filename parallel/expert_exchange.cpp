@@ -16,15 +16,11 @@ uint16_t* ExpertExchange::payload16(int64_t elements) {
   return send16_.data();
 }
 
-void ExpertExchange::send_bf16(const float* fixed) {
+void ExpertExchange::send_payload16() {
   PhaseScope timed("all_to_all");
-  const int64_t count = chunk_rows_ * dim_, total = fixed_rows_ * dim_;
-  VMOE_ASSERT(!payload_written_ || send16_.size() == total);
-  send16_.resize({total});
-  recv16_.resize({total});
-  if (!payload_written_) be_->to_bf16(total, fixed, send16_.data());
+  VMOE_ASSERT(payload_written_ && send16_.size() == fixed_rows_ * dim_);
   payload_written_ = false;
-  ep_->all_to_all(send16_.data(), recv16_.data(), count);
+  ep_->all_to_all(send16_.data(), recv16_.data(), chunk_rows_ * dim_);
 }
 
 void ExpertExchange::send_expert_major_bf16(const float* expert_major) {
@@ -48,7 +44,7 @@ void ExpertExchange::dispatch(const float* send, int64_t groups, int capacity, i
   expert_rows_ = chunk_rows_ / p.local_experts * p.ep_size;
   if (bf16()) {
     VMOE_ASSERT(expert_in16 != nullptr);
-    send_bf16(send);
+    send_payload16();
     to_expert_major(recv16_.data(), expert_in16);
     be_->from_bf16(fixed_rows_ * dim, expert_in16, expert_in);
     return;
@@ -73,7 +69,7 @@ void ExpertExchange::combine_backward(const float* dback, float* dexpert_out,
                                       uint16_t* dexpert_out16) {
   if (bf16()) {
     VMOE_ASSERT(dexpert_out16 != nullptr);
-    send_bf16(dback);
+    send_payload16();
     to_expert_major(recv16_.data(), dexpert_out16);
     be_->from_bf16(fixed_rows_ * dim_, dexpert_out16, dexpert_out);
     return;

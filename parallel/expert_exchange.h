@@ -9,9 +9,9 @@
 // expert's rows are contiguous ([L, P * G * S, D], parallel/experts.h); the
 // outputs go back the same way. Backward mirrors both exchanges.
 //
-// Under bf16 the payload is converted once where it leaves (or written as
-// bf16 by the op that fills it: payload16), travels and is
-// transposed as bfloat16 (half the bytes each way), and the receiver keeps
+// Under bf16 the payload is written as bf16 by the op that fills it
+// (payload16) or converted once where it leaves, travels and is transposed
+// as bfloat16 (half the bytes each way), and the receiver keeps
 // the bf16 values it got as the GEMM input copy of the experts' input and of
 // their output gradient (core/backend.h GemmInput).
 #pragma once
@@ -28,21 +28,24 @@ class ExpertExchange {
   ExpertExchange(Backend& be, Communicator& ep, const ExpertPlacement& placement);
 
   // send: the fixed layout of `groups` groups of `capacity` slots of
-  // item_rows rows. Fills expert_in [L, expert_rows(), dim], and under bf16
-  // expert_in16 (its bf16 copy; required then, else ignored).
+  // item_rows rows; under bf16 its bf16 copy is what travels, written into
+  // payload16() first (send itself is then not read). Fills expert_in
+  // [L, expert_rows(), dim], and under bf16 expert_in16 (its bf16 copy;
+  // required then, else ignored).
   void dispatch(const float* send, int64_t groups, int capacity, int item_rows, int dim,
                 float* expert_in, uint16_t* expert_in16);
   // Under bf16: the payload the next dispatch or combine_backward sends
   // (`elements` = the fixed layout's rows * dim), for the op that writes
-  // `send` or `dback` to write its bf16 copy into as it goes; that exchange
-  // then sends it as written, with no conversion pass. Null under fp32.
+  // `send` or `dback` to write its bf16 copy into as it goes (no conversion
+  // pass); each of those two sends requires it. Null under fp32.
   uint16_t* payload16(int64_t elements);
   // Rows per local expert of the last dispatch.
   int64_t expert_rows() const { return expert_rows_; }
   // expert_out [L, expert_rows(), dim] -> back, the sender's fixed layout.
   void combine(const float* expert_out, float* back);
-  // dback (fixed layout, dL/d back) -> dexpert_out [L, expert_rows(), dim],
-  // and under bf16 its bf16 copy dexpert_out16 (as dispatch's).
+  // dback (fixed layout, dL/d back; under bf16 its copy in payload16(), as
+  // dispatch's) -> dexpert_out [L, expert_rows(), dim], and under bf16 its
+  // bf16 copy dexpert_out16.
   void combine_backward(const float* dback, float* dexpert_out, uint16_t* dexpert_out16);
   // dexpert_in [L, expert_rows(), dim] -> dsend (fixed layout, dL/d send).
   void dispatch_backward(const float* dexpert_in, float* dsend);
@@ -54,9 +57,9 @@ class ExpertExchange {
   bool bf16() const { return be_->precision() == Precision::kBf16; }
   // fp32: the all-to-all of one chunk per rank.
   void exchange32(const float* send, float* recv);
-  // bf16: the fixed layout (source-major) converted (unless payload16 was
-  // written) and sent; recv16_ holds what arrived.
-  void send_bf16(const float* fixed);
+  // bf16: the fixed-layout payload written into payload16() sent;
+  // recv16_ holds what arrived.
+  void send_payload16();
   // bf16: expert-major values converted, put in source-major order and sent.
   void send_expert_major_bf16(const float* expert_major);
   // [P, L, block] <-> [L, P, block] (block = one expert's rows from one
