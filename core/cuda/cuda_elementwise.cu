@@ -78,8 +78,7 @@ __global__ void bias_gelu_kernel(int64_t rows, int row_packs, const float* bias,
       store_bf16<W>(slope16, i, v);  // a only read
     else
       store<W>(a, i, v);
-    if (g != nullptr) store<W>(g, i, out);  // null: bf16 only
-    store_bf16<W>(g16, i, out);
+    store<W>(g, g16, i, out);  // g null: bf16 only
   }
 }
 // da = dg * a with the bias gradient's first pass in the same sweep. Block

@@ -169,8 +169,7 @@ __global__ void unpack_heads_kernel(HeadsLayout l, const float* y, float* x, uin
       const int t = t0 + static_cast<int>(i) * W / l.head_dim;
       const int c = static_cast<int>(i) * W % l.head_dim;
       const int64_t at = (base + int64_t{t} * width + c) / W;
-      if (x != nullptr) store<W>(x, at, v[k]);  // null: the bf16 copy alone
-      store_bf16<W>(x16, at, v[k]);
+      store<W>(x, x16, at, v[k]);  // x null: the bf16 copy alone
       if (partial != nullptr)
         for (int q = 0; q < W; ++q) tile[(t - t0) * l.head_dim + c + q] = v[k].v[q];
     }
