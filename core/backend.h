@@ -379,6 +379,22 @@ class Backend {
   virtual void moe_buffer_rows(int64_t groups, int items, int k, int experts, int capacity,
                                int item_rows, const int32_t* expert, const int32_t* slot,
                                int32_t* row) = 0;
+  // Whether expert buffers may be packed (moe_packed_buffer_rows) and their
+  // GEMMs skip the empty tail (BatchLevel::live): where a product's shape is
+  // chosen on the host for each call (the CPU). CUDA keeps every shape fixed
+  // (captured graphs) and computes whole buffers.
+  virtual bool skips_empty_slots() const { return false; }
+  // As moe_buffer_rows, but packed: expert e's chunk of groups * capacity *
+  // item_rows rows is `parts` equal parts (groups / parts groups each: what
+  // one rank receives of it), and each part's kept choices fill its front,
+  // group after group; live[e * parts + p] = how many rows they fill. The
+  // rest of each part stays empty. Only where skips_empty_slots().
+  virtual void moe_packed_buffer_rows(int64_t /*groups*/, int /*items*/, int /*k*/, int /*experts*/,
+                                      int /*parts*/, int /*capacity*/, int /*item_rows*/,
+                                      const int32_t* /*expert*/, const int32_t* /*slot*/,
+                                      int32_t* /*row*/, int32_t* /*live*/) {
+    VMOE_CHECK(false, name(), ": expert buffers keep their full capacity here");
+  }
   // buf[row[i, c] + r] = x[i * item_rows + r] for kept choices (other rows
   // untouched); buf16 (nullable) gets the same rows' bf16 copy.
   virtual void moe_dispatch(int64_t items, int k, int item_rows, int dim, const float* x,

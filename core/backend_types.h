@@ -32,9 +32,22 @@ struct RouterAuxArgs {
 // Strides (in elements) of A, B and C between consecutive matrices of one
 // batch level. Batched GEMMs have two levels (e.g. images x heads, because a
 // head's Q lives at b*T*3D + h*hd), each with its own count and strides.
+//
+// live (the outer level's; nullable, [outer.count * inner.count], read on the
+// host): entry (i, j)'s operands are empty past live[i * inner.count + j]
+// rows along live_axis, which a backend may skip. kM: A's rows
+// past it are zero or unread, and C's rows there become beta * C where the
+// backend skips them (the full product where it does not), so callers read
+// none of them unless A's rows are zero. kK: the terms past it are zero (op(A)'s
+// columns or op(B)'s rows there are zero). Where experts' buffers are
+// packed (Backend::skips_empty_slots), it is each expert's kept rows. An
+// inner level's live is not read.
+enum class LiveAxis { kM, kK };
 struct BatchLevel {
   int64_t count = 1;
   int64_t a = 0, b = 0, c = 0;
+  const int32_t* live = nullptr;
+  LiveAxis live_axis = LiveAxis::kM;
 };
 
 // Mixed precision (--precision=bf16): matrix products take their inputs

@@ -88,6 +88,12 @@ void ExpertExchange::dispatch_backward(const float* dexpert_in, float* dsend) {
   exchange32(ret_.data(), dsend);
 }
 
+void ExpertExchange::exchange_live(const int32_t* live, int32_t* live_in) {
+  PhaseScope timed("all_to_all");
+  // Chunk p of the sender's layout is L experts' parts: L counts each way.
+  ep_->all_to_all(live, live_in, placement_.local_experts);
+}
+
 void ExpertExchange::exchange32(const float* send, float* recv) {
   PhaseScope timed("all_to_all");
   ep_->all_to_all(send, recv, chunk_rows_ * dim_);

@@ -7,7 +7,9 @@
 // counts travel and nothing is read on the host. A receiver gets [P sources,
 // L local experts, G groups, S, D] and transposes the first two axes, so each
 // expert's rows are contiguous ([L, P * G * S, D], parallel/experts.h); the
-// outputs go back the same way. Backward mirrors both exchanges.
+// outputs go back the same way. Backward mirrors both exchanges. Where the
+// backend packs each expert's kept rows first (the CPU), the live row counts
+// of each chunk travel too, so the experts skip the empty rest.
 //
 // Under bf16 the payload is written as bf16 by the op that fills it
 // (payload16) or converted once where it leaves, travels and is transposed
@@ -41,6 +43,13 @@ class ExpertExchange {
   uint16_t* payload16(int64_t elements);
   // Rows per local expert of the last dispatch.
   int64_t expert_rows() const { return expert_rows_; }
+  // Packed buffers (Backend::skips_empty_slots): each expert's chunk is as
+  // many parts as it has replicas, one per receiving rank; live [E * parts]
+  // (core/backend.h moe_packed_buffer_rows) -> live_in [P sources, L local
+  // experts], the rows of each that came packed (host).
+  int parts_per_expert() const { return placement_.replicas; }
+  void exchange_live(const int32_t* live, int32_t* live_in);
+  int sources() const { return placement_.ep_size; }
   // expert_out [L, expert_rows(), dim] -> back, the sender's fixed layout.
   void combine(const float* expert_out, float* back);
   // dback (fixed layout, dL/d back; under bf16 its copy in payload16(), as

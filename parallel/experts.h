@@ -7,7 +7,9 @@
 // the shapes are known before the step and no count is read on the host), and
 // each weight matrix is one batched GEMM over the experts. Empty slots hold
 // zeros: their outputs are never combined, and their zero gradients add
-// nothing to the weights' gradients.
+// nothing to the weights' gradients. Where the backend sizes GEMMs on the
+// host (the CPU), a buffer packed with each expert's kept rows first comes
+// with their count (`live`), and the GEMMs skip the empty rest.
 #pragma once
 
 #include <string>
@@ -28,8 +30,13 @@ class ExpertMlps {
   int local_experts() const { return local_; }
   // out[l] = expert l (in[l]) for in, out [local experts, rows, D]. Saves what
   // backward needs. Under bf16 an input without a bf16 copy is converted once
-  // (kept for backward).
-  void forward(GemmInput in, int64_t rows, float* out);
+  // (kept for backward). Packed buffers (live not null, host): each
+  // expert's rows are `sources` equal segments (one per source rank of an
+  // exchange), and segment s of expert l holds live[s * local experts + l]
+  // rows, zeros after them; output rows past them are unspecified
+  // (core/backend_types.h, BatchLevel::live). Kept for backward.
+  void forward(GemmInput in, int64_t rows, float* out, const int32_t* live = nullptr,
+               int sources = 1);
   // din = dL/din (overwrites); parameter gradients accumulate. `in` as given
   // to forward; dout's bf16 copy, if it has none, is made once for both GEMMs.
   void backward(GemmInput in, GemmInput dout, float* din, Workspace& ws);
@@ -46,7 +53,20 @@ class ExpertMlps {
   ParamStore* store_;
   int local_, dim_, hidden_;
   ParamId w1_, b1_, w2_, b2_;
-  int64_t rows_ = 0;  // per expert, of the last forward
+  // A batched GEMM over the local experts: operands step by a, b, c
+  // elements from one expert to the next, and by row_a, row_b, row_c per
+  // buffer row (0: no buffer rows); its buffer rows run along `axis`. Packed,
+  // one GEMM per (segment, expert) on its live rows.
+  struct Batch {
+    int rows;  // m or k
+    BatchLevel outer, inner;
+  };
+  Batch batch(int64_t a, int64_t b, int64_t c, int64_t row_a, int64_t row_b, int64_t row_c,
+              LiveAxis axis) const;
+
+  int64_t rows_ = 0;               // per expert, of the last forward
+  const int32_t* live_ = nullptr;  // and its live rows (null: all)
+  int sources_ = 1;                // segments per expert's rows
   GeluHidden gelu_;   // the hidden layer [local experts * rows, hidden]
   Tensor dact_;       // its gradient
   Bf16Tensor dact16_, in16_;  // bf16 copies of GEMM inputs, under bf16

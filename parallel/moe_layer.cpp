@@ -45,6 +45,8 @@ MoeLayer::MoeLayer(Backend& be, ParamStore& store, const std::string& name, cons
                local_placement(config, sharding).first_expert,
                local_placement(config, sharding).local_experts, dim, hidden),
       rows_(be),
+      live_(be),
+      live_in_(be),
       buf_in_(be),
       buf_out_(be),
       buf_in16_(be),
@@ -80,10 +82,21 @@ void MoeLayer::forward(GemmInput input, int64_t images, int tokens, float* y, co
   buf_in_.resize({capacity_rows, dim_});
   buf_out_.resize({capacity_rows, dim_});
   rows_.resize({items, s.k});
+  // Packed: each expert's kept rows first in each part an expert-parallel
+  // rank receives, and its GEMMs skip the empty rest (where the backend
+  // sizes them on the host).
+  const bool packed = be_->skips_empty_slots();
+  const int parts = exchange_ ? exchange_->parts_per_expert() : 1;
   {
     PhaseScope timed("dispatch");
-    be_->moe_buffer_rows(s.groups, s.items, s.k, s.experts, s.capacity, item_rows_, r.expert(),
-                         r.slot(), rows_.data());
+    if (packed) {
+      live_.resize({int64_t{s.experts} * parts});
+      be_->moe_packed_buffer_rows(s.groups, s.items, s.k, s.experts, parts, s.capacity, item_rows_,
+                                  r.expert(), r.slot(), rows_.data(), live_.data());
+    } else {
+      be_->moe_buffer_rows(s.groups, s.items, s.k, s.experts, s.capacity, item_rows_, r.expert(),
+                           r.slot(), rows_.data());
+    }
     float* fixed = buf_in_.data();
     // Under bf16 the dispatch writes the bf16 copy too (no conversion pass):
     // of the buffer the experts read, or of the exchange's payload.
@@ -102,13 +115,19 @@ void MoeLayer::forward(GemmInput input, int64_t images, int tokens, float* y, co
     if (exchange_) {
       exchange_->dispatch(send_.data(), s.groups, s.capacity, item_rows_, dim_, buf_in_.data(),
                           bf16_copy(buf_in16_, {capacity_rows, dim_}));
+      if (packed) {
+        live_in_.resize({exchange_->sources(), experts_.local_experts()});
+        exchange_->exchange_live(live_.data(), live_in_.data());
+      }
     }
   }
   {
     PhaseScope timed("experts");
     const int64_t rows = exchange_ ? exchange_->expert_rows()
                                    : s.groups * int64_t{s.capacity} * item_rows_;
-    experts_.forward(expert_input(), rows, buf_out_.data());
+    const int32_t* live = !packed ? nullptr : exchange_ ? live_in_.data() : live_.data();
+    experts_.forward(expert_input(), rows, buf_out_.data(), live,
+                     exchange_ ? exchange_->sources() : 1);
   }
   PhaseScope timed("combine");
   if (exchange_) exchange_->combine(buf_out_.data(), back_.data());
@@ -169,7 +188,7 @@ void MoeLayer::collect_activations(ActivationSet& set) {
   // The experts' hidden activations first: the largest, they then share pool
   // storage with a dense MLP's (core/activation_pool.h).
   experts_.collect_activations(set);
-  set.add(buf_in_, buf_out_, send_, back_, rows_);
+  set.add(buf_in_, buf_out_, send_, back_, rows_, live_, live_in_);
   set.add(buf_in16_);
   if (own_router_) own_router_->collect_activations(set);
   if (exchange_) exchange_->collect_activations(set);

@@ -4,7 +4,9 @@
 // add nothing (the block's residual carries the token). Buffers have the fixed
 // layout [E, groups, capacity, item rows, D], empty slots zero, so every shape
 // is known before the step and nothing is read on the host: the experts
-// compute their capacity, empty slots included (parallel/experts.h).
+// compute their capacity, empty slots included (parallel/experts.h). Where the
+// backend sizes GEMMs on the host (the CPU), each expert's kept rows come
+// first in each part a rank receives, and its GEMMs skip the rest.
 //
 // Token routing (V-MoE): the layer's own router routes each token within
 // groups of group_size images. Image routing (Mobile V-MoE): the model's
@@ -74,6 +76,8 @@ class MoeLayer final : public FeedForward {
   std::unique_ptr<ExpertExchange> exchange_;  // null: every expert is local
   int item_rows_ = 1;
   IntTensor rows_;           // buffer row of each (item, choice)
+  IntTensor live_;           // packed buffers: each expert part's kept rows
+  IntTensor live_in_;        // and with an exchange, those the local experts got
   Tensor buf_in_, buf_out_;  // the experts' input and output, expert-major
   Bf16Tensor buf_in16_;      // exchange under bf16: the input's bf16 copy, as received
   Tensor send_, back_;       // exchange only: the fixed layout, sent and returned

@@ -220,38 +220,44 @@ TEST_P(ShardedMoe, MatchesOneProcess) {
   ref_store.zero_grads();
   ref.backward(xd.data(), dyd.data(), dx.data(), ws);
 
-  ParamStore store;
-  MoeLayer sharded(be, store, "moe", m, dim, hidden, 5, 0,
-                   ExpertSharding{place, &groups.expert_parallel()});
-  store.allocate(be);
-  store.initialize(9);
-  EXPECT_EQ(sharded.exchanges(), place.ep_size > 1);
-  const float* xs = xd.data() + r * rows * dim;
-  Tensor ys(be, {rows, dim}), dxs(be, {rows, dim});
-  sharded.forward(xs, per_rank, tokens, ys.data(), pass);
-  store.zero_grads();
-  sharded.backward(xs, dyd.data() + r * rows * dim, dxs.data(), ws);
-  GradientSync(store, groups, 1000).all_reduce();
+  // Expert buffers packed (the CPU's default: live rows travel with them),
+  // then in the fixed layout a GPU computes whole.
+  for (const bool packed : {true, false}) {
+    SCOPED_TRACE(packed ? "packed" : "fixed layout");
+    be.set_skip_empty_slots(packed);
+    ParamStore store;
+    MoeLayer sharded(be, store, "moe", m, dim, hidden, 5, 0,
+                     ExpertSharding{place, &groups.expert_parallel()});
+    store.allocate(be);
+    store.initialize(9);
+    EXPECT_EQ(sharded.exchanges(), place.ep_size > 1);
+    const float* xs = xd.data() + r * rows * dim;
+    Tensor ys(be, {rows, dim}), dxs(be, {rows, dim});
+    sharded.forward(xs, per_rank, tokens, ys.data(), pass);
+    store.zero_grads();
+    sharded.backward(xs, dyd.data() + r * rows * dim, dxs.data(), ws);
+    GradientSync(store, groups, 1000).all_reduce();
 
-  const std::vector<float> yr = y.to_host(), dxr = dx.to_host();
-  const std::vector<float> ya = ys.to_host(), dxa = dxs.to_host();
-  for (int64_t i = 0; i < rows * dim; ++i) {
-    ASSERT_NEAR(ya[i], yr[r * rows * dim + i], 1e-5f) << "y " << i;
-    ASSERT_NEAR(dxa[i], dxr[r * rows * dim + i], 1e-5f) << "dx " << i;
-  }
-  EXPECT_NEAR(all_reduce_value(world(), sharded.aux_loss()), ref.aux_loss(), 1e-6);
-  // Parameter gradients: the router's, and this rank's experts' slices.
-  for (ParamId id = 0; id < store.count(); ++id) {
-    const ParamSpec& spec = store.spec(id);
-    const ParamId rid = *ref_store.find(spec.name);
-    const int64_t count = store.numel(id);
-    // An expert parameter is this rank's slice of the reference's [E, ...].
-    const int64_t offset =
-        spec.region == Region::kExpert ? count / spec.shape[0] * place.first_expert : 0;
-    std::vector<float> got(count), want(count);
-    be.copy_to_host(got.data(), store.grad(id), count * sizeof(float));
-    be.copy_to_host(want.data(), ref_store.grad(rid) + offset, count * sizeof(float));
-    for (int64_t i = 0; i < count; ++i) ASSERT_NEAR(got[i], want[i], 1e-5f) << spec.name << i;
+    const std::vector<float> yr = y.to_host(), dxr = dx.to_host();
+    const std::vector<float> ya = ys.to_host(), dxa = dxs.to_host();
+    for (int64_t i = 0; i < rows * dim; ++i) {
+      ASSERT_NEAR(ya[i], yr[r * rows * dim + i], 1e-5f) << "y " << i;
+      ASSERT_NEAR(dxa[i], dxr[r * rows * dim + i], 1e-5f) << "dx " << i;
+    }
+    EXPECT_NEAR(all_reduce_value(world(), sharded.aux_loss()), ref.aux_loss(), 1e-6);
+    // Parameter gradients: the router's, and this rank's experts' slices.
+    for (ParamId id = 0; id < store.count(); ++id) {
+      const ParamSpec& spec = store.spec(id);
+      const ParamId rid = *ref_store.find(spec.name);
+      const int64_t count = store.numel(id);
+      // An expert parameter is this rank's slice of the reference's [E, ...].
+      const int64_t offset =
+          spec.region == Region::kExpert ? count / spec.shape[0] * place.first_expert : 0;
+      std::vector<float> got(count), want(count);
+      be.copy_to_host(got.data(), store.grad(id), count * sizeof(float));
+      be.copy_to_host(want.data(), ref_store.grad(rid) + offset, count * sizeof(float));
+      for (int64_t i = 0; i < count; ++i) ASSERT_NEAR(got[i], want[i], 1e-5f) << spec.name << i;
+    }
   }
 }
 INSTANTIATE_TEST_SUITE_P(Layouts, ShardedMoe,

@@ -6,6 +6,7 @@
 #include <gtest/gtest.h>
 
 #include <algorithm>
+#include <cmath>
 #include <cstdint>
 #include <vector>
 
@@ -64,6 +65,23 @@ TEST(CpuBackend, GemmToBf16RoundsTheFp32Product) {
       EXPECT_EQ(c16[x], to_bf16(c[x])) << "at " << x;
     else
       EXPECT_EQ(c16[x], 7) << "the gap at " << x;
+  }
+  // Live rows (BatchLevel::live, packed expert buffers): zeros past them.
+  const std::vector<int32_t> live = {4, 0, 6, 1, 9, 2};  // [outer][inner]
+  BatchLevel packed = o;
+  packed.live = live.data();
+  std::fill(c16.begin(), c16.end(), uint16_t{7});
+  be.gemm_batched_to_bf16(Trans::kNo, Trans::kNo, m, n, k, 1.5f, a.data(), k, b.data(), n,
+                          c16.data(), ldc, packed, i);
+  for (size_t x = 0; x < c.size(); ++x) {
+    const int64_t row = static_cast<int64_t>(x) % c_mat / ldc, col = static_cast<int64_t>(x) % ldc;
+    const int64_t entry = static_cast<int64_t>(x) / c_mat;
+    if (col >= n)
+      EXPECT_EQ(c16[x], 7) << "the gap at " << x;
+    else if (row < live[entry])  // the product, to bf16 rounding (row blocks of another height)
+      EXPECT_NEAR(from_bf16(c16[x]), c[x], std::fabs(c[x]) / 128 + 1e-6f) << "at " << x;
+    else
+      EXPECT_EQ(c16[x], 0) << "past live at " << x;
   }
   // Rows enough for the emulation's blocks of rows (4 MiB of fp32 each), A
   // plain and transposed.

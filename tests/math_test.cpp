@@ -117,6 +117,52 @@ TEST(CpuBackend, GemmAllTransposesAndBatches) {
   }
 }
 
+// BatchLevel::live: entry i's rows past live[i] are skipped; C's rows there
+// become beta * C (m), or the terms there are left out (k).
+TEST(CpuBackend, GemmSkipsRowsPastLive) {
+  CpuBackend be;
+  const int m = 6, n = 4, k = 5;
+  const std::vector<float> a = testing::random_normal(3 * m * k, 1);
+  const std::vector<float> b = testing::random_normal(3 * k * n, 2);
+  const std::vector<int32_t> live = {0, 2, 9};  // empty, partial, past the end
+  auto product = [&](int bat, int i, int j, int terms) {
+    double s = 0;
+    for (int p = 0; p < terms; ++p)
+      s += double{a[bat * m * k + i * k + p]} * b[bat * k * n + p * n + j];
+    return s;
+  };
+  for (float beta : {0.0f, 0.5f}) {
+    // Along m: A [m, k] per entry.
+    std::vector<float> c(3 * m * n, std::nanf(""));
+    if (beta != 0.0f) std::fill(c.begin(), c.end(), 1.0f);
+    be.gemm_batched(Trans::kNo, Trans::kNo, m, n, k, 2.0f, a.data(), k, b.data(), n, beta, c.data(),
+                    n, {.count = 3, .a = m * k, .b = k * n, .c = m * n, .live = live.data()}, {});
+    for (int bat = 0; bat < 3; ++bat)
+      for (int i = 0; i < m; ++i)
+        for (int j = 0; j < n; ++j) {
+          const double want = (i < live[bat] ? 2.0 * product(bat, i, j, k) : 0.0) + beta;
+          EXPECT_NEAR(c[(bat * m + i) * n + j], want, 1e-5) << beta << " m " << bat << " " << i;
+        }
+    // Along k: the terms past live[i] are left out.
+    std::fill(c.begin(), c.end(), beta != 0.0f ? 1.0f : std::nanf(""));
+    be.gemm_batched(Trans::kNo, Trans::kNo, m, n, k, 2.0f, a.data(), k, b.data(), n, beta, c.data(),
+                    n,
+                    {.count = 3,
+                     .a = m * k,
+                     .b = k * n,
+                     .c = m * n,
+                     .live = live.data(),
+                     .live_axis = LiveAxis::kK},
+                    {});
+    for (int bat = 0; bat < 3; ++bat)
+      for (int i = 0; i < m; ++i)
+        for (int j = 0; j < n; ++j) {
+          const double want = 2.0 * product(bat, i, j, std::min(k, live[bat])) + beta;
+          EXPECT_NEAR(c[(bat * m + i) * n + j], want, 1e-5) << beta << " k " << bat << " " << i;
+        }
+  }
+}
+
 TEST(CpuBackend, LayerNormAndSoftmax) {
   CpuBackend be;
   const int rows = 3, cols = 7;

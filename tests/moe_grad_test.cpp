@@ -114,6 +114,69 @@ TEST(MoeLayer, GroupsInSeparateCallsRouteIdentically) {
   for (size_t i = 0; i < a.size(); ++i) EXPECT_NEAR(a[i], b[i], 1e-6f * (1 + std::fabs(a[i]))) << i;
 }
 
+// Packed expert buffers (the CPU's default: each expert's kept rows first,
+// its GEMMs skipping the empty rest) compute what the fixed layout computes,
+// with fewer FLOPs; token and image routing, forward and backward.
+TEST(MoeLayer, PackedExpertBuffersMatchTheFixedLayout) {
+  for (const bool per_image : {false, true}) {
+    struct Result {
+      std::vector<float> y, dx, grads;
+      double flops = 0;
+    };
+    auto run = [&](bool packed) {
+      CpuBackend be;
+      be.set_skip_empty_slots(packed);
+      Workspace ws(be);
+      ParamStore store;
+      MoeConfig m = small_moe();
+      m.capacity_ratio = 0.75;  // some choices dropped, some slots left empty
+      const int dim = 8, hidden = 12, tokens = 5;
+      const int64_t images = 4, rows = images * tokens;
+      std::unique_ptr<ImageRouter> images_router;
+      std::unique_ptr<MoeLayer> layer;
+      if (per_image) {
+        images_router = std::make_unique<ImageRouter>(be, store, m, dim, 3);
+        layer = std::make_unique<MoeLayer>(be, store, "moe", m, dim, hidden, 1, *images_router);
+      } else {
+        layer = std::make_unique<MoeLayer>(be, store, "moe", m, dim, hidden, 3, 1);
+      }
+      store.allocate(be);
+      testing::randomize_parameters(store, 2);
+      Tensor x(be, {rows, dim}), dy(be, {rows, dim}), y(be, {rows, dim}), dx(be, {rows, dim});
+      x.copy_from_host(testing::random_normal(rows * dim, 5));
+      dy.copy_from_host(testing::random_normal(rows * dim, 6));
+      const Pass pass{.training = true, .step = 2};
+      std::vector<GemmShape> calls;
+      be.log_gemms(&calls);
+      if (images_router) images_router->forward(x.data(), images, tokens, pass);
+      layer->forward(x.data(), images, tokens, y.data(), pass);
+      store.zero_grads();
+      be.zero(dx.data(), rows * dim * sizeof(float));
+      layer->backward(x.data(), dy.data(), dx.data(), ws);
+      be.log_gemms(nullptr);
+      Result r{y.to_host(), dx.to_host(), {}, 0};
+      for (ParamId id = 0; id < store.count(); ++id) {
+        std::vector<float> g(store.numel(id));
+        be.copy_to_host(g.data(), store.grad(id), g.size() * sizeof(float));
+        r.grads.insert(r.grads.end(), g.begin(), g.end());
+      }
+      for (const GemmShape& g : calls) r.flops += 2.0 * g.m * g.n * g.k;
+      return r;
+    };
+    const Result fixed = run(false), packed = run(true);
+    auto expect_near = [](const std::vector<float>& a, const std::vector<float>& b,
+                          const char* what) {
+      ASSERT_EQ(a.size(), b.size()) << what;
+      for (size_t i = 0; i < a.size(); ++i)
+        EXPECT_NEAR(a[i], b[i], 1e-6f * (1 + std::fabs(a[i]))) << what << " " << i;
+    };
+    expect_near(fixed.y, packed.y, "y");
+    expect_near(fixed.dx, packed.dx, "dx");
+    expect_near(fixed.grads, packed.grads, "parameter gradients");
+    EXPECT_LT(packed.flops, fixed.flops) << (per_image ? "images" : "tokens");
+  }
+}
+
 ViTConfig tiny_vit() { return testing::tiny_vit(Pooling::kToken, 12); }
 
 TEST(MoeGrad, VMoEModelEveryParameter) {

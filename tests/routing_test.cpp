@@ -149,6 +149,32 @@ TEST(Dispatch, BufferRowsFixedLayout) {
   EXPECT_EQ(row, (std::vector<int32_t>{8, -1, 4, 12}));
 }
 
+TEST(Dispatch, PackedBufferRowsFillEachExpertFirst) {
+  CpuBackend be;
+  ASSERT_TRUE(be.skips_empty_slots());
+  // The case above, packed: expert 1 takes group 0's two items, then group
+  // 1's, at the front of its chunk of G * C = 4 rows; live counts its rows.
+  const std::vector<int32_t> expert = {1, 1, 0, 1}, slot = {0, 1, 0, 0};
+  std::vector<int32_t> row(4), live(2);
+  be.moe_packed_buffer_rows(2, 2, 1, 2, 1, 2, 1, expert.data(), slot.data(), row.data(),
+                            live.data());
+  EXPECT_EQ(row, (std::vector<int32_t>{4, 5, 0, 6}));
+  EXPECT_EQ(live, (std::vector<int32_t>{1, 3}));
+  // Whole images (2 rows each); a dropped choice leaves no gap.
+  const std::vector<int32_t> dropped = {0, -1, 0, 0};
+  be.moe_packed_buffer_rows(2, 2, 1, 2, 1, 2, 2, expert.data(), dropped.data(), row.data(),
+                            live.data());
+  EXPECT_EQ(row, (std::vector<int32_t>{8, -1, 0, 10}));
+  EXPECT_EQ(live, (std::vector<int32_t>{2, 4}));
+  // In 2 parts of one group each (what 2 replicas of each expert receive):
+  // each part packed on its own, live per (expert, part).
+  live.resize(4);
+  be.moe_packed_buffer_rows(2, 2, 1, 2, 2, 2, 1, expert.data(), slot.data(), row.data(),
+                            live.data());
+  EXPECT_EQ(row, (std::vector<int32_t>{4, 5, 2, 6}));  // the fixed layout's: no gaps here
+  EXPECT_EQ(live, (std::vector<int32_t>{0, 1, 2, 1}));
+}
+
 TEST(Dispatch, TransposeBlocks) {
   CpuBackend be;
   // [outer 2, inner 3, block 2] -> [3, 2, 2]

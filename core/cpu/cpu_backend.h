@@ -124,6 +124,12 @@ class CpuBackend final : public Backend {
   void moe_buffer_rows(int64_t groups, int items, int k, int experts, int capacity,
                        int item_rows, const int32_t* expert, const int32_t* slot,
                        int32_t* row) override;
+  bool skips_empty_slots() const override { return skip_empty_slots_; }
+  // Off: expert buffers keep the fixed layout, as on a GPU (tests, benchmarks).
+  void set_skip_empty_slots(bool on) { skip_empty_slots_ = on; }
+  void moe_packed_buffer_rows(int64_t groups, int items, int k, int experts, int parts,
+                              int capacity, int item_rows, const int32_t* expert,
+                              const int32_t* slot, int32_t* row, int32_t* live) override;
   void moe_dispatch(int64_t items, int k, int item_rows, int dim, const float* x,
                     const int32_t* row, float* buf, uint16_t* buf16) override;
   void moe_combine(int64_t items, int k, int item_rows, int dim, const float* buf,
@@ -162,6 +168,7 @@ class CpuBackend final : public Backend {
   CachingAllocator allocator_;
   std::function<void()> captured_;
   std::vector<GemmShape>* gemm_log_ = nullptr;
+  bool skip_empty_slots_ = true;
 };
 
 }  // namespace vmoe

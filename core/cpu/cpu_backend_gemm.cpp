@@ -35,6 +35,24 @@ const float* as_bf16_floats(GemmInput in, int rows, int cols, int ld, std::vecto
   return out.data();
 }
 
+// Entry (i, j)'s extent along `axis`: `full`, or less where the outer
+// level's live rows say so (core/backend_types.h).
+int live_extent(int full, LiveAxis axis, const BatchLevel& outer, int64_t i,
+                const BatchLevel& inner, int64_t j) {
+  if (outer.live == nullptr || outer.live_axis != axis) return full;
+  return std::clamp(outer.live[i * inner.count + j], 0, full);
+}
+
+// C's rows [from, to) = beta * C: what a skipped product leaves (zeros, not
+// 0 * C, under beta 0).
+void scale_rows(float* c, int from, int to, int n, int ldc, float beta) {
+  if (beta == 1.0f) return;
+  for (int r = from; r < to; ++r) {
+    float* row = c + int64_t{r} * ldc;
+    for (int x = 0; x < n; ++x) row[x] = beta == 0.0f ? 0.0f : beta * row[x];
+  }
+}
+
 }  // namespace
 
 void CpuBackend::gemm_impl(Trans ta, Trans tb, int m, int n, int k, float alpha, GemmInput a,
@@ -64,8 +82,15 @@ void CpuBackend::gemm_batched_impl(Trans ta, Trans tb, int m, int n, int k, floa
                                    int ldc, BatchLevel outer, BatchLevel inner) {
   for (int64_t i = 0; i < outer.count; ++i) {
     for (int64_t j = 0; j < inner.count; ++j) {
-      gemm_impl(ta, tb, m, n, k, alpha, a.offset(i * outer.a + j * inner.a), lda,
-                b.offset(i * outer.b + j * inner.b), ldb, beta, c + i * outer.c + j * inner.c, ldc);
+      // Live rows only: the rest of C is beta * C, what zero rows give.
+      const int mi = live_extent(m, LiveAxis::kM, outer, i, inner, j);
+      const int ki = live_extent(k, LiveAxis::kK, outer, i, inner, j);
+      float* ci = c + i * outer.c + j * inner.c;
+      if (mi > 0 && ki > 0) {
+        gemm_impl(ta, tb, mi, n, ki, alpha, a.offset(i * outer.a + j * inner.a), lda,
+                  b.offset(i * outer.b + j * inner.b), ldb, beta, ci, ldc);
+      }
+      scale_rows(ci, ki > 0 ? mi : 0, m, n, ldc, beta);
     }
   }
 }
@@ -83,15 +108,20 @@ void CpuBackend::gemm_batched_to_bf16_impl(Trans ta, Trans tb, int m, int n, int
   c.resize(static_cast<size_t>(block) * ldc);
   for (int64_t i = 0; i < outer.count; ++i) {
     for (int64_t j = 0; j < inner.count; ++j) {
-      for (int r0 = 0; r0 < m; r0 += block) {
-        const int rows = std::min(block, m - r0);
+      // Live rows only (as gemm_batched_impl); the rest of C is zero.
+      const int ki = live_extent(k, LiveAxis::kK, outer, i, inner, j);
+      const int mi = ki > 0 ? live_extent(m, LiveAxis::kM, outer, i, inner, j) : 0;
+      uint16_t* ci = c16 + i * outer.c + j * inner.c;
+      for (int r0 = 0; r0 < mi; r0 += block) {
+        const int rows = std::min(block, mi - r0);
         const int64_t a_rows = ta == Trans::kNo ? int64_t{r0} * lda : r0;  // op(A)'s row r0
-        gemm_impl(ta, tb, rows, n, k, alpha, a.offset(i * outer.a + j * inner.a + a_rows), lda,
+        gemm_impl(ta, tb, rows, n, ki, alpha, a.offset(i * outer.a + j * inner.a + a_rows), lda,
                   b.offset(i * outer.b + j * inner.b), ldb, 0.0f, c.data(), ldc);
-        uint16_t* out = c16 + i * outer.c + j * inner.c + int64_t{r0} * ldc;
+        uint16_t* out = ci + int64_t{r0} * ldc;
         for (int r = 0; r < rows; ++r)
           write_bf16(n, c.data() + int64_t{r} * ldc, out + int64_t{r} * ldc);
       }
+      for (int r = mi; r < m; ++r) std::fill_n(ci + int64_t{r} * ldc, n, uint16_t{0});
     }
   }
 }

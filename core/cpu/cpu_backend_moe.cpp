@@ -68,6 +68,40 @@ void CpuBackend::moe_buffer_rows(int64_t groups, int items, int k, int /*experts
   }
 }
 
+void CpuBackend::moe_packed_buffer_rows(int64_t groups, int items, int k, int experts, int parts,
+                                        int capacity, int item_rows, const int32_t* expert,
+                                        const int32_t* slot, int32_t* row, int32_t* live) {
+  VMOE_ASSERT(parts > 0 && groups % parts == 0);
+  // Kept slots of (expert, group) are 0 .. used - 1 (assign_slots counts up);
+  // each group starts past the groups before it in its part of the chunk.
+  thread_local std::vector<int64_t> start;
+  start.assign(static_cast<size_t>(experts * groups), 0);
+  for (int64_t i = 0; i < groups * items; ++i)
+    for (int c = 0; c < k; ++c) {
+      const int s = slot[i * k + c];
+      int64_t& used = start[static_cast<size_t>(expert[i * k + c] * groups + i / items)];
+      if (s >= 0) used = std::max<int64_t>(used, s + 1);
+    }
+  const int64_t per_part = groups / parts;
+  for (int64_t e = 0; e < experts; ++e)
+    for (int p = 0; p < parts; ++p) {
+      const int64_t first = (e * groups + p * per_part) * capacity;
+      int64_t at = first;
+      for (int64_t g = p * per_part; g < (p + 1) * per_part; ++g) {
+        const int64_t used = start[static_cast<size_t>(e * groups + g)];
+        start[static_cast<size_t>(e * groups + g)] = at;
+        at += used;
+      }
+      live[e * parts + p] = static_cast<int32_t>((at - first) * item_rows);
+    }
+  for (int64_t i = 0; i < groups * items; ++i)
+    for (int c = 0; c < k; ++c) {
+      const int s = slot[i * k + c];
+      const int64_t first = start[static_cast<size_t>(expert[i * k + c] * groups + i / items)];
+      row[i * k + c] = s < 0 ? -1 : static_cast<int32_t>((first + s) * item_rows);
+    }
+}
+
 void CpuBackend::moe_dispatch(int64_t items, int k, int item_rows, int dim, const float* x,
                               const int32_t* row, float* buf, uint16_t* buf16) {
   const int64_t n = int64_t{item_rows} * dim;

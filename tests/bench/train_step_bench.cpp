@@ -52,6 +52,9 @@ DEFINE_int32(moe_every, 2, "MoE in blocks every-N (N-1, 2N-1, ...)");
 DEFINE_int32(group, 8, "images per routing group");
 DEFINE_double(capacity, 1.05, "capacity ratio");
 DEFINE_bool(phases, true, "print the time split into routing, dispatch, experts, combine, rest");
+DEFINE_bool(skip_empty_slots, true,
+            "--backend=cpu: expert GEMMs skip empty capacity slots (false: the fixed layout a "
+            "GPU computes whole)");
 DEFINE_int32(expert_parallel, 0, "ranks per expert-parallel group (0 = all)");
 DEFINE_string(backend, "cpu", "cpu or cuda");
 DEFINE_int32(device, -1, "--backend=cuda: this rank's GPU (-1 = local rank modulo the visible)");
@@ -213,6 +216,7 @@ int main(int argc, char** argv) {
     return 1;
   }
   if (FLAGS_attention_pad_to >= 0) be.set_attention_pad_to(FLAGS_attention_pad_to);
+  if (auto* cpu = dynamic_cast<CpuBackend*>(&be)) cpu->set_skip_empty_slots(FLAGS_skip_empty_slots);
   if (FLAGS_capture_step && FLAGS_phases) {
     // Phase timing needs the step uncaptured: off unless asked for by name.
     if (!gflags::GetCommandLineFlagInfoOrDie("phases").is_default) {
