@@ -13,6 +13,7 @@
 
 #include "core/activation_pool.h"
 #include "core/backend.h"
+#include "core/live_rows.h"
 #include "core/tensor.h"
 
 namespace vmoe {
@@ -28,7 +29,11 @@ class GeluHidden {
     float* f32;      // null under bf16
     uint16_t* bf16;  // null under fp32
   };
-  Pre pre(int experts, int64_t rows, int cols);
+  // live (nullable, host; packed expert buffers, parallel/experts.h): each
+  // expert's rows are `segments` equal parts, part s of expert e holding
+  // live[s * experts + e] rows; the GELU and its backward skip the rest
+  // (their rows of output() and of the gradients are left unspecified).
+  Pre pre(int experts, int64_t rows, int cols, const int32_t* live = nullptr, int segments = 1);
   // The GELU over that output plus bias [experts, cols]; a temporary
   // pre-activation is released.
   void gelu(const float* bias);
@@ -45,8 +50,8 @@ class GeluHidden {
 
  private:
   Backend* be_;
-  int experts_ = 1, cols_ = 0;
-  int64_t rows_ = 0;
+  LiveRows rows_;  // of fc1's output
+  int cols_ = 0;
   Tensor pre_, act_;
   Bf16Tensor act16_, slope16_;
   std::optional<Bf16Tensor> temporary_;  // bf16: fc1's output until gelu()

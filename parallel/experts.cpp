@@ -32,14 +32,14 @@ ExpertMlps::ExpertMlps(Backend& be, ParamStore& store, const std::string& name, 
 ExpertMlps::Batch ExpertMlps::batch(int64_t a, int64_t b, int64_t c, int64_t row_a, int64_t row_b,
                                     int64_t row_c, LiveAxis axis) const {
   const BatchLevel experts{.count = local_, .a = a, .b = b, .c = c};
-  if (live_ == nullptr) return {static_cast<int>(rows_), experts, {}};
-  const int64_t seg = rows_ / sources_;
+  if (rows_.live == nullptr) return {static_cast<int>(rows_.rows), experts, {}};
+  const int64_t seg = rows_.rows / rows_.segments;
   return {static_cast<int>(seg),
-          {.count = sources_,
+          {.count = rows_.segments,
            .a = seg * row_a,
            .b = seg * row_b,
            .c = seg * row_c,
-           .live = live_,
+           .live = rows_.live,
            .live_axis = axis},
           experts};
 }
@@ -47,14 +47,12 @@ ExpertMlps::Batch ExpertMlps::batch(int64_t a, int64_t b, int64_t c, int64_t row
 void ExpertMlps::forward(GemmInput input, int64_t rows, float* out, const int32_t* live,
                          int sources) {
   const int64_t D = dim_, M = hidden_, R = rows;
-  rows_ = rows;
-  live_ = live;
-  sources_ = sources;
   VMOE_ASSERT(rows % sources == 0);
+  rows_ = {local_, rows, live, sources};
   // Under bf16 an input without a copy gets one, kept for backward.
   const GemmInput in =
       input.bf16 != nullptr ? input : with_bf16_copy(in16_, input.f32, {local_ * R, D});
-  const GeluHidden::Pre pre = gelu_.pre(local_, R, hidden_);
+  const GeluHidden::Pre pre = gelu_.pre(local_, R, hidden_, live, sources);
   const Batch fc1 = batch(R * D, D * M, R * M, D, 0, M, LiveAxis::kM);
   if (pre.bf16 != nullptr) {
     be_->gemm_batched_to_bf16(Trans::kNo, Trans::kNo, fc1.rows, hidden_, dim_, 1.0f, in, dim_,
@@ -68,12 +66,14 @@ void ExpertMlps::forward(GemmInput input, int64_t rows, float* out, const int32_
   const Batch fc2 = batch(R * M, M * D, R * D, M, 0, D, LiveAxis::kM);
   be_->gemm_batched(Trans::kNo, Trans::kNo, fc2.rows, dim_, hidden_, 1.0f, gelu_.output(), hidden_,
                     store_->weight(w2_), dim_, 0.0f, out, dim_, fc2.outer, fc2.inner);
-  be_->expert_add_bias(local_, R, dim_, store_->value(b2_), out);
+  rows_.for_each([&](int experts, int expert, int64_t row, int64_t rows) {
+    be_->expert_add_bias(experts, rows, dim_, store_->value(b2_) + expert * D, out + row * D);
+  });
 }
 
 void ExpertMlps::backward(GemmInput input, GemmInput dout_in, float* din, Workspace& ws) {
   const float* dout = dout_in.f32;
-  const int64_t D = dim_, M = hidden_, R = rows_;
+  const int64_t D = dim_, M = hidden_, R = rows_.rows;
   const Shape hidden = {local_ * R, M};
   uint16_t* dact16 = bf16_copy(dact16_, hidden);
   // The hidden gradient: under bf16 its copy alone unless the GEMMs convert
@@ -95,7 +95,9 @@ void ExpertMlps::backward(GemmInput input, GemmInput dout_in, float* din, Worksp
   const Batch dw2 = batch(R * M, R * D, M * D, M, D, 0, LiveAxis::kK);
   be_->gemm_batched(Trans::kYes, Trans::kNo, hidden_, dim_, dw2.rows, 1.0f, gelu_.output(), hidden_,
                     dy, dim_, 1.0f, store_->grad(w2_), dim_, dw2.outer, dw2.inner);
-  be_->expert_bias_grad(local_, R, dim_, dout, store_->grad(b2_));
+  rows_.for_each([&](int experts, int expert, int64_t row, int64_t rows) {
+    be_->expert_bias_grad(experts, rows, dim_, dout + row * D, store_->grad(b2_) + expert * D);
+  });
   // fc1's bias gradient in the GELU's backward pass.
   gelu_.backward(dact, dact16, dact, dact16, store_->grad(b1_));
   const Batch dw1 = batch(R * D, R * M, D * M, D, M, 0, LiveAxis::kK);

@@ -16,6 +16,7 @@
 
 #include "core/activation_pool.h"
 #include "core/gelu_hidden.h"
+#include "core/live_rows.h"
 #include "core/param_store.h"
 #include "core/tensor.h"
 #include "core/workspace.h"
@@ -64,9 +65,7 @@ class ExpertMlps {
   Batch batch(int64_t a, int64_t b, int64_t c, int64_t row_a, int64_t row_b, int64_t row_c,
               LiveAxis axis) const;
 
-  int64_t rows_ = 0;               // per expert, of the last forward
-  const int32_t* live_ = nullptr;  // and its live rows (null: all)
-  int sources_ = 1;                // segments per expert's rows
+  LiveRows rows_;     // of the last forward's buffers (segments: sources)
   GeluHidden gelu_;   // the hidden layer [local experts * rows, hidden]
   Tensor dact_;       // its gradient
   Bf16Tensor dact16_, in16_;  // bf16 copies of GEMM inputs, under bf16
