@@ -47,13 +47,27 @@ TEST(Math, NormalCdfSigmoidSoftplus) {
 }
 
 TEST(Math, AdamMatchesTheTextbookFormula) {
-  const AdamParams a{0.1f, 0.9f, 0.999f, 1e-8f, 0.01f, 1.0f - 0.9f, 1.0f - 0.999f};
+  const float lr = 0.1f, b1 = 0.9f, b2 = 0.999f, eps = 1e-8f, wd = 0.01f;
   float p = 2.0f, m = 0.0f, v = 0.0f;
-  adam_update(a, 0.5f, p, m, v);
+  adam_update(adam_params(update_scalars(lr, b1, b2, 1), b1, b2, eps, wd), 0.5f, p, m, v);
   // t = 1: mhat = g, vhat = g^2: step = g/|g| = 1; p -= lr * (1 + wd * p)
   EXPECT_NEAR(p, 2.0f - 0.1f * (1.0f + 0.01f * 2.0f), 1e-6);
   EXPECT_NEAR(m, 0.05f, 1e-7);
   EXPECT_NEAR(v, 0.00025f, 1e-8);
+  // Three more steps against the formula in double.
+  double pd = p, md = m, vd = v;
+  const float grads[] = {-0.3f, 0.02f, 1.5f};
+  for (int t = 2; t <= 4; ++t) {
+    const double g = grads[t - 2];
+    adam_update(adam_params(update_scalars(lr, b1, b2, t), b1, b2, eps, wd), grads[t - 2], p, m, v);
+    md = b1 * md + (1 - b1) * g;
+    vd = b2 * vd + (1 - b2) * g * g;
+    const double step = md / (1 - std::pow(b1, t)) / (std::sqrt(vd / (1 - std::pow(b2, t))) + eps);
+    pd -= lr * (step + wd * pd);
+    EXPECT_NEAR(p, pd, 1e-6) << t;
+    EXPECT_NEAR(m, md, 1e-7) << t;
+    EXPECT_NEAR(v, vd, 1e-8) << t;
+  }
 }
 
 TEST(Math, SgdMomentum) {

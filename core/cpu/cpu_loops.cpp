@@ -344,16 +344,31 @@ VMOE_CPU_CLONES void pool_rows_backward(int64_t batch, int tokens, int dim, bool
 
 // ---- optimisers and reductions --------------------------------------------------------
 
-VMOE_CPU_CLONES void adam_update(int64_t n, const AdamParams& a, const float* grad, float* param,
-                                 float* m, float* v) {
+VMOE_CPU_CLONES void adam_update(int64_t n, const AdamParams& params, const float* grad,
+                                 float* param, float* m, float* v) {
+  const AdamParams a = params;  // a copy no store can alias: its fields stay in registers
 #pragma omp simd
-  for (int64_t i = 0; i < n; ++i) vmoe::adam_update(a, grad[i], param[i], m[i], v[i]);
+  for (int64_t i = 0; i < n; ++i) {
+    // Through registers: stored, m and v would be loaded back (the arrays
+    // may alias), and a 64-byte load from a store just made stalls.
+    float p = param[i], mi = m[i], vi = v[i];
+    vmoe::adam_update(a, grad[i], p, mi, vi);
+    param[i] = p;
+    m[i] = mi;
+    v[i] = vi;
+  }
 }
 
-VMOE_CPU_CLONES void sgd_update(int64_t n, const SgdParams& s, const float* grad, float* param,
+VMOE_CPU_CLONES void sgd_update(int64_t n, const SgdParams& params, const float* grad, float* param,
                                 float* buf) {
+  const SgdParams s = params;  // as adam_update
 #pragma omp simd
-  for (int64_t i = 0; i < n; ++i) vmoe::sgd_update(s, grad[i], param[i], buf[i]);
+  for (int64_t i = 0; i < n; ++i) {  // through registers, as adam_update
+    float p = param[i], b = buf[i];
+    vmoe::sgd_update(s, grad[i], p, b);
+    param[i] = p;
+    buf[i] = b;
+  }
 }
 
 VMOE_CPU_CLONES void sum_squares(int64_t n, const float* x, double* out) {
