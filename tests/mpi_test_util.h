@@ -3,6 +3,7 @@
 
 #include <unistd.h>
 
+#include <algorithm>
 #include <filesystem>
 #include <string>
 
@@ -26,10 +27,13 @@ struct SharedDir {
     char name[256] = {0};
     if (world().rank() == 0) {
       namespace fs = std::filesystem;
-      const std::string p = (fs::temp_directory_path() /
-                             (prefix + "_" + std::to_string(::getpid()) + "_" +
-                              ::testing::UnitTest::GetInstance()->current_test_info()->name()))
-                                .string();
+      // A parameterised test's name has a '/' ("Test/Param"): as a path it
+      // would nest, and removing the leaf would leave the parent behind.
+      std::string test = ::testing::UnitTest::GetInstance()->current_test_info()->name();
+      std::replace(test.begin(), test.end(), '/', '_');
+      const std::string p =
+          (fs::temp_directory_path() / (prefix + "_" + std::to_string(::getpid()) + "_" + test))
+              .string();
       fs::remove_all(p);
       fs::create_directories(p);
       p.copy(name, sizeof name - 1);
