@@ -34,14 +34,13 @@ struct RouterAuxArgs {
 // head's Q lives at b*T*3D + h*hd), each with its own count and strides.
 //
 // live (the outer level's; nullable, [outer.count * inner.count], read on the
-// host): entry (i, j)'s operands are empty past live[i * inner.count + j]
-// rows along live_axis, which a backend may skip. kM: A's rows
-// past it are zero or unread, and C's rows there become beta * C where the
-// backend skips them (the full product where it does not), so callers read
-// none of them unless A's rows are zero. kK: the terms past it are zero (op(A)'s
-// columns or op(B)'s rows there are zero). Where experts' buffers are
-// packed (Backend::skips_empty_slots), it is each expert's kept rows. An
-// inner level's live is not read.
+// host): entry (i, j)'s operands hold data only in their first
+// live[i * inner.count + j] rows along live_axis, the rest unspecified, and
+// the backend skips the rest. kM: A's rows past it are not read, and C's
+// rows there become beta * C. kK: the terms past it are left out. It is
+// each expert's kept rows of packed expert buffers, and only a backend that
+// packs them (Backend::skips_empty_slots) is given one. An inner level's
+// live is not read.
 enum class LiveAxis { kM, kK };
 struct BatchLevel {
   int64_t count = 1;

@@ -34,7 +34,7 @@ class ExpertMlps {
   // (kept for backward). Packed buffers (live not null, host): each
   // expert's rows are `sources` equal segments (one per source rank of an
   // exchange), and segment s of expert l holds live[s * local experts + l]
-  // rows, zeros after them; output rows past them are unspecified
+  // rows; no row after them is read, and output rows past them are unspecified
   // (core/backend_types.h, BatchLevel::live). Kept for backward.
   void forward(GemmInput in, int64_t rows, float* out, const int32_t* live = nullptr,
                int sources = 1);

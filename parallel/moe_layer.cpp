@@ -109,8 +109,10 @@ void MoeLayer::forward(GemmInput input, int64_t images, int tokens, float* y, co
     } else {
       fixed16 = bf16_copy(buf_in16_, {capacity_rows, dim_});
     }
-    be_->zero(fixed, buffer_bytes);  // empty slots: zeros (parallel/experts.h)
-    if (fixed16 != nullptr) be_->zero(fixed16, buffer_bytes / 2);
+    if (!packed) {  // empty slots: zeros (parallel/experts.h); packed, nothing reads them
+      be_->zero(fixed, buffer_bytes);
+      if (fixed16 != nullptr) be_->zero(fixed16, buffer_bytes / 2);
+    }
     be_->moe_dispatch(items, s.k, item_rows_, dim_, x, rows_.data(), fixed, fixed16);
     if (exchange_) {
       exchange_->dispatch(send_.data(), s.groups, s.capacity, item_rows_, dim_, buf_in_.data(),
@@ -151,14 +153,16 @@ void MoeLayer::backward(GemmInput input, GemmInput dy_in, float* dx, Workspace& 
   uint16_t* dout16 = nullptr;
   {
     PhaseScope timed("combine");
-    // Empty slots get a zero gradient, so they add nothing to the experts'.
+    // Empty slots get a zero gradient, so they add nothing to the experts'
+    // (packed buffers: the experts read no row past the kept ones).
+    const bool packed = be_->skips_empty_slots();
     const size_t bytes = static_cast<size_t>(capacity_rows * dim_) * sizeof(float);
-    be_->zero(a, bytes);
+    if (!packed) be_->zero(a, bytes);
     // Under bf16 its copy is written with it: the experts' input of it, or
     // the exchange's payload.
     uint16_t* a16 = exchange_ ? exchange_->payload16(capacity_rows * dim_)
                               : ws.get_bf16(Scratch::kExpertOutGrad, {capacity_rows, dim_});
-    if (a16 != nullptr) be_->zero(a16, bytes / 2);
+    if (a16 != nullptr && !packed) be_->zero(a16, bytes / 2);
     if (!exchange_) dout16 = a16;
     be_->moe_combine_backward(items, s.k, item_rows_, dim_, dy, combined, rows_.data(), r.gate(), a,
                               r.d_gate(), a16);
