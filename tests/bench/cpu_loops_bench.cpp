@@ -74,6 +74,8 @@ std::vector<Loop> loops() {
        [](Inputs& in, int64_t r, int c) {
          cpu_loops::gelu_backward(r * c, in.a.data(), in.c.data(), in.b.data());
        }},
+      {"bias_grad", 0.15,  // sums of rows: each row adds into the same c sums
+       [](Inputs& in, int64_t r, int c) { cpu_loops::bias_grad(r, c, in.a.data(), in.e.data()); }},
       {"softmax_forward", 0.05,
        [](Inputs& in, int64_t r, int c) {
          cpu_loops::softmax_forward(r, c, c, 0.125f, in.a.data());
