@@ -12,12 +12,10 @@ T* at(T* p, int64_t offset) {
 }
 }  // namespace
 
-GeluHidden::Pre GeluHidden::pre(int experts, int64_t rows, int cols, const int32_t* live,
-                                int segments) {
-  VMOE_ASSERT(rows % segments == 0);
-  rows_ = {experts, rows, live, segments};
+GeluHidden::Pre GeluHidden::pre(const LiveRows& rows, int cols) {
+  rows_ = rows;
   cols_ = cols;
-  const Shape shape = {experts * rows, cols};
+  const Shape shape = {rows.experts * rows.rows, cols};
   if (be_->precision() != Precision::kBf16) {
     pre_.resize(shape);
     return {pre_.data(), nullptr};

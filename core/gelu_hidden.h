@@ -29,11 +29,10 @@ class GeluHidden {
     float* f32;      // null under bf16
     uint16_t* bf16;  // null under fp32
   };
-  // live (nullable, host; packed expert buffers, parallel/experts.h): each
-  // expert's rows are `segments` equal parts, part s of expert e holding
-  // live[s * experts + e] rows; the GELU and its backward skip the rest
-  // (their rows of output() and of the gradients are left unspecified).
-  Pre pre(int experts, int64_t rows, int cols, const int32_t* live = nullptr, int segments = 1);
+  // With live rows given (packed expert buffers, core/live_rows.h) the GELU
+  // and its backward skip the rest (their rows of output() and of the
+  // gradients are left unspecified).
+  Pre pre(const LiveRows& rows, int cols);
   // The GELU over that output plus bias [experts, cols]; a temporary
   // pre-activation is released.
   void gelu(const float* bias);

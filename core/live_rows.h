@@ -17,6 +17,9 @@ struct LiveRows {
   const int32_t* live = nullptr;
   int segments = 1;
 
+  // Rows per part (the whole of an expert's rows without live).
+  int64_t part_rows() const { return rows / segments; }
+
   // op(experts, first expert, first row, rows per expert): one call over
   // everything, or one per part on its live rows.
   template <typename Op>
@@ -25,7 +28,7 @@ struct LiveRows {
       op(experts, 0, int64_t{0}, rows);
       return;
     }
-    const int64_t part = rows / segments;
+    const int64_t part = part_rows();
     for (int e = 0; e < experts; ++e)
       for (int s = 0; s < segments; ++s)
         op(1, e, e * rows + s * part, int64_t{live[s * experts + e]});

@@ -19,7 +19,7 @@ void Mlp::collect_activations(ActivationSet& set) {
 void Mlp::forward(GemmInput x, int64_t images, int tokens, float* y, const Pass& /*pass*/) {
   PhaseScope timed_("dense_mlp");
   rows_ = images * tokens;
-  const GeluHidden::Pre pre = gelu_.pre(1, rows_, fc1_.out());
+  const GeluHidden::Pre pre = gelu_.pre({.experts = 1, .rows = rows_}, fc1_.out());
   fc1_.matmul(*be_, x, rows_, pre.f32, pre.bf16);
   gelu_.gelu(fc1_.bias_value());
   fc2_.forward(*be_, gelu_.output(), rows_, y);

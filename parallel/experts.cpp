@@ -33,7 +33,7 @@ ExpertMlps::Batch ExpertMlps::batch(int64_t a, int64_t b, int64_t c, int64_t row
                                     int64_t row_c, LiveAxis axis) const {
   const BatchLevel experts{.count = local_, .a = a, .b = b, .c = c};
   if (rows_.live == nullptr) return {static_cast<int>(rows_.rows), experts, {}};
-  const int64_t seg = rows_.rows / rows_.segments;
+  const int64_t seg = rows_.part_rows();
   return {static_cast<int>(seg),
           {.count = rows_.segments,
            .a = seg * row_a,
@@ -52,7 +52,7 @@ void ExpertMlps::forward(GemmInput input, int64_t rows, float* out, const int32_
   // Under bf16 an input without a copy gets one, kept for backward.
   const GemmInput in =
       input.bf16 != nullptr ? input : with_bf16_copy(in16_, input.f32, {local_ * R, D});
-  const GeluHidden::Pre pre = gelu_.pre(local_, R, hidden_, live, sources);
+  const GeluHidden::Pre pre = gelu_.pre(rows_, hidden_);
   const Batch fc1 = batch(R * D, D * M, R * M, D, 0, M, LiveAxis::kM);
   if (pre.bf16 != nullptr) {
     be_->gemm_batched_to_bf16(Trans::kNo, Trans::kNo, fc1.rows, hidden_, dim_, 1.0f, in, dim_,

@@ -6,7 +6,7 @@
 // is known before the step and nothing is read on the host: the experts
 // compute their capacity, empty slots included (parallel/experts.h). Where the
 // backend sizes GEMMs on the host (the CPU), each expert's kept rows come
-// first in each part a rank receives, and its GEMMs skip the rest.
+// first in each part a rank receives, and nothing zeroes or reads the rest.
 //
 // Token routing (V-MoE): the layer's own router routes each token within
 // groups of group_size images. Image routing (Mobile V-MoE): the model's
