@@ -202,6 +202,44 @@ TEST(CpuBackend, LayerNormAndSoftmax) {
   }
 }
 
+// Rows of up to 32 go through the CPU's tiles 16 at a time (attention's short
+// rows), the rest row by row: each row gets the same bits either way, and
+// both are the softmax and its gradient.
+TEST(CpuBackend, SoftmaxTilesGiveEachRowsBits) {
+  CpuBackend be;
+  const int rows = 37;  // two tiles and 5 rows past them
+  for (const int cols : {1, 8, 16, 17, 32, 33}) {
+    SCOPED_TRACE(cols);
+    const int ld = cols + 3;  // the gaps come out zero
+    const std::vector<float> x = testing::random_normal(rows * ld, cols, 3.0f);
+    const std::vector<float> dp = testing::random_normal(rows * ld, cols + 100);
+    std::vector<float> p = x, p_rows = x;
+    be.softmax_forward(rows, cols, ld, 0.5f, p.data(), nullptr);
+    for (int r = 0; r < rows; ++r)
+      be.softmax_forward(1, cols, ld, 0.5f, p_rows.data() + r * ld, nullptr);
+    EXPECT_EQ(p, p_rows);
+    std::vector<float> d(rows * ld), d_rows(rows * ld);
+    be.softmax_backward(rows, cols, ld, 0.5f, p.data(), nullptr, dp.data(), d.data(), nullptr);
+    for (int r = 0; r < rows; ++r)
+      be.softmax_backward(1, cols, ld, 0.5f, p.data() + r * ld, nullptr, dp.data() + r * ld,
+                          d_rows.data() + r * ld, nullptr);
+    EXPECT_EQ(d, d_rows);
+    for (int r = 0; r < rows; ++r) {
+      const float* xr = x.data() + r * ld;
+      double mx = -1e30, z = 0, dot = 0;
+      for (int c = 0; c < cols; ++c) mx = std::max(mx, double{xr[c]});
+      for (int c = 0; c < cols; ++c) z += std::exp(0.5 * (xr[c] - mx));
+      for (int c = 0; c < cols; ++c) dot += p[r * ld + c] * double{dp[r * ld + c]};
+      for (int c = 0; c < cols; ++c) {
+        EXPECT_NEAR(p[r * ld + c], std::exp(0.5 * (xr[c] - mx)) / z, 1e-6);
+        EXPECT_NEAR(d[r * ld + c], 0.5 * p[r * ld + c] * (dp[r * ld + c] - dot), 1e-5);
+      }
+      for (int c = cols; c < ld; ++c) EXPECT_EQ(p[r * ld + c], 0.0f);
+      for (int c = cols; c < ld; ++c) EXPECT_EQ(d[r * ld + c], 0.0f);
+    }
+  }
+}
+
 // Packing heads with the projection's bias fused is packing the biased rows;
 // the padding rows stay zero; the bf16-only form writes the same copy.
 TEST(CpuBackend, PackHeadsWithTheBias) {

@@ -6,6 +6,7 @@
 #include <vector>
 
 #include "core/cpu/cpu_isa.h"
+#include "core/cpu/cpu_lanes.h"
 #include "core/math.h"
 #include "core/routing_math.h"
 
@@ -37,63 +38,6 @@ const char* cpu_loops_isa() {
 }
 
 namespace cpu_loops {
-namespace {
-
-// op over f(0..n-1) in 16 lanes (lane l takes i = l mod 16, in order) joined
-// by a fixed tree: vectorises at any width, and gives the same bits at all.
-constexpr int kLanes = 16;
-
-// The fixed tree that joins the lanes.
-template <typename T, typename Op>
-inline T lane_tree(T* acc, Op op) {
-  for (int w = kLanes / 2; w > 0; w /= 2) {
-#pragma omp simd
-    for (int l = 0; l < w; ++l) acc[l] = op(acc[l], acc[l + w]);
-  }
-  return acc[0];
-}
-
-// step(i, l) for i = 0..n-1 in order, lane l = i mod kLanes: whole groups
-// of kLanes as one simd loop, then the tail.
-template <typename Step>
-inline void for_lanes(int64_t n, Step step) {
-  int64_t i = 0;
-  for (; i + kLanes <= n; i += kLanes) {
-#pragma omp simd
-    for (int l = 0; l < kLanes; ++l) step(i + l, l);
-  }
-  for (int l = 0; i + l < n; ++l) step(i + l, l);
-}
-
-template <typename T, typename F, typename Op>
-inline T lane_reduce(int64_t n, T init, F f, Op op) {
-  T acc[kLanes];
-  for (int l = 0; l < kLanes; ++l) acc[l] = init;
-  for_lanes(n, [&](int64_t i, int l) { acc[l] = op(acc[l], f(i)); });
-  return lane_tree(acc, op);
-}
-
-// a + b, as a type (a function object the simd loops inline; a function
-// pointer there is an indirect call per element).
-struct Plus {
-  template <typename T>
-  T operator()(T a, T b) const {
-    return a + b;
-  }
-};
-
-template <typename T, typename F>
-inline T lane_sum(int64_t n, F f) {
-  return lane_reduce(n, T(0), f, Plus{});
-}
-
-// The largest f(i) (a plain select, as MAXPS computes it, so it vectorises).
-template <typename F>
-inline float lane_max(int64_t n, F f) {
-  return lane_reduce(n, -INFINITY, f, [](float a, float b) { return a > b ? a : b; });
-}
-
-}  // namespace
 
 // ---- element-wise --------------------------------------------------------------
 
@@ -147,7 +91,7 @@ VMOE_CPU_CLONES void tanh_backward(int64_t n, const float* y, float* dy) {
   for (int64_t i = 0; i < n; ++i) dy[i] *= tanh_grad(y[i]);
 }
 
-// ---- normalisation and softmax ------------------------------------------------------
+// ---- normalisation ----------------------------------------------------------------
 
 namespace {
 
@@ -214,47 +158,6 @@ VMOE_CPU_CLONES void layernorm_backward(int64_t rows, int cols, const float* x, 
       const float xhat = (xr[c] - mu) * rs;
       dxr[c] += (dyr[c] * gamma[c] - mean_g - xhat * mean_gx) * rs;
     }
-  }
-}
-
-// The exp runs as one flat loop over a chunk of rows (gaps zeroed first): rows
-// as short as attention's (T = 50) would otherwise spend as long in the
-// vector loop's scalar tail as in its body. Each element gets the same
-// operations as row by row (no contraction: -ffp-contract=off), so the same bits.
-VMOE_CPU_CLONES void softmax_forward(int64_t rows, int cols, int ld, float scale, float* x) {
-  const int64_t chunk = std::max<int64_t>(1, 8192 / ld);  // 32 KiB of rows: stays in L1/L2
-  for (int64_t r0 = 0; r0 < rows; r0 += chunk) {
-    const int64_t n = std::min(chunk, rows - r0);
-    float* xc = x + r0 * ld;
-    for (int64_t r = 0; r < n; ++r) {
-      float* xr = xc + r * ld;
-      const float mx = lane_max(cols, [&](int64_t c) { return xr[c]; });
-#pragma omp simd
-      for (int c = 0; c < cols; ++c) xr[c] = scale * (xr[c] - mx);
-      std::fill(xr + cols, xr + ld, 0.0f);
-    }
-    const int64_t span = (n - 1) * ld + cols;
-#pragma omp simd
-    for (int64_t i = 0; i < span; ++i) xc[i] = exp_nonpositive(xc[i]);
-    for (int64_t r = 0; r < n; ++r) {
-      float* xr = xc + r * ld;
-      const float inv = 1.0f / lane_sum<float>(cols, [&](int64_t c) { return xr[c]; });
-#pragma omp simd
-      for (int c = 0; c < cols; ++c) xr[c] *= inv;
-      std::fill(xr + cols, xr + ld, 0.0f);
-    }
-  }
-}
-
-VMOE_CPU_CLONES void softmax_backward(int64_t rows, int cols, int ld, float scale, const float* p,
-                                      float* d) {
-  for (int64_t r = 0; r < rows; ++r) {
-    const float* pr = p + r * ld;
-    float* dr = d + r * ld;
-    const float dot = lane_sum<float>(cols, [&](int64_t c) { return pr[c] * dr[c]; });
-#pragma omp simd
-    for (int c = 0; c < cols; ++c) dr[c] = scale * pr[c] * (dr[c] - dot);
-    std::fill(dr + cols, dr + ld, 0.0f);
   }
 }
 

@@ -84,6 +84,15 @@ std::vector<Loop> loops() {
        [](Inputs& in, int64_t r, int c) {
          cpu_loops::softmax_backward(r, c, c, 0.125f, in.c.data(), in.b.data());
        }},
+      // Attention's rows over 4 x 4 patches and a class token: T = 17.
+      {"softmax_forward_T17", 0.03,
+       [](Inputs& in, int64_t r, int c) {
+         cpu_loops::softmax_forward(r * c / 17, 17, 17, 0.125f, in.a.data());
+       }},
+      {"softmax_backward_T17", 0.03,
+       [](Inputs& in, int64_t r, int c) {
+         cpu_loops::softmax_backward(r * c / 17, 17, 17, 0.125f, in.c.data(), in.b.data());
+       }},
       {"layernorm_forward", 0.15,
        [stats](Inputs& in, int64_t r, int c) {
          cpu_loops::layernorm_forward(r, c, 1e-6f, in.a.data(), in.c.data(), in.d.data(),
@@ -127,8 +136,9 @@ std::vector<Loop> loops() {
 }
 
 int check() {
-  // Shapes with tails at every vector width: 1, 15, 17, 100 and 768 columns.
-  const int shapes[][2] = {{3, 1}, {5, 15}, {4, 17}, {6, 100}, {2, 768}};
+  // Shapes with tails at every vector width: 1, 15, 17, 100 and 768 columns;
+  // 37 rows of 17 and 32: whole tiles of short rows and rows past them.
+  const int shapes[][2] = {{3, 1}, {5, 15}, {4, 17}, {6, 100}, {2, 768}, {37, 17}, {37, 32}};
   for (const Loop& loop : loops()) {
     uint64_t h = 1469598103934665603ull;
     for (const auto& s : shapes) {

@@ -1,6 +1,7 @@
 #!/usr/bin/env python3
-"""Fails when a loop marked `#pragma omp simd` in core/cpu/cpu_loops.cpp does
-not vectorise: compiles the file with the build's own flags (from
+"""Fails when a loop marked `#pragma omp simd` in the CPU loop files
+(core/cpu/cpu_loops.cpp, cpu_softmax.cpp and the lanes they share) does not
+vectorise: compiles each file with the build's own flags (from
 compile_commands.json) for each -march level named, and reads GCC's
 vectorisation report (-fopt-info-vec). A branch in a loop body, or a libm call
 without a vector form, turns a loop scalar; this says which and where.
@@ -8,10 +9,14 @@ without a vector form, turns a loop scalar; this says which and where.
 usage: vectorisation_check.py BUILD_DIR [march ...]   (default x86-64-v3 x86-64-v4)
 """
 import json
+import os
 import re
 import shlex
 import subprocess
 import sys
+
+SOURCES = ["core/cpu/cpu_loops.cpp", "core/cpu/cpu_softmax.cpp"]
+HEADERS = ["core/cpu/cpu_lanes.h"]  # their loops are reported where inlined
 
 def simd_loops(path):
     """(first line, last line, function) of each loop under `#pragma omp simd`:
@@ -19,7 +24,7 @@ def simd_loops(path):
     loops, func = [], "?"
     lines = open(path).read().split("\n")
     for i, line in enumerate(lines):
-        m = re.match(r"^(?:VMOE_CPU_CLONES )?\w[\w:<>, ]*\b(\w+)\(", line)
+        m = re.match(r"^(?:VMOE_CPU_CLONES |VMOE_CPU_INLINE |inline )?\w[\w:<>, ]*\b(\w+)\(", line)
         if m:
             func = m.group(1)
         if not line.strip().startswith("#pragma omp simd"):
@@ -33,10 +38,10 @@ def simd_loops(path):
         loops.append((i + 1, end + 1, func))
     return loops
 
-def build_command(build_dir, path):
-    """The build's compile command for path, without -march, -o and -c."""
-    for entry in json.load(open(f"{build_dir}/compile_commands.json")):
-        if entry["file"].endswith("core/cpu/cpu_loops.cpp"):
+def build_command(entries, source):
+    """The build's compile command for source, without -march, -o and -c, and its path."""
+    for entry in entries:
+        if entry["file"].endswith(source):
             args = shlex.split(entry["command"])
             out, skip = [], False
             for a in args:
@@ -46,34 +51,40 @@ def build_command(build_dir, path):
                     skip = True
                 elif not a.startswith("-march="):
                     out.append(a)
-            return out
-    raise SystemExit(f"cpu_loops.cpp is not in {build_dir}/compile_commands.json")
+            return out, entry["file"]
+    raise SystemExit(f"{source} is not in compile_commands.json")
 
 def main():
     build_dir = sys.argv[1]
     levels = sys.argv[2:] or ["x86-64-v3", "x86-64-v4"]
-    base = build_command(build_dir, "core/cpu/cpu_loops.cpp")
-    path = [a for a in json.load(open(f"{build_dir}/compile_commands.json"))
-            if a["file"].endswith("core/cpu/cpu_loops.cpp")][0]["file"]
-    loops = simd_loops(path)
+    entries = json.load(open(f"{build_dir}/compile_commands.json"))
+    commands = [build_command(entries, s) for s in SOURCES]
+    root = commands[0][1][: -len(SOURCES[0])]
+    files = [root + f for f in SOURCES + HEADERS]
     failed = False
     for march in levels:
-        cmd = base + [f"-march={march}", "-DVMOE_CPU_SINGLE_ISA", "-fopt-info-vec-optimized",
-                      "-c", path, "-o", "/dev/null"]
-        report = subprocess.run(cmd, capture_output=True, text=True)
-        if report.returncode != 0:
-            print(report.stderr)
-            return 1
-        done = set()
-        for line in report.stderr.splitlines():
-            m = re.match(r".*cpu_loops\.cpp:(\d+):\d+: optimized: .*vectorized", line)
-            if m:
-                done.add(int(m.group(1)))
-        missed = [(a, f) for a, b, f in loops if not any(a <= n <= b for n in done)]
-        for n, f in missed:
-            print(f"{march}: cpu_loops.cpp:{n} ({f}) did not vectorise")
-        print(f"{march}: {len(loops) - len(missed)} of {len(loops)} simd loops vectorised")
-        failed |= bool(missed)
+        done = set()  # (file name, line) that GCC vectorised, in any source
+        for base, path in commands:
+            cmd = base + [f"-march={march}", "-DVMOE_CPU_SINGLE_ISA", "-fopt-info-vec-optimized",
+                          "-c", path, "-o", "/dev/null"]
+            report = subprocess.run(cmd, capture_output=True, text=True)
+            if report.returncode != 0:
+                print(report.stderr)
+                return 1
+            for line in report.stderr.splitlines():
+                m = re.match(r"(.*?):(\d+):\d+: optimized: .*vectorized", line)
+                if m:
+                    done.add((os.path.basename(m.group(1)), int(m.group(2))))
+        total = missed = 0
+        for f in files:
+            name = os.path.basename(f)
+            for a, b, func in simd_loops(f):
+                total += 1
+                if not any((name, n) in done for n in range(a, b + 1)):
+                    missed += 1
+                    print(f"{march}: {name}:{a} ({func}) did not vectorise")
+        print(f"{march}: {total - missed} of {total} simd loops vectorised")
+        failed |= missed > 0
     return 1 if failed else 0
 
 if __name__ == "__main__":
