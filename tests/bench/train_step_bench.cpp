@@ -9,9 +9,10 @@
 // Besides images/s it prints the achieved FLOP/s, a GEMM's peak FLOP/s
 // measured on the same device and precision (--peak_gemm), their ratio (MFU),
 // and the step's split by phase, timed on the device's timeline (CUDA events
-// on a GPU). On the CPU it also replays one step's GEMMs alone: their GFLOP/s
-// (OpenBLAS at the model's shapes), the step's share of that rate, and the
-// share of the step's time the GEMMs take.
+// on a GPU). On the CPU it also replays the steps' GEMMs alone, after each of
+// --rounds rounds of steps: their GFLOP/s (OpenBLAS at the model's shapes),
+// the step's share of that rate (the median of the rounds', and their range),
+// and the share of the step's time the GEMMs take.
 #include <cblas.h>
 #include <gflags/gflags.h>
 
@@ -19,6 +20,7 @@
 #include <chrono>
 #include <cstdio>
 #include <map>
+#include <optional>
 #include <string>
 #include <tuple>
 #include <utility>
@@ -70,6 +72,9 @@ DEFINE_bool(blas_core, false,
 DEFINE_bool(replay_gemms, true,
             "--backend=cpu: also time one step's GEMMs alone (OpenBLAS at the step's shapes), "
             "the rate the step's GFLOP/s is held against");
+DEFINE_int32(rounds, 5,
+             "--replay_gemms: the timed steps in this many rounds, each followed by as many "
+             "replays of the GEMMs; the step's share of their rate is the median of the rounds'");
 DEFINE_bool(capture_step, false,
             "record the step once (a CUDA graph on a GPU) and replay it (not with --phases)");
 DEFINE_bool(gemm_shapes, false,
@@ -166,28 +171,49 @@ void print_gemm_shapes(const std::vector<vmoe::GemmShape>& calls, const float* a
     std::printf("%s time=%.1f%%\n", line.c_str(), 100 * seconds / total_seconds);
 }
 
-// The GEMMs of one training step, replayed alone with OpenBLAS on buffers of
-// the same shapes: their FLOP/s and seconds per step. The step's GFLOP/s is
-// held against that rate (the rest of the step is what keeps it below).
-struct GemmReplay {
-  double flops_per_s = 0, seconds_per_step = 0;
-};
-GemmReplay replay_gemms(const std::vector<vmoe::GemmShape>& calls) {
-  using vmoe::Trans;
-  size_t a_size = 1, b_size = 1, c_size = 1;
-  double flops = 0;
-  for (const vmoe::GemmShape& g : calls) {
-    a_size = std::max<size_t>(a_size, size_t(g.ta == Trans::kNo ? g.m : g.k) * g.lda);
-    b_size = std::max<size_t>(b_size, size_t(g.tb == Trans::kNo ? g.k : g.n) * g.ldb);
-    c_size = std::max<size_t>(c_size, size_t(g.m) * g.ldc);
-    flops += gemm_flops(g);
+// A round of steps' GEMMs, replayed alone with OpenBLAS at the same shapes on
+// buffers of their own (hot in cache, as a GEMM benchmark's are). The step's
+// GFLOP/s is held against their rate: the rest of the step, and its colder
+// operands, are what keep it below.
+class GemmReplay {
+ public:
+  // FLOPs and seconds of `calls`, after a warm-up pass over their first `warm`.
+  std::pair<double, double> run(const std::vector<vmoe::GemmShape>& calls, size_t warm) {
+    const double flops = prepare(calls);
+    run_gemms({calls.begin(), calls.begin() + std::min(warm, calls.size())}, a_.data(), b_.data(),
+              c_.data());
+    const auto start = std::chrono::steady_clock::now();
+    run_gemms(calls, a_.data(), b_.data(), c_.data());
+    return {flops, std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count()};
   }
-  std::vector<float> a(a_size, 0.5f), b(b_size, 0.25f), c(c_size);
-  run_gemms(calls, a.data(), b.data(), c.data());  // warm
-  if (FLAGS_gemm_shapes) print_gemm_shapes(calls, a.data(), b.data(), c.data());
-  const double seconds =
-      seconds_per_run(0.5, [&] { run_gemms(calls, a.data(), b.data(), c.data()); });
-  return {flops / seconds, seconds};
+  void print_shapes(const std::vector<vmoe::GemmShape>& calls) {
+    prepare(calls);
+    print_gemm_shapes(calls, a_.data(), b_.data(), c_.data());
+  }
+
+ private:
+  // Buffers large enough for every call; their FLOPs.
+  double prepare(const std::vector<vmoe::GemmShape>& calls) {
+    using vmoe::Trans;
+    double flops = 0;
+    for (const vmoe::GemmShape& g : calls) {
+      grow(a_, size_t(g.ta == Trans::kNo ? g.m : g.k) * g.lda, 0.5f);
+      grow(b_, size_t(g.tb == Trans::kNo ? g.k : g.n) * g.ldb, 0.25f);
+      grow(c_, size_t(g.m) * g.ldc, 0.0f);
+      flops += gemm_flops(g);
+    }
+    return flops;
+  }
+  static void grow(std::vector<float>& v, size_t n, float value) {
+    if (v.size() < n) v.assign(n, value);
+  }
+  std::vector<float> a_, b_, c_;
+};
+
+double median(std::vector<double> v) {
+  std::sort(v.begin(), v.end());
+  const size_t n = v.size();
+  return n % 2 ? v[n / 2] : (v[n / 2 - 1] + v[n / 2]) / 2;
 }
 
 }  // namespace
@@ -263,43 +289,67 @@ int main(int argc, char** argv) {
     trainer.train_staged();
   };
   for (int i = 0; i < FLAGS_warmup; ++i) step();
+  // In rounds, each followed by a replay of its own GEMMs (logged as it
+  // runs): the machine drifts (a shared VM by 5-10%), so each round's ratio
+  // pairs steps with their GEMMs run moments apart, and the median of the
+  // rounds' is what is printed. The routing, and so the experts' GEMMs,
+  // change from step to step: the replay runs the same ones.
+  auto* cpu = dynamic_cast<CpuBackend*>(&be);
+  const bool replay = cpu != nullptr && FLAGS_replay_gemms;
+  const int rounds = replay ? std::clamp(FLAGS_rounds, 1, FLAGS_steps) : 1;
+  GemmReplay replayer;
+  std::vector<GemmShape> calls;
+  std::vector<double> round_ratio, round_rate, round_gemm_time;
+  // The step's useful FLOPs (k experts per token), per rank.
+  const double step_flops =
+      3.0 * trainer.forward_flops_per_image(true) * FLAGS_batch / world.size();
   PhaseTimer::instance().enable(FLAGS_phases, &be);
-  be.synchronize();
-  world.barrier();
-  const auto start = std::chrono::steady_clock::now();
-  const HostTraffic traffic_before = be.traffic();
-  const Bf16Conversions conversions_before = be.bf16_conversions();
-  for (int i = 0; i < FLAGS_steps; ++i) step();
+  // Host copies and waits within the steps (the rounds' own synchronising
+  // is not theirs), and bf16 conversions.
+  int64_t host_events_total = 0;
+  Bf16Conversions conversions{};
+  double seconds = 0;
+  for (int r = 0; r < rounds; ++r) {
+    const int steps = FLAGS_steps / rounds + (r < FLAGS_steps % rounds ? 1 : 0);
+    calls.clear();
+    if (replay) cpu->log_gemms(&calls);
+    be.synchronize();
+    world.barrier();
+    const auto start = std::chrono::steady_clock::now();
+    const int64_t traffic_before = be.traffic().total();
+    const Bf16Conversions conversions_before = be.bf16_conversions();
+    for (int i = 0; i < steps; ++i) step();
+    host_events_total += be.traffic().total() - traffic_before;
+    conversions.gemm_inputs += be.bf16_conversions().gemm_inputs - conversions_before.gemm_inputs;
+    conversions.explicit_calls +=
+        be.bf16_conversions().explicit_calls - conversions_before.explicit_calls;
+    be.synchronize();
+    world.barrier();
+    const double round_seconds =
+        std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+    seconds += round_seconds;
+    if (!replay) continue;
+    cpu->log_gemms(nullptr);
+    if (r == 0 && FLAGS_gemm_shapes) replayer.print_shapes(calls);
+    const auto [replay_flops, gemm_seconds] = replayer.run(calls, calls.size() / steps);
+    world.barrier();
+    round_rate.push_back(replay_flops / gemm_seconds);
+    round_gemm_time.push_back(gemm_seconds / round_seconds);
+    round_ratio.push_back(step_flops * steps / round_seconds / round_rate.back());
+  }
   // Per step: host copies and waits (0 but the uploads asked for), and bf16
   // conversions (GEMM inputs converted inside GEMMs, explicit ones).
-  const double host_events =
-      static_cast<double>(be.traffic().total() - traffic_before.total()) / FLAGS_steps;
-  const double gemm_conversions =
-      static_cast<double>(be.bf16_conversions().gemm_inputs - conversions_before.gemm_inputs) /
-      FLAGS_steps;
-  const double explicit_conversions = static_cast<double>(be.bf16_conversions().explicit_calls -
-                                                          conversions_before.explicit_calls) /
-                                      FLAGS_steps;
-  be.synchronize();
-  world.barrier();
-  const double seconds =
-      std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+  const double host_events = static_cast<double>(host_events_total) / FLAGS_steps;
+  const double gemm_conversions = static_cast<double>(conversions.gemm_inputs) / FLAGS_steps;
+  const double explicit_conversions = static_cast<double>(conversions.explicit_calls) / FLAGS_steps;
   const std::map<std::string, double> phases = PhaseTimer::instance().totals();
   PhaseTimer::instance().enable(false);
   const int peak_n = FLAGS_peak_gemm != 0 ? FLAGS_peak_gemm : be.name() == "cuda" ? 8192 : 1024;
   const double peak = peak_n > 0 ? gemm_peak(be, peak_n) : 0.0;
-  GemmReplay replay;
-  if (auto* cpu = dynamic_cast<CpuBackend*>(&be); cpu != nullptr && FLAGS_replay_gemms) {
-    std::vector<GemmShape> calls;
-    cpu->log_gemms(&calls);
-    step();
-    cpu->log_gemms(nullptr);
-    replay = replay_gemms(calls);
-  }
   if (world.rank() != 0) return 0;
   const double images_per_s = static_cast<double>(FLAGS_batch) * FLAGS_steps / seconds;
   // Per rank: the step's useful FLOPs (k experts per token) against one device's peak.
-  const double flops = 3.0 * trainer.forward_flops_per_image(true) * images_per_s / world.size();
+  const double flops = step_flops * FLAGS_steps / seconds;
   const long long params =
       trainer.params().num_parameters(Region::kDense) +
       (FLAGS_experts > 0 ? trainer.params().num_parameters(Region::kExpert) * FLAGS_experts /
@@ -311,10 +361,14 @@ int main(int argc, char** argv) {
               params, FLAGS_batch, images_per_s, flops / 1e9, 1e3 * seconds / FLAGS_steps);
   if (peak > 0)
     std::printf(" peak_GFLOP/s=%.1f (gemm %d) MFU=%.1f%%", peak / 1e9, peak_n, 100 * flops / peak);
-  if (replay.flops_per_s > 0)
-    std::printf(" step_gemms_GFLOP/s=%.1f step/gemms=%.1f%% gemm_time=%.1f%%",
-                replay.flops_per_s / 1e9, 100 * flops / replay.flops_per_s,
-                100 * replay.seconds_per_step * FLAGS_steps / seconds);
+  if (replay) {
+    const auto [lo, hi] = std::minmax_element(round_ratio.begin(), round_ratio.end());
+    std::printf(
+        " step_gemms_GFLOP/s=%.1f step/gemms=%.1f%% (%d rounds: %.1f-%.1f%%) "
+        "gemm_time=%.1f%%",
+        median(round_rate) / 1e9, 100 * median(round_ratio), rounds, 100 * *lo, 100 * *hi,
+        100 * median(round_gemm_time));
+  }
   std::printf(" host_events/step=%.0f", host_events);
   if (FLAGS_capture_step) std::printf(" replayed=%s", be.capture_valid() ? "yes" : "no");
   if (FLAGS_precision == "bf16")
