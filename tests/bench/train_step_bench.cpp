@@ -235,6 +235,10 @@ int main(int argc, char** argv) {
     std::fprintf(stderr, "train_step_bench: --precision must be fp32 or bf16\n");
     return 1;
   }
+  if (FLAGS_steps < 1 || FLAGS_rounds < 1) {
+    std::fprintf(stderr, "train_step_bench: --steps and --rounds must be at least 1\n");
+    return 1;
+  }
   Compute compute(FLAGS_backend, FLAGS_device, world);
   Backend& be = compute.backend();
   if (FLAGS_tf32 && !be.set_tf32(true)) {
