@@ -19,7 +19,7 @@ constexpr int kLanes = 16;
 
 // The fixed tree that joins the lanes.
 template <typename T, typename Op>
-inline T lane_tree(T* acc, Op op) {
+VMOE_CPU_INLINE T lane_tree(T* acc, Op op) {
   for (int w = kLanes / 2; w > 0; w /= 2) {
 #pragma omp simd
     for (int l = 0; l < w; ++l) acc[l] = op(acc[l], acc[l + w]);
@@ -30,7 +30,7 @@ inline T lane_tree(T* acc, Op op) {
 // step(i, l) for i = 0..n-1 in order, lane l = i mod kLanes: whole groups
 // of kLanes as one simd loop, then the tail.
 template <typename Step>
-inline void for_lanes(int64_t n, Step step) {
+VMOE_CPU_INLINE void for_lanes(int64_t n, Step step) {
   int64_t i = 0;
   for (; i + kLanes <= n; i += kLanes) {
 #pragma omp simd
@@ -40,7 +40,7 @@ inline void for_lanes(int64_t n, Step step) {
 }
 
 template <typename T, typename F, typename Op>
-inline T lane_reduce(int64_t n, T init, F f, Op op) {
+VMOE_CPU_INLINE T lane_reduce(int64_t n, T init, F f, Op op) {
   T acc[kLanes];
   for (int l = 0; l < kLanes; ++l) acc[l] = init;
   for_lanes(n, [&](int64_t i, int l) { acc[l] = op(acc[l], f(i)); });
@@ -57,7 +57,7 @@ struct Plus {
 };
 
 template <typename T, typename F>
-inline T lane_sum(int64_t n, F f) {
+VMOE_CPU_INLINE T lane_sum(int64_t n, F f) {
   return lane_reduce(n, T(0), f, Plus{});
 }
 
@@ -69,7 +69,7 @@ struct Max {
 
 // The largest f(i).
 template <typename F>
-inline float lane_max(int64_t n, F f) {
+VMOE_CPU_INLINE float lane_max(int64_t n, F f) {
   return lane_reduce(n, -INFINITY, f, Max{});
 }
 

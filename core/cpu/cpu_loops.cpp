@@ -96,8 +96,8 @@ VMOE_CPU_CLONES void tanh_backward(int64_t n, const float* y, float* dy) {
 namespace {
 
 // One row of LayerNorm: yr = (xr - mean) * rstd * gamma + beta.
-inline void layernorm_row(int cols, float eps, const float* xr, const float* gamma,
-                          const float* beta, float* yr, float* mean, float* rstd) {
+VMOE_CPU_INLINE void layernorm_row(int cols, float eps, const float* xr, const float* gamma,
+                                   const float* beta, float* yr, float* mean, float* rstd) {
   const float inv_cols = 1.0f / static_cast<float>(cols);
   const float mu = lane_sum<float>(cols, [&](int64_t c) { return xr[c]; }) * inv_cols;
   const float sq = lane_sum<float>(cols, [&](int64_t c) { return (xr[c] - mu) * (xr[c] - mu); });
