@@ -70,7 +70,7 @@ DEFINE_bool(blas_core, false,
             "print the OpenBLAS kernels this run would use, and exit "
             "(vs_torch.sh gives the peer the same)");
 DEFINE_bool(replay_gemms, true,
-            "--backend=cpu: also time one step's GEMMs alone (OpenBLAS at the step's shapes), "
+            "--backend=cpu: also time the steps' GEMMs alone (OpenBLAS at the steps' shapes), "
             "the rate the step's GFLOP/s is held against");
 DEFINE_int32(rounds, 5,
              "--replay_gemms: the timed steps in this many rounds, each followed by as many "
@@ -177,7 +177,8 @@ void print_gemm_shapes(const std::vector<vmoe::GemmShape>& calls, const float* a
 // operands, are what keep it below.
 class GemmReplay {
  public:
-  // FLOPs and seconds of `calls`, after a warm-up pass over their first `warm`.
+  // FLOPs and seconds of `calls`, after a warm-up pass over their first `warm`
+  // (one step's).
   std::pair<double, double> run(const std::vector<vmoe::GemmShape>& calls, size_t warm) {
     const double flops = prepare(calls);
     run_gemms({calls.begin(), calls.begin() + std::min(warm, calls.size())}, a_.data(), b_.data(),
@@ -322,7 +323,11 @@ int main(int argc, char** argv) {
     const auto start = std::chrono::steady_clock::now();
     const int64_t traffic_before = be.traffic().total();
     const Bf16Conversions conversions_before = be.bf16_conversions();
-    for (int i = 0; i < steps; ++i) step();
+    size_t first_step_calls = 0;  // the GEMMs of the round's first step
+    for (int i = 0; i < steps; ++i) {
+      step();
+      if (i == 0) first_step_calls = calls.size();
+    }
     host_events_total += be.traffic().total() - traffic_before;
     conversions.gemm_inputs += be.bf16_conversions().gemm_inputs - conversions_before.gemm_inputs;
     conversions.explicit_calls +=
@@ -334,8 +339,9 @@ int main(int argc, char** argv) {
     seconds += round_seconds;
     if (!replay) continue;
     cpu->log_gemms(nullptr);
-    if (r == 0 && FLAGS_gemm_shapes) replayer.print_shapes(calls);
-    const auto [replay_flops, gemm_seconds] = replayer.run(calls, calls.size() / steps);
+    if (r == 0 && FLAGS_gemm_shapes)
+      replayer.print_shapes({calls.begin(), calls.begin() + first_step_calls});
+    const auto [replay_flops, gemm_seconds] = replayer.run(calls, first_step_calls);
     world.barrier();
     round_rate.push_back(replay_flops / gemm_seconds);
     round_gemm_time.push_back(gemm_seconds / round_seconds);
