@@ -20,7 +20,6 @@
 #include <chrono>
 #include <cstdio>
 #include <map>
-#include <optional>
 #include <string>
 #include <tuple>
 #include <utility>
