@@ -35,7 +35,7 @@ ExpertMlps::Batch ExpertMlps::batch(int64_t a, int64_t b, int64_t c, int64_t row
   if (rows_.live == nullptr) return {static_cast<int>(rows_.rows), experts, {}};
   const int64_t seg = rows_.part_rows();
   return {static_cast<int>(seg),
-          {.count = rows_.segments,
+          {.count = rows_.parts,
            .a = seg * row_a,
            .b = seg * row_b,
            .c = seg * row_c,

@@ -32,8 +32,8 @@ class ExpertMlps {
   // out[l] = expert l (in[l]) for in, out [local experts, rows, D]. Saves what
   // backward needs. Under bf16 an input without a bf16 copy is converted once
   // (kept for backward). Packed buffers (live not null, host): each
-  // expert's rows are `sources` equal segments (one per source rank of an
-  // exchange), and segment s of expert l holds live[s * local experts + l]
+  // expert's rows are `sources` equal parts (one per source rank of an
+  // exchange), and part s of expert l holds live[s * local experts + l]
   // rows; no row after them is read, and output rows past them are unspecified
   // (core/backend_types.h, BatchLevel::live). Kept for backward.
   void forward(GemmInput in, int64_t rows, float* out, const int32_t* live = nullptr,
@@ -57,7 +57,7 @@ class ExpertMlps {
   // A batched GEMM over the local experts: operands step by a, b, c
   // elements from one expert to the next, and by row_a, row_b, row_c per
   // buffer row (0: no buffer rows); its buffer rows run along `axis`. Packed,
-  // one GEMM per (segment, expert) on its live rows.
+  // one GEMM per (part, expert) on its live rows.
   struct Batch {
     int rows;  // m or k
     BatchLevel outer, inner;
@@ -65,7 +65,7 @@ class ExpertMlps {
   Batch batch(int64_t a, int64_t b, int64_t c, int64_t row_a, int64_t row_b, int64_t row_c,
               LiveAxis axis) const;
 
-  LiveRows rows_;     // of the last forward's buffers (segments: sources)
+  LiveRows rows_;     // of the last forward's buffers (parts: sources)
   GeluHidden gelu_;   // the hidden layer [local experts * rows, hidden]
   Tensor dact_;       // its gradient
   Bf16Tensor dact16_, in16_;  // bf16 copies of GEMM inputs, under bf16
