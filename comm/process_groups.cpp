@@ -33,7 +33,14 @@ ExpertPlacement place_experts(int world, int rank, int experts, int ep_size) {
   return p;
 }
 
-ProcessGroups::ProcessGroups(Communicator& world, MpiCommunicator& host, int experts, int ep_size)
+ExchangeMode parse_exchange_mode(const std::string& name) {
+  if (name == "auto") return ExchangeMode::kAuto;
+  if (name == "all_to_all") return ExchangeMode::kAllToAll;
+  throw std::invalid_argument("--expert_exchange must be auto or all_to_all, got '" + name + "'");
+}
+
+ProcessGroups::ProcessGroups(Communicator& world, MpiCommunicator& host, int experts, int ep_size,
+                             ExchangeMode exchange)
     : world_(&world), host_(&host) {
   const int w = world.size(), r = world.rank();
   if (host.size() != w || host.rank() != r)
@@ -56,6 +63,11 @@ ProcessGroups::ProcessGroups(Communicator& world, MpiCommunicator& host, int exp
   }
   ep_ = world.split(experts > 0 ? r / placement_.ep_size : r, r);
   replicas_ = world.split(experts > 0 ? placement_.first_expert : 0, r);
+  // Host memory only: an MPI world (the CPU path), never NCCL's.
+  auto* ep_mpi = dynamic_cast<MpiCommunicator*>(ep_.get());
+  if (exchange == ExchangeMode::kAuto && experts > 0 && ep_mpi != nullptr &&
+      dynamic_cast<MpiCommunicator*>(world_) != nullptr)
+    ep_peers_ = PeerBuffers::create(*ep_mpi);
 }
 
 }  // namespace vmoe

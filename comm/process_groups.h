@@ -17,12 +17,18 @@
 // is always MPI, for what happens on the host: checkpoint files (MPI-IO),
 // reductions of host values (losses, counts, metrics). Nothing may assume
 // world() is host() or an MpiCommunicator.
+//
+// Where world() is MPI (the CPU path) and an EP group's ranks share a node,
+// the group also gets PeerBuffers (comm/peer_buffers.h): its exchanges then
+// read each other's buffers in shared memory instead of sending them.
 #pragma once
 
 #include <memory>
+#include <string>
 
 #include "comm/communicator.h"
 #include "comm/mpi_communicator.h"
+#include "comm/peer_buffers.h"
 
 namespace vmoe {
 
@@ -42,26 +48,38 @@ struct ExpertPlacement {
 // divide one another.
 ExpertPlacement place_experts(int world, int rank, int experts, int ep_size);
 
+// How an EP group moves expert buffers (--expert_exchange): kAuto reads
+// peers' buffers in shared memory where the world is MPI and the group is on
+// one node, else MPI all-to-all; kAllToAll always sends them.
+enum class ExchangeMode { kAuto, kAllToAll };
+// "auto" or "all_to_all"; throws naming --expert_exchange otherwise.
+ExchangeMode parse_exchange_mode(const std::string& name);
+
 class ProcessGroups {
  public:
   // ep_size 0 picks the largest valid size (the whole world when E allows);
   // sizes above the world are capped to it. experts 0 (dense): no EP groups.
   // `world` and `host` must hold the same ranks in the same order.
-  ProcessGroups(Communicator& world, MpiCommunicator& host, int experts, int ep_size);
+  ProcessGroups(Communicator& world, MpiCommunicator& host, int experts, int ep_size,
+                ExchangeMode exchange = ExchangeMode::kAuto);
   // The CPU path: one MPI communicator is both.
-  ProcessGroups(MpiCommunicator& world, int experts, int ep_size)
-      : ProcessGroups(world, world, experts, ep_size) {}
+  ProcessGroups(MpiCommunicator& world, int experts, int ep_size,
+                ExchangeMode exchange = ExchangeMode::kAuto)
+      : ProcessGroups(world, world, experts, ep_size, exchange) {}
 
   Communicator& world() { return *world_; }
   MpiCommunicator& host() { return *host_; }
   Communicator& expert_parallel() { return *ep_; }
   Communicator& expert_replicas() { return *replicas_; }
+  // The EP group's shared buffers; null when its exchanges are all-to-alls.
+  PeerBuffers* expert_peer_buffers() { return ep_peers_.get(); }
   const ExpertPlacement& placement() const { return placement_; }
 
  private:
   Communicator* world_;
   MpiCommunicator* host_;
   std::unique_ptr<Communicator> ep_, replicas_;
+  std::unique_ptr<PeerBuffers> ep_peers_;  // after ep_: released before it
   ExpertPlacement placement_;
 };
 

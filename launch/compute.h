@@ -33,8 +33,8 @@ class Compute {
   // The MPI world of the same ranks, for files and host values.
   MpiCommunicator& host() { return *mpi_world_; }
   // Process groups on world() and host() (see comm/process_groups.h).
-  ProcessGroups make_groups(int experts, int ep_size) {
-    return ProcessGroups(world(), host(), experts, ep_size);
+  ProcessGroups make_groups(int experts, int ep_size, ExchangeMode exchange = ExchangeMode::kAuto) {
+    return ProcessGroups(world(), host(), experts, ep_size, exchange);
   }
 
  private:

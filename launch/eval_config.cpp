@@ -42,6 +42,7 @@ const std::set<std::string> kEvalKnobs = {"eval_data",
                                           "eval_batch_priority",
                                           "eval_capacity_sweep",
                                           "expert_parallel",
+                                          "expert_exchange",
                                           "prefetch",
                                           "tensorboard_dir",
                                           "backend",
@@ -176,7 +177,8 @@ EvalConfig eval_config_from_flags(int world) {
     VMOE_CHECK(f.is_default || kEvalKnobs.count(f.name), "--", f.name,
                " is a training flag: vmoe_eval takes the model from the checkpoint (it accepts "
                "--eval_data, --eval_batch_size, --eval_capacity_ratio, --eval_num_selected, "
-               "--eval_batch_priority, --eval_capacity_sweep, --expert_parallel, --prefetch, "
+               "--eval_batch_priority, --eval_capacity_sweep, --expert_parallel, "
+               "--expert_exchange, --prefetch, "
                "--backend, --device, --precision, --tf32, --collective_timeout, "
                "--tensorboard_dir)");
     const auto it = saved.find(f.name);

@@ -3,7 +3,7 @@
 // line sets, which may only be the evaluation knobs (--eval_data,
 // --eval_batch_size, --eval_capacity_ratio, --eval_num_selected,
 // --eval_batch_priority, --eval_capacity_sweep, --expert_parallel,
-// --prefetch). vmoe_eval's own flags are defined in eval_config.cpp.
+// --expert_exchange, --prefetch). vmoe_eval's own flags are defined in eval_config.cpp.
 #pragma once
 
 #include <string>

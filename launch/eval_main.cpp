@@ -202,8 +202,8 @@ int run(MpiCommunicator& world) {
   Compute compute(c.run.backend, c.run.device, world);
   Backend& backend = compute.backend();
   backend.set_tf32(c.run.tf32);
-  ProcessGroups groups =
-      compute.make_groups(moe.enabled() ? moe.num_experts : 0, c.run.expert_parallel);
+  ProcessGroups groups = compute.make_groups(moe.enabled() ? moe.num_experts : 0,
+                                             c.run.expert_parallel, c.run.expert_exchange);
   Trainer trainer(backend, c.run.trainer, &groups);
   for (const std::string& w : c.warnings) say(world, "warning: %s\n", w.c_str());
   load_with_fallback(c, trainer, compute.host());
@@ -308,7 +308,8 @@ int main(int argc, char** argv) {
                 "--checkpoint=RUN_DIR|FILE [--eval_data=a.h5,b.h5] "
                 "[--eval_capacity_sweep=0.5,1,1.5] [--fewshot=data/x,...]\nAlso accepted: "
                 "--eval_batch_size, --eval_capacity_ratio, --eval_num_selected, "
-                "--eval_batch_priority, --expert_parallel, --prefetch, --backend, --device, "
+                "--eval_batch_priority, --expert_parallel, --expert_exchange, --prefetch, "
+                "--backend, --device, "
                 "--precision, --tf32, --tensorboard_dir (per-dataset scalars at the "
                 "checkpoint's step) (see vmoe_train --help).",
        .help_source = "eval_config",

@@ -125,6 +125,11 @@ DEFINE_int32(expert_parallel, 0, "Ranks per expert-parallel group, P: it must di
              "of ranks, and divide --num_experts or be a multiple of it. 0 = the largest such P "
              "(all ranks when E allows); more than the ranks = all ranks. See README 'Running on "
              "several ranks'.");
+DEFINE_string(expert_exchange, "auto",
+              "How expert buffers reach the experts' ranks: auto = on the "
+              "CPU, ranks of an expert-parallel group on one node read each other's buffers in "
+              "shared memory (MPI-3 shared windows), else MPI all-to-all (or NCCL on GPUs); "
+              "all_to_all = always send them. Same results either way.");
 DEFINE_double(allreduce_bucket_mb, 32, "Largest gradient all-reduce, in MiB (the dense "
               "gradients are summed in buckets of this size).");
 
@@ -375,6 +380,7 @@ TrainConfig config_from_flags(const DatasetInfo& train_info, const DatasetInfo& 
   VMOE_CHECK(FLAGS_expert_parallel >= 0, "--expert_parallel must be >= 0, got ",
              FLAGS_expert_parallel);
   c.expert_parallel = FLAGS_expert_parallel;
+  c.expert_exchange = parse_exchange_mode(FLAGS_expert_exchange);
   check_positive("allreduce_bucket_mb", FLAGS_allreduce_bucket_mb);
   c.trainer.allreduce_bucket_floats =
       std::max<int64_t>(1, static_cast<int64_t>(FLAGS_allreduce_bucket_mb * (1 << 20) / 4));

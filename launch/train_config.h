@@ -32,6 +32,7 @@ struct TrainConfig {
   int64_t eval_every = 0;  // 0: evaluate only at the end
   std::vector<double> eval_capacity_sweep;  // MoE: final evaluation at these ratios
   int expert_parallel = 0;                  // ranks per expert-parallel group (0: all)
+  ExchangeMode expert_exchange = ExchangeMode::kAuto;  // --expert_exchange
   std::string backend = "cpu";              // or "cuda"
   int device = -1;                          // cuda: -1 = local rank modulo devices
   bool tf32 = false;                        // cuda: fp32 GEMMs on TF32 tensor cores

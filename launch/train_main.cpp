@@ -120,8 +120,9 @@ int run(MpiCommunicator& world) {
   Backend& backend = compute.backend();
   backend.set_tf32(c.tf32);
   check_memory(c, backend, world);  // before the model allocates anything
-  ProcessGroups groups = compute.make_groups(
-      c.trainer.moe.enabled() ? c.trainer.moe.num_experts : 0, c.expert_parallel);
+  ProcessGroups groups =
+      compute.make_groups(c.trainer.moe.enabled() ? c.trainer.moe.num_experts : 0,
+                          c.expert_parallel, c.expert_exchange);
   Trainer trainer(backend, c.trainer, &groups);
   CheckpointDir checkpoints(c.checkpoint_dir.empty() ? c.run_dir + "/checkpoints" : c.checkpoint_dir,
                             c.keep_checkpoints);
@@ -206,12 +207,16 @@ int run(MpiCommunicator& world) {
   }
   const ExpertPlacement& place = groups.placement();
   out.print("ranks: %d, %s\n", world.size(),
-            moe.enabled() ? ("expert-parallel groups of " + std::to_string(place.ep_size) +
-                             " ranks, " + std::to_string(place.local_experts) +
-                             " expert(s) per rank, " + std::to_string(place.world_replicas) +
-                             " cop" + (place.world_replicas == 1 ? "y" : "ies") + " of each")
-                                .c_str()
-                          : "data parallel");
+            moe.enabled()
+                ? ("expert-parallel groups of " + std::to_string(place.ep_size) + " ranks, " +
+                   std::to_string(place.local_experts) + " expert(s) per rank, " +
+                   std::to_string(place.world_replicas) + " cop" +
+                   (place.world_replicas == 1 ? "y" : "ies") + " of each" +
+                   (place.ep_size == 1                        ? ""
+                    : groups.expert_peer_buffers() != nullptr ? ", exchanged in shared memory"
+                                                              : ", exchanged by all-to-all"))
+                      .c_str()
+                : "data parallel");
   if (backend.name() == "cpu") {
     out.print("cpu: element-wise loops %s, matrix products %s\n", cpu_loops_isa(),
               blas_kernels_summary().c_str());

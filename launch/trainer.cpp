@@ -47,7 +47,7 @@ Trainer::Trainer(Backend& be, const TrainerOptions& options, ProcessGroups* grou
   validate(options_.moe, options_.model, rank_batch_);
   ExpertSharding sharding;
   if (groups != nullptr && options_.moe.enabled())
-    sharding = {groups->placement(), &groups->expert_parallel()};
+    sharding = {groups->placement(), &groups->expert_parallel(), groups->expert_peer_buffers()};
   // The layers keep a pointer to options_.moe: evaluation knobs set through
   // moe() take effect at the next evaluation.
   loss_sum_ = metrics_.add(1);

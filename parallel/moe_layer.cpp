@@ -53,7 +53,8 @@ MoeLayer::MoeLayer(Backend& be, ParamStore& store, const std::string& name, cons
       send_(be),
       back_(be) {
   if (sharding.ep != nullptr && sharding.placement.ep_size > 1)
-    exchange_ = std::make_unique<ExpertExchange>(be, *sharding.ep, sharding.placement);
+    exchange_ =
+        std::make_unique<ExpertExchange>(be, *sharding.ep, sharding.placement, sharding.peers);
 }
 
 GemmInput MoeLayer::expert_input() const {
@@ -102,10 +103,18 @@ void MoeLayer::forward(GemmInput input, int64_t images, int tokens, float* y, co
     // of the buffer the experts read, or of the exchange's payload.
     uint16_t* fixed16 = nullptr;
     if (exchange_) {
-      send_.resize({capacity_rows, dim_});
       back_.resize({capacity_rows, dim_});
-      fixed = send_.data();
+      // In shared memory the exchange reads the fixed layout where it is written.
+      fixed = exchange_->outbox(capacity_rows * dim_);
+      if (fixed == nullptr) {
+        send_.resize({capacity_rows, dim_});
+        fixed = send_.data();
+      }
       fixed16 = exchange_->payload16(capacity_rows * dim_);
+      if (packed) {  // the counts first: an in-place exchange copies only kept rows
+        live_in_.resize({exchange_->sources(), experts_.local_experts()});
+        exchange_->exchange_live(live_.data(), live_in_.data());
+      }
     } else {
       fixed16 = bf16_copy(buf_in16_, {capacity_rows, dim_});
     }
@@ -115,24 +124,24 @@ void MoeLayer::forward(GemmInput input, int64_t images, int tokens, float* y, co
     }
     be_->moe_dispatch(items, s.k, item_rows_, dim_, x, rows_.data(), fixed, fixed16);
     if (exchange_) {
-      exchange_->dispatch(send_.data(), s.groups, s.capacity, item_rows_, dim_, buf_in_.data(),
-                          bf16_copy(buf_in16_, {capacity_rows, dim_}));
-      if (packed) {
-        live_in_.resize({exchange_->sources(), experts_.local_experts()});
-        exchange_->exchange_live(live_.data(), live_in_.data());
-      }
+      exchange_->dispatch(fixed, s.groups, s.capacity, item_rows_, dim_, buf_in_.data(),
+                          bf16_copy(buf_in16_, {capacity_rows, dim_}), live_in());
     }
   }
+  float* out = buf_out_.data();
   {
     PhaseScope timed("experts");
     const int64_t rows = exchange_ ? exchange_->expert_rows()
                                    : s.groups * int64_t{s.capacity} * item_rows_;
     const int32_t* live = !packed ? nullptr : exchange_ ? live_in_.data() : live_.data();
-    experts_.forward(expert_input(), rows, buf_out_.data(), live,
-                     exchange_ ? exchange_->sources() : 1);
+    if (exchange_) {  // in shared memory the experts write what the combine reads
+      float* outbox = exchange_->outbox(capacity_rows * dim_);
+      if (outbox != nullptr) out = outbox;
+    }
+    experts_.forward(expert_input(), rows, out, live, exchange_ ? exchange_->sources() : 1);
   }
   PhaseScope timed("combine");
-  if (exchange_) exchange_->combine(buf_out_.data(), back_.data());
+  if (exchange_) exchange_->combine(out, back_.data(), live_sent());
   be_->moe_combine(items, s.k, item_rows_, dim_, exchange_ ? back_.data() : buf_out_.data(),
                    rows_.data(), r.gate(), y);
 }
@@ -157,6 +166,11 @@ void MoeLayer::backward(GemmInput input, GemmInput dy_in, float* dx, Workspace& 
     // (packed buffers: the experts read no row past the kept ones).
     const bool packed = be_->skips_empty_slots();
     const size_t bytes = static_cast<size_t>(capacity_rows * dim_) * sizeof(float);
+    // In shared memory the exchange reads the gradient where it is written.
+    if (exchange_) {
+      float* outbox = exchange_->outbox(capacity_rows * dim_);
+      if (outbox != nullptr) a = outbox;
+    }
     if (!packed) be_->zero(a, bytes);
     // Under bf16 its copy is written with it: the experts' input of it, or
     // the exchange's payload.
@@ -172,7 +186,10 @@ void MoeLayer::backward(GemmInput input, GemmInput dy_in, float* dx, Workspace& 
   if (exchange_) {
     PhaseScope timed("combine");
     dout16 = ws.get_bf16(Scratch::kExpertOutGrad, {capacity_rows, dim_});
-    exchange_->combine_backward(a, b, dout16);
+    exchange_->combine_backward(a, b, dout16, live_in());
+    // In shared memory the experts write what the dispatch's backward reads.
+    float* outbox = exchange_->outbox(capacity_rows * dim_);
+    if (outbox != nullptr) din = outbox;
   }
   {
     PhaseScope timed("experts");
@@ -180,7 +197,7 @@ void MoeLayer::backward(GemmInput input, GemmInput dy_in, float* dx, Workspace& 
   }
   {
     PhaseScope timed("dispatch");
-    if (exchange_) exchange_->dispatch_backward(din, dout);  // dout is free again
+    if (exchange_) exchange_->dispatch_backward(din, dout, live_sent());  // dout is free again
     be_->moe_dispatch_backward(items, s.k, item_rows_, dim_, exchange_ ? dout : din, rows_.data(),
                                dx);
   }

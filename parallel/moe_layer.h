@@ -32,6 +32,9 @@ class ImageRouter;
 struct ExpertSharding {
   ExpertPlacement placement;
   Communicator* ep = nullptr;
+  // The EP group's shared buffers (ProcessGroups::expert_peer_buffers());
+  // null: the exchanges are all-to-alls.
+  PeerBuffers* peers = nullptr;
 };
 
 class MoeLayer final : public FeedForward {
@@ -64,6 +67,10 @@ class MoeLayer final : public FeedForward {
   double flops_per_token(bool training) const;
 
  private:
+  // Packed buffers' live row counts for the exchange (null: every row):
+  // those this rank sent, and those its experts received.
+  const int32_t* live_sent() const { return be_->skips_empty_slots() ? live_.data() : nullptr; }
+  const int32_t* live_in() const { return be_->skips_empty_slots() ? live_in_.data() : nullptr; }
   MoeLayer(Backend& be, ParamStore& store, const std::string& name, const MoeConfig& config,
            int dim, int hidden, int block, const ExpertSharding& sharding, ImageRouter* router);
 

@@ -8,6 +8,7 @@
 
 #include "comm/device_assignment.h"
 #include "comm/mpi_communicator.h"
+#include "comm/peer_buffers.h"
 #include "comm/process_groups.h"
 #include "comm/stand_in_communicator.h"
 #include "core/cpu/cpu_backend.h"
@@ -89,9 +90,14 @@ TEST(ProcessGroups, HostBesideAWorldThatIsNotMpi) {
   EXPECT_NE(dynamic_cast<StandInCommunicator*>(&groups.expert_parallel()), nullptr);
   EXPECT_NE(dynamic_cast<StandInCommunicator*>(&groups.expert_replicas()), nullptr);
   EXPECT_EQ(groups.placement().ep_size, std::min(world().size(), 4));
-  // The CPU path: one MPI communicator is both.
+  // A world that is not MPI (NCCL's device memory) never shares host buffers.
+  EXPECT_EQ(groups.expert_peer_buffers(), nullptr);
+  // The CPU path: one MPI communicator is both; its EP group on this node
+  // shares memory unless told to send (and one rank has nobody to share with).
   ProcessGroups cpu(world(), 4, 0);
   EXPECT_EQ(&cpu.world(), &cpu.host());
+  EXPECT_EQ(cpu.expert_peer_buffers() != nullptr, cpu.placement().ep_size > 1);
+  EXPECT_EQ(ProcessGroups(world(), 4, 0, ExchangeMode::kAllToAll).expert_peer_buffers(), nullptr);
   if (world().size() == 1) return;
   // A host communicator of other ranks is refused.
   std::unique_ptr<MpiCommunicator> alone = world().split_mpi(world().rank(), 0);
@@ -138,6 +144,37 @@ TEST(Placement, AutomaticSizeFitsTheExperts) {
   EXPECT_EQ(five.placement().ep_size, world().size() == 1 ? 1 : (world().size() % 5 == 0 ? 5 : 1));
   ProcessGroups eight(world(), 8, 0);
   EXPECT_EQ(eight.placement().ep_size, world().size());
+}
+
+TEST(PeerBuffers, EachRankReadsEveryOutboxAndWindowsAlternate) {
+  const int n = world().size(), r = world().rank();
+  std::unique_ptr<PeerBuffers> peers = PeerBuffers::create(world());
+  if (n == 1) {
+    EXPECT_EQ(peers, nullptr);  // nobody to share with
+    return;
+  }
+  ASSERT_NE(peers, nullptr);  // every rank of the test is on this node
+  EXPECT_EQ(peers->rank(), r);
+  EXPECT_EQ(peers->size(), n);
+  EXPECT_THROW(peers->publish(), std::logic_error);  // nothing handed out
+  // Growing sizes regrow the windows; consecutive outboxes are different
+  // memory, every other one the same (while no window grows).
+  std::vector<void*> boxes;
+  for (const int64_t count : {16, 16, 1000, 1000, 1000, 1000}) {
+    auto* box = static_cast<int64_t*>(peers->outbox(count * 8));
+    EXPECT_THROW(peers->outbox(8), std::logic_error);  // the last was not published
+    for (int64_t i = 0; i < count; ++i) box[i] = r * 1000003 + i * 7 + count;
+    peers->publish();
+    for (int q = 0; q < n; ++q) {
+      const auto* got = static_cast<const int64_t*>(peers->peer(q));
+      for (int64_t i = 0; i < count; ++i)
+        ASSERT_EQ(got[i], q * 1000003 + i * 7 + count) << "rank " << q << " item " << i;
+    }
+    boxes.push_back(box);
+  }
+  EXPECT_NE(boxes[4], boxes[5]);
+  EXPECT_EQ(boxes[3], boxes[5]);
+  EXPECT_EQ(boxes[2], boxes[4]);
 }
 
 TEST(Communicator, SplitFormsGroups) {
@@ -220,14 +257,23 @@ TEST_P(ShardedMoe, MatchesOneProcess) {
   ref_store.zero_grads();
   ref.backward(xd.data(), dyd.data(), dx.data(), ws);
 
+  // Every rank of these tests runs on one node: an EP group of several
+  // shares memory, so its exchanges run in place unless told otherwise.
+  PeerBuffers* peers = groups.expert_peer_buffers();
+  EXPECT_EQ(peers != nullptr, place.ep_size > 1);
   // Expert buffers packed (the CPU's default: live rows travel with them),
-  // then in the fixed layout a GPU computes whole.
-  for (const bool packed : {true, false}) {
-    SCOPED_TRACE(packed ? "packed" : "fixed layout");
+  // then in the fixed layout a GPU computes whole; each moved in place
+  // (shared memory) and by all-to-alls.
+  // The same rows meet the same GEMMs either way: the same bits.
+  std::vector<float> in_place_y, in_place_dx;
+  for (const auto& [packed, in_place] :
+       {std::pair{true, true}, {true, false}, {false, true}, {false, false}}) {
+    SCOPED_TRACE(std::string(packed ? "packed" : "fixed layout") +
+                 (in_place ? ", in place" : ", all-to-all"));
     be.set_skip_empty_slots(packed);
     ParamStore store;
     MoeLayer sharded(be, store, "moe", m, dim, hidden, 5, 0,
-                     ExpertSharding{place, &groups.expert_parallel()});
+                     ExpertSharding{place, &groups.expert_parallel(), in_place ? peers : nullptr});
     store.allocate(be);
     store.initialize(9);
     EXPECT_EQ(sharded.exchanges(), place.ep_size > 1);
@@ -240,6 +286,13 @@ TEST_P(ShardedMoe, MatchesOneProcess) {
 
     const std::vector<float> yr = y.to_host(), dxr = dx.to_host();
     const std::vector<float> ya = ys.to_host(), dxa = dxs.to_host();
+    if (in_place) {
+      in_place_y = ya;
+      in_place_dx = dxa;
+    } else {
+      EXPECT_EQ(ya, in_place_y);
+      EXPECT_EQ(dxa, in_place_dx);
+    }
     for (int64_t i = 0; i < rows * dim; ++i) {
       ASSERT_NEAR(ya[i], yr[r * rows * dim + i], 1e-5f) << "y " << i;
       ASSERT_NEAR(dxa[i], dxr[r * rows * dim + i], 1e-5f) << "dx " << i;

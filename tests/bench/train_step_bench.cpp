@@ -57,6 +57,8 @@ DEFINE_bool(skip_empty_slots, true,
             "--backend=cpu: expert GEMMs skip empty capacity slots (false: the fixed layout a "
             "GPU computes whole)");
 DEFINE_int32(expert_parallel, 0, "ranks per expert-parallel group (0 = all)");
+DEFINE_string(expert_exchange, "auto",
+              "auto (shared memory on one node, on the CPU) or all_to_all, as vmoe_train's");
 DEFINE_string(backend, "cpu", "cpu or cuda");
 DEFINE_int32(device, -1, "--backend=cuda: this rank's GPU (-1 = local rank modulo the visible)");
 DEFINE_string(precision, "fp32", "fp32 or bf16 (matrix-product inputs and exchanges)");
@@ -275,7 +277,8 @@ int main(int argc, char** argv) {
     o.moe.group_size = FLAGS_group;
     o.moe.capacity_ratio = o.moe.eval_capacity_ratio = FLAGS_capacity;
   }
-  ProcessGroups groups = compute.make_groups(FLAGS_experts, FLAGS_expert_parallel);
+  ProcessGroups groups = compute.make_groups(FLAGS_experts, FLAGS_expert_parallel,
+                                             parse_exchange_mode(FLAGS_expert_exchange));
   Trainer trainer(be, o, &groups);
 
   const int64_t rows = FLAGS_batch / world.size();  // this rank's share of the batch
@@ -385,12 +388,13 @@ int main(int argc, char** argv) {
   if (be.name() == "cpu")
     std::printf(" blas=%s loops=%s", openblas_core().c_str(), cpu_loops_isa());
   if (FLAGS_phases) {
-    // Nested phases (the all-to-alls run inside dispatch and combine) count once.
+    // Nested phases (the all-to-alls run inside dispatch and combine, the
+    // in-place exchange's barrier inside them) count once.
     double timed = 0;
     for (const auto& [name, t] : phases)
-      if (name != "all_to_all") timed += t;
+      if (name != "all_to_all" && name != "exchange_wait") timed += t;
     for (const char* name : {"attention", "dense_mlp", "routing", "dispatch", "experts", "combine",
-                             "all_to_all", "gradient_all_reduce", "optimizer"}) {
+                             "all_to_all", "exchange_wait", "gradient_all_reduce", "optimizer"}) {
       const auto it = phases.find(name);
       std::printf(" %s=%.1f%%", name, it == phases.end() ? 0.0 : 100 * it->second / seconds);
     }

@@ -1,0 +1,64 @@
+// Host buffers that every rank of an MPI communicator maps, for exchanges
+// between ranks of one node that read each other's memory in place instead
+// of sending it (MPI-3 shared windows: MPI_Win_allocate_shared).
+//
+// An exchange is: outbox(bytes), which the rank fills; publish(), a barrier
+// after which every rank's outbox may be read; then peer(q) reads. Exchanges
+// alternate between two windows, so a rank may fill the next outbox while a
+// slower peer still reads the last one: a window is written again only after
+// the barrier of the exchange in between, which every rank enters after it
+// finished reading. Every rank makes the same calls with the same sizes.
+#pragma once
+
+#include <mpi.h>
+
+#include <cstdint>
+#include <memory>
+
+#include "comm/mpi_communicator.h"
+
+namespace vmoe {
+
+class PeerBuffers {
+ public:
+  // Collective over `comm`. Null unless every rank of it shares this rank's
+  // node (MPI_COMM_TYPE_SHARED), or when comm has one rank.
+  static std::unique_ptr<PeerBuffers> create(const MpiCommunicator& comm);
+  ~PeerBuffers();
+  PeerBuffers(const PeerBuffers&) = delete;
+  PeerBuffers& operator=(const PeerBuffers&) = delete;
+
+  int rank() const { return rank_; }
+  int size() const { return size_; }
+  // Collective: this rank's outbox for the next exchange, at least `bytes`
+  // (the same on every rank; a window grows, collectively, when too small).
+  void* outbox(int64_t bytes);
+  // The outbox handed out last (null before the first), and whether it is
+  // still being filled (not yet published).
+  void* current() const { return outbox_; }
+  bool filling() const { return filling_; }
+  // Collective: every rank has filled its outbox; then peers' may be read.
+  void publish();
+  // Rank q's outbox of the current exchange (after publish()).
+  const void* peer(int q) const;
+
+ private:
+  explicit PeerBuffers(std::unique_ptr<MpiCommunicator> comm);
+  struct Window {
+    MPI_Win win = MPI_WIN_NULL;
+    int64_t bytes = 0;
+    std::unique_ptr<void*[]> bases;  // each rank's segment, mapped here
+  };
+  void allocate(Window& w, int64_t bytes);
+  void release(Window& w);
+
+  std::unique_ptr<MpiCommunicator> comm_;  // a duplicate: its barriers match no other traffic
+  int rank_, size_;
+  Window windows_[2];
+  int current_ = 1;  // the window of the last outbox()
+  void* outbox_ = nullptr;
+  bool filling_ = false;    // outbox() handed out, publish() not yet called
+  bool published_ = false;  // peer() may read the current window
+};
+
+}  // namespace vmoe
