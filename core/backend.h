@@ -396,14 +396,17 @@ class Backend {
     VMOE_CHECK(false, name(), ": expert buffers keep their full capacity here");
   }
   // buf[row[i, c] + r] = x[i * item_rows + r] for kept choices (other rows
-  // untouched); buf16 (nullable) gets the same rows' bf16 copy.
+  // untouched); buf16 (nullable) gets the same rows' bf16 copy. buf may be
+  // null when buf16 is not: the copy alone (an exchange under bf16 sends
+  // only it).
   virtual void moe_dispatch(int64_t items, int k, int item_rows, int dim, const float* x,
                             const int32_t* row, float* buf, uint16_t* buf16) = 0;
   // y[i] = sum over kept choices of gate[i, c] * buf[row[i, c]] (0 if none kept).
   virtual void moe_combine(int64_t items, int k, int item_rows, int dim, const float* buf,
                            const int32_t* row, const float* gate, float* y) = 0;
   // dbuf[row[i, c]] = gate[i, c] * dy[i]; dgate[i, c] += <dy[i], buf[row[i, c]]>;
-  // dbuf16 (nullable) gets the written rows' bf16 copy.
+  // dbuf16 (nullable) gets the written rows' bf16 copy; dbuf may be null when
+  // dbuf16 is not (the copy alone, as moe_dispatch's).
   virtual void moe_combine_backward(int64_t items, int k, int item_rows, int dim, const float* dy,
                                     const float* buf, const int32_t* row, const float* gate,
                                     float* dbuf, float* dgate, uint16_t* dbuf16) = 0;

@@ -104,13 +104,14 @@ void MoeLayer::forward(GemmInput input, int64_t images, int tokens, float* y, co
     uint16_t* fixed16 = nullptr;
     if (exchange_) {
       back_.resize({capacity_rows, dim_});
-      // In shared memory the exchange reads the fixed layout where it is written.
+      // Under bf16 only the copy travels: no fp32 layout is written. In
+      // shared memory the exchange reads the layout where it is written.
+      fixed16 = exchange_->payload16(capacity_rows * dim_);
       fixed = exchange_->outbox(capacity_rows * dim_);
-      if (fixed == nullptr) {
+      if (fixed == nullptr && fixed16 == nullptr) {
         send_.resize({capacity_rows, dim_});
         fixed = send_.data();
       }
-      fixed16 = exchange_->payload16(capacity_rows * dim_);
       if (packed) {  // the counts first: an in-place exchange copies only kept rows
         live_in_.resize({exchange_->sources(), experts_.local_experts()});
         exchange_->exchange_live(live_.data(), live_in_.data());
@@ -119,7 +120,7 @@ void MoeLayer::forward(GemmInput input, int64_t images, int tokens, float* y, co
       fixed16 = bf16_copy(buf_in16_, {capacity_rows, dim_});
     }
     if (!packed) {  // empty slots: zeros (parallel/experts.h); packed, nothing reads them
-      be_->zero(fixed, buffer_bytes);
+      if (fixed != nullptr) be_->zero(fixed, buffer_bytes);
       if (fixed16 != nullptr) be_->zero(fixed16, buffer_bytes / 2);
     }
     be_->moe_dispatch(items, s.k, item_rows_, dim_, x, rows_.data(), fixed, fixed16);
@@ -160,33 +161,35 @@ void MoeLayer::backward(GemmInput input, GemmInput dy_in, float* dx, Workspace& 
   // dL/d expert output's bf16 copy: written by the combine's backward without
   // an exchange, as received from one with it.
   uint16_t* dout16 = nullptr;
+  float* dback = a;  // dL/d combined, in the fixed layout (null: its bf16 copy alone)
   {
     PhaseScope timed("combine");
     // Empty slots get a zero gradient, so they add nothing to the experts'
     // (packed buffers: the experts read no row past the kept ones).
     const bool packed = be_->skips_empty_slots();
     const size_t bytes = static_cast<size_t>(capacity_rows * dim_) * sizeof(float);
-    // In shared memory the exchange reads the gradient where it is written.
-    if (exchange_) {
-      float* outbox = exchange_->outbox(capacity_rows * dim_);
-      if (outbox != nullptr) a = outbox;
-    }
-    if (!packed) be_->zero(a, bytes);
     // Under bf16 its copy is written with it: the experts' input of it, or
     // the exchange's payload.
     uint16_t* a16 = exchange_ ? exchange_->payload16(capacity_rows * dim_)
                               : ws.get_bf16(Scratch::kExpertOutGrad, {capacity_rows, dim_});
+    if (exchange_) {
+      // Under bf16 only the copy travels. In shared memory the exchange reads
+      // the gradient where it is written.
+      float* outbox = exchange_->outbox(capacity_rows * dim_);
+      dback = outbox != nullptr ? outbox : a16 != nullptr ? nullptr : a;
+    }
+    if (!packed && dback != nullptr) be_->zero(dback, bytes);
     if (a16 != nullptr && !packed) be_->zero(a16, bytes / 2);
     if (!exchange_) dout16 = a16;
-    be_->moe_combine_backward(items, s.k, item_rows_, dim_, dy, combined, rows_.data(), r.gate(), a,
-                              r.d_gate(), a16);
+    be_->moe_combine_backward(items, s.k, item_rows_, dim_, dy, combined, rows_.data(), r.gate(),
+                              dback, r.d_gate(), a16);
   }
   float* dout = exchange_ ? b : a;  // dL/d expert output, expert-major
   float* din = exchange_ ? a : b;   // dL/d expert input, expert-major
   if (exchange_) {
     PhaseScope timed("combine");
     dout16 = ws.get_bf16(Scratch::kExpertOutGrad, {capacity_rows, dim_});
-    exchange_->combine_backward(a, b, dout16, live_in());
+    exchange_->combine_backward(dback, b, dout16, live_in());
     // In shared memory the experts write what the dispatch's backward reads.
     float* outbox = exchange_->outbox(capacity_rows * dim_);
     if (outbox != nullptr) din = outbox;

@@ -92,6 +92,10 @@ TEST_F(CudaOps, DispatchCombineAndBackward) {
     gpu_->moe_dispatch(items, k, item_rows, dim, x.gpu, row.gpu, buf.gpu, buf16.gpu);
     expect_close("moe_dispatch", buf, 0.0);
     expect_equal("moe_dispatch's bf16 copy", buf16);
+    // The copy alone (what a bf16 exchange sends): the same bits.
+    Both<uint16_t> only16 = both(std::vector<uint16_t>(buffer_rows * dim, 0));
+    gpu_->moe_dispatch(items, k, item_rows, dim, x.gpu, row.gpu, nullptr, only16.gpu);
+    EXPECT_EQ(from_gpu(only16), buf16.cpu) << "moe_dispatch's bf16 copy alone";
     Both<float> y = random(items * item_rows * dim, 53);
     cpu_.moe_combine(items, k, item_rows, dim, buf.cpu.data(), row.cpu.data(), gate.cpu.data(),
                      y.cpu.data());
@@ -109,6 +113,17 @@ TEST_F(CudaOps, DispatchCombineAndBackward) {
     EXPECT_EQ(from_gpu(dbuf16), testing::host_bf16(from_gpu(dbuf)))
         << "moe_combine_backward's bf16 copy";
     expect_close("moe_combine_backward dgate", dgate);
+    {  // The copy alone: the same bits as beside the fp32 rows, and the same dgate.
+      Both<float> dgate_only = both(std::vector<float>(items * k, 0.0f)),
+                  dgate_beside = both(std::vector<float>(items * k, 0.0f));
+      Both<uint16_t> only16 = both(std::vector<uint16_t>(buffer_rows * dim, 0));
+      gpu_->moe_combine_backward(items, k, item_rows, dim, y.gpu, buf.gpu, row.gpu, gate.gpu,
+                                 nullptr, dgate_only.gpu, only16.gpu);
+      gpu_->moe_combine_backward(items, k, item_rows, dim, y.gpu, buf.gpu, row.gpu, gate.gpu,
+                                 dbuf.gpu, dgate_beside.gpu, dbuf16.gpu);
+      EXPECT_EQ(from_gpu(only16), from_gpu(dbuf16)) << "moe_combine_backward's bf16 copy alone";
+      EXPECT_EQ(from_gpu(dgate_only), from_gpu(dgate_beside));
+    }
     Both<float> dx = random(items * item_rows * dim, 55);
     cpu_.moe_dispatch_backward(items, k, item_rows, dim, dbuf.cpu.data(), row.cpu.data(),
                                dx.cpu.data());

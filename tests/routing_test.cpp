@@ -205,6 +205,10 @@ TEST(Dispatch, RoundTripAndDrops) {
   be.moe_dispatch(3, 1, 2, 2, x_odd.data(), row.data(), buf2.data(), buf16.data());
   for (int i = 0; i < 8; ++i) EXPECT_EQ(buf16[i], to_bf16(buf2[i])) << i;
   EXPECT_NE(buf2[4], from_bf16(buf16[4])) << "1 + 2^-8 is not a bf16: the copy is rounded";
+  // The copy alone (what a bf16 exchange sends): the same bits, no fp32 rows.
+  std::vector<uint16_t> only16(4 * 2, 7);
+  be.moe_dispatch(3, 1, 2, 2, x_odd.data(), row.data(), nullptr, only16.data());
+  EXPECT_EQ(only16, buf16);
   std::vector<float> y(12, -1.0f);
   be.moe_combine(3, 1, 2, 2, buf.data(), row.data(), gate.data(), y.data());
   EXPECT_EQ(y, (std::vector<float>{.5f, 1, 1.5f, 2, 1.25f, 1.5f, 1.75f, 2, 0, 0, 0, 0}));
@@ -215,6 +219,12 @@ TEST(Dispatch, RoundTripAndDrops) {
                           dgate.data(), dbuf16.data());
   EXPECT_EQ(dgate, (std::vector<float>{10, 26, 0}));
   for (int i = 0; i < 8; ++i) EXPECT_EQ(dbuf16[i], to_bf16(dbuf[i])) << i;
+  std::vector<float> dgate_only(3, 0.0f);
+  std::vector<uint16_t> dbuf_only16(8, 7);
+  be.moe_combine_backward(3, 1, 2, 2, dy.data(), buf.data(), row.data(), gate.data(), nullptr,
+                          dgate_only.data(), dbuf_only16.data());
+  EXPECT_EQ(dgate_only, dgate);
+  EXPECT_EQ(dbuf_only16, dbuf16);
   be.moe_dispatch_backward(3, 1, 2, 2, dbuf.data(), row.data(), dx.data());
   EXPECT_EQ(dx, (std::vector<float>{.5f, .5f, .5f, .5f, .25f, .25f, .25f, .25f, 0, 0, 0, 0}));
 }

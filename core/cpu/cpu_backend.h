@@ -169,6 +169,7 @@ class CpuBackend final : public Backend {
   std::function<void()> captured_;
   std::vector<GemmShape>* gemm_log_ = nullptr;
   bool skip_empty_slots_ = true;
+  std::vector<float> combine_scratch_;  // moe_combine_backward without dbuf
 };
 
 }  // namespace vmoe

@@ -109,7 +109,7 @@ void CpuBackend::moe_dispatch(int64_t items, int k, int item_rows, int dim, cons
     for (int c = 0; c < k; ++c) {
       if (row[i * k + c] < 0) continue;
       const int64_t at = int64_t{row[i * k + c]} * dim;
-      std::memcpy(buf + at, x + i * n, static_cast<size_t>(n) * sizeof(float));
+      if (buf != nullptr) std::memcpy(buf + at, x + i * n, static_cast<size_t>(n) * sizeof(float));
       cpu_bf16::write_bf16(n, x + i * n, buf16 != nullptr ? buf16 + at : nullptr);
     }
 }
@@ -122,9 +122,19 @@ void CpuBackend::moe_combine(int64_t items, int k, int item_rows, int dim, const
 void CpuBackend::moe_combine_backward(int64_t items, int k, int item_rows, int dim, const float* dy,
                                       const float* buf, const int32_t* row, const float* gate,
                                       float* dbuf, float* dgate, uint16_t* dbuf16) {
+  const int64_t n = int64_t{item_rows} * dim;
+  if (dbuf == nullptr) {
+    // The bf16 copy alone: the rows go through scratch (the CPU's bf16 is an
+    // emulation), so the copy and dgate keep the fp32 path's bits.
+    VMOE_CHECK(dbuf16 != nullptr, "moe_combine_backward: dbuf and dbuf16 both null");
+    int64_t rows = 0;
+    for (int64_t p = 0; p < items * k; ++p)
+      rows = std::max<int64_t>(rows, row[p] + int64_t{item_rows});
+    combine_scratch_.resize(static_cast<size_t>(rows * dim));
+    dbuf = combine_scratch_.data();
+  }
   cpu_loops::moe_combine_backward(items, k, item_rows, dim, dy, buf, row, gate, dbuf, dgate);
   if (dbuf16 == nullptr) return;
-  const int64_t n = int64_t{item_rows} * dim;
   for (int64_t p = 0; p < items * k; ++p)
     if (row[p] >= 0)
       cpu_bf16::write_bf16(n, dbuf + int64_t{row[p]} * dim, dbuf16 + int64_t{row[p]} * dim);

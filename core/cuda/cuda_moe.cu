@@ -60,15 +60,13 @@ __global__ void dispatch_kernel(int64_t pairs, int k, int64_t np, int64_t dimp, 
     const int r = row[p];
     if (r < 0) continue;
     const float* src = x + p / k * np * W;
-    float* dst = buf + int64_t{r} * dimp * W;
+    // Either may be null (not both): the bf16 copy alone is what a bf16 exchange sends.
+    float* dst = buf != nullptr ? buf + int64_t{r} * dimp * W : nullptr;
     uint16_t* dst16 = buf16 != nullptr ? buf16 + int64_t{r} * dimp * W : nullptr;
     VMOE_PACK_BATCH_LOOP(j0, np) {
       Pack<W> v[kPackBatch];
       VMOE_PACK_BATCH(q, j, j0, np) v[q] = load<W>(src, j);
-      VMOE_PACK_BATCH(q, j, j0, np) {
-        store<W>(dst, j, v[q]);
-        store_bf16<W>(dst16, j, v[q]);
-      }
+      VMOE_PACK_BATCH(q, j, j0, np) store<W>(dst, dst16, j, v[q]);
     }
   }
 }
@@ -113,7 +111,7 @@ __global__ void combine_backward_kernel(int64_t pairs, int k, int64_t np, int64_
     if (r < 0) continue;  // uniform over the block
     const float* d = dy + p / k * np * W;
     const float* out = buf + int64_t{r} * dimp * W;
-    float* dout = dbuf + int64_t{r} * dimp * W;
+    float* dout = dbuf != nullptr ? dbuf + int64_t{r} * dimp * W : nullptr;  // null: the copy alone
     uint16_t* dout16 = dbuf16 != nullptr ? dbuf16 + int64_t{r} * dimp * W : nullptr;
     const float w = gate[p];
     float dot = 0.0f;
@@ -129,8 +127,7 @@ __global__ void combine_backward_kernel(int64_t pairs, int k, int64_t np, int64_
           g.v[l] = w * dv[q].v[l];
           dot += dv[q].v[l] * ov[q].v[l];
         }
-        store<W>(dout, j, g);
-        store_bf16<W>(dout16, j, g);
+        store<W>(dout, dout16, j, g);
       }
     }
     dot = block_sum(dot, red);
