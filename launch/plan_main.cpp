@@ -58,6 +58,9 @@ int main(int argc, char** argv) {
     cluster.devices_per_node = FLAGS_devices_per_node;
     cluster.device_memory_gib = FLAGS_device_memory_gb;
     cluster.expert_parallel = config.expert_parallel;
+    // Each EP group on one node, as the README advises.
+    cluster.exchange_in_place =
+        config.backend == "cpu" && config.expert_exchange == vmoe::ExchangeMode::kAuto;
     cluster.headroom = FLAGS_headroom;
     VMOE_CHECK(FLAGS_device_memory_gb > 0, "--device_memory_gb must be positive");
     const vmoe::Plan plan = vmoe::plan_run(config.trainer, cluster);

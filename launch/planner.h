@@ -70,6 +70,10 @@ struct ClusterShape {
   double device_memory_gib = 80;  // per device (an "80 GB" A100/H100 has 80 GiB)
   int expert_parallel = 0;        // as --expert_parallel: 0 = the largest valid size
   double headroom = 0.10;         // fraction kept free for the framework and allocator
+  // fp32 expert exchanges in shared memory (the CPU, --expert_exchange=auto,
+  // each EP group on one node): one returned buffer per MoE layer and two
+  // windows for all of them, not four buffers per layer.
+  bool exchange_in_place = false;
 };
 
 struct ParamCounts {

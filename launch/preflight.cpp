@@ -43,10 +43,14 @@ int64_t memory_for_one_rank(Backend& backend, MpiCommunicator& world) {
 
 void check_memory(const TrainConfig& c, Backend& backend, MpiCommunicator& world) {
   const int64_t available = memory_for_one_rank(backend, world);
+  const int on_node = world.split_by_node()->size();
   agreed(world, [&] {
     ClusterShape cluster;
     cluster.ranks = world.size();
     cluster.expert_parallel = c.expert_parallel;
+    // As ProcessGroups decides, for a world all on this node.
+    cluster.exchange_in_place =
+        c.backend == "cpu" && c.expert_exchange == ExchangeMode::kAuto && on_node == world.size();
     const Plan plan = plan_run(c.trainer, cluster);
     const double needed = c.trainer.model.remat ? plan.memory_remat.total() : plan.memory.total();
     if (available < 0 || needed <= static_cast<double>(available)) return;
