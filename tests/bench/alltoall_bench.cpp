@@ -5,6 +5,11 @@
 // element checked and the wrong ones summed over ranks.
 //   --device=cpu (default): host buffers, MpiCommunicator against raw
 //     MPI_Alltoall.
+//   --device=shared: host buffers on one node, the expert exchange's
+//     shared-memory path (comm/peer_buffers.h: a barrier, then each rank
+//     copies its chunk of every peer's outbox, as ExpertExchange does)
+//     against raw MPI_Alltoall. The outboxes are filled once, outside the
+//     timing, as the producing op writes them in a step.
 //   --device=cuda (builds with NCCL): device buffers, NcclCommunicator against
 //     raw grouped ncclSend/ncclRecv on the same stream; every call is timed up
 //     to the stream's completion. One GPU per rank (by local rank).
@@ -14,12 +19,15 @@
 #include <algorithm>
 #include <chrono>
 #include <cstdio>
+#include <cstring>
 #include <exception>
 #include <memory>
+#include <stdexcept>
 #include <string>
 #include <vector>
 
 #include "comm/mpi_communicator.h"
+#include "comm/peer_buffers.h"
 
 #ifdef VMOE_HAVE_NCCL
 #include <cuda_runtime_api.h>
@@ -35,7 +43,8 @@ DEFINE_int64(max_bytes, 64 << 20, "largest size");
 DEFINE_int32(rounds, 5, "alternating rounds per size; the median round is reported");
 DEFINE_double(seconds, 0.05, "time per round and implementation");
 DEFINE_string(device, "cpu",
-              "where the buffers live: cpu (MpiCommunicator against MPI_Alltoall) or cuda "
+              "where the buffers live: cpu (MpiCommunicator against MPI_Alltoall), shared (the "
+              "exchange in shared memory against MPI_Alltoall; ranks on one node) or cuda "
               "(NcclCommunicator against grouped ncclSend/ncclRecv; needs a CUDA build)");
 
 namespace {
@@ -64,14 +73,16 @@ double time_calls(Communicator& world, F&& call) {
   return vmoe::all_reduce_value(world, elapsed / calls, vmoe::ReduceOp::kMax);
 }
 
-// Host buffers: MpiCommunicator against MPI_Alltoall.
-class CpuAllToAll {
+// Host buffers, against MPI_Alltoall of the same chunks; ours() is the
+// implementation under test.
+class HostAllToAll {
  public:
-  explicit CpuAllToAll(vmoe::MpiCommunicator& world) : world_(world) {}
+  explicit HostAllToAll(vmoe::MpiCommunicator& world) : world_(world) {}
+  virtual ~HostAllToAll() = default;
   static const char* raw_name() { return "mpi"; }
 
   // Buffers for `chunk` floats per rank, send filled with the pattern.
-  void prepare(int64_t chunk) {
+  virtual void prepare(int64_t chunk) {
     const int n = world_.size(), r = world_.rank();
     chunk_ = chunk;
     send_.assign(static_cast<size_t>(n * chunk), 0.0f);
@@ -83,22 +94,60 @@ class CpuAllToAll {
   int64_t wrong() {
     const int n = world_.size(), r = world_.rank();
     std::fill(recv_.begin(), recv_.end(), -1.0f);
-    world_.all_to_all(send_.data(), recv_.data(), chunk_);
+    ours();
     int64_t wrong = 0;
     for (int p = 0; p < n; ++p)
       for (int64_t i = 0; i < chunk_; ++i) wrong += recv_[p * chunk_ + i] != pattern(p, r, i);
     return wrong;
   }
-  void ours() { world_.all_to_all(send_.data(), recv_.data(), chunk_); }
+  virtual void ours() = 0;
   void raw() {
     MPI_Alltoall(send_.data(), static_cast<int>(chunk_), MPI_FLOAT, recv_.data(),
                  static_cast<int>(chunk_), MPI_FLOAT, world_.handle());
   }
 
- private:
+ protected:
   vmoe::MpiCommunicator& world_;
   int64_t chunk_ = 0;
   std::vector<float> send_, recv_;
+};
+
+// MpiCommunicator: the same call, through our interface.
+class CpuAllToAll final : public HostAllToAll {
+ public:
+  using HostAllToAll::HostAllToAll;
+  void ours() override { world_.all_to_all(send_.data(), recv_.data(), chunk_); }
+};
+
+// Ranks of one node reading each other's outboxes in place (PeerBuffers).
+class SharedAllToAll final : public HostAllToAll {
+ public:
+  explicit SharedAllToAll(vmoe::MpiCommunicator& world)
+      : HostAllToAll(world), peers_(vmoe::PeerBuffers::create(world)) {
+    if (peers_ == nullptr)
+      throw std::runtime_error("--device=shared needs 2 or more ranks, all on one node");
+  }
+  void prepare(int64_t chunk) override {
+    HostAllToAll::prepare(chunk);
+    // Both windows hold the data: the timed calls only publish and read.
+    for (int w = 0; w < 2; ++w) {
+      std::memcpy(peers_->outbox(bytes()), send_.data(), send_.size() * sizeof(float));
+      peers_->publish();
+    }
+  }
+  void ours() override {
+    const int n = world_.size(), r = world_.rank();
+    peers_->outbox(bytes());
+    peers_->publish();
+    for (int p = 0; p < n; ++p)
+      std::memcpy(recv_.data() + p * chunk_,
+                  static_cast<const float*>(peers_->peer(p)) + r * chunk_,
+                  static_cast<size_t>(chunk_) * sizeof(float));
+  }
+
+ private:
+  int64_t bytes() const { return static_cast<int64_t>(send_.size() * sizeof(float)); }
+  std::unique_ptr<vmoe::PeerBuffers> peers_;
 };
 
 #ifdef VMOE_HAVE_NCCL
@@ -248,9 +297,10 @@ int main(int argc, char** argv) {
       "All-to-all bandwidth of our Communicator against the raw call (MPI_Alltoall, or grouped "
       "ncclSend/ncclRecv with --device=cuda).");
   gflags::ParseCommandLineFlags(&argc, &argv, true);
-  if (FLAGS_device != "cpu" && FLAGS_device != "cuda") {
+  if (FLAGS_device != "cpu" && FLAGS_device != "shared" && FLAGS_device != "cuda") {
     if (world.rank() == 0)
-      std::fprintf(stderr, "--device must be cpu or cuda; got '%s'\n", FLAGS_device.c_str());
+      std::fprintf(stderr, "--device must be cpu, shared or cuda; got '%s'\n",
+                   FLAGS_device.c_str());
     return 2;
   }
   if (FLAGS_rounds < 1) {
@@ -261,6 +311,10 @@ int main(int argc, char** argv) {
     if (FLAGS_device == "cpu") {
       CpuAllToAll impl(world);
       return run(world, impl, "") ? 0 : 1;
+    }
+    if (FLAGS_device == "shared") {
+      SharedAllToAll impl(world);
+      return run(world, impl, " in shared memory (ours: read in place)") ? 0 : 1;
     }
 #ifdef VMOE_HAVE_NCCL
     CudaAllToAll impl(world, vmoe::choose_device(-1));
