@@ -13,6 +13,7 @@ namespace vmoe {
 struct GemmShape {
   Trans ta, tb;
   int m, n, k, lda, ldb, ldc;
+  float beta;  // 0: C is overwritten; else read and added to
 };
 
 class CpuBackend final : public Backend {

@@ -57,7 +57,7 @@ void scale_rows(float* c, int from, int to, int n, int ldc, float beta) {
 
 void CpuBackend::gemm_impl(Trans ta, Trans tb, int m, int n, int k, float alpha, GemmInput a,
                            int lda, GemmInput b, int ldb, float beta, float* c, int ldc) {
-  if (gemm_log_ != nullptr) gemm_log_->push_back({ta, tb, m, n, k, lda, ldb, ldc});
+  if (gemm_log_ != nullptr) gemm_log_->push_back({ta, tb, m, n, k, lda, ldb, ldc, beta});
   const float* a32 = a.f32;
   const float* b32 = b.f32;
   if (precision_ == Precision::kBf16 && k > 0) {

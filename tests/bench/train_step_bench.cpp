@@ -122,7 +122,7 @@ void run_gemms(const std::vector<vmoe::GemmShape>& calls, const float* a, const 
   auto trans = [](vmoe::Trans t) { return t == vmoe::Trans::kYes ? CblasTrans : CblasNoTrans; };
   for (const vmoe::GemmShape& g : calls)
     cblas_sgemm(CblasRowMajor, trans(g.ta), trans(g.tb), g.m, g.n, g.k, 1.0f, a, g.lda, b, g.ldb,
-                0.0f, c, g.ldc);
+                g.beta, c, g.ldc);
 }
 
 // Seconds per call of `once`, repeated for at least min_seconds and 3 calls.
@@ -172,8 +172,9 @@ void print_gemm_shapes(const std::vector<vmoe::GemmShape>& calls, const float* a
     std::printf("%s time=%.1f%%\n", line.c_str(), 100 * seconds / total_seconds);
 }
 
-// A round of steps' GEMMs, replayed alone with OpenBLAS at the same shapes on
-// buffers of their own (hot in cache, as a GEMM benchmark's are). The step's
+// A round of steps' GEMMs, replayed alone with OpenBLAS at the same shapes
+// and betas (a beta of 0 costs OpenBLAS a pass zeroing C first) on buffers of
+// their own (hot in cache, as a GEMM benchmark's are). The step's
 // GFLOP/s is held against their rate: the rest of the step, and its colder
 // operands, are what keep it below.
 class GemmReplay {
