@@ -33,17 +33,16 @@ std::string gib(double bytes) {
 
 }  // namespace
 
-int64_t memory_for_one_rank(Backend& backend, MpiCommunicator& world) {
+int64_t memory_for_one_rank(Backend& backend, int ranks_on_node) {
   const int64_t device = backend.device_memory_free();
   if (device >= 0) return device;
   const int64_t node = mem_available();
-  const int on_node = world.split_by_node()->size();
-  return node < 0 ? -1 : node / std::max(1, on_node);
+  return node < 0 ? -1 : node / std::max(1, ranks_on_node);
 }
 
 void check_memory(const TrainConfig& c, Backend& backend, MpiCommunicator& world) {
-  const int64_t available = memory_for_one_rank(backend, world);
   const int on_node = world.split_by_node()->size();
+  const int64_t available = memory_for_one_rank(backend, on_node);
   agreed(world, [&] {
     ClusterShape cluster;
     cluster.ranks = world.size();

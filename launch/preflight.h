@@ -10,8 +10,9 @@
 namespace vmoe {
 
 // Bytes a rank of this node may use: on a GPU the device's free memory; on
-// the CPU the node's available memory (MemAvailable) shared by its ranks.
-int64_t memory_for_one_rank(Backend& backend, MpiCommunicator& world);
+// the CPU the node's available memory (MemAvailable) shared by its
+// `ranks_on_node` ranks.
+int64_t memory_for_one_rank(Backend& backend, int ranks_on_node);
 
 // Throws AgreedError (every rank) when the planned memory of a rank exceeds
 // what it can have, with both figures and what would help. Collective.
