@@ -83,9 +83,7 @@ void* PeerBuffers::outbox(int64_t bytes) {
   // The same sizes on every rank, so all of them regrow here together.
   if (w.bytes < bytes) allocate(w, bytes);
   filling_ = true;
-  published_ = false;
-  outbox_ = w.bases[rank_];
-  return outbox_;
+  return w.bases[rank_];
 }
 
 void PeerBuffers::publish() {
@@ -96,11 +94,11 @@ void PeerBuffers::publish() {
   check_mpi(MPI_Barrier(comm_->handle()), "MPI_Barrier");
   check_mpi(MPI_Win_sync(win), "MPI_Win_sync");  // the peers' stores, visible after it
   filling_ = false;
-  published_ = true;
 }
 
 const void* PeerBuffers::peer(int q) const {
-  if (!published_ || q < 0 || q >= size_)
+  // Published: the last outbox() was followed by publish().
+  if (filling_ || current() == nullptr || q < 0 || q >= size_)
     throw std::logic_error("PeerBuffers::peer(" + std::to_string(q) + ") before publish()");
   return windows_[current_].bases[q];
 }

@@ -35,7 +35,10 @@ class PeerBuffers {
   void* outbox(int64_t bytes);
   // The outbox handed out last (null before the first), and whether it is
   // still being filled (not yet published).
-  void* current() const { return outbox_; }
+  void* current() const {
+    const Window& w = windows_[current_];
+    return w.bases != nullptr ? w.bases[rank_] : nullptr;
+  }
   bool filling() const { return filling_; }
   // Collective: every rank has filled its outbox; then peers' may be read.
   void publish();
@@ -55,10 +58,8 @@ class PeerBuffers {
   std::unique_ptr<MpiCommunicator> comm_;  // a duplicate: its barriers match no other traffic
   int rank_, size_;
   Window windows_[2];
-  int current_ = 1;  // the window of the last outbox()
-  void* outbox_ = nullptr;
-  bool filling_ = false;    // outbox() handed out, publish() not yet called
-  bool published_ = false;  // peer() may read the current window
+  int current_ = 1;       // the window of the last outbox()
+  bool filling_ = false;  // outbox() handed out, publish() not yet called
 };
 
 }  // namespace vmoe
