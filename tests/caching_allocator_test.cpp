@@ -1,13 +1,19 @@
 // The caching allocator both backends draw from: blocks are reused by size,
-// and a captured step's blocks are protected for its replays.
+// and a captured step's blocks are protected for its replays. And the CPU's
+// system memory under it: large blocks on transparent huge pages.
 #include "core/caching_allocator.h"
 
 #include <gtest/gtest.h>
 
+#include <cstdint>
 #include <cstdlib>
+#include <fstream>
 #include <map>
 #include <set>
+#include <sstream>
 #include <string>
+
+#include "core/cpu/cpu_backend.h"
 
 namespace vmoe {
 namespace {
@@ -115,6 +121,41 @@ TEST(CachingAllocator, CaptureKeepsTheGraphsBlocks) {
   for (void* p : got) a.deallocate(p);
   a.deallocate(persistent);
   EXPECT_FALSE(a.capture_invalidated());  // no graph any more
+}
+
+// The VmFlags line of the mapping that holds `p`, from /proc/self/smaps.
+std::string vm_flags_of(const void* p) {
+  const auto at = reinterpret_cast<uintptr_t>(p);
+  std::ifstream smaps("/proc/self/smaps");
+  std::string line;
+  bool inside = false;
+  while (std::getline(smaps, line)) {
+    uintptr_t from = 0, to = 0;
+    char dash = 0;
+    std::istringstream header(line);
+    if (header >> std::hex >> from >> dash >> to && dash == '-') {
+      inside = from <= at && at < to;  // a mapping's first line: its address range
+    } else if (inside && line.rfind("VmFlags:", 0) == 0) {
+      return line + " ";
+    }
+  }
+  return "";
+}
+
+TEST(CpuMemory, LargeBlocksStartOnHugePagesAndAskForThem) {
+  CpuBackend be;
+  constexpr size_t kHugePage = size_t{2} << 20;
+  void* big = be.allocate(3 * kHugePage);
+  void* small = be.allocate(4096);
+  EXPECT_EQ(reinterpret_cast<uintptr_t>(big) % kHugePage, 0u);
+  EXPECT_EQ(reinterpret_cast<uintptr_t>(small) % 64, 0u);
+  const std::string flags = vm_flags_of(big);
+  be.deallocate(big);
+  be.deallocate(small);
+  if (!std::ifstream("/sys/kernel/mm/transparent_hugepage/enabled"))
+    GTEST_SKIP() << "this kernel has no transparent huge pages";
+  ASSERT_FALSE(flags.empty()) << "no mapping in /proc/self/smaps holds the block";
+  EXPECT_NE(flags.find(" hg "), std::string::npos) << flags;  // MADV_HUGEPAGE
 }
 
 }  // namespace
