@@ -9,11 +9,12 @@
 
 namespace vmoe {
 
-// One cblas_sgemm call's shape (CpuBackend::log_gemms).
+// One cblas_sgemm call's shape (CpuBackend::log_gemms), and how long it took.
 struct GemmShape {
   Trans ta, tb;
   int m, n, k, lda, ldb, ldc;
-  float beta;  // 0: C is overwritten; else read and added to
+  float beta;          // 0: C is overwritten; else read and added to
+  double seconds = 0;  // the call's own time, in the step (two clock reads more)
 };
 
 class CpuBackend final : public Backend {
@@ -24,8 +25,9 @@ class CpuBackend final : public Backend {
   // step to the next instead of being unmapped and faulted in again.
   const CachingAllocator& allocator() const { return allocator_; }
 
-  // While set, every GEMM's shape is appended to *log (null: stop): the step
-  // benchmark replays a step's GEMMs alone, to time OpenBLAS at its shapes.
+  // While set, every GEMM's shape and time are appended to *log (null: stop):
+  // the step benchmark replays a step's GEMMs alone, to time OpenBLAS at its
+  // shapes, and compares their times in the step.
   void log_gemms(std::vector<GemmShape>* log) { gemm_log_ = log; }
 
   void* allocate(size_t bytes) override;

@@ -3,6 +3,7 @@
 #include <cblas.h>
 
 #include <algorithm>
+#include <chrono>
 #include <vector>
 
 #include "core/cpu/bf16_outputs.h"
@@ -57,7 +58,6 @@ void scale_rows(float* c, int from, int to, int n, int ldc, float beta) {
 
 void CpuBackend::gemm_impl(Trans ta, Trans tb, int m, int n, int k, float alpha, GemmInput a,
                            int lda, GemmInput b, int ldb, float beta, float* c, int ldc) {
-  if (gemm_log_ != nullptr) gemm_log_->push_back({ta, tb, m, n, k, lda, ldb, ldc, beta});
   const float* a32 = a.f32;
   const float* b32 = b.f32;
   if (precision_ == Precision::kBf16 && k > 0) {
@@ -65,8 +65,14 @@ void CpuBackend::gemm_impl(Trans ta, Trans tb, int m, int n, int k, float alpha,
     a32 = ta == Trans::kNo ? as_bf16_floats(a, m, k, lda, a16) : as_bf16_floats(a, k, m, lda, a16);
     b32 = tb == Trans::kNo ? as_bf16_floats(b, k, n, ldb, b16) : as_bf16_floats(b, n, k, ldb, b16);
   }
+  using Clock = std::chrono::steady_clock;
+  const Clock::time_point start = gemm_log_ != nullptr ? Clock::now() : Clock::time_point{};
   cblas_sgemm(CblasRowMajor, cblas_trans(ta), cblas_trans(tb), m, n, k, alpha, a32, lda, b32, ldb,
               beta, c, ldc);
+  if (gemm_log_ != nullptr) {
+    const std::chrono::duration<double> took = Clock::now() - start;
+    gemm_log_->push_back({ta, tb, m, n, k, lda, ldb, ldc, beta, took.count()});
+  }
 }
 
 void CpuBackend::to_bf16_impl(int64_t n, const float* x, uint16_t* y) {

@@ -143,8 +143,9 @@ double gemm_flops(const vmoe::GemmShape& g) {
   return 2.0 * g.m * g.n * g.k;
 }
 
-// One line per distinct GEMM shape of the step: calls, share of the step's
-// GEMM FLOPs, and the rate OpenBLAS reaches on it alone (where time goes).
+// One line per distinct GEMM shape of the steps: calls, share of the GEMM
+// FLOPs, the rate OpenBLAS reaches on it alone (hot operands) and the rate it
+// reached in the steps (where the step's GEMMs lose time).
 void print_gemm_shapes(const std::vector<vmoe::GemmShape>& calls, const float* a, const float* b,
                        float* c) {
   using vmoe::Trans;
@@ -158,14 +159,18 @@ void print_gemm_shapes(const std::vector<vmoe::GemmShape>& calls, const float* a
   std::vector<std::pair<double, std::string>> lines;
   for (const auto& [key, group] : groups) {
     const double seconds = seconds_per_run(0.05, [&] { run_gemms(group, a, b, c); });
+    double in_step = 0;
+    for (const vmoe::GemmShape& g : group) in_step += g.seconds;
     const vmoe::GemmShape& g = group.front();
     const double flops = gemm_flops(g) * group.size();
-    total_seconds += seconds;
+    total_seconds += in_step;
     char line[200];
-    std::snprintf(line, sizeof line, "gemm %c%c m=%d n=%d k=%d calls=%zu flops=%.1f%% GFLOP/s=%.1f",
+    std::snprintf(line, sizeof line,
+                  "gemm %c%c m=%d n=%d k=%d calls=%zu flops=%.1f%% GFLOP/s=%.1f in_step=%.1f",
                   g.ta == Trans::kYes ? 'T' : 'N', g.tb == Trans::kYes ? 'T' : 'N', g.m, g.n, g.k,
-                  group.size(), 100 * flops / total_flops, flops / seconds / 1e9);
-    lines.push_back({seconds, line});
+                  group.size(), 100 * flops / total_flops, flops / seconds / 1e9,
+                  flops / in_step / 1e9);
+    lines.push_back({in_step, line});
   }
   std::sort(lines.rbegin(), lines.rend());
   for (const auto& [seconds, line] : lines)
@@ -307,7 +312,7 @@ int main(int argc, char** argv) {
   const int rounds = replay ? std::clamp(FLAGS_rounds, 1, FLAGS_steps) : 1;
   GemmReplay replayer;
   std::vector<GemmShape> calls;
-  std::vector<double> round_ratio, round_rate, round_gemm_time;
+  std::vector<double> round_ratio, round_rate, round_gemm_time, round_step_gemm_time;
   // The step's useful FLOPs (k experts per token), per rank.
   const double step_flops =
       3.0 * trainer.forward_flops_per_image(true) * FLAGS_batch / world.size();
@@ -342,12 +347,14 @@ int main(int argc, char** argv) {
     seconds += round_seconds;
     if (!replay) continue;
     cpu->log_gemms(nullptr);
-    if (r == 0 && FLAGS_gemm_shapes)
-      replayer.print_shapes({calls.begin(), calls.begin() + first_step_calls});
+    if (r == 0 && FLAGS_gemm_shapes) replayer.print_shapes(calls);
     const auto [replay_flops, gemm_seconds] = replayer.run(calls, first_step_calls);
     world.barrier();
     round_rate.push_back(replay_flops / gemm_seconds);
     round_gemm_time.push_back(gemm_seconds / round_seconds);
+    double step_gemm_seconds = 0;
+    for (const GemmShape& g : calls) step_gemm_seconds += g.seconds;
+    round_step_gemm_time.push_back(step_gemm_seconds / round_seconds);
     round_ratio.push_back(step_flops * steps / round_seconds / round_rate.back());
   }
   // Per step: host copies and waits (0 but the uploads asked for), and bf16
@@ -378,9 +385,9 @@ int main(int argc, char** argv) {
     const auto [lo, hi] = std::minmax_element(round_ratio.begin(), round_ratio.end());
     std::printf(
         " step_gemms_GFLOP/s=%.1f step/gemms=%.1f%% (%d rounds: %.1f-%.1f%%) "
-        "gemm_time=%.1f%%",
+        "gemm_time=%.1f%% (in the step %.1f%%)",
         median(round_rate) / 1e9, 100 * median(round_ratio), rounds, 100 * *lo, 100 * *hi,
-        100 * median(round_gemm_time));
+        100 * median(round_gemm_time), 100 * median(round_step_gemm_time));
   }
   std::printf(" host_events/step=%.0f", host_events);
   if (FLAGS_capture_step) std::printf(" replayed=%s", be.capture_valid() ? "yes" : "no");
