@@ -1,9 +1,13 @@
 #include "comm/peer_buffers.h"
 
+#include <sys/statvfs.h>
+
+#include <cstdio>
 #include <exception>
 #include <stdexcept>
 #include <string>
 #include <utility>
+#include <vector>
 
 #include "comm/mpi_check.h"
 #include "comm/watchdog.h"
@@ -78,12 +82,63 @@ void PeerBuffers::release(Window& w) {
 
 void* PeerBuffers::outbox(int64_t bytes) {
   if (filling_) throw std::logic_error("PeerBuffers::outbox: the last outbox was never published");
+  if (given_up_) return nullptr;
   current_ ^= 1;
   Window& w = windows_[current_];
-  // The same sizes on every rank, so all of them regrow here together.
-  if (w.bytes < bytes) allocate(w, bytes);
+  // The same sizes on every rank, so all of them regrow here together (or
+  // all give up together).
+  if (w.bytes < bytes) {
+    if (!room_for(bytes - w.bytes)) {
+      for (Window& each : windows_) release(each);
+      given_up_ = true;
+      return nullptr;
+    }
+    allocate(w, bytes);
+  }
   filling_ = true;
   return w.bases[rank_];
+}
+
+bool PeerBuffers::room_for(int64_t bytes) {
+  // Every rank's segment lives in the same directory of this node.
+  const std::string dir = shared_window_directory();
+  const int64_t free = dir.empty() ? -1 : free_bytes_in(dir);
+  const double need = static_cast<double>(bytes) * size_;
+  int fits = free < 0 || need <= static_cast<double>(free) ? 1 : 0;
+  check_mpi(MPI_Allreduce(MPI_IN_PLACE, &fits, 1, MPI_INT, MPI_MIN, comm_->handle()),
+            "MPI_Allreduce");
+  if (fits == 0 && rank_ == 0) {
+    std::fprintf(stderr,
+                 "vmoe: warning: the expert exchange's shared buffers need %.0f MiB more in %s, "
+                 "which has %.0f MiB free: the experts' rows are sent with MPI all-to-alls "
+                 "instead (slower). A larger %s (docker run --shm-size=...), or mpirun --mca "
+                 "osc_sm_backing_directory DIR on a local file system with room, gives the "
+                 "in-place exchange back.\n",
+                 need / (1 << 20), dir.c_str(), static_cast<double>(free) / (1 << 20), dir.c_str());
+  }
+  return fits == 1;
+}
+
+std::string shared_window_directory() {
+  int provided = 0;
+  if (MPI_T_init_thread(MPI_THREAD_SINGLE, &provided) != MPI_SUCCESS) return "";
+  std::string dir;
+  int index = 0, count = 0;
+  MPI_T_cvar_handle handle = MPI_T_CVAR_HANDLE_NULL;
+  if (MPI_T_cvar_get_index("osc_sm_backing_directory", &index) == MPI_SUCCESS &&
+      MPI_T_cvar_handle_alloc(index, nullptr, &handle, &count) == MPI_SUCCESS) {
+    std::vector<char> value(static_cast<size_t>(count) + 1, '\0');
+    if (MPI_T_cvar_read(handle, value.data()) == MPI_SUCCESS) dir = value.data();
+    MPI_T_cvar_handle_free(&handle);
+  }
+  MPI_T_finalize();
+  return dir;
+}
+
+int64_t free_bytes_in(const std::string& dir) {
+  struct statvfs fs {};
+  if (statvfs(dir.c_str(), &fs) != 0) return -1;
+  return static_cast<int64_t>(fs.f_bavail) * static_cast<int64_t>(fs.f_frsize);
 }
 
 void PeerBuffers::publish() {

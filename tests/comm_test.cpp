@@ -177,6 +177,25 @@ TEST(PeerBuffers, EachRankReadsEveryOutboxAndWindowsAlternate) {
   EXPECT_EQ(boxes[2], boxes[4]);
 }
 
+// A window too large for the directory Open MPI maps it from is never
+// allocated (touching it would be SIGBUS): every rank gives the buffers up
+// together, and callers send instead.
+TEST(PeerBuffers, GivenUpOnEveryRankWhereAWindowDoesNotFit) {
+  EXPECT_GT(free_bytes_in("/"), 0);
+  EXPECT_EQ(free_bytes_in("/no/such/directory"), -1);
+  std::unique_ptr<PeerBuffers> peers = PeerBuffers::create(world());
+  if (peers == nullptr) GTEST_SKIP() << "one rank: nothing to share";
+  ASSERT_FALSE(shared_window_directory().empty()) << "Open MPI's osc_sm_backing_directory";
+  void* box = peers->outbox(64);  // a window that fits
+  ASSERT_NE(box, nullptr);
+  peers->publish();
+  EXPECT_EQ(peers->outbox(int64_t{1} << 52), nullptr);  // 4 PiB a rank: fits nowhere
+  EXPECT_TRUE(peers->given_up());
+  EXPECT_EQ(peers->current(), nullptr);   // both windows released
+  EXPECT_EQ(peers->outbox(64), nullptr);  // for good, even where it would fit
+  EXPECT_THROW(peers->publish(), std::logic_error);
+}
+
 TEST(Communicator, SplitFormsGroups) {
   const int r = world().rank();
   std::unique_ptr<Communicator> half = world().split(r % 2, r);
@@ -265,15 +284,31 @@ TEST_P(ShardedMoe, MatchesOneProcess) {
   // then in the fixed layout a GPU computes whole; each moved in place
   // (shared memory) and by all-to-alls.
   // The same rows meet the same GEMMs either way: the same bits.
+  // Buffers given up (their window did not fit) send as all-to-alls do.
+  std::unique_ptr<PeerBuffers> given_up;
+  if (peers != nullptr) {
+    given_up = PeerBuffers::create(dynamic_cast<const MpiCommunicator&>(groups.expert_parallel()));
+    ASSERT_EQ(given_up->outbox(int64_t{1} << 52), nullptr);
+  }
+  enum Exchange { kInPlace, kAllToAll, kGivenUp };
   std::vector<float> in_place_y, in_place_dx;
-  for (const auto& [packed, in_place] :
-       {std::pair{true, true}, {true, false}, {false, true}, {false, false}}) {
-    SCOPED_TRACE(std::string(packed ? "packed" : "fixed layout") +
-                 (in_place ? ", in place" : ", all-to-all"));
+  for (const auto& [packed, exchange] : {std::pair{true, kInPlace},
+                                         {true, kAllToAll},
+                                         {true, kGivenUp},
+                                         {false, kInPlace},
+                                         {false, kAllToAll}}) {
+    const bool in_place = exchange == kInPlace;
+    SCOPED_TRACE(std::string(packed ? "packed" : "fixed layout") + (in_place ? ", in place"
+                                                                    : exchange == kAllToAll
+                                                                        ? ", all-to-all"
+                                                                        : ", given up"));
     be.set_skip_empty_slots(packed);
     ParamStore store;
+    PeerBuffers* exchange_peers = in_place               ? peers
+                                  : exchange == kGivenUp ? given_up.get()
+                                                         : nullptr;
     MoeLayer sharded(be, store, "moe", m, dim, hidden, 5, 0,
-                     ExpertSharding{place, &groups.expert_parallel(), in_place ? peers : nullptr});
+                     ExpertSharding{place, &groups.expert_parallel(), exchange_peers});
     store.allocate(be);
     store.initialize(9);
     EXPECT_EQ(sharded.exchanges(), place.ep_size > 1);
