@@ -14,7 +14,7 @@ struct GemmShape {
   Trans ta, tb;
   int m, n, k, lda, ldb, ldc;
   float beta;          // 0: C is overwritten; else read and added to
-  double seconds = 0;  // the call's own time, in the step (two clock reads more)
+  double seconds = 0;  // the call's own time (where log_gemms was asked to time)
 };
 
 class CpuBackend final : public Backend {
@@ -25,10 +25,14 @@ class CpuBackend final : public Backend {
   // step to the next instead of being unmapped and faulted in again.
   const CachingAllocator& allocator() const { return allocator_; }
 
-  // While set, every GEMM's shape and time are appended to *log (null: stop):
-  // the step benchmark replays a step's GEMMs alone, to time OpenBLAS at its
-  // shapes, and compares their times in the step.
-  void log_gemms(std::vector<GemmShape>* log) { gemm_log_ = log; }
+  // While set, every GEMM's shape is appended to *log (null: stop), and its
+  // time where asked (two clock reads a call): the step benchmark replays a
+  // step's GEMMs alone, to time OpenBLAS at its shapes, and compares their
+  // times in the step.
+  void log_gemms(std::vector<GemmShape>* log, bool time_each = false) {
+    gemm_log_ = log;
+    time_gemms_ = log != nullptr && time_each;
+  }
 
   void* allocate(size_t bytes) override;
   void deallocate(void* ptr) override;
@@ -171,6 +175,7 @@ class CpuBackend final : public Backend {
   CachingAllocator allocator_;
   std::function<void()> captured_;
   std::vector<GemmShape>* gemm_log_ = nullptr;
+  bool time_gemms_ = false;
   bool skip_empty_slots_ = true;
   std::vector<float> combine_scratch_;  // moe_combine_backward without dbuf
 };
