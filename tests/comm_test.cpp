@@ -178,8 +178,8 @@ TEST(PeerBuffers, EachRankReadsEveryOutboxAndWindowsAlternate) {
 }
 
 // A window too large for the directory Open MPI maps it from is never
-// allocated (touching it would be SIGBUS): every rank gives the buffers up
-// together, and callers send instead.
+// allocated (Open MPI would fail it on one rank while its peers wait in it):
+// every rank gives the buffers up together, and callers send instead.
 TEST(PeerBuffers, GivenUpOnEveryRankWhereAWindowDoesNotFit) {
   EXPECT_GT(free_bytes_in("/"), 0);
   EXPECT_EQ(free_bytes_in("/no/such/directory"), -1);
