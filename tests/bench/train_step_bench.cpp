@@ -12,14 +12,17 @@
 // on a GPU). On the CPU it also replays the steps' GEMMs alone, after each of
 // --rounds rounds of steps: their GFLOP/s (OpenBLAS at the model's shapes),
 // the step's share of that rate (the median of the rounds', and their range),
-// and the share of the step's time the GEMMs take.
+// and the share of the step's time the GEMMs take; then the same GEMMs with
+// their operands in DRAM (cold_gemms), where a step's activations come from.
 #include <cblas.h>
 #include <gflags/gflags.h>
+#include <unistd.h>
 
 #include <algorithm>
 #include <chrono>
 #include <cstdio>
 #include <map>
+#include <optional>
 #include <string>
 #include <tuple>
 #include <utility>
@@ -116,13 +119,57 @@ double gemm_peak(vmoe::Backend& be, int n) {
   return 2.0 * size * size * size * reps / seconds;
 }
 
-// Runs `calls` once with OpenBLAS on buffers a, b, c (large enough for each).
-void run_gemms(const std::vector<vmoe::GemmShape>& calls, const float* a, const float* b,
-               float* c) {
+// Elements of a call's operands A, B and C (row-major, with their leading
+// dimensions).
+int64_t a_elements(const vmoe::GemmShape& g) {
+  return int64_t(g.ta == vmoe::Trans::kNo ? g.m : g.k) * g.lda;
+}
+int64_t b_elements(const vmoe::GemmShape& g) {
+  return int64_t(g.tb == vmoe::Trans::kNo ? g.k : g.n) * g.ldb;
+}
+int64_t c_elements(const vmoe::GemmShape& g) {
+  return int64_t(g.m) * g.ldc;
+}
+
+// Memory no cache holds when a GEMM reaches it, as a step's activations come
+// from DRAM: each take() is the next place in an arena several times the
+// last-level cache, so a place comes round again only after the arena's worth
+// of other places has passed through the caches.
+class ColdArena {
+ public:
+  explicit ColdArena(vmoe::Backend& be) : arena_(be) {
+    const long l3 = sysconf(_SC_LEVEL3_CACHE_SIZE);  // 0 or -1 where unknown
+    const int64_t bytes = std::max<int64_t>(int64_t{256} << 20, l3 > 0 ? 8 * int64_t{l3} : 0);
+    arena_.resize({bytes / int64_t{sizeof(float)}});
+    be.fill(arena_.data(), arena_.size(), 0.25f);  // mapped now, not in the timing
+  }
+  float* take(int64_t elements) {
+    elements = (elements + 15) / 16 * 16;  // 64-byte aligned places
+    if (next_ + elements > arena_.size()) next_ = 0;
+    float* p = arena_.data() + next_;
+    next_ += elements;
+    return p;
+  }
+
+ private:
+  vmoe::Tensor arena_;
+  int64_t next_ = 0;
+};
+
+// Runs `calls` once with OpenBLAS on buffers a, b, c (large enough for each),
+// or, with `cold`, on operands taken from it.
+void run_gemms(const std::vector<vmoe::GemmShape>& calls, const float* a, const float* b, float* c,
+               ColdArena* cold = nullptr) {
   auto trans = [](vmoe::Trans t) { return t == vmoe::Trans::kYes ? CblasTrans : CblasNoTrans; };
-  for (const vmoe::GemmShape& g : calls)
+  for (const vmoe::GemmShape& g : calls) {
+    if (cold != nullptr) {
+      a = cold->take(a_elements(g));
+      b = cold->take(b_elements(g));
+      c = cold->take(c_elements(g));
+    }
     cblas_sgemm(CblasRowMajor, trans(g.ta), trans(g.tb), g.m, g.n, g.k, 1.0f, a, g.lda, b, g.ldb,
                 g.beta, c, g.ldc);
+  }
 }
 
 // Seconds per call of `once`, repeated for at least min_seconds and 3 calls.
@@ -144,10 +191,11 @@ double gemm_flops(const vmoe::GemmShape& g) {
 }
 
 // One line per distinct GEMM shape of the steps: calls, share of the GEMM
-// FLOPs, the rate OpenBLAS reaches on it alone (hot operands) and the rate it
-// reached in the steps (where the step's GEMMs lose time).
+// FLOPs, the rate OpenBLAS reaches on it alone (hot operands), on operands
+// from DRAM (cold) and the rate it reached in the steps (where the step's
+// GEMMs lose time).
 void print_gemm_shapes(const std::vector<vmoe::GemmShape>& calls, const float* a, const float* b,
-                       float* c) {
+                       float* c, ColdArena& cold) {
   using vmoe::Trans;
   std::map<std::tuple<int, int, int, int, int>, std::vector<vmoe::GemmShape>> groups;
   double total_flops = 0;
@@ -159,17 +207,20 @@ void print_gemm_shapes(const std::vector<vmoe::GemmShape>& calls, const float* a
   std::vector<std::pair<double, std::string>> lines;
   for (const auto& [key, group] : groups) {
     const double seconds = seconds_per_run(0.05, [&] { run_gemms(group, a, b, c); });
+    const double cold_seconds =
+        seconds_per_run(0.05, [&] { run_gemms(group, nullptr, nullptr, nullptr, &cold); });
     double in_step = 0;
     for (const vmoe::GemmShape& g : group) in_step += g.seconds;
     const vmoe::GemmShape& g = group.front();
     const double flops = gemm_flops(g) * group.size();
     total_seconds += in_step;
-    char line[200];
+    char line[240];
     std::snprintf(line, sizeof line,
-                  "gemm %c%c m=%d n=%d k=%d calls=%zu flops=%.1f%% GFLOP/s=%.1f in_step=%.1f",
+                  "gemm %c%c m=%d n=%d k=%d calls=%zu flops=%.1f%% GFLOP/s=%.1f cold=%.1f "
+                  "in_step=%.1f",
                   g.ta == Trans::kYes ? 'T' : 'N', g.tb == Trans::kYes ? 'T' : 'N', g.m, g.n, g.k,
                   group.size(), 100 * flops / total_flops, flops / seconds / 1e9,
-                  flops / in_step / 1e9);
+                  flops / cold_seconds / 1e9, flops / in_step / 1e9);
     lines.push_back({in_step, line});
   }
   std::sort(lines.rbegin(), lines.rend());
@@ -181,22 +232,33 @@ void print_gemm_shapes(const std::vector<vmoe::GemmShape>& calls, const float* a
 // and betas (a beta of 0 costs OpenBLAS a pass zeroing C first) on buffers of
 // their own (hot in cache, as a GEMM benchmark's are). The step's
 // GFLOP/s is held against their rate: the rest of the step, and its colder
-// operands, are what keep it below.
+// operands, are what keep it below. Then replayed again with every operand
+// from DRAM (ColdArena): the step's activations mostly come from there (they
+// outgrow the caches), its weights mostly do not, so its GEMMs' rates fall
+// between the two replays' (each shape's: --gemm_shapes).
 class GemmReplay {
  public:
-  // FLOPs and seconds of `calls`, after a warm-up pass over their first `warm`
-  // (one step's).
-  std::pair<double, double> run(const std::vector<vmoe::GemmShape>& calls, size_t warm) {
+  explicit GemmReplay(vmoe::Backend& be) : cold_(be) {}
+  struct Times {
+    double flops, hot_seconds, cold_seconds;
+  };
+  // `calls` hot, after a warm-up pass over their first `warm` (one step's),
+  // then cold.
+  Times run(const std::vector<vmoe::GemmShape>& calls, size_t warm) {
     const double flops = prepare(calls);
     run_gemms({calls.begin(), calls.begin() + std::min(warm, calls.size())}, a_.data(), b_.data(),
               c_.data());
-    const auto start = std::chrono::steady_clock::now();
-    run_gemms(calls, a_.data(), b_.data(), c_.data());
-    return {flops, std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count()};
+    auto seconds = [&](ColdArena* cold) {
+      const auto start = std::chrono::steady_clock::now();
+      run_gemms(calls, a_.data(), b_.data(), c_.data(), cold);
+      return std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+    };
+    const double hot = seconds(nullptr);
+    return {flops, hot, seconds(&cold_)};
   }
   void print_shapes(const std::vector<vmoe::GemmShape>& calls) {
     prepare(calls);
-    print_gemm_shapes(calls, a_.data(), b_.data(), c_.data());
+    print_gemm_shapes(calls, a_.data(), b_.data(), c_.data(), cold_);
   }
 
  private:
@@ -205,9 +267,9 @@ class GemmReplay {
     using vmoe::Trans;
     double flops = 0;
     for (const vmoe::GemmShape& g : calls) {
-      grow(a_, size_t(g.ta == Trans::kNo ? g.m : g.k) * g.lda, 0.5f);
-      grow(b_, size_t(g.tb == Trans::kNo ? g.k : g.n) * g.ldb, 0.25f);
-      grow(c_, size_t(g.m) * g.ldc, 0.0f);
+      grow(a_, size_t(a_elements(g)), 0.5f);
+      grow(b_, size_t(b_elements(g)), 0.25f);
+      grow(c_, size_t(c_elements(g)), 0.0f);
       flops += gemm_flops(g);
     }
     return flops;
@@ -216,6 +278,7 @@ class GemmReplay {
     if (v.size() < n) v.assign(n, value);
   }
   std::vector<float> a_, b_, c_;
+  ColdArena cold_;
 };
 
 double median(std::vector<double> v) {
@@ -310,9 +373,10 @@ int main(int argc, char** argv) {
   auto* cpu = dynamic_cast<CpuBackend*>(&be);
   const bool replay = cpu != nullptr && FLAGS_replay_gemms;
   const int rounds = replay ? std::clamp(FLAGS_rounds, 1, FLAGS_steps) : 1;
-  GemmReplay replayer;
+  std::optional<GemmReplay> replayer;  // its cold arena: 256 MiB or more
+  if (replay) replayer.emplace(be);
   std::vector<GemmShape> calls;
-  std::vector<double> round_ratio, round_rate, round_gemm_time;
+  std::vector<double> round_ratio, round_rate, round_gemm_time, round_cold_ratio, round_cold_rate;
   // The step's useful FLOPs (k experts per token), per rank.
   const double step_flops =
       3.0 * trainer.forward_flops_per_image(true) * FLAGS_batch / world.size();
@@ -347,11 +411,14 @@ int main(int argc, char** argv) {
     seconds += round_seconds;
     if (!replay) continue;
     cpu->log_gemms(nullptr);
-    const auto [replay_flops, gemm_seconds] = replayer.run(calls, first_step_calls);
+    const GemmReplay::Times t = replayer->run(calls, first_step_calls);
     world.barrier();
-    round_rate.push_back(replay_flops / gemm_seconds);
-    round_gemm_time.push_back(gemm_seconds / round_seconds);
-    round_ratio.push_back(step_flops * steps / round_seconds / round_rate.back());
+    const double step_rate = step_flops * steps / round_seconds;
+    round_rate.push_back(t.flops / t.hot_seconds);
+    round_gemm_time.push_back(t.hot_seconds / round_seconds);
+    round_ratio.push_back(step_rate / round_rate.back());
+    round_cold_rate.push_back(t.flops / t.cold_seconds);
+    round_cold_ratio.push_back(step_rate / round_cold_rate.back());
   }
   // Per step: host copies and waits (0 but the uploads asked for), and bf16
   // conversions (GEMM inputs converted inside GEMMs, explicit ones).
@@ -375,7 +442,7 @@ int main(int argc, char** argv) {
         std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
     cpu->log_gemms(nullptr);
     for (const GemmShape& g : calls) step_gemm_time += g.seconds / round_seconds;
-    if (FLAGS_gemm_shapes) replayer.print_shapes(calls);
+    if (FLAGS_gemm_shapes) replayer->print_shapes(calls);
   }
   const int peak_n = FLAGS_peak_gemm != 0 ? FLAGS_peak_gemm : be.name() == "cuda" ? 8192 : 1024;
   const double peak = peak_n > 0 ? gemm_peak(be, peak_n) : 0.0;
@@ -401,6 +468,8 @@ int main(int argc, char** argv) {
         "gemm_time=%.1f%% (in the step %.1f%%)",
         median(round_rate) / 1e9, 100 * median(round_ratio), rounds, 100 * *lo, 100 * *hi,
         100 * median(round_gemm_time), 100 * step_gemm_time);
+    std::printf(" cold_gemms_GFLOP/s=%.1f step/cold_gemms=%.1f%%", median(round_cold_rate) / 1e9,
+                100 * median(round_cold_ratio));
   }
   std::printf(" host_events/step=%.0f", host_events);
   if (FLAGS_capture_step) std::printf(" replayed=%s", be.capture_valid() ? "yes" : "no");
