@@ -33,15 +33,18 @@ class GeluHidden {
   // and its backward skip the rest (their rows of output() and of the
   // gradients are left unspecified).
   Pre pre(const LiveRows& rows, int cols);
-  // The GELU over that output plus bias [experts, cols]; a temporary
-  // pre-activation is released.
-  void gelu(const float* bias);
+  // The GELU over that output plus bias [experts, cols], for experts
+  // [first, first + count) (default: all; in turn, each range after its fc1
+  // rows are written); a temporary pre-activation is released after the last.
+  void gelu(const float* bias, int first = 0, int count = -1);
   // The GELU output as fc2's input, forward and backward.
   GemmInput output() const { return {gemm_only_values(act_), bf16_copy(act16_)}; }
   // da = dL/d(fc1 output) from dg = dL/d(GELU output), and fc1's bias
   // gradient (Backend::gelu_backward: da may be null under bf16, dg given
   // as dg16 and that may be da16).
-  void backward(const float* dg, const uint16_t* dg16, float* da, uint16_t* da16, float* dbias);
+  // Over experts [first, first + count) (default: all), as gelu().
+  void backward(const float* dg, const uint16_t* dg16, float* da, uint16_t* da16, float* dbias,
+                int first = 0, int count = -1);
   void collect_activations(ActivationSet& set) {
     set.add(pre_, act_);
     set.add(act16_, slope16_);

@@ -20,16 +20,18 @@ struct LiveRows {
   // Rows per part (the whole of an expert's rows without live).
   int64_t part_rows() const { return rows / parts; }
 
-  // op(experts, first expert, first row, rows per expert): one call over
-  // everything, or one per part on its live rows.
+  // op(experts, first expert, first row, rows per expert) over experts
+  // [first, first + count) (default: all): one call over them, or one per
+  // part on its live rows.
   template <typename Op>
-  void for_each(Op op) const {
+  void for_each(Op op, int first = 0, int count = -1) const {
+    if (count < 0) count = experts - first;
     if (live == nullptr) {
-      op(experts, 0, int64_t{0}, rows);
+      op(count, first, first * rows, rows);
       return;
     }
     const int64_t part = part_rows();
-    for (int e = 0; e < experts; ++e)
+    for (int e = first; e < first + count; ++e)
       for (int s = 0; s < parts; ++s) op(1, e, e * rows + s * part, int64_t{live[s * experts + e]});
   }
 };

@@ -30,18 +30,45 @@ ExpertMlps::ExpertMlps(Backend& be, ParamStore& store, const std::string& name, 
 }
 
 ExpertMlps::Batch ExpertMlps::batch(int64_t a, int64_t b, int64_t c, int64_t row_a, int64_t row_b,
-                                    int64_t row_c, LiveAxis axis) const {
-  const BatchLevel experts{.count = local_, .a = a, .b = b, .c = c};
-  if (rows_.live == nullptr) return {static_cast<int>(rows_.rows), experts, {}};
+                                    int64_t row_c, LiveAxis axis, Experts range) {
+  const BatchLevel experts{.count = range.count, .a = a, .b = b, .c = c};
+  const int64_t first = range.first;
+  if (rows_.live == nullptr)
+    return {static_cast<int>(rows_.rows), experts, {}, first * a, first * b, first * c};
+  // The range's live counts, [parts, range.count] as BatchLevel::live reads them.
+  const int32_t* live = rows_.live;
+  if (range.count != local_) {
+    range_live_.resize(static_cast<size_t>(rows_.parts) * range.count);
+    for (int s = 0; s < rows_.parts; ++s)
+      for (int e = 0; e < range.count; ++e)
+        range_live_[static_cast<size_t>(s) * range.count + e] =
+            rows_.live[s * local_ + range.first + e];
+    live = range_live_.data();
+  }
   const int64_t seg = rows_.part_rows();
   return {static_cast<int>(seg),
           {.count = rows_.parts,
            .a = seg * row_a,
            .b = seg * row_b,
            .c = seg * row_c,
-           .live = rows_.live,
+           .live = live,
            .live_axis = axis},
-          experts};
+          experts,
+          first * a,
+          first * b,
+          first * c};
+}
+
+std::vector<ExpertMlps::Experts> ExpertMlps::ranges() const {
+  // Packed buffers (the CPU): one expert at a time through all of a pass's
+  // ops, so its hidden rows (~1 MiB) are still in cache for the next op
+  // instead of coming back from DRAM after every expert's (~+1.5% of the
+  // default V-MoE's step on Zen 4). The same calls in another order: the
+  // same bits.
+  if (rows_.live == nullptr) return {{0, local_}};
+  std::vector<Experts> one_each;
+  for (int e = 0; e < local_; ++e) one_each.push_back({e, 1});
+  return one_each;
 }
 
 void ExpertMlps::forward(GemmInput input, int64_t rows, float* out, const int32_t* live,
@@ -53,22 +80,28 @@ void ExpertMlps::forward(GemmInput input, int64_t rows, float* out, const int32_
   const GemmInput in =
       input.bf16 != nullptr ? input : with_bf16_copy(in16_, input.f32, {local_ * R, D});
   const GeluHidden::Pre pre = gelu_.pre(rows_, hidden_);
-  const Batch fc1 = batch(R * D, D * M, R * M, D, 0, M, LiveAxis::kM);
-  if (pre.bf16 != nullptr) {
-    be_->gemm_batched_to_bf16(Trans::kNo, Trans::kNo, fc1.rows, hidden_, dim_, 1.0f, in, dim_,
-                              store_->weight(w1_), hidden_, pre.bf16, hidden_, fc1.outer,
-                              fc1.inner);
-  } else {
-    be_->gemm_batched(Trans::kNo, Trans::kNo, fc1.rows, hidden_, dim_, 1.0f, in, dim_,
-                      store_->weight(w1_), hidden_, 0.0f, pre.f32, hidden_, fc1.outer, fc1.inner);
+  for (const Experts range : ranges()) {
+    const Batch fc1 = batch(R * D, D * M, R * M, D, 0, M, LiveAxis::kM, range);
+    if (pre.bf16 != nullptr) {
+      be_->gemm_batched_to_bf16(Trans::kNo, Trans::kNo, fc1.rows, hidden_, dim_, 1.0f,
+                                in.offset(fc1.a0), dim_, store_->weight(w1_).offset(fc1.b0),
+                                hidden_, pre.bf16 + fc1.c0, hidden_, fc1.outer, fc1.inner);
+    } else {
+      be_->gemm_batched(Trans::kNo, Trans::kNo, fc1.rows, hidden_, dim_, 1.0f, in.offset(fc1.a0),
+                        dim_, store_->weight(w1_).offset(fc1.b0), hidden_, 0.0f, pre.f32 + fc1.c0,
+                        hidden_, fc1.outer, fc1.inner);
+    }
+    gelu_.gelu(store_->value(b1_), range.first, range.count);
+    const Batch fc2 = batch(R * M, M * D, R * D, M, 0, D, LiveAxis::kM, range);
+    be_->gemm_batched(Trans::kNo, Trans::kNo, fc2.rows, dim_, hidden_, 1.0f,
+                      gelu_.output().offset(fc2.a0), hidden_, store_->weight(w2_).offset(fc2.b0),
+                      dim_, 0.0f, out + fc2.c0, dim_, fc2.outer, fc2.inner);
+    rows_.for_each(
+        [&](int experts, int expert, int64_t row, int64_t rows) {
+          be_->expert_add_bias(experts, rows, dim_, store_->value(b2_) + expert * D, out + row * D);
+        },
+        range.first, range.count);
   }
-  gelu_.gelu(store_->value(b1_));
-  const Batch fc2 = batch(R * M, M * D, R * D, M, 0, D, LiveAxis::kM);
-  be_->gemm_batched(Trans::kNo, Trans::kNo, fc2.rows, dim_, hidden_, 1.0f, gelu_.output(), hidden_,
-                    store_->weight(w2_), dim_, 0.0f, out, dim_, fc2.outer, fc2.inner);
-  rows_.for_each([&](int experts, int expert, int64_t row, int64_t rows) {
-    be_->expert_add_bias(experts, rows, dim_, store_->value(b2_) + expert * D, out + row * D);
-  });
 }
 
 void ExpertMlps::backward(GemmInput input, GemmInput dout_in, float* din, Workspace& ws) {
@@ -83,30 +116,42 @@ void ExpertMlps::backward(GemmInput input, GemmInput dout_in, float* din, Worksp
   const GemmInput dy = ws.shared_input(Scratch::kExpertOutGrad, dout_in, {local_ * R, D});
   // The input's copy: as given to forward, else the one forward made.
   const GemmInput in = input.bf16 != nullptr ? input : GemmInput{input.f32, in16_.data()};
-  const Batch dhidden = batch(R * D, M * D, R * M, D, 0, M, LiveAxis::kM);
-  if (dact16 != nullptr) {
-    be_->gemm_batched_to_bf16(Trans::kNo, Trans::kYes, dhidden.rows, hidden_, dim_, 1.0f, dy, dim_,
-                              store_->weight(w2_), dim_, dact16, hidden_, dhidden.outer,
-                              dhidden.inner);
-  } else {
-    be_->gemm_batched(Trans::kNo, Trans::kYes, dhidden.rows, hidden_, dim_, 1.0f, dy, dim_,
-                      store_->weight(w2_), dim_, 0.0f, dact, hidden_, dhidden.outer, dhidden.inner);
+  auto at = [](auto* p, int64_t offset) { return p != nullptr ? p + offset : nullptr; };
+  for (const Experts range : ranges()) {
+    const Batch dhidden = batch(R * D, M * D, R * M, D, 0, M, LiveAxis::kM, range);
+    float* dact_r = at(dact, dhidden.c0);
+    uint16_t* dact16_r = at(dact16, dhidden.c0);
+    if (dact16 != nullptr) {
+      be_->gemm_batched_to_bf16(Trans::kNo, Trans::kYes, dhidden.rows, hidden_, dim_, 1.0f,
+                                dy.offset(dhidden.a0), dim_, store_->weight(w2_).offset(dhidden.b0),
+                                dim_, dact16_r, hidden_, dhidden.outer, dhidden.inner);
+    } else {
+      be_->gemm_batched(Trans::kNo, Trans::kYes, dhidden.rows, hidden_, dim_, 1.0f,
+                        dy.offset(dhidden.a0), dim_, store_->weight(w2_).offset(dhidden.b0), dim_,
+                        0.0f, dact_r, hidden_, dhidden.outer, dhidden.inner);
+    }
+    const Batch dw2 = batch(R * M, R * D, M * D, M, D, 0, LiveAxis::kK, range);
+    be_->gemm_batched(Trans::kYes, Trans::kNo, hidden_, dim_, dw2.rows, 1.0f,
+                      gelu_.output().offset(dw2.a0), hidden_, dy.offset(dw2.b0), dim_, 1.0f,
+                      store_->grad(w2_) + dw2.c0, dim_, dw2.outer, dw2.inner);
+    rows_.for_each(
+        [&](int experts, int expert, int64_t row, int64_t rows) {
+          be_->expert_bias_grad(experts, rows, dim_, dout + row * D,
+                                store_->grad(b2_) + expert * D);
+        },
+        range.first, range.count);
+    // fc1's bias gradient in the GELU's backward pass.
+    gelu_.backward(dact, dact16, dact, dact16, store_->grad(b1_), range.first, range.count);
+    const Batch dw1 = batch(R * D, R * M, D * M, D, M, 0, LiveAxis::kK, range);
+    be_->gemm_batched(Trans::kYes, Trans::kNo, dim_, hidden_, dw1.rows, 1.0f, in.offset(dw1.a0),
+                      dim_, GemmInput{dact, dact16}.offset(dw1.b0), hidden_, 1.0f,
+                      store_->grad(w1_) + dw1.c0, hidden_, dw1.outer, dw1.inner);
+    const Batch dx = batch(R * M, D * M, R * D, M, 0, D, LiveAxis::kM, range);
+    be_->gemm_batched(Trans::kNo, Trans::kYes, dx.rows, dim_, hidden_, 1.0f,
+                      GemmInput{dact, dact16}.offset(dx.a0), hidden_,
+                      store_->weight(w1_).offset(dx.b0), hidden_, 0.0f, din + dx.c0, dim_, dx.outer,
+                      dx.inner);
   }
-  const Batch dw2 = batch(R * M, R * D, M * D, M, D, 0, LiveAxis::kK);
-  be_->gemm_batched(Trans::kYes, Trans::kNo, hidden_, dim_, dw2.rows, 1.0f, gelu_.output(), hidden_,
-                    dy, dim_, 1.0f, store_->grad(w2_), dim_, dw2.outer, dw2.inner);
-  rows_.for_each([&](int experts, int expert, int64_t row, int64_t rows) {
-    be_->expert_bias_grad(experts, rows, dim_, dout + row * D, store_->grad(b2_) + expert * D);
-  });
-  // fc1's bias gradient in the GELU's backward pass.
-  gelu_.backward(dact, dact16, dact, dact16, store_->grad(b1_));
-  const Batch dw1 = batch(R * D, R * M, D * M, D, M, 0, LiveAxis::kK);
-  be_->gemm_batched(Trans::kYes, Trans::kNo, dim_, hidden_, dw1.rows, 1.0f, in, dim_,
-                    {dact, dact16}, hidden_, 1.0f, store_->grad(w1_), hidden_, dw1.outer,
-                    dw1.inner);
-  const Batch dx = batch(R * M, D * M, R * D, M, 0, D, LiveAxis::kM);
-  be_->gemm_batched(Trans::kNo, Trans::kYes, dx.rows, dim_, hidden_, 1.0f, {dact, dact16}, hidden_,
-                    store_->weight(w1_), hidden_, 0.0f, din, dim_, dx.outer, dx.inner);
 }
 
 }  // namespace vmoe

@@ -9,10 +9,13 @@
 // zeros: their outputs are never combined, and their zero gradients add
 // nothing to the weights' gradients. Where the backend sizes GEMMs on the
 // host (the CPU), a buffer packed with each expert's kept rows first comes
-// with their count (`live`), and the GEMMs skip the empty rest.
+// with their count (`live`), and the GEMMs skip the empty rest; there each
+// expert goes through all of forward's (or backward's) ops before the next,
+// so its hidden layer is still in cache when the next op reads it.
 #pragma once
 
 #include <string>
+#include <vector>
 
 #include "core/activation_pool.h"
 #include "core/gelu_hidden.h"
@@ -58,14 +61,23 @@ class ExpertMlps {
   // elements from one expert to the next, and by row_a, row_b, row_c per
   // buffer row (0: no buffer rows); its buffer rows run along `axis`. Packed,
   // one GEMM per (part, expert) on its live rows.
+  // Experts [first, first + count) of the local ones.
+  struct Experts {
+    int first, count;
+  };
+  // Over a range of experts, whose operands start a0, b0, c0 elements in.
   struct Batch {
     int rows;  // m or k
     BatchLevel outer, inner;
+    int64_t a0, b0, c0;
   };
   Batch batch(int64_t a, int64_t b, int64_t c, int64_t row_a, int64_t row_b, int64_t row_c,
-              LiveAxis axis) const;
+              LiveAxis axis, Experts range);
+  // The ranges a pass runs its ops over, one after the other.
+  std::vector<Experts> ranges() const;
 
   LiveRows rows_;     // of the last forward's buffers (parts: sources)
+  std::vector<int32_t> range_live_;  // batch()'s live counts of a range
   GeluHidden gelu_;   // the hidden layer [local experts * rows, hidden]
   Tensor dact_;       // its gradient
   Bf16Tensor dact16_, in16_;  // bf16 copies of GEMM inputs, under bf16
