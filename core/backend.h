@@ -497,19 +497,4 @@ inline void* Backend::allocate_host(size_t bytes) {
 
 inline void Backend::deallocate_host(void* ptr) { std::free(ptr); }
 
-// Computes a scope in fp32 whatever the backend's precision (the router).
-class Fp32Scope {
- public:
-  explicit Fp32Scope(Backend& be) : be_(be), saved_(be.precision()) {
-    be.set_precision(Precision::kFp32);
-  }
-  ~Fp32Scope() { be_.set_precision(saved_); }
-  Fp32Scope(const Fp32Scope&) = delete;
-  Fp32Scope& operator=(const Fp32Scope&) = delete;
-
- private:
-  Backend& be_;
-  Precision saved_;
-};
-
 }  // namespace vmoe

@@ -2,6 +2,7 @@
 
 #include "core/activation_pool.h"
 #include "core/check.h"
+#include "core/fp32_scope.h"
 
 namespace vmoe {
 

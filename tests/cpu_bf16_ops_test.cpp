@@ -11,6 +11,7 @@
 #include <vector>
 
 #include "core/cpu/cpu_backend.h"
+#include "core/fp32_scope.h"
 #include "core/math.h"
 #include "tests/test_util.h"
 
