@@ -57,15 +57,15 @@ class ExpertMlps {
   ParamStore* store_;
   int local_, dim_, hidden_;
   ParamId w1_, b1_, w2_, b2_;
-  // A batched GEMM over the local experts: operands step by a, b, c
-  // elements from one expert to the next, and by row_a, row_b, row_c per
-  // buffer row (0: no buffer rows); its buffer rows run along `axis`. Packed,
-  // one GEMM per (part, expert) on its live rows.
   // Experts [first, first + count) of the local ones.
   struct Experts {
     int first, count;
   };
-  // Over a range of experts, whose operands start a0, b0, c0 elements in.
+  // A batched GEMM over a range of the local experts: operands start a0, b0,
+  // c0 elements in and step by a, b, c elements from one expert to the next,
+  // and by row_a, row_b, row_c per buffer row (0: no buffer rows); its buffer
+  // rows run along `axis`. Packed, one GEMM per (part, expert) on its live
+  // rows (a range's counts held in range_live_ until the next batch()).
   struct Batch {
     int rows;  // m or k
     BatchLevel outer, inner;
