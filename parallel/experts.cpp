@@ -116,19 +116,16 @@ void ExpertMlps::backward(GemmInput input, GemmInput dout_in, float* din, Worksp
   const GemmInput dy = ws.shared_input(Scratch::kExpertOutGrad, dout_in, {local_ * R, D});
   // The input's copy: as given to forward, else the one forward made.
   const GemmInput in = input.bf16 != nullptr ? input : GemmInput{input.f32, in16_.data()};
-  auto at = [](auto* p, int64_t offset) { return p != nullptr ? p + offset : nullptr; };
   for (const Experts range : ranges()) {
     const Batch dhidden = batch(R * D, M * D, R * M, D, 0, M, LiveAxis::kM, range);
-    float* dact_r = at(dact, dhidden.c0);
-    uint16_t* dact16_r = at(dact16, dhidden.c0);
     if (dact16 != nullptr) {
       be_->gemm_batched_to_bf16(Trans::kNo, Trans::kYes, dhidden.rows, hidden_, dim_, 1.0f,
                                 dy.offset(dhidden.a0), dim_, store_->weight(w2_).offset(dhidden.b0),
-                                dim_, dact16_r, hidden_, dhidden.outer, dhidden.inner);
+                                dim_, dact16 + dhidden.c0, hidden_, dhidden.outer, dhidden.inner);
     } else {
       be_->gemm_batched(Trans::kNo, Trans::kYes, dhidden.rows, hidden_, dim_, 1.0f,
                         dy.offset(dhidden.a0), dim_, store_->weight(w2_).offset(dhidden.b0), dim_,
-                        0.0f, dact_r, hidden_, dhidden.outer, dhidden.inner);
+                        0.0f, dact + dhidden.c0, hidden_, dhidden.outer, dhidden.inner);
     }
     const Batch dw2 = batch(R * M, R * D, M * D, M, D, 0, LiveAxis::kK, range);
     be_->gemm_batched(Trans::kYes, Trans::kNo, hidden_, dim_, dw2.rows, 1.0f,

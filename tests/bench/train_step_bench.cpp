@@ -264,7 +264,6 @@ class GemmReplay {
  private:
   // Buffers large enough for every call; their FLOPs.
   double prepare(const std::vector<vmoe::GemmShape>& calls) {
-    using vmoe::Trans;
     double flops = 0;
     for (const vmoe::GemmShape& g : calls) {
       grow(a_, size_t(a_elements(g)), 0.5f);
