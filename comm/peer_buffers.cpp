@@ -1,6 +1,7 @@
 #include "comm/peer_buffers.h"
 
 #include <sys/statvfs.h>
+#include <unistd.h>
 
 #include <cstdio>
 #include <exception>
@@ -34,10 +35,15 @@ PeerBuffers::~PeerBuffers() {
   // Freeing a window is collective: a rank unwinding from an error must not
   // wait for peers that will never come (the job is being stopped).
   if (finalized || std::uncaught_exceptions() > 0) return;
-  for (Window& w : windows_) release(w);
+  for (auto& [key, w] : windows_) release(w);
 }
 
-void PeerBuffers::allocate(Window& w, int64_t bytes) {
+int64_t PeerBuffers::page_bytes() {
+  const long page = sysconf(_SC_PAGESIZE);
+  return page > 0 ? page : 4096;
+}
+
+bool PeerBuffers::allocate(Window& w, int64_t bytes) {
   const CollectiveScope watched("MPI win_allocate_shared");
   release(w);
   MPI_Info info = MPI_INFO_NULL;
@@ -56,19 +62,38 @@ void PeerBuffers::allocate(Window& w, int64_t bytes) {
                         .c_str());
   }
   MPI_Win_set_errhandler(w.win, MPI_ERRORS_RETURN);
-  w.bases = std::make_unique<void*[]>(size_);
+  // Open MPI puts page-sized segments back to back; an MPI that does not
+  // (or maps them differently on another rank) gets no spans.
+  std::vector<char*> bases(static_cast<size_t>(size_));
+  int back_to_back = 1;
   for (int q = 0; q < size_; ++q) {
     MPI_Aint got = 0;
     int unit = 0;
-    check_mpi(MPI_Win_shared_query(w.win, q, &got, &unit, &w.bases[q]), "MPI_Win_shared_query");
+    void* at = nullptr;
+    check_mpi(MPI_Win_shared_query(w.win, q, &got, &unit, &at), "MPI_Win_shared_query");
     if (got < bytes)
       throw std::runtime_error("MPI_Win_shared_query: rank " + std::to_string(q) + " mapped " +
                                std::to_string(got) + " bytes, not " + std::to_string(bytes));
+    bases[static_cast<size_t>(q)] = static_cast<char*>(at);
+    back_to_back &= static_cast<char*>(at) == bases[0] + q * bytes ? 1 : 0;
+  }
+  check_mpi(MPI_Allreduce(MPI_IN_PLACE, &back_to_back, 1, MPI_INT, MPI_MIN, comm_->handle()),
+            "MPI_Allreduce");
+  if (back_to_back == 0) {
+    MPI_Win_free(&w.win);
+    w.win = MPI_WIN_NULL;
+    if (rank_ == 0)
+      std::fprintf(stderr,
+                   "vmoe: warning: this MPI maps the ranks' shared-memory segments apart: the "
+                   "experts' rows are sent with MPI all-to-alls instead (slower).\n");
+    return false;
   }
   // One passive-target epoch for the window's life: loads and stores are
   // ordered by publish()'s MPI_Win_sync and barrier.
   check_mpi(MPI_Win_lock_all(MPI_MODE_NOCHECK, w.win), "MPI_Win_lock_all");
   w.bytes = bytes;
+  w.base = bases[0];
+  return true;
 }
 
 void PeerBuffers::release(Window& w) {
@@ -77,26 +102,27 @@ void PeerBuffers::release(Window& w) {
   MPI_Win_free(&w.win);
   w.win = MPI_WIN_NULL;
   w.bytes = 0;
-  w.bases.reset();
+  w.base = nullptr;
 }
 
-void* PeerBuffers::outbox(int64_t bytes) {
-  if (filling_) throw std::logic_error("PeerBuffers::outbox: the last outbox was never published");
-  if (given_up_) return nullptr;
-  current_ ^= 1;
-  Window& w = windows_[current_];
-  // The same sizes on every rank, so all of them regrow here together (or
-  // all give up together).
-  if (w.bytes < bytes) {
-    if (!room_for(bytes - w.bytes)) {
-      for (Window& each : windows_) release(each);
-      given_up_ = true;
-      return nullptr;
-    }
-    allocate(w, bytes);
+PeerBuffers::Span PeerBuffers::span(int key, int64_t bytes) {
+  if (bytes <= 0 || bytes % page_bytes() != 0)
+    throw std::invalid_argument("PeerBuffers::span: " + std::to_string(bytes) +
+                                " bytes, not a positive multiple of the page size");
+  if (given_up_) return {};
+  // The same keys and sizes on every rank, so all of them grow a window here
+  // together (or all give up together).
+  Window& w = windows_[key];
+  if (w.bytes < bytes && (!room_for(bytes - w.bytes) || !allocate(w, bytes))) {
+    given_up_ = true;  // the windows handed out before stay: callers may hold data in them
+    return {};
   }
-  filling_ = true;
-  return w.bases[rank_];
+  return {w.base, w.bytes};
+}
+
+int64_t PeerBuffers::bytes(int key) const {
+  const auto it = windows_.find(key);
+  return it == windows_.end() ? 0 : it->second.bytes;
 }
 
 bool PeerBuffers::room_for(int64_t bytes) {
@@ -142,20 +168,13 @@ int64_t free_bytes_in(const std::string& dir) {
 }
 
 void PeerBuffers::publish() {
-  if (!filling_) throw std::logic_error("PeerBuffers::publish without an outbox");
   const CollectiveScope watched("MPI shared_memory_exchange");  // its barrier
-  const MPI_Win win = windows_[current_].win;
-  check_mpi(MPI_Win_sync(win), "MPI_Win_sync");  // this rank's stores, before the barrier
+  // This rank's stores before the barrier, the peers' visible after it.
+  for (auto& [key, w] : windows_)
+    if (w.win != MPI_WIN_NULL) check_mpi(MPI_Win_sync(w.win), "MPI_Win_sync");
   check_mpi(MPI_Barrier(comm_->handle()), "MPI_Barrier");
-  check_mpi(MPI_Win_sync(win), "MPI_Win_sync");  // the peers' stores, visible after it
-  filling_ = false;
-}
-
-const void* PeerBuffers::peer(int q) const {
-  // Published: the last outbox() was followed by publish().
-  if (filling_ || current() == nullptr || q < 0 || q >= size_)
-    throw std::logic_error("PeerBuffers::peer(" + std::to_string(q) + ") before publish()");
-  return windows_[current_].bases[q];
+  for (auto& [key, w] : windows_)
+    if (w.win != MPI_WIN_NULL) check_mpi(MPI_Win_sync(w.win), "MPI_Win_sync");
 }
 
 }  // namespace vmoe

@@ -1,25 +1,30 @@
 // Host buffers that every rank of an MPI communicator maps, for exchanges
-// between ranks of one node that read each other's memory in place instead
-// of sending it (MPI-3 shared windows: MPI_Win_allocate_shared).
+// between ranks of one node that write and read each other's memory in place
+// instead of sending it (MPI-3 shared windows: MPI_Win_allocate_shared).
 //
-// An exchange is: outbox(bytes), which the rank fills; publish(), a barrier
-// after which every rank's outbox may be read; then peer(q) reads. Exchanges
-// alternate between two windows, so a rank may fill the next outbox while a
-// slower peer still reads the last one: a window is written again only after
-// the barrier of the exchange in between, which every rank enters after it
-// finished reading. Every rank makes the same calls with the same sizes.
+// Each buffer has a key and one segment per rank, mapped back to back (a
+// Span): an op can scatter rows straight into the segments of the ranks that
+// need them, or gather rows from them, with one row index over all ranks.
+// publish() is the barrier between writers and readers. A buffer keeps its
+// contents until it is asked for with more bytes (it then grows,
+// collectively), so the caller decides, through the barriers between its
+// uses, when a buffer may be written again. Every rank makes the same calls
+// with the same sizes.
 //
 // Open MPI maps the windows from files in a directory (osc_sm_backing_directory:
 // /dev/shm on Linux, which containers often size at 64 MiB). Where a file does
 // not fit, Open MPI 4.1 fails the allocation on the rank that creates it and
 // its peers wait in it for good. So a window grows only where its directory
-// has room on every rank; where it has not, the buffers are given up for good
-// (outbox() returns null: the caller sends instead), with one warning.
+// has room on every rank; where it has not, or where an MPI maps the segments
+// apart, the buffers are given up for good (span() returns an empty span: the
+// caller sends instead), with one warning. Windows handed out before stay
+// mapped: a caller may still hold data in them.
 #pragma once
 
 #include <mpi.h>
 
 #include <cstdint>
+#include <map>
 #include <memory>
 #include <string>
 
@@ -38,31 +43,37 @@ class PeerBuffers {
 
   int rank() const { return rank_; }
   int size() const { return size_; }
-  // Collective: this rank's outbox for the next exchange, at least `bytes`
-  // (the same on every rank; a window grows, collectively, when too small).
-  // Null, on every rank, once a window has not fitted.
-  void* outbox(int64_t bytes);
+  // Every rank's segment of one buffer: rank q's `stride` bytes start at
+  // base + q * stride. Empty (base null) once the buffers are given up.
+  struct Span {
+    char* base = nullptr;
+    int64_t stride = 0;
+    char* segment(int q) const { return base + q * stride; }
+  };
+  // Segment sizes are multiples of this (the page size): segments of that
+  // size lie back to back.
+  static int64_t page_bytes();
+  // Collective: buffer `key`, with at least `bytes` per rank (a multiple of
+  // page_bytes(), the same on every rank): its stride is the most ever asked
+  // of that key. A smaller one grows (its contents are lost). Empty, on every
+  // rank, once given up.
+  Span span(int key, int64_t bytes);
+  // Buffer `key`'s bytes per rank so far (0: none).
+  int64_t bytes(int key) const;
   bool given_up() const { return given_up_; }
-  // The outbox handed out last (null before the first), and whether it is
-  // still being filled (not yet published).
-  void* current() const {
-    const Window& w = windows_[current_];
-    return w.bases != nullptr ? w.bases[rank_] : nullptr;
-  }
-  bool filling() const { return filling_; }
-  // Collective: every rank has filled its outbox; then peers' may be read.
+  // Collective: a barrier after which every rank's writes to any buffer so
+  // far are visible to every rank.
   void publish();
-  // Rank q's outbox of the current exchange (after publish()).
-  const void* peer(int q) const;
 
  private:
   explicit PeerBuffers(std::unique_ptr<MpiCommunicator> comm);
   struct Window {
     MPI_Win win = MPI_WIN_NULL;
     int64_t bytes = 0;
-    std::unique_ptr<void*[]> bases;  // each rank's segment, mapped here
+    char* base = nullptr;  // rank 0's segment, mapped here: the span's base
   };
-  void allocate(Window& w, int64_t bytes);
+  // Collective. False (nothing allocated) where the segments are not back to back.
+  bool allocate(Window& w, int64_t bytes);
   void release(Window& w);
   // Collective: whether `bytes` more per rank fit where the windows live, on
   // every rank; warns (once, from rank 0) where they do not.
@@ -70,10 +81,8 @@ class PeerBuffers {
 
   std::unique_ptr<MpiCommunicator> comm_;  // a duplicate: its barriers match no other traffic
   int rank_, size_;
-  Window windows_[2];
-  int current_ = 1;       // the window of the last outbox()
-  bool filling_ = false;  // outbox() handed out, publish() not yet called
-  bool given_up_ = false;  // a window did not fit: no more outboxes
+  std::map<int, Window> windows_;
+  bool given_up_ = false;  // a window did not fit: no more spans
 };
 
 // The directory Open MPI maps shared windows from (its MCA variable

@@ -154,23 +154,28 @@ Plan plan_run(const TrainerOptions& o, const ClusterShape& cluster) {
   block_common += half * (pad > 0 ? 3 * n * D + 3 * np * D + probs : 6 * n * D + probs);
   dense_ff += half * n * M;
   outside += half * (b * Np * patch_len + b * D + b * Pl);
-  // the experts' buffers; the slope, GELU output and its gradient (bf16: their copies alone)
-  const double per_moe_capacity =
-      2 * R * D + (slope + 2 * gemm_only) * R * M + half * (R * D + 2 * R * M);
   const bool exchanges = moe.enabled() && P > 1;
-  // fp32: send, back, received and to-return buffers, or in shared memory
-  // back alone (and two windows for every layer, below); bf16: back and the
-  // two payloads of R*D halves (only the payload is written to send;
-  // received data is transposed as bf16).
   const bool in_place = exchanges && !p.bf16 && cluster.exchange_in_place;
+  // The experts' input and output buffers (in shared memory: two windows of
+  // the layer's own, counted with the exchange, below); the slope, GELU
+  // output and its gradient (bf16: their copies alone).
+  const double per_moe_capacity =
+      (in_place ? 0.0 : 2 * R * D) + (slope + 2 * gemm_only) * R * M + half * (R * D + 2 * R * M);
+  // fp32: send, back, received and to-return buffers, or in shared memory
+  // the layer's two windows (kept with remat too) and two gradient windows
+  // that serve every layer (in place of the scratch's two); bf16: back and
+  // the two payloads of R*D halves (only the payload is written to send;
+  // received data is transposed as bf16).
   const double per_moe_exchange = !exchanges ? 0.0
                                   : p.bf16   ? 2 * R * D
-                                  : in_place ? R * D
+                                  : in_place ? 0.0
                                              : 4 * R * D;
+  const double per_moe_windows = in_place ? 2 * R * D : 0.0;
   const double exchange_windows = in_place ? 2 * R * D : 0.0;
   // the dense MLP's hidden gradient: under bf16 its copy alone
-  double scratch = (5 * n * D + probs + (moe.enabled() ? 2 * R * D : 0.0)) * (1 + half) +
-                   (dense_blocks > 0 ? n * M * (gemm_only + half) : 0.0);
+  double scratch =
+      (5 * n * D + probs + (moe.enabled() && !in_place ? 2 * R * D : 0.0)) * (1 + half) +
+      (dense_blocks > 0 ? n * M * (gemm_only + half) : 0.0);
   // Head-major: the packed gradients of the context (and its copy) and of
   // q|k|v, the forward's temporaries (the projection before packing, the
   // packed context) held in the cache; under bf16 the q|k|v gradient in
@@ -190,7 +195,7 @@ Plan plan_run(const TrainerOptions& o, const ClusterShape& cluster) {
   a.activations = 4 * (outside + inputs + m.num_layers * block_common + dense_blocks * dense_ff +
                        p.moe_layers * moe_ff);
   a.capacity = 4 * p.moe_layers * per_moe_capacity;
-  a.exchange = 4 * (p.moe_layers * per_moe_exchange + exchange_windows);
+  a.exchange = 4 * (p.moe_layers * (per_moe_exchange + per_moe_windows) + exchange_windows);
   a.scratch = 4 * scratch;
   const double largest_region =
       std::max(static_cast<double>(p.params.dense), static_cast<double>(p.params.per_rank_experts));
@@ -207,7 +212,9 @@ Plan plan_run(const TrainerOptions& o, const ClusterShape& cluster) {
                                      p.moe_layers > 0 ? moe_ff : 0.0);
   r.activations = 4 * (outside + inputs + block_common + largest_ff);
   r.capacity = p.moe_layers > 0 ? 4 * per_moe_capacity : 0.0;
-  r.exchange = p.moe_layers > 0 ? 4 * (per_moe_exchange + exchange_windows) : 0.0;
+  r.exchange = p.moe_layers > 0
+                   ? 4 * (per_moe_exchange + p.moe_layers * per_moe_windows + exchange_windows)
+                   : 0.0;
 
   p.headroom = cluster.headroom;
   p.device_bytes = cluster.device_memory_gib * double(1 << 30);

@@ -71,8 +71,9 @@ struct ClusterShape {
   int expert_parallel = 0;        // as --expert_parallel: 0 = the largest valid size
   double headroom = 0.10;         // fraction kept free for the framework and allocator
   // fp32 expert exchanges in shared memory (the CPU, --expert_exchange=auto,
-  // each EP group on one node): one returned buffer per MoE layer and two
-  // windows for all of them, not four buffers per layer.
+  // each EP group on one node): the experts' input and output buffers are
+  // two windows per MoE layer, their gradients two windows for all of them,
+  // and nothing is sent or received.
   bool exchange_in_place = false;
 };
 

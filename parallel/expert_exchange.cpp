@@ -1,6 +1,9 @@
 #include "parallel/expert_exchange.h"
 
+#include <algorithm>
+#include <climits>
 #include <cstring>
+#include <numeric>
 
 #include "core/check.h"
 #include "core/phase_timer.h"
@@ -8,11 +11,12 @@
 namespace vmoe {
 
 ExpertExchange::ExpertExchange(Backend& be, Communicator& ep, const ExpertPlacement& placement,
-                               PeerBuffers* peers)
+                               PeerBuffers* peers, int layer)
     : be_(&be),
       ep_(&ep),
       placement_(placement),
       peers_(peers),
+      layer_(layer),
       recv_(be),
       ret_(be),
       send16_(be),
@@ -22,35 +26,64 @@ ExpertExchange::ExpertExchange(Backend& be, Communicator& ep, const ExpertPlacem
              placement.ep_size);
 }
 
-float* ExpertExchange::outbox(int64_t elements) {
+bool ExpertExchange::begin(int64_t groups, int capacity, int item_rows, int dim) {
+  const ExpertPlacement& p = placement_;
+  dim_ = dim;
+  fixed_rows_ = int64_t{p.experts} * groups * capacity * item_rows;
+  chunk_rows_ = fixed_rows_ / p.ep_size;
+  // Each source sends one chunk: L experts x its groups (or a replica's share of them).
+  expert_rows_ = chunk_rows_ / p.local_experts * p.ep_size;
+  in_place_ = false;
   // Host memory shared on one node: fp32 only (bf16 payloads are sent).
-  if (peers_ == nullptr || bf16()) return nullptr;
-  return static_cast<float*>(peers_->outbox(elements * static_cast<int64_t>(sizeof(float))));
-}
-
-bool ExpertExchange::in_place(const float* input) const {
-  return peers_ != nullptr && peers_->filling() && input == peers_->current();
-}
-
-void ExpertExchange::pull(bool to_expert_major, float* dst, const int32_t* live) {
-  PhaseScope timed("all_to_all");
-  {
-    PhaseScope waited("exchange_wait");  // the barrier: how long peers lag
-    peers_->publish();
+  if (peers_ == nullptr || bf16()) return false;
+  // Segments of whole pages and whole rows, as large as any of the four's
+  // so far: all four then have one stride, the one to_span_rows() uses.
+  const int64_t row_bytes = int64_t{dim} * static_cast<int64_t>(sizeof(float));
+  const int64_t page = PeerBuffers::page_bytes();
+  const int64_t rows_per_unit = page / std::gcd(page, row_bytes);
+  int64_t bytes = (fixed_rows_ + rows_per_unit - 1) / rows_per_unit * rows_per_unit * row_bytes;
+  // The experts' input and output are this layer's (kept for backward); the
+  // gradients' are shared with the layers of this size.
+  const int keys[kBuffers] = {2 * layer_, 2 * layer_ + 1, -1 - static_cast<int>(2 * (bytes / page)),
+                              -2 - static_cast<int>(2 * (bytes / page))};
+  for (const int key : keys) bytes = std::max(bytes, peers_->bytes(key));
+  // Row indices are int32: past that, all-to-alls.
+  if (bytes % row_bytes != 0 || bytes / row_bytes * p.ep_size > INT32_MAX) return false;
+  for (int b = 0; b < kBuffers; ++b) {
+    spans_[b] = peers_->span(keys[b], bytes);
+    if (spans_[b].base == nullptr) return false;  // given up, on every rank
+    VMOE_ASSERT(spans_[b].stride == bytes);
   }
+  stride_rows_ = bytes / row_bytes;
+  return in_place_ = true;
+}
+
+void ExpertExchange::to_span_rows(int32_t* rows, int64_t n) const {
+  VMOE_ASSERT(in_place_);
   const int P = placement_.ep_size, L = placement_.local_experts, r = placement_.ep_rank;
-  const int64_t blk = block(), block_rows = blk / dim_;
-  for (int q = 0; q < P; ++q) {
-    const float* box = static_cast<const float*>(peers_->peer(q));
-    for (int l = 0; l < L; ++l) {
-      // Source q's block for local expert l, or expert rank q's expert l's block for this source.
-      const int64_t from = to_expert_major ? int64_t{r} * L + l : int64_t{l} * P + r;
-      const int64_t to = to_expert_major ? int64_t{l} * P + q : int64_t{q} * L + l;
-      const int64_t rows = live != nullptr ? live[q * L + l] : block_rows;
-      std::memcpy(dst + to * blk, box + from * blk,
-                  static_cast<size_t>(rows * dim_) * sizeof(float));
-    }
+  const int64_t block_rows = block() / dim_;
+  for (int64_t i = 0; i < n; ++i) {
+    if (rows[i] < 0) continue;
+    const int64_t b = rows[i] / block_rows, p = b / L, l = b % L;
+    rows[i] =
+        static_cast<int32_t>(p * stride_rows_ + (l * P + r) * block_rows + rows[i] % block_rows);
   }
+}
+
+void ExpertExchange::zero_sent(Buffer b) const {
+  VMOE_ASSERT(in_place_);
+  const int P = placement_.ep_size, L = placement_.local_experts, r = placement_.ep_rank;
+  const int64_t blk = block();
+  for (int p = 0; p < P; ++p)
+    for (int l = 0; l < L; ++l)
+      std::memset(span(b) + p * stride_rows_ * dim_ + (int64_t{l} * P + r) * blk, 0,
+                  static_cast<size_t>(blk) * sizeof(float));
+}
+
+void ExpertExchange::publish() {
+  PhaseScope timed("all_to_all");
+  PhaseScope waited("exchange_wait");  // the barrier: how long peers lag
+  peers_->publish();
 }
 
 uint16_t* ExpertExchange::payload16(int64_t elements) {
@@ -79,42 +112,32 @@ void ExpertExchange::send_expert_major_bf16(const float* expert_major) {
   ep_->all_to_all(send16_.data(), recv16_.data(), count);
 }
 
-void ExpertExchange::dispatch(const float* send, int64_t groups, int capacity, int item_rows,
-                              int dim, float* expert_in, uint16_t* expert_in16,
-                              const int32_t* live_in) {
-  const ExpertPlacement& p = placement_;
-  dim_ = dim;
-  fixed_rows_ = int64_t{p.experts} * groups * capacity * item_rows;
-  chunk_rows_ = fixed_rows_ / p.ep_size;
-  // Each source sends one chunk: L experts x its groups (or a replica's share of them).
-  expert_rows_ = chunk_rows_ / p.local_experts * p.ep_size;
+void ExpertExchange::dispatch(const float* send, float* expert_in, uint16_t* expert_in16) {
   if (bf16()) {
     VMOE_ASSERT(expert_in16 != nullptr);
     send_payload16();
     to_expert_major(recv16_.data(), expert_in16);
-    be_->from_bf16(fixed_rows_ * dim, expert_in16, expert_in);
+    be_->from_bf16(fixed_rows_ * dim_, expert_in16, expert_in);
     return;
   }
-  if (in_place(send)) return pull(true, expert_in, live_in);
-  recv_.resize({fixed_rows_, dim});
+  recv_.resize({fixed_rows_, dim_});
   exchange32(send, recv_.data());
   to_expert_major(recv_.data(), expert_in);
 }
 
-void ExpertExchange::combine(const float* expert_out, float* back, const int32_t* live) {
+void ExpertExchange::combine(const float* expert_out, float* back) {
   if (bf16()) {
     send_expert_major_bf16(expert_out);
     be_->from_bf16(fixed_rows_ * dim_, recv16_.data(), back);
     return;
   }
-  if (in_place(expert_out)) return pull(false, back, live);
   ret_.resize({fixed_rows_, dim_});
   to_source_major(expert_out, ret_.data());
   exchange32(ret_.data(), back);
 }
 
 void ExpertExchange::combine_backward(const float* dback, float* dexpert_out,
-                                      uint16_t* dexpert_out16, const int32_t* live_in) {
+                                      uint16_t* dexpert_out16) {
   if (bf16()) {
     VMOE_ASSERT(dexpert_out16 != nullptr);
     send_payload16();
@@ -122,19 +145,17 @@ void ExpertExchange::combine_backward(const float* dback, float* dexpert_out,
     be_->from_bf16(fixed_rows_ * dim_, dexpert_out16, dexpert_out);
     return;
   }
-  if (in_place(dback)) return pull(true, dexpert_out, live_in);
   recv_.resize({fixed_rows_, dim_});
   exchange32(dback, recv_.data());
   to_expert_major(recv_.data(), dexpert_out);
 }
 
-void ExpertExchange::dispatch_backward(const float* dexpert_in, float* dsend, const int32_t* live) {
+void ExpertExchange::dispatch_backward(const float* dexpert_in, float* dsend) {
   if (bf16()) {
     send_expert_major_bf16(dexpert_in);
     be_->from_bf16(fixed_rows_ * dim_, recv16_.data(), dsend);
     return;
   }
-  if (in_place(dexpert_in)) return pull(false, dsend, live);
   ret_.resize({fixed_rows_, dim_});
   to_source_major(dexpert_in, ret_.data());
   exchange32(ret_.data(), dsend);

@@ -53,13 +53,20 @@ MoeLayer::MoeLayer(Backend& be, ParamStore& store, const std::string& name, cons
       send_(be),
       back_(be) {
   if (sharding.ep != nullptr && sharding.placement.ep_size > 1)
-    exchange_ =
-        std::make_unique<ExpertExchange>(be, *sharding.ep, sharding.placement, sharding.peers);
+    exchange_ = std::make_unique<ExpertExchange>(be, *sharding.ep, sharding.placement,
+                                                 sharding.peers, block);
 }
 
 GemmInput MoeLayer::expert_input() const {
+  if (in_place()) return {exchange_->mine(ExpertExchange::kIn), nullptr};  // fp32 only
   // Under bf16 the dispatch (or the exchange) wrote the copy with the values.
   return {buf_in_.data(), bf16_copy(buf_in16_)};
+}
+
+const float* MoeLayer::combined() const {
+  return in_place()  ? exchange_->span(ExpertExchange::kOut)
+         : exchange_ ? back_.data()
+                     : buf_out_.data();
 }
 
 Router& MoeLayer::router() { return own_router_ ? *own_router_ : image_router_->router(); }
@@ -80,8 +87,11 @@ void MoeLayer::forward(GemmInput input, int64_t images, int tokens, float* y, co
   // Every slot of every expert: the shape never depends on the routing.
   const int64_t capacity_rows = int64_t{s.experts} * s.groups * s.capacity * item_rows_;
   const size_t buffer_bytes = static_cast<size_t>(capacity_rows * dim_) * sizeof(float);
-  buf_in_.resize({capacity_rows, dim_});
-  buf_out_.resize({capacity_rows, dim_});
+  // In shared memory the exchanges read and write the experts' buffers where
+  // they lie (parallel/expert_exchange.h): this layer keeps none of its own.
+  const bool in_place = exchange_ && exchange_->begin(s.groups, s.capacity, item_rows_, dim_);
+  buf_in_.resize({in_place ? 0 : capacity_rows, dim_});
+  buf_out_.resize({in_place ? 0 : capacity_rows, dim_});
   rows_.resize({items, s.k});
   // Packed: each expert's kept rows first in each part an expert-parallel
   // rank receives, and its GEMMs skip the empty rest (where the backend
@@ -94,70 +104,110 @@ void MoeLayer::forward(GemmInput input, int64_t images, int tokens, float* y, co
       live_.resize({int64_t{s.experts} * parts});
       be_->moe_packed_buffer_rows(s.groups, s.items, s.k, s.experts, parts, s.capacity, item_rows_,
                                   r.expert(), r.slot(), rows_.data(), live_.data());
-    } else {
-      be_->moe_buffer_rows(s.groups, s.items, s.k, s.experts, s.capacity, item_rows_, r.expert(),
-                           r.slot(), rows_.data());
-    }
-    float* fixed = buf_in_.data();
-    // Under bf16 the dispatch writes the bf16 copy too (no conversion pass):
-    // of the buffer the experts read, or of the exchange's payload.
-    uint16_t* fixed16 = nullptr;
-    if (exchange_) {
-      back_.resize({capacity_rows, dim_});
-      // Under bf16 only the copy travels: no fp32 layout is written. In
-      // shared memory the exchange reads the layout where it is written.
-      fixed16 = exchange_->payload16(capacity_rows * dim_);
-      fixed = exchange_->outbox(capacity_rows * dim_);
-      if (fixed == nullptr && fixed16 == nullptr) {
-        send_.resize({capacity_rows, dim_});
-        fixed = send_.data();
-      }
-      if (packed) {  // the counts first: an in-place exchange copies only kept rows
+      if (exchange_) {  // the counts travel: the experts compute only kept rows
         live_in_.resize({exchange_->sources(), experts_.local_experts()});
         exchange_->exchange_live(live_.data(), live_in_.data());
       }
     } else {
-      fixed16 = bf16_copy(buf_in16_, {capacity_rows, dim_});
+      be_->moe_buffer_rows(s.groups, s.items, s.k, s.experts, s.capacity, item_rows_, r.expert(),
+                           r.slot(), rows_.data());
     }
-    if (!packed) {  // empty slots: zeros (parallel/experts.h); packed, nothing reads them
-      if (fixed != nullptr) be_->zero(fixed, buffer_bytes);
-      if (fixed16 != nullptr) be_->zero(fixed16, buffer_bytes / 2);
-    }
-    be_->moe_dispatch(items, s.k, item_rows_, dim_, x, rows_.data(), fixed, fixed16);
-    if (exchange_) {
-      exchange_->dispatch(fixed, s.groups, s.capacity, item_rows_, dim_, buf_in_.data(),
-                          bf16_copy(buf_in16_, {capacity_rows, dim_}), live_in());
+    if (in_place) {
+      // Each kept row straight into its expert rank's buffer.
+      exchange_->to_span_rows(rows_.data(), items * s.k);
+      if (!packed) exchange_->zero_sent(ExpertExchange::kIn);
+      be_->moe_dispatch(items, s.k, item_rows_, dim_, x, rows_.data(),
+                        exchange_->span(ExpertExchange::kIn), nullptr);
+      exchange_->publish();
+    } else {
+      dispatch(x, items, capacity_rows, buffer_bytes);
     }
   }
-  float* out = buf_out_.data();
   {
     PhaseScope timed("experts");
     const int64_t rows = exchange_ ? exchange_->expert_rows()
                                    : s.groups * int64_t{s.capacity} * item_rows_;
     const int32_t* live = !packed ? nullptr : exchange_ ? live_in_.data() : live_.data();
-    if (exchange_) {  // in shared memory the experts write what the combine reads
-      float* outbox = exchange_->outbox(capacity_rows * dim_);
-      if (outbox != nullptr) out = outbox;
-    }
+    float* out = in_place ? exchange_->mine(ExpertExchange::kOut) : buf_out_.data();
     experts_.forward(expert_input(), rows, out, live, exchange_ ? exchange_->sources() : 1);
   }
   PhaseScope timed("combine");
-  if (exchange_) exchange_->combine(out, back_.data(), live_sent());
-  be_->moe_combine(items, s.k, item_rows_, dim_, exchange_ ? back_.data() : buf_out_.data(),
-                   rows_.data(), r.gate(), y);
+  if (in_place) {
+    exchange_->publish();
+  } else if (exchange_) {
+    exchange_->combine(buf_out_.data(), back_.data());
+  }
+  be_->moe_combine(items, s.k, item_rows_, dim_, combined(), rows_.data(), r.gate(), y);
+}
+
+void MoeLayer::dispatch(const float* x, int64_t items, int64_t capacity_rows, size_t buffer_bytes) {
+  const RoutingShape& s = router().shape();
+  float* fixed = buf_in_.data();
+  // Under bf16 the dispatch writes the bf16 copy too (no conversion pass):
+  // of the buffer the experts read, or of the exchange's payload (then only
+  // the copy travels: no fp32 layout is written).
+  uint16_t* fixed16 = nullptr;
+  if (exchange_) {
+    back_.resize({capacity_rows, dim_});
+    fixed16 = exchange_->payload16(capacity_rows * dim_);
+    fixed = nullptr;
+    if (fixed16 == nullptr) {
+      send_.resize({capacity_rows, dim_});
+      fixed = send_.data();
+    }
+  } else {
+    fixed16 = bf16_copy(buf_in16_, {capacity_rows, dim_});
+  }
+  if (!be_->skips_empty_slots()) {  // empty slots: zeros (parallel/experts.h); packed, nothing
+                                    // reads them
+    if (fixed != nullptr) be_->zero(fixed, buffer_bytes);
+    if (fixed16 != nullptr) be_->zero(fixed16, buffer_bytes / 2);
+  }
+  be_->moe_dispatch(items, s.k, item_rows_, dim_, x, rows_.data(), fixed, fixed16);
+  if (exchange_)
+    exchange_->dispatch(fixed, buf_in_.data(), bf16_copy(buf_in16_, {capacity_rows, dim_}));
 }
 
 void MoeLayer::backward(GemmInput input, GemmInput dy_in, float* dx, Workspace& ws) {
   const float* dy = dy_in.f32;  // the combine reads fp32; GEMMs read dy only through it
-  const float* x = input.f32;
   Router& r = router();
   const RoutingShape& s = r.shape();
   const int64_t items = s.groups * s.items;
+  if (in_place()) {
+    using B = ExpertExchange;
+    {
+      PhaseScope timed("combine");
+      // Each kept row's gradient straight into its expert rank's buffer.
+      if (!be_->skips_empty_slots()) exchange_->zero_sent(B::kOutGrad);
+      be_->moe_combine_backward(items, s.k, item_rows_, dim_, dy, combined(), rows_.data(),
+                                r.gate(), exchange_->span(B::kOutGrad), r.d_gate(), nullptr);
+      exchange_->publish();
+    }
+    {
+      PhaseScope timed("experts");
+      experts_.backward(expert_input(), {exchange_->mine(B::kOutGrad), nullptr},
+                        exchange_->mine(B::kInGrad), ws);
+    }
+    {
+      PhaseScope timed("dispatch");
+      exchange_->publish();
+      be_->moe_dispatch_backward(items, s.k, item_rows_, dim_, exchange_->span(B::kInGrad),
+                                 rows_.data(), dx);
+    }
+  } else {
+    experts_backward(dy, items, dx, ws);
+  }
+  PhaseScope timed("routing");
+  if (own_router_) own_router_->backward(input.f32, dx);
+}
+
+void MoeLayer::experts_backward(const float* dy, int64_t items, float* dx, Workspace& ws) {
+  Router& r = router();
+  const RoutingShape& s = r.shape();
   const int64_t capacity_rows = buf_in_.dim(0);
   // Two scratch buffers take turns: (combine) out-grad -> (experts) in-grad.
   float* a = ws.get(Scratch::kExpertOutGrad, {capacity_rows, dim_});
   float* b = ws.get(Scratch::kExpertInGrad, {capacity_rows, dim_});
-  const float* combined = exchange_ ? back_.data() : buf_out_.data();
   // dL/d expert output's bf16 copy: written by the combine's backward without
   // an exchange, as received from one with it.
   uint16_t* dout16 = nullptr;
@@ -169,19 +219,14 @@ void MoeLayer::backward(GemmInput input, GemmInput dy_in, float* dx, Workspace& 
     const bool packed = be_->skips_empty_slots();
     const size_t bytes = static_cast<size_t>(capacity_rows * dim_) * sizeof(float);
     // Under bf16 its copy is written with it: the experts' input of it, or
-    // the exchange's payload.
+    // the exchange's payload (then only the copy travels).
     uint16_t* a16 = exchange_ ? exchange_->payload16(capacity_rows * dim_)
                               : ws.get_bf16(Scratch::kExpertOutGrad, {capacity_rows, dim_});
-    if (exchange_) {
-      // Under bf16 only the copy travels. In shared memory the exchange reads
-      // the gradient where it is written.
-      float* outbox = exchange_->outbox(capacity_rows * dim_);
-      dback = outbox != nullptr ? outbox : a16 != nullptr ? nullptr : a;
-    }
+    if (exchange_ && a16 != nullptr) dback = nullptr;
     if (!packed && dback != nullptr) be_->zero(dback, bytes);
     if (a16 != nullptr && !packed) be_->zero(a16, bytes / 2);
     if (!exchange_) dout16 = a16;
-    be_->moe_combine_backward(items, s.k, item_rows_, dim_, dy, combined, rows_.data(), r.gate(),
+    be_->moe_combine_backward(items, s.k, item_rows_, dim_, dy, combined(), rows_.data(), r.gate(),
                               dback, r.d_gate(), a16);
   }
   float* dout = exchange_ ? b : a;  // dL/d expert output, expert-major
@@ -189,23 +234,16 @@ void MoeLayer::backward(GemmInput input, GemmInput dy_in, float* dx, Workspace& 
   if (exchange_) {
     PhaseScope timed("combine");
     dout16 = ws.get_bf16(Scratch::kExpertOutGrad, {capacity_rows, dim_});
-    exchange_->combine_backward(dback, b, dout16, live_in());
-    // In shared memory the experts write what the dispatch's backward reads.
-    float* outbox = exchange_->outbox(capacity_rows * dim_);
-    if (outbox != nullptr) din = outbox;
+    exchange_->combine_backward(dback, b, dout16);
   }
   {
     PhaseScope timed("experts");
     experts_.backward(expert_input(), {dout, dout16}, din, ws);
   }
-  {
-    PhaseScope timed("dispatch");
-    if (exchange_) exchange_->dispatch_backward(din, dout, live_sent());  // dout is free again
-    be_->moe_dispatch_backward(items, s.k, item_rows_, dim_, exchange_ ? dout : din, rows_.data(),
-                               dx);
-  }
-  PhaseScope timed("routing");
-  if (own_router_) own_router_->backward(x, dx);
+  PhaseScope timed("dispatch");
+  if (exchange_) exchange_->dispatch_backward(din, dout);  // dout is free again
+  be_->moe_dispatch_backward(items, s.k, item_rows_, dim_, exchange_ ? dout : din, rows_.data(),
+                             dx);
 }
 
 void MoeLayer::collect_activations(ActivationSet& set) {

@@ -67,10 +67,16 @@ class MoeLayer final : public FeedForward {
   double flops_per_token(bool training) const;
 
  private:
-  // Packed buffers' live row counts for the exchange (null: every row):
-  // those this rank sent, and those its experts received.
-  const int32_t* live_sent() const { return be_->skips_empty_slots() ? live_.data() : nullptr; }
-  const int32_t* live_in() const { return be_->skips_empty_slots() ? live_in_.data() : nullptr; }
+  // Whether the last forward's exchanges ran in place (shared memory): its
+  // backward's do too.
+  bool in_place() const { return exchange_ && exchange_->in_place(); }
+  // The experts' outputs, each (item, choice)'s at its row (rows_).
+  const float* combined() const;
+  // Not in place: x into the experts' input buffer (buf_in_), through the
+  // exchange where there is one.
+  void dispatch(const float* x, int64_t items, int64_t capacity_rows, size_t buffer_bytes);
+  // Not in place: backward's combine, experts and dispatch into dx.
+  void experts_backward(const float* dy, int64_t items, float* dx, Workspace& ws);
   MoeLayer(Backend& be, ParamStore& store, const std::string& name, const MoeConfig& config,
            int dim, int hidden, int block, const ExpertSharding& sharding, ImageRouter* router);
 
@@ -85,7 +91,7 @@ class MoeLayer final : public FeedForward {
   IntTensor rows_;           // buffer row of each (item, choice)
   IntTensor live_;           // packed buffers: each expert part's kept rows
   IntTensor live_in_;        // and with an exchange, those the local experts got
-  Tensor buf_in_, buf_out_;  // the experts' input and output, expert-major
+  Tensor buf_in_, buf_out_;  // the experts' input and output, expert-major (not in place)
   Bf16Tensor buf_in16_;      // exchange under bf16: the input's bf16 copy, as received
   Tensor send_, back_;       // exchange only: the fixed layout, sent and returned
 };

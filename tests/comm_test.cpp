@@ -146,7 +146,7 @@ TEST(Placement, AutomaticSizeFitsTheExperts) {
   EXPECT_EQ(eight.placement().ep_size, world().size());
 }
 
-TEST(PeerBuffers, EachRankReadsEveryOutboxAndWindowsAlternate) {
+TEST(PeerBuffers, EachRankWritesIntoEverySegmentAndReadsThemAll) {
   const int n = world().size(), r = world().rank();
   std::unique_ptr<PeerBuffers> peers = PeerBuffers::create(world());
   if (n == 1) {
@@ -156,44 +156,80 @@ TEST(PeerBuffers, EachRankReadsEveryOutboxAndWindowsAlternate) {
   ASSERT_NE(peers, nullptr);  // every rank of the test is on this node
   EXPECT_EQ(peers->rank(), r);
   EXPECT_EQ(peers->size(), n);
-  EXPECT_THROW(peers->publish(), std::logic_error);  // nothing handed out
-  // Growing sizes regrow the windows; consecutive outboxes are different
-  // memory, every other one the same (while no window grows).
-  std::vector<void*> boxes;
-  for (const int64_t count : {16, 16, 1000, 1000, 1000, 1000}) {
-    auto* box = static_cast<int64_t*>(peers->outbox(count * 8));
-    EXPECT_THROW(peers->outbox(8), std::logic_error);  // the last was not published
-    for (int64_t i = 0; i < count; ++i) box[i] = r * 1000003 + i * 7 + count;
-    peers->publish();
+  const int64_t page = PeerBuffers::page_bytes();
+  EXPECT_THROW(peers->span(0, page + 8), std::invalid_argument);  // not whole pages
+  auto value = [](int key, int writer, int owner, int64_t i) {
+    return key * 1000003 + writer * 10007 + owner * 101 + i;
+  };
+  // Rank r writes slot r of every rank's segment of each key: one row index
+  // over all segments, as the MoE layer's scatters use it.
+  auto write = [&](int key, const PeerBuffers::Span& span, int64_t slot) {
     for (int q = 0; q < n; ++q) {
-      const auto* got = static_cast<const int64_t*>(peers->peer(q));
-      for (int64_t i = 0; i < count; ++i)
-        ASSERT_EQ(got[i], q * 1000003 + i * 7 + count) << "rank " << q << " item " << i;
+      auto* at = reinterpret_cast<int64_t*>(span.segment(q)) + r * slot;
+      for (int64_t i = 0; i < slot; ++i) at[i] = value(key, r, q, i);
     }
-    boxes.push_back(box);
-  }
-  EXPECT_NE(boxes[4], boxes[5]);
-  EXPECT_EQ(boxes[3], boxes[5]);
-  EXPECT_EQ(boxes[2], boxes[4]);
+  };
+  auto check = [&](int key, const PeerBuffers::Span& span, int64_t slot) {
+    for (int q = 0; q < n; ++q) {  // every segment, each writer's slot
+      const auto* seg = reinterpret_cast<const int64_t*>(span.segment(q));
+      for (int w = 0; w < n; ++w)
+        for (int64_t i = 0; i < slot; ++i)
+          ASSERT_EQ(seg[w * slot + i], value(key, w, q, i)) << "key " << key << " segment " << q;
+    }
+  };
+  const PeerBuffers::Span a = peers->span(1, page), b = peers->span(2, 3 * page);
+  ASSERT_NE(a.base, nullptr);
+  ASSERT_NE(b.base, nullptr);
+  EXPECT_EQ(a.stride, page);
+  EXPECT_EQ(b.stride, 3 * page);
+  EXPECT_EQ(peers->bytes(2), 3 * page);
+  EXPECT_EQ(peers->bytes(7), 0);
+  const int64_t slot_a = page / 8 / n, slot_b = 3 * page / 8 / n;
+  write(1, a, slot_a);
+  write(2, b, slot_b);
+  peers->publish();
+  check(1, a, slot_a);
+  check(2, b, slot_b);
+  // Asked for less, a buffer keeps its stride and its contents (a barrier
+  // first: nobody writes what a peer may still be reading).
+  peers->publish();
+  const PeerBuffers::Span a_again = peers->span(1, page), b_less = peers->span(2, page);
+  EXPECT_EQ(a_again.base, a.base);
+  EXPECT_EQ(b_less.base, b.base);
+  EXPECT_EQ(b_less.stride, 3 * page);
+  check(2, b, slot_b);
+  // Asked for more, it grows: written and read again at the new stride.
+  const PeerBuffers::Span grown = peers->span(1, 4 * page);
+  ASSERT_NE(grown.base, nullptr);
+  EXPECT_EQ(grown.stride, 4 * page);
+  write(1, grown, 4 * page / 8 / n);
+  peers->publish();
+  check(1, grown, 4 * page / 8 / n);
+  check(2, b, slot_b);  // the other buffer untouched
 }
 
 // A window too large for the directory Open MPI maps it from is never
 // allocated (Open MPI would fail it on one rank while its peers wait in it):
-// every rank gives the buffers up together, and callers send instead.
+// every rank gives the buffers up together, and callers send instead. The
+// buffers handed out before stay readable: a caller may hold data in them.
 TEST(PeerBuffers, GivenUpOnEveryRankWhereAWindowDoesNotFit) {
   EXPECT_GT(free_bytes_in("/"), 0);
   EXPECT_EQ(free_bytes_in("/no/such/directory"), -1);
   std::unique_ptr<PeerBuffers> peers = PeerBuffers::create(world());
   if (peers == nullptr) GTEST_SKIP() << "one rank: nothing to share";
   ASSERT_FALSE(shared_window_directory().empty()) << "Open MPI's osc_sm_backing_directory";
-  void* box = peers->outbox(64);  // a window that fits
-  ASSERT_NE(box, nullptr);
+  const int64_t page = PeerBuffers::page_bytes();
+  const PeerBuffers::Span fits = peers->span(0, page);  // a window that fits
+  ASSERT_NE(fits.base, nullptr);
+  const int r = world().rank();
+  *reinterpret_cast<int*>(fits.segment(r)) = 7 * r + 1;
   peers->publish();
-  EXPECT_EQ(peers->outbox(int64_t{1} << 52), nullptr);  // 4 PiB a rank: fits nowhere
+  EXPECT_EQ(peers->span(1, int64_t{1} << 52).base, nullptr);  // 4 PiB a rank: fits nowhere
   EXPECT_TRUE(peers->given_up());
-  EXPECT_EQ(peers->current(), nullptr);   // both windows released
-  EXPECT_EQ(peers->outbox(64), nullptr);  // for good, even where it would fit
-  EXPECT_THROW(peers->publish(), std::logic_error);
+  EXPECT_EQ(peers->span(0, page).base, nullptr);  // for good, even where it would fit
+  for (int q = 0; q < world().size(); ++q)
+    EXPECT_EQ(*reinterpret_cast<const int*>(fits.segment(q)), 7 * q + 1);
+  peers->publish();  // still a barrier
 }
 
 TEST(Communicator, SplitFormsGroups) {
@@ -288,7 +324,7 @@ TEST_P(ShardedMoe, MatchesOneProcess) {
   std::unique_ptr<PeerBuffers> given_up;
   if (peers != nullptr) {
     given_up = PeerBuffers::create(dynamic_cast<const MpiCommunicator&>(groups.expert_parallel()));
-    ASSERT_EQ(given_up->outbox(int64_t{1} << 52), nullptr);
+    ASSERT_EQ(given_up->span(0, int64_t{1} << 52).base, nullptr);
   }
   enum Exchange { kInPlace, kAllToAll, kGivenUp };
   std::vector<float> in_place_y, in_place_dx;

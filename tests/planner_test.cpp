@@ -191,13 +191,19 @@ TEST(Planner, ExpertParallelAndPrecision) {
   EXPECT_EQ(fp32.memory.optimizer, 2 * fp32.memory.parameters);  // Adam: 2 moments
   // A single node: nothing leaves it.
   EXPECT_EQ(fp32.all_to_all_inter_node_bytes, 0);
-  // In shared memory (fp32 on the CPU) a layer keeps one exchange buffer, not
-  // four, and two windows serve every layer; bf16 payloads are sent anyway.
+  // In shared memory (fp32 on the CPU) a layer's experts' input and output
+  // are its two windows, not two capacity buffers and four exchange buffers,
+  // and two gradient windows serve every layer (not two scratch buffers);
+  // bf16 payloads are sent anyway.
   cluster.exchange_in_place = true;
   const Plan in_place = plan_run(small_configs()[2].options, cluster);
-  EXPECT_GT(fp32.memory.exchange, 0);
-  EXPECT_DOUBLE_EQ(in_place.memory.exchange,
-                   fp32.memory.exchange * (in_place.moe_layers + 2) / (4.0 * in_place.moe_layers));
+  const double layers = in_place.moe_layers;
+  const double buffer = fp32.memory.exchange / (4 * layers);  // one capacity buffer's bytes
+  EXPECT_GT(buffer, 0);
+  EXPECT_DOUBLE_EQ(in_place.memory.exchange, 2 * buffer * (layers + 1));
+  EXPECT_DOUBLE_EQ(in_place.memory.capacity, fp32.memory.capacity - 2 * buffer * layers);
+  EXPECT_DOUBLE_EQ(in_place.memory.scratch, fp32.memory.scratch - 2 * buffer);
+  EXPECT_DOUBLE_EQ(in_place.memory_remat.exchange, in_place.memory.exchange);  // windows stay
   EXPECT_DOUBLE_EQ(plan_run(o, cluster).memory.exchange, bf16.memory.exchange);
 }
 

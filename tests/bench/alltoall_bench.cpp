@@ -6,10 +6,10 @@
 //   --device=cpu (default): host buffers, MpiCommunicator against raw
 //     MPI_Alltoall.
 //   --device=shared: host buffers on one node, the expert exchange's
-//     shared-memory path (comm/peer_buffers.h: a barrier, then each rank
-//     copies its chunk of every peer's outbox, as ExpertExchange does)
-//     against raw MPI_Alltoall. The outboxes are filled once, outside the
-//     timing, as the producing op writes them in a step.
+//     shared-memory path (comm/peer_buffers.h: each rank writes its chunk
+//     for every peer straight into that peer's segment, as the MoE layer's
+//     scatters do, then a barrier) against raw MPI_Alltoall. What a rank
+//     received is read where it lies, in its own segment.
 //   --device=cuda (builds with NCCL): device buffers, NcclCommunicator against
 //     raw grouped ncclSend/ncclRecv on the same stream; every call is timed up
 //     to the stream's completion. One GPU per rank (by local rank).
@@ -93,14 +93,18 @@ class HostAllToAll {
   // Correctness of ours, every element: the number of wrong ones here.
   int64_t wrong() {
     const int n = world_.size(), r = world_.rank();
-    std::fill(recv_.begin(), recv_.end(), -1.0f);
+    float* got = received();
+    std::fill(got, got + n * chunk_, -1.0f);
+    world_.barrier();  // no peer writes to `got` before it is filled
     ours();
     int64_t wrong = 0;
     for (int p = 0; p < n; ++p)
-      for (int64_t i = 0; i < chunk_; ++i) wrong += recv_[p * chunk_ + i] != pattern(p, r, i);
+      for (int64_t i = 0; i < chunk_; ++i) wrong += got[p * chunk_ + i] != pattern(p, r, i);
     return wrong;
   }
   virtual void ours() = 0;
+  // Where ours() leaves what this rank received: n chunks.
+  virtual float* received() { return recv_.data(); }
   void raw() {
     MPI_Alltoall(send_.data(), static_cast<int>(chunk_), MPI_FLOAT, recv_.data(),
                  static_cast<int>(chunk_), MPI_FLOAT, world_.handle());
@@ -119,7 +123,7 @@ class CpuAllToAll final : public HostAllToAll {
   void ours() override { world_.all_to_all(send_.data(), recv_.data(), chunk_); }
 };
 
-// Ranks of one node reading each other's outboxes in place (PeerBuffers).
+// Ranks of one node writing into each other's segments in place (PeerBuffers).
 class SharedAllToAll final : public HostAllToAll {
  public:
   explicit SharedAllToAll(vmoe::MpiCommunicator& world)
@@ -129,25 +133,24 @@ class SharedAllToAll final : public HostAllToAll {
   }
   void prepare(int64_t chunk) override {
     HostAllToAll::prepare(chunk);
-    // Both windows hold the data: the timed calls only publish and read.
-    for (int w = 0; w < 2; ++w) {
-      std::memcpy(peers_->outbox(bytes()), send_.data(), send_.size() * sizeof(float));
-      peers_->publish();
-    }
+    const int64_t page = vmoe::PeerBuffers::page_bytes();
+    const int64_t bytes = static_cast<int64_t>(send_.size() * sizeof(float));
+    span_ = peers_->span(0, (bytes + page - 1) / page * page);
+    if (span_.base == nullptr) throw std::runtime_error("the shared buffers did not fit");
   }
   void ours() override {
     const int n = world_.size(), r = world_.rank();
-    peers_->outbox(bytes());
-    peers_->publish();
     for (int p = 0; p < n; ++p)
-      std::memcpy(recv_.data() + p * chunk_,
-                  static_cast<const float*>(peers_->peer(p)) + r * chunk_,
+      std::memcpy(segment(p) + r * chunk_, send_.data() + p * chunk_,
                   static_cast<size_t>(chunk_) * sizeof(float));
+    peers_->publish();
   }
+  float* received() override { return segment(world_.rank()); }
 
  private:
-  int64_t bytes() const { return static_cast<int64_t>(send_.size() * sizeof(float)); }
+  float* segment(int q) const { return reinterpret_cast<float*>(span_.segment(q)); }
   std::unique_ptr<vmoe::PeerBuffers> peers_;
+  vmoe::PeerBuffers::Span span_;
 };
 
 #ifdef VMOE_HAVE_NCCL
@@ -314,7 +317,7 @@ int main(int argc, char** argv) {
     }
     if (FLAGS_device == "shared") {
       SharedAllToAll impl(world);
-      return run(world, impl, " in shared memory (ours: read in place)") ? 0 : 1;
+      return run(world, impl, " in shared memory (ours: written in place)") ? 0 : 1;
     }
 #ifdef VMOE_HAVE_NCCL
     CudaAllToAll impl(world, vmoe::choose_device(-1));
