@@ -27,7 +27,10 @@ std::unique_ptr<PeerBuffers> PeerBuffers::create(const MpiCommunicator& comm) {
 }
 
 PeerBuffers::PeerBuffers(std::unique_ptr<MpiCommunicator> comm)
-    : comm_(std::move(comm)), rank_(comm_->rank()), size_(comm_->size()) {}
+    : comm_(std::move(comm)),
+      rank_(comm_->rank()),
+      size_(comm_->size()),
+      directory_(shared_window_directory()) {}
 
 PeerBuffers::~PeerBuffers() {
   int finalized = 0;
@@ -127,7 +130,7 @@ int64_t PeerBuffers::bytes(int key) const {
 
 bool PeerBuffers::room_for(int64_t bytes) {
   // Every rank's segment lives in the same directory of this node.
-  const std::string dir = shared_window_directory();
+  const std::string& dir = directory_;
   const int64_t free = dir.empty() ? -1 : free_bytes_in(dir);
   const double need = static_cast<double>(bytes) * size_;
   int fits = free < 0 || need <= static_cast<double>(free) ? 1 : 0;

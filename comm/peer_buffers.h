@@ -82,6 +82,7 @@ class PeerBuffers {
   std::unique_ptr<MpiCommunicator> comm_;  // a duplicate: its barriers match no other traffic
   int rank_, size_;
   std::map<int, Window> windows_;
+  std::string directory_;  // where Open MPI maps them ("" where it cannot tell)
   bool given_up_ = false;  // a window did not fit: no more spans
 };
 
