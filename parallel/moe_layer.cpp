@@ -86,12 +86,11 @@ void MoeLayer::forward(GemmInput input, int64_t images, int tokens, float* y, co
   const int64_t items = s.groups * s.items;
   // Every slot of every expert: the shape never depends on the routing.
   const int64_t capacity_rows = int64_t{s.experts} * s.groups * s.capacity * item_rows_;
-  const size_t buffer_bytes = static_cast<size_t>(capacity_rows * dim_) * sizeof(float);
   // In shared memory the exchanges read and write the experts' buffers where
   // they lie (parallel/expert_exchange.h): this layer keeps none of its own.
-  const bool in_place = exchange_ && exchange_->begin(s.groups, s.capacity, item_rows_, dim_);
-  buf_in_.resize({in_place ? 0 : capacity_rows, dim_});
-  buf_out_.resize({in_place ? 0 : capacity_rows, dim_});
+  if (exchange_) exchange_->begin(s.groups, s.capacity, item_rows_, dim_);
+  buf_in_.resize({in_place() ? 0 : capacity_rows, dim_});
+  buf_out_.resize({in_place() ? 0 : capacity_rows, dim_});
   rows_.resize({items, s.k});
   // Packed: each expert's kept rows first in each part an expert-parallel
   // rank receives, and its GEMMs skip the empty rest (where the backend
@@ -112,7 +111,7 @@ void MoeLayer::forward(GemmInput input, int64_t images, int tokens, float* y, co
       be_->moe_buffer_rows(s.groups, s.items, s.k, s.experts, s.capacity, item_rows_, r.expert(),
                            r.slot(), rows_.data());
     }
-    if (in_place) {
+    if (in_place()) {
       // Each kept row straight into its expert rank's buffer.
       exchange_->to_span_rows(rows_.data(), items * s.k);
       if (!packed) exchange_->zero_sent(ExpertExchange::kIn);
@@ -120,7 +119,7 @@ void MoeLayer::forward(GemmInput input, int64_t images, int tokens, float* y, co
                         exchange_->span(ExpertExchange::kIn), nullptr);
       exchange_->publish();
     } else {
-      dispatch(x, items, capacity_rows, buffer_bytes);
+      dispatch(x, items, capacity_rows);
     }
   }
   {
@@ -128,11 +127,11 @@ void MoeLayer::forward(GemmInput input, int64_t images, int tokens, float* y, co
     const int64_t rows = exchange_ ? exchange_->expert_rows()
                                    : s.groups * int64_t{s.capacity} * item_rows_;
     const int32_t* live = !packed ? nullptr : exchange_ ? live_in_.data() : live_.data();
-    float* out = in_place ? exchange_->mine(ExpertExchange::kOut) : buf_out_.data();
+    float* out = in_place() ? exchange_->mine(ExpertExchange::kOut) : buf_out_.data();
     experts_.forward(expert_input(), rows, out, live, exchange_ ? exchange_->sources() : 1);
   }
   PhaseScope timed("combine");
-  if (in_place) {
+  if (in_place()) {
     exchange_->publish();
   } else if (exchange_) {
     exchange_->combine(buf_out_.data(), back_.data());
@@ -140,8 +139,9 @@ void MoeLayer::forward(GemmInput input, int64_t images, int tokens, float* y, co
   be_->moe_combine(items, s.k, item_rows_, dim_, combined(), rows_.data(), r.gate(), y);
 }
 
-void MoeLayer::dispatch(const float* x, int64_t items, int64_t capacity_rows, size_t buffer_bytes) {
+void MoeLayer::dispatch(const float* x, int64_t items, int64_t capacity_rows) {
   const RoutingShape& s = router().shape();
+  const size_t buffer_bytes = static_cast<size_t>(capacity_rows * dim_) * sizeof(float);
   float* fixed = buf_in_.data();
   // Under bf16 the dispatch writes the bf16 copy too (no conversion pass):
   // of the buffer the experts read, or of the exchange's payload (then only

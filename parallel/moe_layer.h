@@ -74,7 +74,7 @@ class MoeLayer final : public FeedForward {
   const float* combined() const;
   // Not in place: x into the experts' input buffer (buf_in_), through the
   // exchange where there is one.
-  void dispatch(const float* x, int64_t items, int64_t capacity_rows, size_t buffer_bytes);
+  void dispatch(const float* x, int64_t items, int64_t capacity_rows);
   // Not in place: backward's combine, experts and dispatch into dx.
   void experts_backward(const float* dy, int64_t items, float* dx, Workspace& ws);
   MoeLayer(Backend& be, ParamStore& store, const std::string& name, const MoeConfig& config,
