@@ -7,6 +7,7 @@
 
 #include <map>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "core/backend.h"
@@ -30,14 +31,24 @@ class PhaseTimer {
   void add(const char* phase, int from, int to) { pending_.push_back({phase, from, to}); }
   // Seconds per phase since reset() (nested phases each count their own).
   const std::map<std::string, double>& totals() {
-    for (const Span& s : pending_)
-      totals_[s.phase] += backend_ != nullptr ? backend_->seconds_between(s.from, s.to)
-                                              : host_.seconds(s.from, s.to);
+    for (const Span& s : pending_) {
+      const double seconds = backend_ != nullptr ? backend_->seconds_between(s.from, s.to)
+                                                 : host_.seconds(s.from, s.to);
+      totals_[s.phase] += seconds;
+      if (keep_prefix_ != nullptr && std::string_view(s.phase).starts_with(keep_prefix_))
+        kept_[s.phase].push_back(seconds);
+    }
     pending_.clear();
     return totals_;
   }
+  // Phases named `prefix`... also keep each span's seconds (their spread, not
+  // just their sum: e.g. one rank's waits at each barrier); null: none.
+  void keep_spans(const char* prefix) { keep_prefix_ = prefix; }
+  // Each kept phase's spans, in seconds, as of the last totals().
+  const std::map<std::string, std::vector<double>>& spans() const { return kept_; }
   void reset() {
     totals_.clear();
+    kept_.clear();
     pending_.clear();
     host_.clear();
     if (backend_ != nullptr) backend_->clear_time_marks();
@@ -53,6 +64,8 @@ class PhaseTimer {
   HostTimeMarks host_;
   std::vector<Span> pending_;
   std::map<std::string, double> totals_;
+  const char* keep_prefix_ = nullptr;
+  std::map<std::string, std::vector<double>> kept_;
 };
 
 // Adds the time until the end of the scope to `phase` when timing is enabled.

@@ -80,9 +80,10 @@ void ExpertExchange::zero_sent(Buffer b) const {
                   static_cast<size_t>(blk) * sizeof(float));
 }
 
-void ExpertExchange::publish() {
+void ExpertExchange::publish(const char* wait) {
   PhaseScope timed("all_to_all");
   PhaseScope waited("exchange_wait");  // the barrier: how long peers lag
+  PhaseScope where(wait);
   peers_->publish();
 }
 
@@ -163,6 +164,9 @@ void ExpertExchange::dispatch_backward(const float* dexpert_in, float* dsend) {
 
 void ExpertExchange::exchange_live(const int32_t* live, int32_t* live_in) {
   PhaseScope timed("all_to_all");
+  // A few counts each way: its time is the wait for the last rank to come.
+  PhaseScope waited("exchange_wait");
+  PhaseScope where("exchange_wait.live_counts");
   // Chunk p of the sender's layout is L experts' parts: L counts each way.
   ep_->all_to_all(live, live_in, placement_.local_experts);
 }

@@ -69,7 +69,9 @@ class ExpertExchange {
   // segment, as the empty slots of a fixed buffer are.
   void zero_sent(Buffer b) const;
   // Collective: the barrier between the writers of a buffer and its readers.
-  void publish();
+  // `wait` names the barrier's phase, "exchange_wait.<where>" (a literal:
+  // core/phase_timer.h keeps the pointer), so each barrier's waits show.
+  void publish(const char* wait);
 
   // Not in place: send: the fixed layout (begin()'s shape); under bf16 its
   // bf16 copy is what travels, written into payload16() first (send itself

@@ -117,7 +117,7 @@ void MoeLayer::forward(GemmInput input, int64_t images, int tokens, float* y, co
       if (!packed) exchange_->zero_sent(ExpertExchange::kIn);
       be_->moe_dispatch(items, s.k, item_rows_, dim_, x, rows_.data(),
                         exchange_->span(ExpertExchange::kIn), nullptr);
-      exchange_->publish();
+      exchange_->publish("exchange_wait.dispatch");
     } else {
       dispatch(x, items, capacity_rows);
     }
@@ -132,7 +132,7 @@ void MoeLayer::forward(GemmInput input, int64_t images, int tokens, float* y, co
   }
   PhaseScope timed("combine");
   if (in_place()) {
-    exchange_->publish();
+    exchange_->publish("exchange_wait.experts");
   } else if (exchange_) {
     exchange_->combine(buf_out_.data(), back_.data());
   }
@@ -181,7 +181,7 @@ void MoeLayer::backward(GemmInput input, GemmInput dy_in, float* dx, Workspace& 
       if (!be_->skips_empty_slots()) exchange_->zero_sent(B::kOutGrad);
       be_->moe_combine_backward(items, s.k, item_rows_, dim_, dy, combined(), rows_.data(),
                                 r.gate(), exchange_->span(B::kOutGrad), r.d_gate(), nullptr);
-      exchange_->publish();
+      exchange_->publish("exchange_wait.combine_backward");
     }
     {
       PhaseScope timed("experts");
@@ -190,7 +190,7 @@ void MoeLayer::backward(GemmInput input, GemmInput dy_in, float* dx, Workspace& 
     }
     {
       PhaseScope timed("dispatch");
-      exchange_->publish();
+      exchange_->publish("exchange_wait.experts_backward");
       be_->moe_dispatch_backward(items, s.k, item_rows_, dim_, exchange_->span(B::kInGrad),
                                  rows_.data(), dx);
     }

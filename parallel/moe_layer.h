@@ -62,14 +62,14 @@ class MoeLayer final : public FeedForward {
   // The experts' input, with the bf16 copy the exchange received (bf16 only).
   GemmInput expert_input() const;
   bool exchanges() const { return exchange_ != nullptr; }
+  // Whether the last forward's exchanges ran in place (shared memory): its
+  // backward's do too.
+  bool in_place() const { return exchange_ && exchange_->in_place(); }
   ExpertMlps& experts() { return experts_; }
   // Matrix-product FLOPs per token: router plus k experts.
   double flops_per_token(bool training) const;
 
  private:
-  // Whether the last forward's exchanges ran in place (shared memory): its
-  // backward's do too.
-  bool in_place() const { return exchange_ && exchange_->in_place(); }
   // The experts' outputs, each (item, choice)'s at its row (rows_).
   const float* combined() const;
   // Not in place: x into the experts' input buffer (buf_in_), through the

@@ -4,6 +4,7 @@
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 
+#include <map>
 #include <numeric>
 
 #include "comm/device_assignment.h"
@@ -12,6 +13,7 @@
 #include "comm/process_groups.h"
 #include "comm/stand_in_communicator.h"
 #include "core/cpu/cpu_backend.h"
+#include "core/phase_timer.h"
 #include "core/workspace.h"
 #include "parallel/grad_sync.h"
 #include "parallel/moe_layer.h"
@@ -350,9 +352,27 @@ TEST_P(ShardedMoe, MatchesOneProcess) {
     EXPECT_EQ(sharded.exchanges(), place.ep_size > 1);
     const float* xs = xd.data() + r * rows * dim;
     Tensor ys(be, {rows, dim}), dxs(be, {rows, dim});
+    // Each of the pass's barriers has its own wait phase, once per pass
+    // (the live counts' exchange: packed only).
+    PhaseTimer& timer = PhaseTimer::instance();
+    timer.enable(true);
+    timer.keep_spans("exchange_wait.");
     sharded.forward(xs, per_rank, tokens, ys.data(), pass);
     store.zero_grads();
     sharded.backward(xs, dyd.data() + r * rows * dim, dxs.data(), ws);
+    timer.totals();
+    std::map<std::string, size_t> waits;
+    for (const auto& [name, spans] : timer.spans()) waits[name] = spans.size();
+    timer.keep_spans(nullptr);
+    timer.enable(false);
+    std::map<std::string, size_t> want_waits;
+    if (sharded.exchanges() && packed) want_waits["exchange_wait.live_counts"] = 1;
+    if (sharded.in_place()) {
+      for (const char* site : {"dispatch", "experts", "combine_backward", "experts_backward"})
+        want_waits[std::string("exchange_wait.") + site] = 1;
+    }
+    EXPECT_EQ(waits, want_waits);
+    EXPECT_EQ(sharded.in_place(), in_place && place.ep_size > 1);
     GradientSync(store, groups, 1000).all_reduce();
 
     const std::vector<float> yr = y.to_host(), dxr = dx.to_host();

@@ -280,6 +280,61 @@ class GemmReplay {
   ColdArena cold_;
 };
 
+// One barrier's waits on one rank: how they spread, and their share of the
+// step. A rank that waits at the barriers after the experts (experts,
+// experts_backward) in most steps, while its peers do not, has the lighter
+// experts; waits that are short in most steps but milliseconds long in a few,
+// at barriers with equal work before them on every rank (live_counts,
+// combine_backward), are the machine's: another task or the host took a
+// core for a while.
+struct WaitSpread {
+  double calls, median_us, p90_us, p99_us, max_us, share;
+};
+constexpr const char* kWaitSites[] = {"live_counts", "dispatch", "experts", "combine_backward",
+                                      "experts_backward"};
+constexpr int kSites = sizeof kWaitSites / sizeof kWaitSites[0];
+
+// Every rank's spread at each barrier, [rank][site], on every rank.
+std::vector<WaitSpread> gather_waits(vmoe::Communicator& world,
+                                     const std::map<std::string, std::vector<double>>& spans,
+                                     double seconds) {
+  std::vector<WaitSpread> mine(kSites, WaitSpread{});
+  for (int i = 0; i < kSites; ++i) {
+    const auto it = spans.find(std::string("exchange_wait.") + kWaitSites[i]);
+    if (it == spans.end() || it->second.empty()) continue;
+    std::vector<double> v = it->second;
+    std::sort(v.begin(), v.end());
+    const auto at = [&](double q) { return 1e6 * v[static_cast<size_t>(q * (v.size() - 1))]; };
+    double sum = 0;
+    for (double x : v) sum += x;
+    mine[i] = {
+        static_cast<double>(v.size()), at(0.5), at(0.9), at(0.99), 1e6 * v.back(), sum / seconds};
+  }
+  std::vector<WaitSpread> all(static_cast<size_t>(kSites) * world.size());
+  world.all_gather(mine.data(), all.data(), kSites * sizeof(WaitSpread));
+  return all;
+}
+
+void print_waits(const std::vector<WaitSpread>& all, int ranks) {
+  if (all.empty()) return;
+  std::printf(
+      "# exchange waits per rank, us a call: median/90th/99th percentile/max (share of "
+      "the step)\n");
+  for (int i = 0; i < kSites; ++i) {
+    std::printf("#   %-17s", kWaitSites[i]);
+    for (int r = 0; r < ranks; ++r) {
+      const WaitSpread& w = all[static_cast<size_t>(r) * kSites + i];
+      if (w.calls == 0) {
+        std::printf("  rank %d: -", r);
+        continue;
+      }
+      std::printf("  rank %d: %.0f/%.0f/%.0f/%.0f (%.2f%%)", r, w.median_us, w.p90_us, w.p99_us,
+                  w.max_us, 100 * w.share);
+    }
+    std::printf("\n");
+  }
+}
+
 double median(std::vector<double> v) {
   std::sort(v.begin(), v.end());
   const size_t n = v.size();
@@ -380,6 +435,7 @@ int main(int argc, char** argv) {
   const double step_flops =
       3.0 * trainer.forward_flops_per_image(true) * FLAGS_batch / world.size();
   PhaseTimer::instance().enable(FLAGS_phases, &be);
+  PhaseTimer::instance().keep_spans("exchange_wait.");
   // Host copies and waits within the steps (the rounds' own synchronising
   // is not theirs), and bf16 conversions.
   int64_t host_events_total = 0;
@@ -425,6 +481,11 @@ int main(int argc, char** argv) {
   const double gemm_conversions = static_cast<double>(conversions.gemm_inputs) / FLAGS_steps;
   const double explicit_conversions = static_cast<double>(conversions.explicit_calls) / FLAGS_steps;
   const std::map<std::string, double> phases = PhaseTimer::instance().totals();
+  const std::vector<WaitSpread> waits =
+      FLAGS_phases && world.size() > 1
+          ? gather_waits(world, PhaseTimer::instance().spans(), seconds)
+          : std::vector<WaitSpread>{};
+  PhaseTimer::instance().keep_spans(nullptr);
   PhaseTimer::instance().enable(false);
   // Then a round that times each GEMM inside the steps (two clock reads a
   // call, which the rounds above are spared): their share of the step as run.
@@ -481,7 +542,7 @@ int main(int argc, char** argv) {
     // in-place exchange's barrier inside them) count once.
     double timed = 0;
     for (const auto& [name, t] : phases)
-      if (name != "all_to_all" && name != "exchange_wait") timed += t;
+      if (!name.starts_with("all_to_all") && !name.starts_with("exchange_wait")) timed += t;
     for (const char* name : {"attention", "dense_mlp", "routing", "dispatch", "experts", "combine",
                              "all_to_all", "exchange_wait", "gradient_all_reduce", "optimizer"}) {
       const auto it = phases.find(name);
@@ -490,5 +551,6 @@ int main(int argc, char** argv) {
     std::printf(" other=%.1f%%", 100 * (seconds - timed) / seconds);
   }
   std::printf("\n");
+  print_waits(waits, world.size());
   return 0;
 }
