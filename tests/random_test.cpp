@@ -1,8 +1,12 @@
-// Philox known answers and RandomPermutation bijectivity.
+// Philox known answers, its many-lane draws against one at a time, and
+// RandomPermutation bijectivity.
 #include <gtest/gtest.h>
 
+#include <cstring>
 #include <vector>
 
+#include "core/cpu/cpu_backend.h"
+#include "core/cpu/cpu_loops.h"
 #include "core/random.h"
 
 namespace vmoe {
@@ -26,6 +30,36 @@ TEST(Philox, DependsOnEveryInput) {
     EXPECT_NE(std::vector<uint32_t>(base.v, base.v + 4),
               std::vector<uint32_t>(other.v, other.v + 4));
   }
+}
+
+// Many lanes at a time, the same words as one counter at a time: across the
+// low word's wrap into the high one (by one lane, by a whole block), at
+// lengths with tails at every width.
+TEST(Philox, ManyLanesGiveTheOneAtATimeWords) {
+  for (const uint64_t first :
+       {uint64_t{0}, uint64_t{0xFFFFFFF0u}, uint64_t{0xFFFFFFFFu}, (uint64_t{7} << 40) + 3}) {
+    for (const int64_t n : {1, 7, 8, 15, 16, 17, 100, 1000}) {
+      std::vector<uint32_t> w0(n), w1(n);
+      cpu_loops::philox_words(n, 0x1234567890abcdefull, 4, first, w0.data(), w1.data());
+      for (int64_t i = 0; i < n; ++i) {
+        const Philox4 r = philox4x32(first + i, 4, 0x1234567890abcdefull);
+        ASSERT_EQ(w0[i], r.v[0]) << "first " << first << " n " << n << " i " << i;
+        ASSERT_EQ(w1[i], r.v[1]) << "first " << first << " n " << n << " i " << i;
+      }
+    }
+  }
+}
+
+// The router's noise on the CPU: normal_at's values to the bit, past the
+// backend's chunks, from a device step counter.
+TEST(Random, CpuNoiseIsNormalAtToTheBit) {
+  CpuBackend be;
+  const int64_t n = 1500, step = 3, per_step = 5000;
+  std::vector<float> x(n), want(n);
+  for (int64_t i = 0; i < n; ++i) want[i] = x[i] = 0.01f * static_cast<float>(i);
+  be.add_normal_noise(n, 0.25f, 11, 4, 100, &step, per_step, x.data());
+  for (int64_t i = 0; i < n; ++i) want[i] += 0.25f * normal_at(11, 4, 100 + step * per_step + i);
+  EXPECT_EQ(0, std::memcmp(x.data(), want.data(), n * sizeof(float)));
 }
 
 TEST(RandomPermutation, IsABijection) {

@@ -19,7 +19,15 @@ void CpuBackend::add_normal_noise(int64_t n, float scale, uint64_t key, uint64_t
                                   uint64_t first, const int64_t* step, uint64_t per_step,
                                   float* x) {
   first = first_counter(first, step, per_step);
-  for (int64_t i = 0; i < n; ++i) x[i] += scale * normal_at(key, stream, first + i);
+  // The Philox rounds many lanes at a time; the normals from their words
+  // with the scalar logf and cosf, so each value is normal_at's to the bit.
+  constexpr int64_t kChunk = 256;
+  uint32_t w0[kChunk], w1[kChunk];
+  for (int64_t at = 0; at < n; at += kChunk) {
+    const int64_t m = std::min(kChunk, n - at);
+    cpu_loops::philox_words(m, key, stream, first + static_cast<uint64_t>(at), w0, w1);
+    for (int64_t i = 0; i < m; ++i) x[at + i] += scale * normal_from_bits(w0[i], w1[i]);
+  }
 }
 
 void CpuBackend::top_k(int64_t rows, int cols, int k, const float* x, int32_t* index,

@@ -49,6 +49,10 @@ void adam_update(int64_t n, const AdamParams& a, const float* grad, float* param
                  float* v);
 void sgd_update(int64_t n, const SgdParams& s, const float* grad, float* param, float* buf);
 void sum_squares(int64_t n, const float* x, double* out);
+// The first two words of Philox4x32-10 at counters first .. first + n - 1
+// (core/random.h), 8 or 16 lanes at a time (core/cpu/philox_lanes.cpp).
+void philox_words(int64_t n, uint64_t key, uint64_t stream, uint64_t first, uint32_t* w0,
+                  uint32_t* w1);
 void mix_pairs(int64_t pairs, int64_t n, float lambda, float* x);
 
 void moe_combine(int64_t items, int k, int item_rows, int dim, const float* buf, const int32_t* row,

@@ -126,6 +126,11 @@ std::vector<Loop> loops() {
          cpu_loops::moe_combine_backward(r, 1, 1, c, in.a.data(), in.c.data(), row.data(),
                                          in.d.data(), in.b.data(), in.e.data());
        }},
+      {"philox_words", 0.02,  // the router noise's random bits: 32-bit products
+       [](Inputs& in, int64_t r, int c) {
+         cpu_loops::philox_words(r * c, 11, 4, 1000, reinterpret_cast<uint32_t*>(in.b.data()),
+                                 reinterpret_cast<uint32_t*>(in.c.data()));
+       }},
       {"sum_squares", 0.15,
        [](Inputs& in, int64_t r, int c) {
          double out = 0;
