@@ -36,8 +36,8 @@ TEST(Philox, DependsOnEveryInput) {
 // low word's wrap into the high one (by one lane, by a whole block), at
 // lengths with tails at every width.
 TEST(Philox, ManyLanesGiveTheOneAtATimeWords) {
-  for (const uint64_t first :
-       {uint64_t{0}, uint64_t{0xFFFFFFF0u}, uint64_t{0xFFFFFFFFu}, (uint64_t{7} << 40) + 3}) {
+  for (const uint64_t first : {uint64_t{0}, uint64_t{0x7FFFFFF0u}, uint64_t{0xFFFFFFF0u},
+                               uint64_t{0xFFFFFFFFu}, (uint64_t{7} << 40) + 3}) {
     for (const int64_t n : {1, 7, 8, 15, 16, 17, 100, 1000}) {
       std::vector<uint32_t> w0(n), w1(n);
       cpu_loops::philox_words(n, 0x1234567890abcdefull, 4, first, w0.data(), w1.data());

@@ -79,7 +79,8 @@ __attribute__((target("avx512f"))) void philox_words_avx512(int64_t n, uint64_t 
     // multiply's latency.
     __m512i c0[kBlocks], c1[kBlocks], c2[kBlocks], c3[kBlocks];
     for (int b = 0; b < kBlocks; ++b) {
-      c0[b] = _mm512_add_epi32(_mm512_set1_epi32(static_cast<int>(base) + 16 * b), lane);
+      c0[b] = _mm512_add_epi32(
+          _mm512_set1_epi32(static_cast<int>(static_cast<uint32_t>(base) + 16u * b)), lane);
       c1[b] = _mm512_set1_epi32(static_cast<int>(base >> 32));
       c2[b] = _mm512_set1_epi32(static_cast<int>(stream));
       c3[b] = _mm512_set1_epi32(static_cast<int>(stream >> 32));
@@ -124,7 +125,8 @@ __attribute__((target("avx2"))) void philox_words_avx2(int64_t n, uint64_t key, 
     }
     __m256i c0[kBlocks], c1[kBlocks], c2[kBlocks], c3[kBlocks];
     for (int b = 0; b < kBlocks; ++b) {
-      c0[b] = _mm256_add_epi32(_mm256_set1_epi32(static_cast<int>(base) + 8 * b), lane);
+      c0[b] = _mm256_add_epi32(
+          _mm256_set1_epi32(static_cast<int>(static_cast<uint32_t>(base) + 8u * b)), lane);
       c1[b] = _mm256_set1_epi32(static_cast<int>(base >> 32));
       c2[b] = _mm256_set1_epi32(static_cast<int>(stream));
       c3[b] = _mm256_set1_epi32(static_cast<int>(stream >> 32));
