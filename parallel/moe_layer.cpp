@@ -158,8 +158,8 @@ void MoeLayer::dispatch(const float* x, int64_t items, int64_t capacity_rows) {
   } else {
     fixed16 = bf16_copy(buf_in16_, {capacity_rows, dim_});
   }
-  if (!be_->skips_empty_slots()) {  // empty slots: zeros (parallel/experts.h); packed, nothing
-                                    // reads them
+  // Empty slots: zeros (parallel/experts.h); packed buffers' are never read.
+  if (!be_->skips_empty_slots()) {
     if (fixed != nullptr) be_->zero(fixed, buffer_bytes);
     if (fixed16 != nullptr) be_->zero(fixed16, buffer_bytes / 2);
   }
